@@ -1,0 +1,109 @@
+# medserve: one small Makefile. Objects go to $(BUILD) with -MMD -MP.
+#   make            libmedserve (static + shared), medserve, lora-merge, tools
+#   make CUDA=1     adds the CUDA/cuBLAS backend (runtime/cuda/*.cu)
+#   make test       every test, normal build and ASan+UBSan build; ends "N passed, N failed"
+#   make asan       the ASan+UBSan build only
+#   make demo       synthetic model + synthetic LoRA, merged, served on localhost
+#   make bench      benchmarks (bench/README.md)
+CC      ?= gcc
+NVCC    ?= nvcc
+BUILD   ?= build
+OPT     ?= -O2
+SAN     ?=
+CFLAGS  := -std=c11 -Wall -Wextra -Werror $(OPT) -g -fPIC -fopenmp -D_GNU_SOURCE \
+           -Iinclude -Iruntime -Imerge -Iapi -MMD -MP $(SAN) $(EXTRA_CFLAGS)
+LDFLAGS := -fopenmp $(SAN)
+LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
+SRV_LIBS := -lmicrohttpd
+
+# Kernel files named *_avx512.c / *_avx2.c get their ISA flags; the choice
+# between them is made at run time, so one binary runs on any x86-64.
+AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c
+AVX2_FLAGS   := -mavx2 -mfma -mf16c
+
+LIB_SRC   := $(wildcard runtime/*.c runtime/cpu/*.c)
+MERGE_SRC := $(filter-out merge/main.c,$(wildcard merge/*.c))
+API_SRC   := $(filter-out api/main.c,$(wildcard api/*.c))
+TOOL_SRC  := $(wildcard tools/*.c)
+TEST_SRC  := $(wildcard tests/test_*.c)
+
+ifeq ($(CUDA),1)
+CFLAGS   += -DMS_CUDA
+CUDA_HOME ?= /usr/local/cuda
+CU_SRC   := $(wildcard runtime/cuda/*.cu)
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+NVFLAGS  := -O2 -std=c++17 -Iinclude -Iruntime -DMS_CUDA -Xcompiler -fPIC \
+            -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80
+endif
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
+MERGE_OBJ := $(MERGE_SRC:%.c=$(BUILD)/%.o)
+API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o)
+TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
+TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+STATIC    := $(BUILD)/libmedserve.a
+SHARED    := $(BUILD)/libmedserve.so
+PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
+
+.PHONY: all tests test asan demo bench fuzz clean deps
+all: $(STATIC) $(SHARED) $(PROGS) $(TOOLS)
+
+tests: all $(TESTS)
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@ && ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/medserve: $(BUILD)/api/main.o $(API_OBJ) $(MERGE_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
+
+$(BUILD)/lora-merge: $(BUILD)/merge/main.o $(MERGE_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(API_OBJ) $(MERGE_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
+
+$(BUILD)/%_avx512.o: %_avx512.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+
+$(BUILD)/%_avx2.o: %_avx2.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(AVX2_FLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+# The test command of the README: installs missing dependencies (or names
+# them), then runs the suite in a normal and an ASan+UBSan build.
+test:
+	@bash tests/run.sh
+
+asan:
+	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" tests
+
+demo: all
+	@bash tools/demo.sh
+
+bench: all
+	@bash bench/run.sh
+
+deps:
+	@bash tools/install-deps.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
