@@ -46,6 +46,7 @@ STATIC    := $(BUILD)/libmedserve.a
 SHARED    := $(BUILD)/libmedserve.so
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
 
+.SECONDARY:
 .PHONY: all tests test asan demo bench fuzz clean deps
 all: $(STATIC) $(SHARED) $(PROGS) $(TOOLS)
 

@@ -1,0 +1,12 @@
+/* cli_chat.c: placeholder until the subcommand lands; says so and fails. */
+#include <stdio.h>
+
+#include "cli.h"
+
+int cli_chat(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "medserve: this subcommand is not built yet\n");
+    return 1;
+}
