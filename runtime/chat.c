@@ -73,18 +73,21 @@ static ms_status unt(rnd *r, str s)
     return MS_OK;
 }
 
+/* View of a NUL-terminated string; NULL is "". */
 static str S(const char *p)
 {
     str s = {p ? p : "", p ? strlen(p) : 0};
     return s;
 }
 
+/* Python str.startswith. */
 static int starts(str s, const char *pre)
 {
     size_t k = strlen(pre);
     return s.n >= k && memcmp(s.p, pre, k) == 0;
 }
 
+/* Python str.endswith. */
 static int ends(str s, const char *suf)
 {
     size_t k = strlen(suf);
@@ -106,18 +109,21 @@ static const char *after_last(str s, const char *needle)
     return at;
 }
 
+/* Python s.lstrip('\n'). */
 static str lstrip_nl(str s)
 {
     while (s.n && s.p[0] == '\n') s.p++, s.n--;
     return s;
 }
 
+/* Python s.rstrip('\n'). */
 static str rstrip_nl(str s)
 {
     while (s.n && s.p[s.n - 1] == '\n') s.n--;
     return s;
 }
 
+/* Whether m has exactly this role (case-sensitive, as Jinja's ==). */
 static int is_role(const chat_msg *m, const char *role)
 {
     return m->role && strcmp(m->role, role) == 0;

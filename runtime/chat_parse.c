@@ -20,6 +20,7 @@ enum {
     ST_DONE
 };
 
+/* Whether s[0..n) ends with suf. */
 static int ends_with(const char *s, size_t n, const char *suf)
 {
     size_t k = strlen(suf);
@@ -243,6 +244,7 @@ void chat_split_result_free(chat_split_result *r)
 #define TC_OPEN "<tool_call>\n"
 #define TC_CLOSE "\n</tool_call>"
 
+/* JSON whitespace, allowed between and after tool-call blocks. */
 static int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
