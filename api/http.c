@@ -300,6 +300,11 @@ void http_reply_stream(http_req *r, int status, const char *content_type, http_s
     queue(r, status, resp, content_type);
 }
 
+void http_abort(http_req *r)
+{
+    if (!r->replied) r->replied = -1;
+}
+
 const char *http_method(const http_req *r) { return r->method; }
 const char *http_path(const http_req *r) { return r->path; }
 http_flag http_flags(const http_req *r) { return r->flag; }

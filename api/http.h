@@ -94,6 +94,9 @@ typedef ssize_t (*http_stream_fn)(void *ctx, char *buf, size_t max);
 void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn,
                        void *ctx, void (*free_fn)(void *ctx));
 
+/* Sends nothing and closes the connection (the client already left). */
+void http_abort(http_req *r);
+
 /* Monotonic clock in seconds. */
 double http_now(void);
 

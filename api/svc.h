@@ -59,8 +59,9 @@ typedef struct svc_fake_params {
 ms_status svc_fake_open(const svc_fake_params *p, svc **out, ms_error *err);
 
 typedef struct svc_ms_params {
-    ms_load_params load;
-    ms_engine_params engine;
+    int n_threads;     /* 0: all online CPUs */
+    int n_ctx;         /* 0: the engine's default */
+    int max_seqs, max_queue;
 } svc_ms_params;
 
 /* Loads dir with libmedserve and starts its engine. */
