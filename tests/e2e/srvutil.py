@@ -186,8 +186,15 @@ def stream_chat(server, body, headers=None, timeout=120):
 def wait_for(pred, timeout=10, step=0.02):
     """Polls pred until it is true; returns its last value."""
     end = time.time() + timeout
-    v = pred()
+
+    def attempt():
+        try:
+            return pred()
+        except (OSError, http.client.HTTPException):
+            return False  # e.g. a connection refused while the server settles
+
+    v = attempt()
     while not v and time.time() < end:
         time.sleep(step)
-        v = pred()
+        v = attempt()
     return v

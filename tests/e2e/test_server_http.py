@@ -387,3 +387,25 @@ def test_openai_sdk_shapes(srv):
     assert ei.value.body["param"] == "temperature"
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_connection_limits_and_idle_timeout():
+    with fake("--max-connections", "6", "--max-connections-per-ip", "4", "--idle-timeout", "1") as s:
+        socks = [socket.create_connection(("127.0.0.1", s.port)) for _ in range(4)]
+        # the 5th connection from this address is closed at once, without a reply
+        extra = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        extra.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            got = extra.recv(100)
+        except ConnectionResetError:
+            got = b""
+        assert got == b"", got
+        extra.close()
+        # idle connections are closed after --idle-timeout
+        t0 = time.time()
+        socks[0].settimeout(5)
+        assert socks[0].recv(100) == b""
+        assert 0.5 < time.time() - t0 < 4
+        for c in socks:
+            c.close()
+        assert wait_for(lambda: s.request("GET", "/health")[0] == 200, timeout=5)
