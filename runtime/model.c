@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cpu/cpu.h"
 #include "err.h"
 #include "sha256.h"
 
@@ -257,5 +256,14 @@ void model_free(model *m)
 
 float wmat_get(const wmat *w, int64_t row, int64_t col)
 {
-    return elem_get(w->data, w->dtype, row * w->cols + col);
+    const unsigned char *p = (const unsigned char *)w->data;
+    const int64_t i = row * w->cols + col;
+    if (w->dtype == ST_F32) {
+        float f;
+        memcpy(&f, p + 4 * i, 4);
+        return f;
+    }
+    uint16_t h;
+    memcpy(&h, p + 2 * i, 2);
+    return w->dtype == ST_BF16 ? st_bf16_to_f32(h) : st_f16_to_f32(h);
 }
