@@ -62,6 +62,7 @@ static ms_status unt(rnd *r, str s)
     }
     if (r->nur == r->cap) {
         size_t nc = r->cap ? r->cap * 2 : 16;
+        if (nc > SIZE_MAX / (2 * sizeof *r->ur)) return ms_seterr(r->err, MS_ERR_NOMEM, "chat: too many ranges");
         size_t *nu = realloc(r->ur, nc * 2 * sizeof *nu);
         if (!nu) return ms_seterr(r->err, MS_ERR_NOMEM, "chat: out of memory");
         r->ur = nu;
@@ -374,6 +375,10 @@ static ms_status own(chat_conv *c, char *s, ms_error *err)
     if (!s) return ms_seterr(err, MS_ERR_NOMEM, "chat: out of memory");
     if (c->n_owned == c->cap_owned) {
         size_t nc = c->cap_owned ? c->cap_owned * 2 : 16;
+        if (nc > SIZE_MAX / sizeof *c->owned) {
+            free(s);
+            return ms_seterr(err, MS_ERR_NOMEM, "chat: too many strings");
+        }
         char **no = realloc(c->owned, nc * sizeof *no);
         if (!no) {
             free(s);

@@ -111,6 +111,10 @@ static ms_status scan_numbers(const char *t, size_t len, span **out, size_t *n_o
         }
         if (n == cap) {
             size_t nc = cap ? cap * 2 : 16;
+            if (nc > SIZE_MAX / sizeof *v) {
+                free(v);
+                return ms_seterr(err, MS_ERR_NOMEM, "%s: too many numbers", what);
+            }
             span *nv = realloc(v, nc * sizeof *nv);
             if (!nv) {
                 free(v);

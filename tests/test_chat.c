@@ -229,6 +229,7 @@ static void t_parts_and_errors(void)
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"a\":-.5}]}", "number"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tools\":[{\"a\":1.}]}", "number"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"role\":\"system\"}]}", "duplicate"},
+        {"{\"messages\":[\"user\"]}", "messages[0] must be an object"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ms_error be = {0};
@@ -241,6 +242,16 @@ static void t_parts_and_errors(void)
     chat_msg m = {.role = "user", .content = "x"};
     CHECK(chat_render(&m, 1, NULL, 1, 2, &o, &e) != MS_OK, "enable_thinking 2 accepted");
     CHECK(chat_render(&m, 1, "[1", 1, -1, &o, &e) != MS_OK, "broken tools JSON accepted");
+    CHECK(chat_render(&m, 1, "{}", 1, -1, &o, &e) != MS_OK && strstr(e.message, "tools"), "tools object accepted");
+    CHECK(chat_render(&m, 1, "null", 1, -1, &o, &e) == MS_OK && !strstr(o.text, "# Tools"), "tools null: %s",
+          e.message);
+    chat_out_free(&o);
+    static const char *const bad_calls[] = {"{}", "[1]", "[{\"function\":\"f\",\"name\":\"f\",\"arguments\":{}}]"};
+    for (size_t i = 0; i < 3; i++) {
+        chat_msg am[2] = {{.role = "user", .content = "q"}, {.role = "assistant", .tool_calls_json = bad_calls[i]}};
+        CHECK(chat_render(am, 2, NULL, 0, -1, &o, &e) == MS_ERR_INVALID && strstr(e.message, "tool_calls"),
+              "bad tool_calls %zu accepted: %s", i, e.message);
+    }
     chat_out_free(NULL);
     chat_conv_free(NULL);
 }

@@ -287,6 +287,15 @@ static void t_tool_calls(void)
               "bad case %zu accepted", i);
         chat_tool_calls_free(&tc);
     }
+    static const char block[] = "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}\n</tool_call>\n";
+    char many[(CHAT_MAX_TOOL_CALLS + 1) * sizeof block] = "";
+    for (int i = 0; i <= CHAT_MAX_TOOL_CALLS; i++) strcat(many, block);
+    CHECK(chat_parse_tool_calls(many, strlen(many), &tc, &e) == MS_ERR_FORMAT && strstr(e.message, "more than"),
+          "%d calls accepted", CHAT_MAX_TOOL_CALLS + 1);
+    many[strlen(many) - strlen(block)] = '\0'; /* drop the last block: exactly the limit */
+    CHECK(chat_parse_tool_calls(many, strlen(many), &tc, &e) == MS_OK && tc.n == CHAT_MAX_TOOL_CALLS,
+          "%d calls refused: %s", CHAT_MAX_TOOL_CALLS, e.message);
+    chat_tool_calls_free(&tc);
     chat_tool_calls_free(NULL);
     chat_split_result_free(NULL);
     chat_splitter_free(NULL);

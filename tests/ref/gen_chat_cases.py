@@ -52,7 +52,7 @@ TOOLS = [
             "since": {"type": "string", "format": "date"},
             "limit": {"type": "integer", "default": 10}}, "required": []}}},
     {"type": "function", "function": {
-        "name": "nested", "description": "Odd values: \u2028 line sep, \u007f del, \u0001 ctl, </script> <b>",
+        "name": "nested", "description": "Odd values: \u2028 line sep, \u007f del, \u0001 ctl, \r\b\f\x1f, </script> <b>",
         "parameters": {"z_last": 1, "a_first": [1.5, -0.0, 1e-05, 1e16, 123456789.125, 0.1, 2.5e-7,
                                                   1e300, -3, 0, [], {}, [[{}]], True, None],
                        "empty": "", "big": 12345678901234567890}}},
