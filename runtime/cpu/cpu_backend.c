@@ -100,9 +100,10 @@ static ms_status cpu_create(const model *m, const backend_params *p, backend **o
     b->V = c->vocab_size;
     b->qdim = c->n_heads * c->head_dim;    /* config.c bounds keep these in int */
     b->kvdim = c->n_kv_heads * c->head_dim;
-    /* HF computes in the config dtype; anything else falls back to the embedding's. */
-    b->act = (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16) ? c->dtype
-                                                                               : m->embed.dtype;
+    /* HF computes in the config's dtype; without one ("auto"), in the weights' dtype. */
+    b->act = c->dtype_given && (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16)
+                 ? c->dtype
+                 : m->embed.dtype;
     b->eps = (float)c->rms_norm_eps;
     b->attn_scale = (float)pow((double)c->head_dim, -0.5); /* HF: head_dim ** -0.5 */
 
