@@ -6,7 +6,8 @@
  * saw), loaded with model_load and run on the CPU backend. Checks:
  *   - per-position logits on the fixture's vocabulary columns and at HF's top-5 ids: max abs
  *     difference within the fixture's tolerance (1e-3 f32, 2e-2 bf16); the worst are printed;
- *   - per-position argmax equal to HF's;
+ *   - per-position argmax equal to HF's (where HF's own top-2 margin is within the tolerance,
+ *     i.e. a bf16 near tie, our choice must be within the tolerance of HF's choice);
  *   - greedy continuations (64 tokens, all prompts decoded together) identical to HF's;
  *   - batch invariance: all prompts prefilled in one call give bitwise the logits of each
  *     alone, and a batched decode step gives bitwise the logits of the same step alone;
@@ -139,9 +140,14 @@ static double check_logits(const cJSON *pj, const float *lg, int n, int V, const
         }
         int ours = argmax(row, V), hf = cJSON_GetArrayItem(am, t)->valueint;
         if (ours != hf) {
-            bad_argmax++;
-            printf("  %s: position %d argmax %d (%.6g) vs HF %d (%.6g here)\n", what, t, ours,
-                   row[ours], hf, row[hf]);
+            /* Accepted only where HF itself has a near tie: its top-2 margin and our gap
+             * between the two ids are both within the tolerance (one bf16 ulp). */
+            double hf_margin = cJSON_GetArrayItem(tv, 0)->valuedouble - cJSON_GetArrayItem(tv, 1)->valuedouble;
+            int near_tie = hf_margin <= tol && (double)row[ours] - row[hf] <= tol;
+            bad_argmax += !near_tie;
+            printf("  %s: position %d argmax %d (%.7g) vs HF %d (%.7g here; HF top-2 margin %.3g)%s\n",
+                   what, t, ours, row[ours], hf, row[hf], hf_margin,
+                   near_tie ? ": a near tie within tolerance, accepted" : "");
         }
     }
     printf("  %s: %d positions, max |diff| %.3g at position %d id %d (ours %.7g, HF %.7g), tol %g\n",
