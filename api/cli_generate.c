@@ -8,7 +8,8 @@
  * positive --temperature turns sampling on). Text is streamed to stdout as
  * it is generated; a one-line summary (tokens, prefill and decode tok/s, the
  * seed) goes to stderr. Ctrl-C cancels the generation and still prints the
- * summary. Exit 0 ok, 1 runtime failure, 2 bad usage or bad input. */
+ * summary. Exit 0 ok, 1 runtime failure, 2 bad usage or bad input, 130 after
+ * Ctrl-C. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -79,6 +80,17 @@ static int parse_num(const char *s, double *out)
     return 0;
 }
 
+/* 1 if o is an option that takes a value. */
+static int is_value_option(const char *o)
+{
+    static const char *const opts[] = {"--prompt", "--system", "--messages", "--max-tokens",
+                                       "--temperature", "--top-k", "--top-p", "--min-p",
+                                       "--repetition-penalty", "--seed", "--threads", "--ctx"};
+    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+        if (!strcmp(o, opts[i])) return 1;
+    return 0;
+}
+
 /* Fills a from argv; returns 0, or 2 after printing the problem. */
 static int parse_args(int argc, char **argv, gen_args *a)
 {
@@ -94,7 +106,7 @@ static int parse_args(int argc, char **argv, gen_args *a)
             a->raw = 1, takes = 0;
         } else if (!strcmp(o, "--no-think")) {
             a->no_think = 1, takes = 0;
-        } else if (o[0] == '-' && o[1] == '-' && !v) {
+        } else if (o[0] == '-' && is_value_option(o) && !v) {
             fprintf(stderr, "medserve generate: %s needs a value\n", o);
             return 2;
         } else if (!strcmp(o, "--prompt")) {
@@ -325,6 +337,8 @@ static int run(ms_engine *e, const ms_request *req)
         if (g.finish == MS_FINISH_ERROR) {
             fprintf(stderr, "medserve generate: %s\n", g.error);
             rc = 1;
+        } else if (g.finish == MS_FINISH_CANCELLED && g_interrupted) {
+            rc = 130; /* the shell's code for a Ctrl-C */
         }
     }
     sigaction(SIGINT, &old_sa, NULL);
