@@ -383,18 +383,77 @@ static void warn_untrained(const mg_plan *p, const expect *ex, const mg_adapter 
                 path, n, first);
 }
 
-/* Assigns shards as huggingface_hub's split_state_dict_into_shards does:
- * walk in state_dict order; a tensor over the limit is appended at once as a
- * shard of its own; otherwise the shard being filled is closed (appended)
- * when the tensor would push it over the limit. Returns the shard count. */
+/* Compares one dot-separated part of two names the way transformers'
+ * dot_natural_key does: all-digit parts are numbers and sort before text;
+ * text parts compare by their text without trailing digits, then by those
+ * digits as a number (a part without them first). */
+static int cmp_part(const char *a, size_t na, const char *b, size_t nb)
+{
+    size_t da = 0, db = 0;
+    while (da < na && a[na - 1 - da] >= '0' && a[na - 1 - da] <= '9') da++;
+    while (db < nb && b[nb - 1 - db] >= '0' && b[nb - 1 - db] <= '9') db++;
+    int anum = na > 0 && da == na, bnum = nb > 0 && db == nb;
+    if (anum != bnum) return anum ? -1 : 1;
+    if (!anum) {
+        size_t ta = na - da, tb = nb - db, m = ta < tb ? ta : tb;
+        int c = memcmp(a, b, m);
+        if (c) return c;
+        if (ta != tb) return ta < tb ? -1 : 1;
+        if (!da || !db) return da ? (db ? 0 : 1) : (db ? -1 : 0);
+        a += ta, b += tb, na = da, nb = db;
+    }
+    /* compare digit strings as numbers: skip leading zeros, then length, then text */
+    while (na > 1 && *a == '0') a++, na--;
+    while (nb > 1 && *b == '0') b++, nb--;
+    if (na != nb) return na < nb ? -1 : 1;
+    return memcmp(a, b, na);
+}
+
+/* transformers' dot_natural_key order of two tensor names. */
+static int cmp_natural(const char *a, const char *b)
+{
+    for (;;) {
+        const char *ea = strchr(a, '.'), *eb = strchr(b, '.');
+        size_t na = ea ? (size_t)(ea - a) : strlen(a), nb = eb ? (size_t)(eb - b) : strlen(b);
+        int c = cmp_part(a, na, b, nb);
+        if (c) return c;
+        if (!ea || !eb) return ea ? 1 : (eb ? -1 : 0);
+        a = ea + 1;
+        b = eb + 1;
+    }
+}
+
+static const mg_plan *g_sort_plan; /* qsort context (planning is single-threaded) */
+
+/* qsort comparator over output tensor indices. */
+static int cmp_idx(const void *x, const void *y)
+{
+    return cmp_natural(g_sort_plan->t[*(const size_t *)x].name, g_sort_plan->t[*(const size_t *)y].name);
+}
+
+/* Assigns shards as transformers 5 save_pretrained does: the state dict is
+ * walked in dot_natural_key order (revert_weight_conversion sorts it), and
+ * huggingface_hub's split_state_dict_into_shards appends a tensor over the
+ * limit at once as a shard of its own, and otherwise closes (appends) the
+ * shard being filled when the tensor would push it over the limit. Returns
+ * the shard count. */
 static int assign_shards(mg_plan *p, uint64_t max, ms_error *err)
 {
-    size_t *cur = malloc(p->n * sizeof *cur);
-    if (!cur) return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
+    size_t *cur = malloc(p->n * sizeof *cur), *ord = malloc(p->n * sizeof *ord);
+    if (!cur || !ord) {
+        free(cur);
+        free(ord);
+        return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
+    }
+    for (size_t i = 0; i < p->n; i++) ord[i] = i;
+    g_sort_plan = p;
+    qsort(ord, p->n, sizeof *ord, cmp_idx);
+    g_sort_plan = NULL;
     size_t nc = 0;
     uint64_t cs = 0;
     int id = 0;
-    for (size_t i = 0; i < p->n; i++) {
+    for (size_t w = 0; w < p->n; w++) {
+        size_t i = ord[w];
         mg_otensor *o = &p->t[i];
         if (o->nbytes > max) {
             o->shard = id++;
@@ -414,6 +473,7 @@ static int assign_shards(mg_plan *p, uint64_t max, ms_error *err)
         id++;
     }
     free(cur);
+    free(ord);
     return id;
 }
 
