@@ -37,7 +37,7 @@
 typedef struct synth_opts {
     const char *out, *tokenizer;
     int hidden, layers, heads, kv_heads, head_dim, inter, vocab, max_pos;
-    int tied, bias, style, force, quiet;
+    int tied, bias, style, force, quiet, order;
     double theta, eps, std, norm_std, yarn_factor;
     int yarn_orig;
     st_dtype dtype;
@@ -393,7 +393,10 @@ static void usage(FILE *f)
             "  --hidden N --layers N --heads N --kv-heads N --head-dim N --intermediate N\n"
             "  --vocab N --max-pos N --tied 0|1 --attention-bias 0|1 --yarn FACTOR:ORIG\n"
             "  --rope-theta X --eps X --dtype bf16|f16|f32 --seed N --std X --norm-std X\n"
-            "  --max-shard-size BYTES|5GB --config-style 4|5 --tokenizer DIR|none --force --quiet\n"
+            "  --max-shard-size BYTES|5GB --config-style 4|5 --hf-order 4|5 --tokenizer DIR|none\n"
+            "  --force --quiet\n"
+            "--hf-order: which transformers' save order decides the shards (default: the\n"
+            "config style): 4 = module order, 5 = 5.x natural order (runtime/st_shard.h).\n"
             "Writes config.json, generation_config.json, tokenizer files and deterministic\n"
             "random weights (same arguments -> identical bytes).\n");
 }
@@ -474,6 +477,7 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         else if (!strcmp(a, "--tied")) o->tied = (int)n;
         else if (!strcmp(a, "--attention-bias")) o->bias = (int)n;
         else if (!strcmp(a, "--config-style")) o->style = (int)n;
+        else if (!strcmp(a, "--hf-order")) o->order = (int)n;
         else if (!strcmp(a, "--seed")) { o->seed = strtoull(v, NULL, 10); n = 0; }
         else if (!strcmp(a, "--rope-theta")) { o->theta = strtod(v, NULL); n = 0; }
         else if (!strcmp(a, "--eps")) { o->eps = strtod(v, NULL); n = 0; }
@@ -497,8 +501,9 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         }
     }
     if (!o->out) { usage(stderr); return -1; }
-    if ((o->tied | o->bias) & ~1 || (o->style != 4 && o->style != 5)) {
-        fprintf(stderr, "synth: --tied/--attention-bias take 0 or 1, --config-style 4 or 5\n");
+    if (!o->order) o->order = o->style;
+    if ((o->tied | o->bias) & ~1 || (o->style != 4 && o->style != 5) || (o->order != 4 && o->order != 5)) {
+        fprintf(stderr, "synth: --tied/--attention-bias take 0 or 1, --config-style and --hf-order 4 or 5\n");
         return -1;
     }
     return 0;
@@ -522,6 +527,7 @@ int main(int argc, char **argv)
     if ((s = write_text(o.out, "generation_config.json", &gen, &e))) goto out;
     if (strcmp(o.tokenizer, "none") && (s = copy_tokenizer(o.tokenizer, o.out, &e))) goto out;
     build_tensors(&o, &l);
+    if (!l.oom && o.order == 5) st_hf5_sort(l.t, l.n);
     if (l.oom) {
         s = ms_seterr(&e, MS_ERR_NOMEM, "out of memory");
         goto out;
