@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "st_shard.h"
 
 enum { K_LINEAR, K_HEAD, K_EMBED, K_NORM, K_BIAS };
 
@@ -21,11 +22,11 @@ typedef struct expect {
     int kind;
 } expect;
 
-/* Writes the shard name. */
+/* Writes the shard name (as st_shard_filename). */
 void mg_shard_name(int i, int n, char *buf, size_t len)
 {
     if (n <= 1)
-        snprintf(buf, len, "model.safetensors");
+        snprintf(buf, len, "%s", ST_SINGLE_FILE);
     else
         snprintf(buf, len, "model-%05d-of-%05d.safetensors", i + 1, n);
 }
@@ -383,98 +384,41 @@ static void warn_untrained(const mg_plan *p, const expect *ex, const mg_adapter 
                 path, n, first);
 }
 
-/* Compares one dot-separated part of two names the way transformers'
- * dot_natural_key does: all-digit parts are numbers and sort before text;
- * text parts compare by their text without trailing digits, then by those
- * digits as a number (a part without them first). */
-static int cmp_part(const char *a, size_t na, const char *b, size_t nb)
-{
-    size_t da = 0, db = 0;
-    while (da < na && a[na - 1 - da] >= '0' && a[na - 1 - da] <= '9') da++;
-    while (db < nb && b[nb - 1 - db] >= '0' && b[nb - 1 - db] <= '9') db++;
-    int anum = na > 0 && da == na, bnum = nb > 0 && db == nb;
-    if (anum != bnum) return anum ? -1 : 1;
-    if (!anum) {
-        size_t ta = na - da, tb = nb - db, m = ta < tb ? ta : tb;
-        int c = memcmp(a, b, m);
-        if (c) return c;
-        if (ta != tb) return ta < tb ? -1 : 1;
-        if (!da || !db) return da ? (db ? 0 : 1) : (db ? -1 : 0);
-        a += ta, b += tb, na = da, nb = db;
-    }
-    /* compare digit strings as numbers: skip leading zeros, then length, then text */
-    while (na > 1 && *a == '0') a++, na--;
-    while (nb > 1 && *b == '0') b++, nb--;
-    if (na != nb) return na < nb ? -1 : 1;
-    return memcmp(a, b, na);
-}
-
-/* transformers' dot_natural_key order of two tensor names. */
-static int cmp_natural(const char *a, const char *b)
-{
-    for (;;) {
-        const char *ea = strchr(a, '.'), *eb = strchr(b, '.');
-        size_t na = ea ? (size_t)(ea - a) : strlen(a), nb = eb ? (size_t)(eb - b) : strlen(b);
-        int c = cmp_part(a, na, b, nb);
-        if (c) return c;
-        if (!ea || !eb) return ea ? 1 : (eb ? -1 : 0);
-        a = ea + 1;
-        b = eb + 1;
-    }
-}
-
-static const mg_plan *g_sort_plan; /* qsort context (planning is single-threaded) */
-
-/* qsort comparator over output tensor indices. */
-static int cmp_idx(const void *x, const void *y)
-{
-    return cmp_natural(g_sort_plan->t[*(const size_t *)x].name, g_sort_plan->t[*(const size_t *)y].name);
-}
-
-/* Assigns shards as transformers 5 save_pretrained does: the state dict is
- * walked in dot_natural_key order (revert_weight_conversion sorts it), and
- * huggingface_hub's split_state_dict_into_shards appends a tensor over the
- * limit at once as a shard of its own, and otherwise closes (appends) the
- * shard being filled when the tensor would push it over the limit. Returns
- * the shard count. */
+/* Assigns shards as transformers 5 save_pretrained does for a model loaded
+ * with from_pretrained (LLaMA-Factory's export): the state dict walked in
+ * dot_natural_key order, split with huggingface_hub's policy (st_shard.c).
+ * Fills the shard of every tensor; returns the shard count or a negative
+ * status. */
 static int assign_shards(mg_plan *p, uint64_t max, ms_error *err)
 {
-    size_t *cur = malloc(p->n * sizeof *cur), *ord = malloc(p->n * sizeof *ord);
-    if (!cur || !ord) {
-        free(cur);
-        free(ord);
-        return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
+    st_wtensor *wt = calloc(p->n, sizeof *wt);
+    if (!wt) return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
+    mg_wtensors(p, wt);
+    st_hf5_sort(wt, p->n);
+    st_shard_plan sp;
+    ms_status st = st_shard_plan_make(wt, p->n, max, &sp, err);
+    if (st) {
+        free(wt);
+        return -(int)st;
     }
-    for (size_t i = 0; i < p->n; i++) ord[i] = i;
-    g_sort_plan = p;
-    qsort(ord, p->n, sizeof *ord, cmp_idx);
-    g_sort_plan = NULL;
-    size_t nc = 0;
-    uint64_t cs = 0;
-    int id = 0;
-    for (size_t w = 0; w < p->n; w++) {
-        size_t i = ord[w];
-        mg_otensor *o = &p->t[i];
-        if (o->nbytes > max) {
-            o->shard = id++;
-            continue;
-        }
-        if (cs + o->nbytes > max) {
-            for (size_t j = 0; j < nc; j++) p->t[cur[j]].shard = id;
-            id++;
-            nc = 0;
-            cs = 0;
-        }
-        cur[nc++] = i;
-        cs += o->nbytes;
+    for (size_t k = 0; k < p->n; k++) p->t[find_out(p, wt[k].name)].shard = (int)sp.shard_of[k];
+    int n = (int)sp.n_shards;
+    st_shard_plan_free(&sp);
+    free(wt);
+    return n;
+}
+
+/* Fills wt[i] from output tensor i (names point into the plan). */
+void mg_wtensors(const mg_plan *p, st_wtensor *wt)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        memset(&wt[i], 0, sizeof wt[i]);
+        wt[i].name = p->t[i].name;
+        wt[i].dtype = p->dtype;
+        wt[i].ndim = p->t[i].ndim;
+        wt[i].shape[0] = p->t[i].shape[0];
+        wt[i].shape[1] = p->t[i].shape[1];
     }
-    if (nc) {
-        for (size_t j = 0; j < nc; j++) p->t[cur[j]].shard = id;
-        id++;
-    }
-    free(cur);
-    free(ord);
-    return id;
 }
 
 /* Builds the whole plan. */
