@@ -16,6 +16,7 @@
 #include "mg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -689,7 +690,13 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     if ((st = mg_rename_into_place(&R.io, R.tmp, R.out, o->force, err))) goto out;
     R.tmp_made = R.out_existed; /* after an exchange the old export sits at tmp */
     if ((st = mg_fsync_dir(&R.io, R.parent, err))) {
-        /* The new export is in place but its directory entry may not be durable yet. */
+        /* The rename may not be durable: undo it, so a failure never leaves
+         * the new export in place (the previous one, if any, returns). */
+        if (R.out_existed)
+            renameat2(AT_FDCWD, R.tmp, AT_FDCWD, R.out, RENAME_EXCHANGE);
+        else
+            rename(R.out, R.tmp);
+        R.tmp_made = 1;
         goto out;
     }
     res->n_files = (int)R.out_files.n + 1;
