@@ -411,3 +411,15 @@ def test_connection_limits_and_idle_timeout():
         for c in socks:
             c.close()
         assert wait_for(lambda: s.request("GET", "/health")[0] == 200, timeout=5)
+
+
+def test_slow_engine_outlives_idle_timeout():
+    # tokens 1.5 s apart, idle timeout 1 s: keep-alive comments hold the stream open
+    with fake("--idle-timeout", "1", "--fake-step-us", "1500000") as s:
+        st, h, body = s.request("POST", "/v1/completions",
+                                body={"model": "fake", "prompt": "hi", "max_tokens": 2, "stream": True})
+        assert st == 200 and b": keep-alive" in body
+        ev = sse_events(body)
+        assert ev[-1] == "[DONE]" and json.loads(ev[-2])["choices"][0]["finish_reason"] == "length"
+        st, out = s.json("POST", "/v1/completions", {"model": "fake", "prompt": "hi", "max_tokens": 2})
+        assert st == 200 and out["usage"]["completion_tokens"] == 2
