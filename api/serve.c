@@ -42,7 +42,8 @@ static void usage(FILE *f)
             "  --max-connections-per-ip N  (default %d)\n"
             "  --idle-timeout S         close idle or slow connections (default %d)\n"
             "  --fake-engine            no model: a deterministic fake engine (tests, load tests)\n"
-            "  --fake-step-us N         fake engine: microseconds per decode step (default 2000)\n",
+            "  --fake-step-us N         fake engine: microseconds per decode step (default 2000)\n"
+            "  --fake-fault-after N     fake engine: fail like a broken engine after N tokens\n",
             SRV_DEFAULT_MAX_N, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,
             HTTP_DEFAULT_IDLE_S);
 }
@@ -161,6 +162,9 @@ static int parse_args(int argc, char **argv, srv_config *c)
         } else if (!strcmp(a, "--fake-step-us")) {
             if (parse_int(a, v, 0, 10000000, &x)) return 2;
             c->fake_step_us = (int)x;
+        } else if (!strcmp(a, "--fake-fault-after")) {
+            if (parse_int(a, v, 1, 1LL << 40, &x)) return 2;
+            c->fake_fault_after = (long)x;
         } else {
             fprintf(stderr, "medserve: unknown option '%s' (see medserve --help)\n", a);
             return 2;
@@ -205,7 +209,7 @@ static int load(server *S)
     svc *s = NULL;
     if (S->cfg.fake) {
         svc_fake_params fp = {S->cfg.ctx ? S->cfg.ctx : 4096, S->cfg.max_seqs, S->cfg.queue,
-                              S->cfg.fake_step_us};
+                              S->cfg.fake_step_us, S->cfg.fake_fault_after};
         st = svc_fake_open(&fp, &s, &err);
     } else {
         svc_ms_params p = {S->cfg.threads, S->cfg.ctx, S->cfg.max_seqs, S->cfg.queue};

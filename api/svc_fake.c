@@ -376,7 +376,22 @@ static int step_seq(fake *f, fseq *q)
 {
     pthread_mutex_lock(&f->mu);
     int cancelled = q->cancelled;
+    int fault = f->p.fault_after > 0 && f->generated_tokens >= (uint64_t)f->p.fault_after;
     pthread_mutex_unlock(&f->mu);
+    if (fault) {
+        ms_token_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.id = q->id;
+        ev.token = -1;
+        ev.text = "";
+        ev.finish = MS_FINISH_ERROR;
+        ev.status = MS_ERR_INTERNAL;
+        ev.error = "fake engine: injected fault";
+        ev.n_prompt = q->n_prompt;
+        ev.n_generated = (size_t)q->n_gen;
+        q->fn(&ev, q->user);
+        return 1;
+    }
     if (cancelled) {
         emit_final(q, MS_FINISH_CANCELLED);
         return 1;

@@ -13,7 +13,7 @@
 
 static svc *open_fake(int max_seqs, int max_queue, int step_us)
 {
-    svc_fake_params p = {256, max_seqs, max_queue, step_us};
+    svc_fake_params p = {256, max_seqs, max_queue, step_us, 0};
     svc *s = NULL;
     ms_error e;
     if (svc_fake_open(&p, &s, &e) != MS_OK) printf("  fake: %s\n", e.message);
