@@ -422,6 +422,7 @@ static ms_status mark_self(struct tokenizer *t, const char *path, ms_error *err)
     return MS_OK;
 }
 
+/* Reads, validates and indexes dir/tokenizer.json into t. */
 ms_status tok_load_json(struct tokenizer *t, const char *dir, ms_error *err)
 {
     char path[4096];
@@ -484,6 +485,7 @@ static ms_status token_field(const cJSON *cfg, const char *key, const char **out
     return MS_OK;
 }
 
+/* Reads dir/tokenizer_config.json (optional) and dir/chat_template.jinja (optional, wins). */
 ms_status tok_load_config(struct tokenizer *t, const char *dir, ms_error *err)
 {
     char path[4096];
