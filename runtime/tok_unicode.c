@@ -76,11 +76,16 @@ static uint8_t cp_class(uint32_t c)
     }
 }
 
+/* UTF-16 surrogate code points (never valid in UTF-8). */
 static int is_surrogate(uint32_t c) { return c >= 0xD800 && c <= 0xDFFF; }
 
 /* Canonical full decomposition of c into d (up to 8); returns its length (1 and d[0]==c if none). */
 static int decompose(uint32_t c, utf8proc_int32_t d[8])
 {
+    if (utf8proc_get_property((utf8proc_int32_t)c)->decomp_seqindex == UINT16_MAX && !(c >= 0xAC00 && c <= 0xD7A3)) {
+        d[0] = (utf8proc_int32_t)c; /* no decomposition at all (the common case) */
+        return 1;
+    }
     utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, d, 8, UTF8PROC_DECOMPOSE, NULL);
     if (k < 1 || k > 8) { d[0] = (utf8proc_int32_t)c; return 1; }
     return (int)k;
@@ -97,6 +102,7 @@ static int nfc_fixed(uint32_t c)
     return same;
 }
 
+/* FNV-1a of one 256-entry block, to share identical blocks. */
 static uint32_t hash_block(const uint8_t *b)
 {
     uint32_t h = 2166136261u;
@@ -160,12 +166,14 @@ out:
     free(hashes);
 }
 
+/* Builds the tables once per process. */
 int tok_unicode_init(void)
 {
     pthread_once(&g_once, build_tables);
     return g_init_status;
 }
 
+/* Two-stage table lookup. */
 uint8_t tok_cp_info(uint32_t cp)
 {
     if (cp >= CP_LIMIT) return TOKC_O;
@@ -190,6 +198,7 @@ static size_t seq_prefix(const uint8_t *s, size_t n, size_t *need)
     return j;
 }
 
+/* Validates UTF-8, eight ASCII bytes at a time where possible. */
 size_t tok_utf8_valid_prefix(const uint8_t *s, size_t n)
 {
     size_t i = 0;
@@ -211,6 +220,7 @@ size_t tok_utf8_valid_prefix(const uint8_t *s, size_t n)
     return n;
 }
 
+/* Checks every code point of s for the inert bit. */
 int tok_nfc_inert(const uint8_t *s, size_t n)
 {
     size_t i = 0;
@@ -259,6 +269,7 @@ static int append_nfc(const uint8_t *s, size_t n, uint8_t **buf, size_t *len, si
     return 0;
 }
 
+/* utf8proc NFC of each stretch between code points unknown to HF's NFC. */
 int tok_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
 {
     *out = NULL;
@@ -292,6 +303,7 @@ int tok_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
     return 0;
 }
 
+/* Copies valid sequences, U+FFFD for each maximal invalid subpart. */
 size_t tok_utf8_repair(const uint8_t *s, size_t n, uint8_t *out)
 {
     size_t i = 0, o = 0;
@@ -309,6 +321,7 @@ size_t tok_utf8_repair(const uint8_t *s, size_t n, uint8_t *out)
     return o;
 }
 
+/* Looks back at most three bytes for a lead byte whose sequence is cut by the end. */
 size_t tok_utf8_incomplete_tail(const uint8_t *s, size_t n)
 {
     for (size_t back = 1; back <= 3 && back <= n; back++) {
