@@ -10,8 +10,9 @@
  *
  * Batch invariance: each output element is computed by one kernel with one
  * fixed summation order (cpu_dot), whatever the batch, so a sequence's result
- * never depends on its neighbours in a forward call. A faster kernel (AVX-512,
- * a later task) must keep that property; it would replace cpu_dot/cpu_matmul. */
+ * never depends on its neighbours in a forward call, on how a prompt is split
+ * into chunks, or on the thread count. A faster kernel (AVX-512, a later task)
+ * must keep that property; it would replace cpu_dot and cpu_matmul_n. */
 #ifndef MS_CPU_H
 #define MS_CPU_H
 
