@@ -338,6 +338,7 @@ out:
     cJSON_Delete(fx);
 }
 
+/* One test case per fixture. */
 static void t_a(void) { run_fixture(FIXTURES[0]); }
 static void t_b(void) { run_fixture(FIXTURES[1]); }
 static void t_c(void) { run_fixture(FIXTURES[2]); }

@@ -24,6 +24,7 @@ static double cpu_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* Wall-clock seconds. */
 static double now_s(void)
 {
     struct timespec ts;

@@ -54,6 +54,7 @@ static float *falloc(size_t a, size_t b)
     return malloc((n ? n : 1) * sizeof(float));
 }
 
+/* Frees the backend and everything it owns; NULL-safe. */
 static void cpu_free(backend *b)
 {
     if (!b) return;
@@ -68,6 +69,7 @@ static void cpu_free(backend *b)
     free(b);
 }
 
+/* Sizes and allocates every buffer once for the given limits. */
 static ms_status cpu_create(const model *m, const backend_params *p, backend **out, ms_error *err)
 {
     *out = NULL;
@@ -272,6 +274,7 @@ static void compute_logits(backend *b, const fwd_seq *seqs, int n)
     flush_logits(b, pending);
 }
 
+/* One batched forward step over seqs (checked first, then computed). */
 static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");

@@ -10,6 +10,7 @@
 #define LANES 16    /* partial sums per dot product: fixes the summation order */
 #define MM_ROWS 16  /* weight rows per matmul work item (16 x K stays in L1/L2) */
 
+/* f16 bits -> float (exact, subnormals included). */
 float f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
@@ -26,6 +27,7 @@ float f16_to_f32(uint16_t h)
     return f;
 }
 
+/* float -> f16 bits, round to nearest even. */
 uint16_t f32_to_f16(float f)
 {
     uint32_t u;
@@ -123,6 +125,7 @@ static float dot_f32(const float *x, const unsigned char *w, int64_t n) { return
 static float dot_bf16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_BF16, n); }
 static float dot_f16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_F16, n); }
 
+/* Dispatches to the dot kernel of the weight dtype. */
 float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
 {
     const unsigned char *wb = (const unsigned char *)w;
@@ -151,6 +154,7 @@ static void matmul_block(const mm_job *j, const float *x, int T, int64_t n0, int
     }
 }
 
+/* Runs several matmuls of one input in one OpenMP region over weight-row blocks. */
 void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act,
                   int n_threads)
 {
@@ -169,6 +173,7 @@ void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtyp
     }
 }
 
+/* A single matmul (cpu_matmul_n with one job). */
 void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
                 int n_threads)
 {
@@ -176,6 +181,7 @@ void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bi
     cpu_matmul_n(&j, 1, x, T, act, n_threads);
 }
 
+/* RMSNorm of one row as HF computes it (fp32 statistics, cast, then scale). */
 void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps, st_dtype act)
 {
     float acc[LANES] = {0};
@@ -188,6 +194,7 @@ void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps
         out[i] = round_act(elem_get(w->data, w->dtype, i) * round_act(x[i] * r, act), act);
 }
 
+/* SwiGLU product in place, rounding where HF does. */
 void cpu_swiglu(float *g, const float *u, size_t n, st_dtype act)
 {
     for (size_t i = 0; i < n; i++) {
@@ -196,11 +203,13 @@ void cpu_swiglu(float *g, const float *u, size_t n, st_dtype act)
     }
 }
 
+/* Residual add, rounded to the activation dtype. */
 void cpu_add(float *x, const float *y, size_t n, st_dtype act)
 {
     for (size_t i = 0; i < n; i++) x[i] = round_act(x[i] + y[i], act);
 }
 
+/* Copies one embedding row out as float. */
 void cpu_embed(float *out, const wmat *E, int32_t id)
 {
     const size_t esz = E->dtype == ST_F32 ? 4 : 2;
