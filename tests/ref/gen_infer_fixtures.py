@@ -2,8 +2,8 @@
 """gen_infer_fixtures.py: parity fixtures for the CPU forward pass (tests/test_forward.c).
 
 For each of the five small synthetic Qwen3 models below (f32, bf16 and f16; tied and untied;
-GQA 2:1, 4:1 and none; nh*d != H; attention bias with YaRN; a 5.x-style config), this script runs `build/tools/synth` to write the
-model (the real Qwen3 tokenizer, vocab 151936), loads it with transformers `Qwen3ForCausalLM` in
+GQA 2:1, 4:1 and none; nh*d != H; attention bias with YaRN; a 5.x-style config), this script
+runs `build/tools/synth` to write the model (the real Qwen3 tokenizer, vocab 151936), loads it with transformers `Qwen3ForCausalLM` in
 the model's own dtype with eager attention, and records for three prompts of different lengths
 (token ids from the real tokenizer):
   - per-position logits for a fixed subset of 256 vocabulary columns,
