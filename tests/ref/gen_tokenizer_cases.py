@@ -221,6 +221,21 @@ def adversarial():
     return unit * rng.randint(50, 600)
 
 
+def huge_piece():
+    """One pre-tokenized piece over 8 KiB (the C BPE switches algorithm there)."""
+    kind = rng.randrange(5)
+    n = rng.randint(8300, 12000)
+    if kind == 0:
+        return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
+    if kind == 1:
+        return "".join(rng.choice("eeeeaaattt") for _ in range(n))
+    if kind == 2:
+        return "".join(rng.choice(".-=_*#/") for _ in range(n))
+    if kind == 3:
+        return "".join(rng.choice(ZH_CLIN)[0] for _ in range(n // 3))
+    return " " * n + "x"
+
+
 def long_doc():
     gens = [clinical, whitespace, emoji, digits, contractions, non_nfc, categories]
     return "".join(rng.choice(gens)() + rng.choice([" ", "\n", "\n\n", ""]) for _ in range(rng.randint(20, 60)))
@@ -309,7 +324,8 @@ def variant_case(text):
 def main():
     plan = [(clinical, 300), (lambda: rng.choice(CODE) + rng.choice(["", "\n", " "]) + rng.choice(CODE), 120),
             (whitespace, 300), (emoji, 150), (categories, 250), (non_nfc, 200), (digits, 150),
-            (contractions, 150), (with_added, 220), (random_utf8, 250), (table_mix, 200), (adversarial, 40), (long_doc, 12)]
+            (contractions, 150), (with_added, 220), (random_utf8, 250), (table_mix, 200), (adversarial, 40), (long_doc, 12),
+            (huge_piece, 8)]
     cases, seen = [], set()
     for text in [""] + CODE + one_of_each_category() + ["".join(ADDED)] + [c + "x" for c in NON_NFC]:
         if text not in seen:
