@@ -15,7 +15,7 @@
 
 #include "tok_internal.h"
 
-#define BPE_SMALL 128  /* pieces up to this many bytes use the quadratic scan */
+#define BPE_SMALL 32   /* pieces up to this many bytes use the quadratic scan */
 #define BPE_HUGE 8192  /* pieces over this many bytes use the bucket queue */
 
 /* Grows the scratch arrays to hold n symbols; 0 on success. */
