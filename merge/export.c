@@ -16,6 +16,7 @@
 #include "mg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -42,6 +43,7 @@
 #include "plan.h"
 #include "sha256.h"
 #include "st.h"
+#include "st_shard.h"
 
 #define MG_PATH 4096
 #define MG_MAX_NOTES 8
@@ -354,44 +356,36 @@ out:
     return st;
 }
 
-/* Writes model.safetensors.index.json (HF layout: sorted keys, indent 2). */
+/* Writes model.safetensors.index.json (st_shard's text: as transformers). */
 static ms_status write_index(run *R, ms_error *err)
 {
     mg_plan *p = &R->plan;
-    size_t *ord = malloc(p->n * sizeof *ord);
-    cJSON *j = cJSON_CreateObject(), *meta = NULL, *wm = NULL;
-    ms_status st = MS_OK;
-    if (!ord || !j) goto oom;
-    for (size_t i = 0; i < p->n; i++) ord[i] = i;
-    /* insertion sort by name: a few hundred entries */
-    for (size_t i = 1; i < p->n; i++)
-        for (size_t k = i; k > 0 && strcmp(p->t[ord[k - 1]].name, p->t[ord[k]].name) > 0; k--) {
-            size_t t = ord[k];
-            ord[k] = ord[k - 1];
-            ord[k - 1] = t;
-        }
-    if (!(meta = cJSON_AddObjectToObject(j, "metadata"))) goto oom;
-    cJSON_AddNumberToObject(meta, "total_parameters", (double)p->total_params);
-    cJSON_AddNumberToObject(meta, "total_size", (double)p->total_bytes);
-    if (!(wm = cJSON_AddObjectToObject(j, "weight_map"))) goto oom;
-    for (size_t i = 0; i < p->n; i++) {
-        char name[64];
-        mg_shard_name(p->t[ord[i]].shard, p->n_shards, name, sizeof name);
-        if (!cJSON_AddStringToObject(wm, p->t[ord[i]].name, name)) goto oom;
+    st_wtensor *wt = calloc(p->n, sizeof *wt);
+    st_shard_plan sp = {0};
+    ms_status st;
+    if (!wt || !(sp.shard_of = calloc(p->n, sizeof *sp.shard_of))) {
+        free(wt);
+        st_shard_plan_free(&sp);
+        return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
     }
-    char *text = mg_json_pretty(j);
-    if (!text) goto oom;
-    char path[MG_PATH * 2];
-    path_join(path, sizeof path, R->tmp, "model.safetensors.index.json");
-    st = mg_write_file(&R->io, path, text, strlen(text), err);
+    mg_wtensors(p, wt);
+    sp.n = p->n;
+    sp.n_shards = (size_t)p->n_shards;
+    sp.total_size = p->total_bytes;
+    sp.total_params = p->total_params;
+    for (size_t i = 0; i < p->n; i++) sp.shard_of[i] = (size_t)p->t[i].shard;
+    char *text = NULL;
+    size_t len = 0;
+    st = st_shard_index_json(wt, &sp, &text, &len, err);
+    if (!st) {
+        char path[MG_PATH * 2];
+        path_join(path, sizeof path, R->tmp, ST_INDEX_FILE);
+        st = mg_write_file(&R->io, path, text, len, err);
+    }
     free(text);
-    free(ord);
-    cJSON_Delete(j);
+    free(wt);
+    st_shard_plan_free(&sp);
     return st;
-oom:
-    free(ord);
-    cJSON_Delete(j);
-    return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
 }
 
 /* Sets obj[key] to item, in place if present, else appended. */
@@ -615,28 +609,6 @@ static void run_free(run *R)
     mg_filelist_free(&R->out_files);
 }
 
-/* Parses a human size ("5GB") or a byte count. */
-int mg_parse_size(const char *s, uint64_t *out)
-{
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v <= 0) return -1;
-    while (*end == ' ') end++;
-    double mult = 1;
-    if (!*end) mult = 1;
-    else if (!strcasecmp(end, "KB")) mult = 1e3;
-    else if (!strcasecmp(end, "MB")) mult = 1e6;
-    else if (!strcasecmp(end, "GB")) mult = 1e9;
-    else if (!strcasecmp(end, "TB")) mult = 1e12;
-    else return -1;
-    double b = floor(v * mult); /* Python int(value * multiplier) */
-    if (b < 1 || b > 1.8e19) return -1;
-    *out = (uint64_t)b;
-    return 0;
-}
-
 /* The whole merge. */
 ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
 {
@@ -718,7 +690,13 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     if ((st = mg_rename_into_place(&R.io, R.tmp, R.out, o->force, err))) goto out;
     R.tmp_made = R.out_existed; /* after an exchange the old export sits at tmp */
     if ((st = mg_fsync_dir(&R.io, R.parent, err))) {
-        /* The new export is in place but its directory entry may not be durable yet. */
+        /* The rename may not be durable: undo it, so a failure never leaves
+         * the new export in place (the previous one, if any, returns). */
+        if (R.out_existed)
+            renameat2(AT_FDCWD, R.tmp, AT_FDCWD, R.out, RENAME_EXCHANGE);
+        else
+            rename(R.out, R.tmp);
+        R.tmp_made = 1;
         goto out;
     }
     res->n_files = (int)R.out_files.n + 1;

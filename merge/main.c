@@ -11,6 +11,7 @@
 
 #include "mg.h"
 #include "progress.h"
+#include "st_shard.h"
 
 static volatile int g_cancel;
 static int g_quiet;
@@ -126,7 +127,7 @@ int main(int argc, char **argv)
             }
             i++;
         } else if (!strcmp(a, "--max-shard-size")) {
-            if (mg_parse_size(v, &o.max_shard_bytes)) {
+            if (st_parse_size(v, &o.max_shard_bytes, NULL)) {
                 fprintf(stderr, "lora-merge: error: --max-shard-size %s: use e.g. 5GB, 500MB or a byte count\n", v);
                 return 2;
             }
