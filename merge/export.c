@@ -230,11 +230,18 @@ static ms_status check_space(run *R, ms_error *err)
     struct statvfs vs;
     if (statvfs(R->parent, &vs)) return ms_seterr(err, MS_ERR_IO, "%s: statvfs: %s", R->parent, strerror(errno));
     uint64_t avail = (uint64_t)vs.f_bavail * (uint64_t)vs.f_frsize;
-    /* data + headers (a generous 64 KiB per shard) + tokenizer files (64 MiB cap) */
-    uint64_t need = R->plan.total_bytes + (uint64_t)R->plan.n_shards * 65536 + (64u << 20);
+    /* data + headers (a generous 64 KiB per shard) + copied files + 1 MiB
+     * for configs, index and manifest */
+    uint64_t need = R->plan.total_bytes + (uint64_t)R->plan.n_shards * 65536 + (1u << 20);
+    for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
+        char p[MG_PATH * 2];
+        struct stat sb;
+        path_join(p, sizeof p, R->base, COPY_FILES[i]);
+        if (stat(p, &sb) == 0) need += (uint64_t)sb.st_size;
+    }
     if (avail < need)
-        return ms_seterr(err, MS_ERR_IO, "%s: %.2f GB free, the export needs about %.2f GB", R->parent, avail / 1e9,
-                         need / 1e9);
+        return ms_seterr(err, MS_ERR_IO, "%s: not enough free space: %.3f GB free, the export needs about %.3f GB",
+                         R->parent, avail / 1e9, need / 1e9);
     return MS_OK;
 }
 
