@@ -191,6 +191,12 @@ static ms_status build_prompt(const ms_model *m, const gen_args *a, int32_t **id
             goto out;
         }
         if ((st = chat_conv_from_json(root, NULL, &conv, a->messages, err)) != MS_OK) goto out;
+        if (a->system && conv.n > 0 && conv.msgs[0].role && !strcmp(conv.msgs[0].role, "system")) {
+            st = ms_seterr(err, MS_ERR_INVALID,
+                           "%s: starts with a system message; drop --system or that message",
+                           a->messages);
+            goto out;
+        }
     }
     msgs = calloc(conv.n + 2, sizeof *msgs);
     if (!msgs) {
