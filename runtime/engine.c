@@ -19,7 +19,10 @@
  * allocate. Does not tokenize, render chat or parse requests (api.c, chat.c). */
 #include "engine.h"
 
+#ifdef _OPENMP
 #include <omp.h>
+#endif
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -382,8 +385,10 @@ static void step(ms_engine *e)
     }
     for (int j = 0; j < n; j++) e->batch_req[j]->n_kv += e->batch[j].n_tokens;
     /* sampling is per request (own sampler, RNG and slot rows): in parallel */
+#ifdef _OPENMP
     int nt = e->em.n_threads > 0 ? e->em.n_threads : omp_get_max_threads();
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n > 1 && nt > 1)
+#endif
     for (int j = 0; j < n; j++)
         if (e->batch[j].logits_mode)
             sample_one(e, e->batch_req[j], e->batch[j].logits, &e->sampled[j], &e->sampled_lp[j]);
