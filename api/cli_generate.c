@@ -30,6 +30,7 @@
 #define GEN_MAX_MESSAGES_FILE ((size_t)64 << 20)
 #define GEN_DEFAULT_MAX_TOKENS 512
 
+/* Prints the options. */
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -220,6 +221,7 @@ out:
 
 static volatile sig_atomic_t g_interrupted;
 
+/* Ctrl-C: ask the token callback to cancel. */
 static void on_sigint(int sig)
 {
     (void)sig;
@@ -238,6 +240,7 @@ typedef struct gen_state {
     int last_newline;
 } gen_state;
 
+/* Seconds from a to b. */
 static double secs(struct timespec a, struct timespec b)
 {
     return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
@@ -272,6 +275,7 @@ static int on_token(const ms_token_event *ev, void *user)
     return g_interrupted != 0;
 }
 
+/* The summary word for a finish reason. */
 static const char *finish_name(ms_finish f)
 {
     switch (f) {
@@ -353,6 +357,7 @@ static int run(ms_engine *e, const ms_request *req)
     return rc;
 }
 
+/* medserve generate: load, build the prompt, generate, summarise. */
 int cli_generate(int argc, char **argv)
 {
     gen_args a;

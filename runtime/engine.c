@@ -87,6 +87,7 @@ struct ms_engine {
     float *sampled_lp;     /* [max_seqs] */
 };
 
+/* 8 sequences, 64 waiting, prompt chunks of 512, n_ctx from the model. */
 ms_engine_params ms_engine_params_default(void)
 {
     ms_engine_params p = {.n_ctx = 0, .max_seqs = 8, .max_queue = 64, .prefill_chunk = 512};
@@ -210,6 +211,7 @@ nomem:
                      q->n_prompt, q->max_tokens);
 }
 
+/* Flags a queued or running request; the worker finishes it next step. */
 ms_status ms_engine_cancel(ms_engine *e, uint64_t id)
 {
     if (!e) return MS_ERR_INVALID;
@@ -224,6 +226,7 @@ ms_status ms_engine_cancel(ms_engine *e, uint64_t id)
     return found ? MS_OK : MS_ERR_NOTFOUND;
 }
 
+/* A consistent snapshot of the counters for /metrics. */
 void ms_engine_get_stats(ms_engine *e, ms_engine_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -509,6 +512,7 @@ void ms_engine_free(ms_engine *e)
     free(e);
 }
 
+/* Validates the parameters, sizes every buffer, creates the backend and starts the worker. */
 ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_engine **out,
                         ms_error *err)
 {
