@@ -106,6 +106,13 @@ static void progress(run *R, const char *phase)
     if (R->o->progress) R->o->progress(R->o->progress_user, &R->prog);
 }
 
+/* The directory the tokenizer files come from: the base, or after a
+ * vocabulary resize the adapter that resized it. */
+static const char *tok_dir(const run *R)
+{
+    return R->plan.resized_by >= 0 ? R->ad[R->plan.resized_by].dir : R->base;
+}
+
 /* Size of a file, 0 if it cannot be read. */
 static uint64_t file_size(const char *path)
 {
@@ -252,12 +259,54 @@ static ms_status check_space(run *R, ms_error *err)
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char p[MG_PATH * 2];
         struct stat sb;
-        path_join(p, sizeof p, R->base, COPY_FILES[i]);
+        path_join(p, sizeof p, tok_dir(R), COPY_FILES[i]);
         if (stat(p, &sb) == 0) need += (uint64_t)sb.st_size;
     }
     if (avail < need)
         return ms_seterr(err, MS_ERR_IO, "%s: not enough free space: %.3f GB free, the export needs about %.3f GB",
                          R->parent, avail / 1e9, need / 1e9);
+    return MS_OK;
+}
+
+/* Largest token id in a tokenizer.json (model.vocab values, added_tokens ids). */
+static ms_status tokenizer_max_id(const char *path, int64_t *max_id, ms_error *err)
+{
+    cJSON *j = json_load_file(path, MG_MAX_TEXT_FILE, err);
+    if (!j) return err ? err->status : MS_ERR_FORMAT;
+    int64_t mx = -1;
+    const cJSON *v = json_get(json_get(j, "model"), "vocab"), *x;
+    cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && x->valuedouble > (double)mx) mx = (int64_t)x->valuedouble;
+    cJSON_ArrayForEach(x, json_get(j, "added_tokens"))
+    {
+        const cJSON *id = json_get(x, "id");
+        if (cJSON_IsNumber(id) && id->valuedouble > (double)mx) mx = (int64_t)id->valuedouble;
+    }
+    cJSON_Delete(j);
+    *max_id = mx;
+    return MS_OK;
+}
+
+/* After a vocabulary resize the export needs the fine-tuned tokenizer: it
+ * must be in the resizing adapter's directory and fit the new size. */
+static ms_status check_resized_tokenizer(run *R, ms_error *err)
+{
+    if (R->plan.resized_by < 0) return MS_OK;
+    const run_adapter *a = &R->ad[R->plan.resized_by];
+    char p[MG_PATH * 2];
+    path_join(p, sizeof p, a->dir, "tokenizer.json");
+    if (!mg_exists(p))
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s resizes the vocabulary from %d to %d tokens, but its directory has no tokenizer.json; "
+                         "copy the fine-tuned tokenizer files there (the base tokenizer does not match)",
+                         a->label, R->cfg.vocab_size, R->plan.vocab_out);
+    int64_t mx = -1;
+    ms_status st = tokenizer_max_id(p, &mx, err);
+    if (st) return st;
+    if (mx >= R->plan.vocab_out)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: token id %lld does not fit the resized vocabulary of %d rows", p,
+                         (long long)mx, R->plan.vocab_out);
+    mg_logf(&R->o->log, MG_LOG_INFO, "vocabulary resized from %d to %d by %s; tokenizer files are taken from it",
+            R->cfg.vocab_size, R->plan.vocab_out, a->label);
     return MS_OK;
 }
 
@@ -286,6 +335,10 @@ static ms_status hash_inputs(run *R, ms_error *err)
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, COPY_FILES[i]);
         if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], &R->hashing, err))) return st;
+        if (R->plan.resized_by < 0) continue;
+        run_adapter *a = &R->ad[R->plan.resized_by];
+        path_join(p, sizeof p, a->dir, COPY_FILES[i]);
+        if (mg_exists(p) && (st = mg_filelist_add(&a->files, a->dir, COPY_FILES[i], &R->hashing, err))) return st;
     }
     for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) {
         const char *fp = st_file_path(st_set_file(R->base_set, i));
@@ -296,6 +349,7 @@ static ms_status hash_inputs(run *R, ms_error *err)
     for (int i = 0; i < R->n_ad; i++) {
         if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->hashing, err))) return st;
         if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->hashing, err))) return st;
+        mg_filelist_sort(&R->ad[i].files);
     }
     return MS_OK;
 }
@@ -441,6 +495,7 @@ static ms_status write_configs(run *R, ms_error *err)
     if (json_get(c, "dtype")) set_item(c, "dtype", cJSON_CreateString(dw)), had = 1;
     if (!had) set_item(c, "dtype", cJSON_CreateString(dw));
     if (R->plan.untie) set_item(c, "tie_word_embeddings", cJSON_CreateFalse());
+    if (R->plan.vocab_out != R->cfg.vocab_size) set_item(c, "vocab_size", cJSON_CreateNumber(R->plan.vocab_out));
     char *text = mg_json_pretty(c);
     cJSON_Delete(c);
     if (!text) return ms_seterr(err, MS_ERR_NOMEM, "config: out of memory");
@@ -484,7 +539,7 @@ static ms_status copy_tokenizer(run *R, ms_error *err)
     int have_tok = 0;
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char src[MG_PATH * 2], dst[MG_PATH * 2];
-        path_join(src, sizeof src, R->base, COPY_FILES[i]);
+        path_join(src, sizeof src, tok_dir(R), COPY_FILES[i]);
         path_join(dst, sizeof dst, R->tmp, COPY_FILES[i]);
         if (!mg_exists(src)) continue;
         if (i == 0) have_tok = 1;
@@ -697,6 +752,10 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
                                "is untied (lm_head.weight = embedding + head changes, embedding changes only in "
                                "model.embed_tokens.weight, tie_word_embeddings false), which matches the unmerged "
                                "PEFT model.";
+    if ((st = check_resized_tokenizer(&R, err))) goto out;
+    if (R.plan.resized_by >= 0)
+        R.notes[R.n_notes++] = "The vocabulary was resized by full embedding/head weights in an adapter; vocab_size "
+                               "is updated and the tokenizer files come from that adapter's directory.";
     R.notes[R.n_notes++] = "Linear deltas are added in float32 and rounded once per adapter; embedding deltas are "
                            "rounded to the output dtype before the add, as PEFT does.";
     if (!(R.sums = calloc(R.plan.n, sizeof *R.sums)) || !(R.tensor_changed = calloc(R.plan.n, sizeof *R.tensor_changed))) {
