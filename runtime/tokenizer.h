@@ -12,14 +12,18 @@
 
 typedef struct tokenizer tokenizer;
 
-/* Loads dir/tokenizer.json and dir/tokenizer_config.json (validated). */
+/* Loads dir/tokenizer.json and, when present, dir/tokenizer_config.json and
+ * dir/chat_template.jinja (validated; errors name file, field and check).
+ * The tokenizer is immutable after load: any number of threads may encode
+ * and decode with it at once. */
 ms_status tok_load(const char *dir, tokenizer **out, ms_error *err);
 void tok_free(tokenizer *t);
 
 /* Number of ids with a meaning (vocab + added tokens): max id + 1. */
 int tok_n_ids(const tokenizer *t);
 
-/* HF-compatible encode: added tokens are matched anywhere. *ids malloc'd. */
+/* HF-compatible encode: added tokens are matched anywhere. text must be
+ * valid UTF-8 (else MS_ERR_INVALID). *ids is malloc'd (never NULL on success). */
 ms_status tok_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
                      ms_error *err);
 /* Encode where added tokens are matched only inside trusted byte ranges;
@@ -30,7 +34,9 @@ ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len,
                             const size_t *untrusted, size_t n_ranges, int32_t **ids, size_t *n,
                             ms_error *err);
 
-/* Decodes ids (errors="replace"). *out malloc'd and NUL-terminated. */
+/* Decodes ids (errors="replace"). *out malloc'd and NUL-terminated (the text
+ * itself may contain NUL: use *len). Negative ids are MS_ERR_INVALID; ids
+ * >= tok_n_ids (embedding padding) decode to nothing. */
 ms_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **out,
                      size_t *len, ms_error *err);
 
@@ -50,8 +56,15 @@ typedef struct tok_stream {
     size_t n_pending;
 } tok_stream;
 
-/* Appends the newly complete UTF-8 bytes for id to out (capacity cap, needs
- * at least 64 + longest token bytes); returns bytes appended. */
+/* Any out buffer of this size is large enough for tok_stream_feed (3 bytes
+ * per byte of a held tail plus the longest possible token). */
+#define TOK_STREAM_MIN_CAP 4096
+
+/* Writes the newly complete UTF-8 for id to out (capacity cap, at least
+ * TOK_STREAM_MIN_CAP) and returns the bytes written. Concatenated outputs of
+ * feed... + flush equal tok_decode of the same ids. Zero-initialise a
+ * tok_stream before the first feed. If cap is too small for this id's
+ * output, nothing is written or consumed and 0 is returned. */
 size_t tok_stream_feed(const tokenizer *t, tok_stream *s, int32_t id, int skip_special, char *out,
                        size_t cap);
 /* Flushes held bytes (an incomplete tail becomes U+FFFD). */
