@@ -13,6 +13,8 @@
 
 #include "err.h"
 
+#define SAMPLER_HEAP_TOP_K 1024 /* top_k up to this uses the one-pass heap */
+
 struct sampler {
     int vocab, n_valid;
     int greedy, top_k;
@@ -43,6 +45,7 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* Seeds the xoshiro256** state from one 64-bit seed. */
 void sampler_rng_seed(sampler_rng *r, uint64_t seed)
 {
     uint64_t x = seed;
@@ -52,6 +55,7 @@ void sampler_rng_seed(sampler_rng *r, uint64_t seed)
 /* Rotates x left by k bits. */
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
+/* Next 64 random bits (xoshiro256**). */
 uint64_t sampler_rng_next(sampler_rng *r)
 {
     uint64_t *s = r->s;
@@ -66,6 +70,7 @@ uint64_t sampler_rng_next(sampler_rng *r)
     return out;
 }
 
+/* Uniform double in [0, 1) from the top 53 bits. */
 double sampler_rng_uniform(sampler_rng *r)
 {
     return (double)(sampler_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
@@ -123,6 +128,7 @@ ms_status sampler_validate(const ms_sampling *p, int vocab, ms_error *err)
     return MS_OK;
 }
 
+/* Frees s and its buffers; NULL-safe. */
 void sampler_free(sampler *s)
 {
     if (!s) return;
@@ -146,6 +152,7 @@ static void seen_add(sampler *s, int32_t id)
     s->seen_list[s->n_seen++] = id;
 }
 
+/* Validates p, copies the bias, seeds the RNG and allocates every buffer. */
 ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int32_t *prompt,
                          size_t n_prompt, sampler **out, ms_error *err)
 {
@@ -208,6 +215,7 @@ nomem:
     return ms_seterr(err, MS_ERR_NOMEM, "sampler: out of memory for vocab %d", vocab);
 }
 
+/* Counts a generated token for the penalties. */
 void sampler_accept(sampler *s, int32_t token)
 {
     if (!s || token < 0 || token >= s->vocab) return;
@@ -223,6 +231,7 @@ static inline int ranks_before(const float *l, int32_t a, int32_t b)
     return l[a] > l[b] || (l[a] == l[b] && a < b);
 }
 
+/* Swaps two ids. */
 static inline void swap_i32(int32_t *a, int32_t *b)
 {
     int32_t t = *a;
@@ -299,6 +308,36 @@ static float cand_max(const int32_t *c, int n, const float *l)
 }
 
 /* ---- the filters -------------------------------------------------------- */
+
+/* top-k in one pass over the row for small k: a bounded heap (worst kept id
+ * at the root) collects the k best finite ids < nv into c, then the ids tied
+ * with the k-th logit are appended (they all have higher ids than the tied
+ * ones kept). Leaves c sorted best first; returns the count, or -1 if there
+ * are at most k finite ids (nothing to filter). */
+static int top_k_scan(const float *l, int nv, int k, int32_t *c)
+{
+    int h = 0, finite = 0;
+    for (int32_t i = 0; i < nv; i++) {
+        if (!(l[i] > -INFINITY)) continue;
+        finite++;
+        if (h < k) {
+            c[h++] = i;
+            if (h == k)
+                for (int j = k / 2 - 1; j >= 0; j--) sift_down(c, k, j, l);
+        } else if (ranks_before(l, i, c[0])) {
+            c[0] = i;
+            sift_down(c, k, 0, l);
+        }
+    }
+    if (finite <= k) return -1;
+    float thr = l[c[0]];
+    int32_t last = c[0];
+    sort_best_first(c, k, l);
+    int m = k;
+    for (int32_t i = last + 1; i < nv; i++)
+        if (l[i] == thr) c[m++] = i;
+    return m;
+}
 
 /* top-k: keeps every candidate >= the k-th best logit (ties kept); leaves the
  * kept candidates sorted best first. Returns the new count. */
@@ -449,18 +488,24 @@ static int prepare(sampler *s, float *logits)
         s->cand[0] = arg;
         return 1;
     }
-    int n = 0;
-    for (int i = 0; i < nv; i++)
-        if (logits[i] > -INFINITY) s->cand[n++] = i;
-    if (n == 0) return 0;
     /* top-k first: dividing by T > 0 keeps the order, so the kept set is the
      * same as HF's (temperature, then top-k; up to two logits 1 ulp apart
      * that the division would round to a tie) and only kept ids are divided. */
-    int sorted = 0;
-    if (s->top_k > 0 && s->top_k < n) {
-        n = apply_top_k(s->cand, n, s->top_k, logits);
-        sorted = 1;
+    int n = -1, sorted = 0;
+    if (s->top_k > 0 && s->top_k <= SAMPLER_HEAP_TOP_K) {
+        n = top_k_scan(logits, nv, s->top_k, s->cand);
+        sorted = n >= 0;
     }
+    if (n < 0) {
+        n = 0;
+        for (int i = 0; i < nv; i++)
+            if (logits[i] > -INFINITY) s->cand[n++] = i;
+        if (s->top_k > SAMPLER_HEAP_TOP_K && s->top_k < n) {
+            n = apply_top_k(s->cand, n, s->top_k, logits);
+            sorted = 1;
+        }
+    }
+    if (n == 0) return 0;
     if (s->temperature != 1.0f)
         for (int i = 0; i < n; i++) logits[s->cand[i]] /= s->temperature;
     if (s->top_p < 1.0f) n = apply_top_p(s->cand, n, logits, s->w, s->top_p, sorted);
@@ -488,6 +533,7 @@ static int32_t draw(sampler *s, const float *logits, int n)
     return chosen;
 }
 
+/* Checks the row, records logprobs, filters and draws one token. */
 int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int32_t *top_ids,
                        float *top_lps)
 {
@@ -507,6 +553,7 @@ int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int
     return chosen;
 }
 
+/* The candidate set sampler_sample would draw from (tests). */
 int sampler_candidates(sampler *s, float *logits, int32_t *ids)
 {
     for (int i = 0; i < s->n_valid; i++)
