@@ -48,6 +48,7 @@ struct http_req {
     int n_hdr;
 };
 
+/* The T4 defaults of threats.md. */
 http_limits http_limits_default(void)
 {
     http_limits l = {HTTP_DEFAULT_MAX_BODY, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,
@@ -55,6 +56,7 @@ http_limits http_limits_default(void)
     return l;
 }
 
+/* CLOCK_MONOTONIC in seconds. */
 double http_now(void)
 {
     struct timespec ts;
@@ -234,6 +236,7 @@ static void queue(http_req *r, int status, struct MHD_Response *resp, const char
     r->status = status;
 }
 
+/* Copies name and value; silently capped at HTTP_MAX_REPLY_HEADERS. */
 void http_add_header(http_req *r, const char *name, const char *value)
 {
     if (r->n_hdr >= HTTP_MAX_REPLY_HEADERS) return;
@@ -248,6 +251,7 @@ void http_add_header(http_req *r, const char *name, const char *value)
     r->n_hdr++;
 }
 
+/* Queues a copy of body with status and content type. */
 void http_reply(http_req *r, int status, const char *content_type, const char *body, size_t len)
 {
     if (r->replied) return;
@@ -303,6 +307,7 @@ void http_reply_stream(http_req *r, int status, const char *content_type, http_s
     queue(r, status, resp, content_type);
 }
 
+/* Marks the request so the access handler returns MHD_NO (connection closed). */
 void http_abort(http_req *r)
 {
     if (!r->replied) r->replied = -1;
@@ -318,12 +323,14 @@ void *http_user(const http_req *r) { return r->user; }
 int http_replied(const http_req *r) { return r->replied != 0; }
 int http_status(const http_req *r) { return r->status; }
 
+/* The collected body, "" when there is none. */
 const char *http_body(const http_req *r, size_t *len)
 {
     if (len) *len = r->body ? r->body_len : 0;
     return r->body ? r->body : "";
 }
 
+/* First value of a header (MHD compares names case-insensitively). */
 const char *http_header(const http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
@@ -345,6 +352,7 @@ static enum MHD_Result count_iter(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
+/* Counts every occurrence of a header name. */
 int http_header_count(const http_req *r, const char *name)
 {
     count_ctx c = {name, 0};
@@ -352,6 +360,7 @@ int http_header_count(const http_req *r, const char *name)
     return c.n;
 }
 
+/* The connection's socket descriptor from MHD. */
 int http_fd(const http_req *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -426,6 +435,7 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
 
 int http_port(const http_server *s) { return s->port; }
 
+/* Stops MHD (closing connections, joining threads) and frees. */
 void http_stop(http_server *s)
 {
     if (!s) return;

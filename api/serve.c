@@ -20,6 +20,7 @@
 
 #define ABORT_GRACE_S 3.0  /* after aborting, how long requests get to send their error */
 
+/* Prints the options of `medserve DIR`. */
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -266,6 +267,7 @@ static int serve_loop(server *S, const sigset_t *sigs)
     return __atomic_load_n(&S->fatal, __ATOMIC_SEQ_CST) ? 1 : 0;
 }
 
+/* Entry point of `medserve DIR`: see the top of this file. */
 int cli_serve(int argc, char **argv)
 {
     server S;

@@ -501,6 +501,7 @@ static const svc_ops FAKE_OPS = {
     fake_submit,   fake_cancel,     fake_stats,         fake_free,
 };
 
+/* Starts the fake engine's worker thread. */
 ms_status svc_fake_open(const svc_fake_params *p, svc **out, ms_error *err)
 {
     *out = NULL;
@@ -534,6 +535,7 @@ ms_status svc_fake_open(const svc_fake_params *p, svc **out, ms_error *err)
     return MS_OK;
 }
 
+/* Frees the service through its ops; NULL-safe. */
 void svc_free(svc *s)
 {
     if (!s) return;
