@@ -91,6 +91,7 @@ static ms_status add_line(auth *a, const char *line, size_t len, const char *wha
     return MS_OK;
 }
 
+/* Parses lines "id:key" (blank lines and # comments skipped) into digests. */
 ms_status auth_from_text(const char *text, size_t len, const char *what, auth **out,
                          ms_error *err)
 {

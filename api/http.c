@@ -285,6 +285,7 @@ static void stream_free(void *cls)
     free(g);
 }
 
+/* Queues a chunked response whose body comes from fn (see http.h). */
 void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn,
                        void *ctx, void (*free_fn)(void *ctx))
 {
@@ -378,6 +379,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
      * request log already records what matters, so these are dropped. */
 }
 
+/* Binds host:port and starts MHD with one thread per connection and the limits. */
 http_server *http_start(const char *host, int port, const http_limits *lim,
                         const http_handlers *h, ms_error *err)
 {

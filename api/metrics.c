@@ -113,6 +113,7 @@ typedef struct buf {
 
 /* printf into the growing buffer. */
 static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends printf output to b, growing it. */
 static void bprintf(buf *b, const char *fmt, ...)
 {
     if (b->oom) return;
@@ -164,6 +165,7 @@ static void scalar(buf *b, const char *name, const char *type, const char *help,
     bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+/* Prints every counter, gauge and histogram in exposition format 0.0.4. */
 ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state,
                          char **out, size_t *len)
 {

@@ -13,6 +13,7 @@
 
 #define BAD "invalid_request_error"
 
+/* Fills e with an OpenAI-shaped error and its HTTP status. */
 int oai_fail(oai_err *e, int http, const char *type, const char *param, const char *code,
              const char *fmt, ...)
 {
@@ -643,6 +644,7 @@ static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion
     return 0;
 }
 
+/* Keys, model, sampling, max_tokens, logprobs (int), echo, then the prompt. */
 int oai_parse_completion(const cJSON *root, const oai_limits *lim, oai_completion *out,
                          oai_err *e)
 {
@@ -719,6 +721,7 @@ int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *o
     return parse_messages(root, &out->chat, e);
 }
 
+/* Only "tokens" (ids in range) and an optional matching "model". */
 int oai_parse_detokenize(const cJSON *root, const oai_limits *lim, int32_t **ids, size_t *n,
                          oai_err *e)
 {

@@ -60,6 +60,7 @@ void oai_reply_json(http_req *r, int status, cJSON *obj)
     free(s);
 }
 
+/* The fields every completion object and chunk starts with. */
 cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model,
                     const char *fingerprint)
 {

@@ -39,6 +39,7 @@ static void put(const chat_delta *d, strbuf *reasoning, strbuf *content)
     if (d->content_len) sb_append(content, d->content, d->content_len);
 }
 
+/* Feeds one token; after a splitter error the rest passes through as content. */
 void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf *reasoning,
                  strbuf *content)
 {
