@@ -401,6 +401,7 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
     const struct sockaddr *sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (!strcmp(host, "localhost")) host = "127.0.0.1"; /* the one name taken; no resolver */
     if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
         a4.sin_family = AF_INET;
         a4.sin_port = htons((uint16_t)port);

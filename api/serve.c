@@ -25,7 +25,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: medserve DIR [options]        serve an export directory (OpenAI API)\n"
-            "  --host ADDR              numeric address to bind (default 127.0.0.1)\n"
+            "  --host ADDR              numeric IPv4/IPv6 address or localhost (default 127.0.0.1)\n"
             "  --port N                 TCP port (default 8080; 0 picks a free one)\n"
             "  --api-key-file F         keys, one 'id:key' per line; file mode must be 0600\n"
             "  --model-name NAME        model id in the API (default: DIR's basename)\n"
