@@ -644,7 +644,7 @@ void gen_run(server *S, http_req *r, reqinfo *info, const gen_spec *spec)
         seed &= ((uint64_t)1 << 53) - 1;
     }
     char seedtxt[24];
-    snprintf(seedtxt, sizeof seedtxt, "%llu", (unsigned long long)seed);
+    snprintf(seedtxt, sizeof seedtxt, "%lld", (long long)(int64_t)seed); /* as sent */
     http_add_header(r, "X-Medserve-Seed", seedtxt);
     info->has_seed = 1;
     info->seed = seed;

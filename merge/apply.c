@@ -94,6 +94,28 @@ static ms_status prepare(const mg_kernels *k, const mg_otensor *o, const mg_op *
     return MS_OK;
 }
 
+/* L2 norm of a row in f32 with the summation order of torch.linalg.norm on
+ * CPU (checked bit for bit against torch 2.x for widths >= 8): eight lanes
+ * accumulate x*x (product rounded, then added: no FMA), the lanes are added
+ * in order, the tail elements follow one by one, then sqrtf. */
+static float row_norm(const float *x, size_t n)
+{
+    float lane[8] = {0};
+    size_t m = n - n % 8;
+    for (size_t j = 0; j < m; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float sq = x[j + l] * x[j + l];
+            lane[l] = lane[l] + sq;
+        }
+    float s = 0;
+    for (int l = 0; l < 8; l++) s = s + lane[l];
+    for (size_t j = m; j < n; j++) {
+        float sq = x[j] * x[j];
+        s = s + sq;
+    }
+    return sqrtf(s);
+}
+
 /* Applies one delta to rows [r0, r0+nr) of cur; returns the first bad row or -1. */
 static long apply_delta(const mg_kernels *k, const mg_op *op, const prepared *pp, float *cur, uint64_t r0,
                         size_t nr, size_t cols, st_dtype dt, float *tmp_all)
@@ -115,13 +137,8 @@ static long apply_delta(const mg_kernels *k, const mg_op *op, const prepared *pp
                 mg_round_inplace(k, y, dt, cols);
                 for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
             } else {
-                double ss = 0;
-                for (size_t j = 0; j < cols; j++) {
-                    float u = w[j] + y[j];
-                    w[j] = u;
-                    ss += (double)u * (double)u;
-                }
-                float norm = (float)sqrt(ss);
+                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+                float norm = row_norm(w, cols);
                 if (!(norm > 0) || !isfinite(norm)) {
 #pragma omp critical(mg_bad)
                     if (bad < 0 || (long)row < bad) bad = (long)row;

@@ -16,6 +16,7 @@
 #include "mg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -42,6 +43,7 @@
 #include "plan.h"
 #include "sha256.h"
 #include "st.h"
+#include "st_shard.h"
 
 #define MG_PATH 4096
 #define MG_MAX_NOTES 8
@@ -82,6 +84,7 @@ typedef struct run {
     const char *notes[MG_MAX_NOTES];
     size_t n_notes;
     mg_progress prog;
+    mg_hashing hashing;
 } run;
 
 /* Output dtype name as config.json spells it. */
@@ -100,6 +103,21 @@ static void path_join(char *buf, size_t len, const char *dir, const char *name)
 static void progress(run *R, const char *phase)
 {
     R->prog.phase = phase;
+    if (R->o->progress) R->o->progress(R->o->progress_user, &R->prog);
+}
+
+/* Size of a file, 0 if it cannot be read. */
+static uint64_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) ? 0 : (uint64_t)sb.st_size;
+}
+
+/* Hashing progress: bytes through the hash. */
+static void hash_tick(void *user, uint64_t n)
+{
+    run *R = user;
+    R->prog.bytes_done += n;
     if (R->o->progress) R->o->progress(R->o->progress_user, &R->prog);
 }
 
@@ -228,11 +246,18 @@ static ms_status check_space(run *R, ms_error *err)
     struct statvfs vs;
     if (statvfs(R->parent, &vs)) return ms_seterr(err, MS_ERR_IO, "%s: statvfs: %s", R->parent, strerror(errno));
     uint64_t avail = (uint64_t)vs.f_bavail * (uint64_t)vs.f_frsize;
-    /* data + headers (a generous 64 KiB per shard) + tokenizer files (64 MiB cap) */
-    uint64_t need = R->plan.total_bytes + (uint64_t)R->plan.n_shards * 65536 + (64u << 20);
+    /* data + headers (a generous 64 KiB per shard) + copied files + 1 MiB
+     * for configs, index and manifest */
+    uint64_t need = R->plan.total_bytes + (uint64_t)R->plan.n_shards * 65536 + (1u << 20);
+    for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
+        char p[MG_PATH * 2];
+        struct stat sb;
+        path_join(p, sizeof p, R->base, COPY_FILES[i]);
+        if (stat(p, &sb) == 0) need += (uint64_t)sb.st_size;
+    }
     if (avail < need)
-        return ms_seterr(err, MS_ERR_IO, "%s: %.2f GB free, the export needs about %.2f GB", R->parent, avail / 1e9,
-                         need / 1e9);
+        return ms_seterr(err, MS_ERR_IO, "%s: not enough free space: %.3f GB free, the export needs about %.3f GB",
+                         R->parent, avail / 1e9, need / 1e9);
     return MS_OK;
 }
 
@@ -240,28 +265,37 @@ static ms_status check_space(run *R, ms_error *err)
 static ms_status hash_inputs(run *R, ms_error *err)
 {
     ms_status st;
+    /* Progress: the bytes of every file hashed here. */
+    R->prog.bytes_done = 0;
+    R->prog.bytes_total = 0;
+    for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) R->prog.bytes_total += file_size(st_file_path(st_set_file(R->base_set, i)));
+    for (int i = 0; i < R->n_ad; i++) {
+        char p[MG_PATH * 2];
+        path_join(p, sizeof p, R->ad[i].dir, "adapter_model.safetensors");
+        R->prog.bytes_total += file_size(p);
+    }
     progress(R, "hash inputs");
     static const char *const extra[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, extra[i]);
         if (!strcmp(extra[i], "model.safetensors.index.json") && st_set_nfiles(R->base_set) == 1) continue;
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, extra[i], err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, extra[i], &R->hashing, err))) return st;
     }
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, COPY_FILES[i]);
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], &R->hashing, err))) return st;
     }
     for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) {
         const char *fp = st_file_path(st_set_file(R->base_set, i));
         const char *slash = strrchr(fp, '/');
-        if ((st = mg_filelist_add(&R->base_files, R->base, slash ? slash + 1 : fp, err))) return st;
+        if ((st = mg_filelist_add(&R->base_files, R->base, slash ? slash + 1 : fp, &R->hashing, err))) return st;
     }
     mg_filelist_sort(&R->base_files);
     for (int i = 0; i < R->n_ad; i++) {
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", err))) return st;
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->hashing, err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->hashing, err))) return st;
     }
     return MS_OK;
 }
@@ -354,44 +388,36 @@ out:
     return st;
 }
 
-/* Writes model.safetensors.index.json (HF layout: sorted keys, indent 2). */
+/* Writes model.safetensors.index.json (st_shard's text: as transformers). */
 static ms_status write_index(run *R, ms_error *err)
 {
     mg_plan *p = &R->plan;
-    size_t *ord = malloc(p->n * sizeof *ord);
-    cJSON *j = cJSON_CreateObject(), *meta = NULL, *wm = NULL;
-    ms_status st = MS_OK;
-    if (!ord || !j) goto oom;
-    for (size_t i = 0; i < p->n; i++) ord[i] = i;
-    /* insertion sort by name: a few hundred entries */
-    for (size_t i = 1; i < p->n; i++)
-        for (size_t k = i; k > 0 && strcmp(p->t[ord[k - 1]].name, p->t[ord[k]].name) > 0; k--) {
-            size_t t = ord[k];
-            ord[k] = ord[k - 1];
-            ord[k - 1] = t;
-        }
-    if (!(meta = cJSON_AddObjectToObject(j, "metadata"))) goto oom;
-    cJSON_AddNumberToObject(meta, "total_parameters", (double)p->total_params);
-    cJSON_AddNumberToObject(meta, "total_size", (double)p->total_bytes);
-    if (!(wm = cJSON_AddObjectToObject(j, "weight_map"))) goto oom;
-    for (size_t i = 0; i < p->n; i++) {
-        char name[64];
-        mg_shard_name(p->t[ord[i]].shard, p->n_shards, name, sizeof name);
-        if (!cJSON_AddStringToObject(wm, p->t[ord[i]].name, name)) goto oom;
+    st_wtensor *wt = calloc(p->n, sizeof *wt);
+    st_shard_plan sp = {0};
+    ms_status st;
+    if (!wt || !(sp.shard_of = calloc(p->n, sizeof *sp.shard_of))) {
+        free(wt);
+        st_shard_plan_free(&sp);
+        return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
     }
-    char *text = mg_json_pretty(j);
-    if (!text) goto oom;
-    char path[MG_PATH * 2];
-    path_join(path, sizeof path, R->tmp, "model.safetensors.index.json");
-    st = mg_write_file(&R->io, path, text, strlen(text), err);
+    mg_wtensors(p, wt);
+    sp.n = p->n;
+    sp.n_shards = (size_t)p->n_shards;
+    sp.total_size = p->total_bytes;
+    sp.total_params = p->total_params;
+    for (size_t i = 0; i < p->n; i++) sp.shard_of[i] = (size_t)p->t[i].shard;
+    char *text = NULL;
+    size_t len = 0;
+    st = st_shard_index_json(wt, &sp, &text, &len, err);
+    if (!st) {
+        char path[MG_PATH * 2];
+        path_join(path, sizeof path, R->tmp, ST_INDEX_FILE);
+        st = mg_write_file(&R->io, path, text, len, err);
+    }
     free(text);
-    free(ord);
-    cJSON_Delete(j);
+    free(wt);
+    st_shard_plan_free(&sp);
     return st;
-oom:
-    free(ord);
-    cJSON_Delete(j);
-    return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
 }
 
 /* Sets obj[key] to item, in place if present, else appended. */
@@ -477,6 +503,8 @@ static ms_status verify(run *R, ms_error *err)
     mg_plan *p = &R->plan;
     st_set *s = NULL;
     ms_status st;
+    R->prog.bytes_done = 0;
+    R->prog.bytes_total = p->total_bytes;
     progress(R, "verify");
     if ((st = st_set_open(R->tmp, &s, err))) return st;
     if (st_set_count(s) != p->n) {
@@ -486,6 +514,10 @@ static ms_status verify(run *R, ms_error *err)
     for (size_t i = 0; i < p->n; i++) {
         const mg_otensor *o = &p->t[i];
         const st_tensor *t = st_set_find(s, o->name);
+        if (R->o->cancel && *R->o->cancel) {
+            st = ms_seterr(err, MS_ERR_CANCELLED, "interrupted");
+            goto out;
+        }
         char name[64];
         mg_shard_name(o->shard, p->n_shards, name, sizeof name);
         const char *base = t && t->path ? strrchr(t->path, '/') : NULL;
@@ -508,18 +540,18 @@ static ms_status verify(run *R, ms_error *err)
     for (int i = 0; i < p->n_shards; i++) {
         char name[64];
         mg_shard_name(i, p->n_shards, name, sizeof name);
-        if ((st = mg_filelist_add(&R->out_files, R->tmp, name, err))) goto out;
+        if ((st = mg_filelist_add(&R->out_files, R->tmp, name, &R->hashing, err))) goto out;
     }
     static const char *const more[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
     for (size_t i = 0; i < 3; i++) {
         char pth[MG_PATH * 2];
         path_join(pth, sizeof pth, R->tmp, more[i]);
-        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, more[i], err))) goto out;
+        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, more[i], &R->hashing, err))) goto out;
     }
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char pth[MG_PATH * 2];
         path_join(pth, sizeof pth, R->tmp, COPY_FILES[i]);
-        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, COPY_FILES[i], err))) goto out;
+        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, COPY_FILES[i], &R->hashing, err))) goto out;
     }
     mg_filelist_sort(&R->out_files);
     /* The written config must load. */
@@ -615,28 +647,6 @@ static void run_free(run *R)
     mg_filelist_free(&R->out_files);
 }
 
-/* Parses a human size ("5GB") or a byte count. */
-int mg_parse_size(const char *s, uint64_t *out)
-{
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v <= 0) return -1;
-    while (*end == ' ') end++;
-    double mult = 1;
-    if (!*end) mult = 1;
-    else if (!strcasecmp(end, "KB")) mult = 1e3;
-    else if (!strcasecmp(end, "MB")) mult = 1e6;
-    else if (!strcasecmp(end, "GB")) mult = 1e9;
-    else if (!strcasecmp(end, "TB")) mult = 1e12;
-    else return -1;
-    double b = floor(v * mult); /* Python int(value * multiplier) */
-    if (b < 1 || b > 1.8e19) return -1;
-    *out = (uint64_t)b;
-    return 0;
-}
-
 /* The whole merge. */
 ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
 {
@@ -647,6 +657,9 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     memset(res, 0, sizeof *res);
     R.o = o;
     R.io.fail_at = o->fail_at_step;
+    R.hashing.cancel = o->cancel;
+    R.hashing.tick = hash_tick;
+    R.hashing.user = &R;
     ms_status st = MS_OK;
     if (o->n_adapters < 1 || o->n_adapters > MG_MAX_ADAPTERS)
         return ms_seterr(err, MS_ERR_INVALID, "give between 1 and %d --adapter", MG_MAX_ADAPTERS);
@@ -707,6 +720,7 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     }
     R.prog.tensors_total = R.plan.n;
     R.prog.bytes_total = R.plan.total_bytes;
+    R.prog.bytes_done = 0;
     for (int s = 0; s < R.plan.n_shards; s++)
         if ((st = write_shard(&R, s, err))) goto out;
     if ((st = check_effect(&R, err))) goto out;
@@ -718,7 +732,13 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     if ((st = mg_rename_into_place(&R.io, R.tmp, R.out, o->force, err))) goto out;
     R.tmp_made = R.out_existed; /* after an exchange the old export sits at tmp */
     if ((st = mg_fsync_dir(&R.io, R.parent, err))) {
-        /* The new export is in place but its directory entry may not be durable yet. */
+        /* The rename may not be durable: undo it, so a failure never leaves
+         * the new export in place (the previous one, if any, returns). */
+        if (R.out_existed)
+            renameat2(AT_FDCWD, R.tmp, AT_FDCWD, R.out, RENAME_EXCHANGE);
+        else
+            rename(R.out, R.tmp);
+        R.tmp_made = 1;
         goto out;
     }
     res->n_files = (int)R.out_files.n + 1;

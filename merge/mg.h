@@ -64,10 +64,6 @@ typedef struct mg_result {
     char manifest_sha256[65];
 } mg_result;
 
-/* Parses "5GB", "500MB", "2.5GB", "10KB", "1TB" (decimal units as
- * huggingface_hub) or a plain byte count. Returns 0 on success. */
-int mg_parse_size(const char *s, uint64_t *out);
-
 /* The whole merge: validates inputs, plans, writes into a temp dir beside
  * out_dir, verifies, renames into place. On failure nothing is left behind
  * and a previous out_dir is intact. */

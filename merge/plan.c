@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "st_shard.h"
 
 enum { K_LINEAR, K_HEAD, K_EMBED, K_NORM, K_BIAS };
 
@@ -21,11 +22,11 @@ typedef struct expect {
     int kind;
 } expect;
 
-/* Writes the shard name. */
+/* Writes the shard name (as st_shard_filename). */
 void mg_shard_name(int i, int n, char *buf, size_t len)
 {
     if (n <= 1)
-        snprintf(buf, len, "model.safetensors");
+        snprintf(buf, len, "%s", ST_SINGLE_FILE);
     else
         snprintf(buf, len, "model-%05d-of-%05d.safetensors", i + 1, n);
 }
@@ -383,38 +384,41 @@ static void warn_untrained(const mg_plan *p, const expect *ex, const mg_adapter 
                 path, n, first);
 }
 
-/* Assigns shards as huggingface_hub's split_state_dict_into_shards does:
- * walk in state_dict order; a tensor over the limit is appended at once as a
- * shard of its own; otherwise the shard being filled is closed (appended)
- * when the tensor would push it over the limit. Returns the shard count. */
+/* Assigns shards as transformers 5 save_pretrained does for a model loaded
+ * with from_pretrained (LLaMA-Factory's export): the state dict walked in
+ * dot_natural_key order, split with huggingface_hub's policy (st_shard.c).
+ * Fills the shard of every tensor; returns the shard count or a negative
+ * status. */
 static int assign_shards(mg_plan *p, uint64_t max, ms_error *err)
 {
-    size_t *cur = malloc(p->n * sizeof *cur);
-    if (!cur) return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
-    size_t nc = 0;
-    uint64_t cs = 0;
-    int id = 0;
+    st_wtensor *wt = calloc(p->n, sizeof *wt);
+    if (!wt) return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
+    mg_wtensors(p, wt);
+    st_hf5_sort(wt, p->n);
+    st_shard_plan sp;
+    ms_status st = st_shard_plan_make(wt, p->n, max, &sp, err);
+    if (st) {
+        free(wt);
+        return -(int)st;
+    }
+    for (size_t k = 0; k < p->n; k++) p->t[find_out(p, wt[k].name)].shard = (int)sp.shard_of[k];
+    int n = (int)sp.n_shards;
+    st_shard_plan_free(&sp);
+    free(wt);
+    return n;
+}
+
+/* Fills wt[i] from output tensor i (names point into the plan). */
+void mg_wtensors(const mg_plan *p, st_wtensor *wt)
+{
     for (size_t i = 0; i < p->n; i++) {
-        mg_otensor *o = &p->t[i];
-        if (o->nbytes > max) {
-            o->shard = id++;
-            continue;
-        }
-        if (cs + o->nbytes > max) {
-            for (size_t j = 0; j < nc; j++) p->t[cur[j]].shard = id;
-            id++;
-            nc = 0;
-            cs = 0;
-        }
-        cur[nc++] = i;
-        cs += o->nbytes;
+        memset(&wt[i], 0, sizeof wt[i]);
+        wt[i].name = p->t[i].name;
+        wt[i].dtype = p->dtype;
+        wt[i].ndim = p->t[i].ndim;
+        wt[i].shape[0] = p->t[i].shape[0];
+        wt[i].shape[1] = p->t[i].shape[1];
     }
-    if (nc) {
-        for (size_t j = 0; j < nc; j++) p->t[cur[j]].shard = id;
-        id++;
-    }
-    free(cur);
-    return id;
 }
 
 /* Builds the whole plan. */
