@@ -182,7 +182,7 @@ ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k,
     ms_status st = MS_OK;
     if (stats) memset(stats, 0, sizeof *stats);
     /* Fast path: untouched and already in the output dtype. */
-    if (o->n_ops == 0 && src->dtype == dt) {
+    if (o->n_ops == 0 && src->dtype == dt && o->src_rows == o->rows) {
         const char *p = src->data;
         uint64_t left = src->nbytes;
         while (left) {
@@ -212,9 +212,15 @@ ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k,
         if ((st = prepare(k, o, &o->ops[i], &pp[i], err))) goto out;
     for (size_t r0 = 0; r0 < rows; r0 += chunk_rows) {
         size_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows, n = nr * cols;
+        /* Rows past the base's (a resized vocabulary) start at zero; the
+         * plan guarantees a full replacement overwrites them first. */
+        size_t have = r0 >= o->src_rows ? 0 : (o->src_rows - r0 < nr ? (size_t)(o->src_rows - r0) : nr);
         const char *sp = (const char *)src->data + r0 * cols * src_es;
-        mg_to_f32(k, cur, sp, src->dtype, n);
-        mg_release_pages(sp, n * src_es);
+        if (have) {
+            mg_to_f32(k, cur, sp, src->dtype, have * cols);
+            mg_release_pages(sp, have * cols * src_es);
+        }
+        if (have < nr) memset(cur + have * cols, 0, (nr - have) * cols * sizeof(float));
         for (int i = 0; i < o->n_ops; i++) {
             const mg_op *op = &o->ops[i];
             memcpy(prev, cur, n * sizeof(float));

@@ -106,6 +106,13 @@ static void progress(run *R, const char *phase)
     if (R->o->progress) R->o->progress(R->o->progress_user, &R->prog);
 }
 
+/* The directory the tokenizer files come from: the base, or after a
+ * vocabulary resize the adapter that resized it. */
+static const char *tok_dir(const run *R)
+{
+    return R->plan.resized_by >= 0 ? R->ad[R->plan.resized_by].dir : R->base;
+}
+
 /* Size of a file, 0 if it cannot be read. */
 static uint64_t file_size(const char *path)
 {
@@ -252,12 +259,54 @@ static ms_status check_space(run *R, ms_error *err)
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char p[MG_PATH * 2];
         struct stat sb;
-        path_join(p, sizeof p, R->base, COPY_FILES[i]);
+        path_join(p, sizeof p, tok_dir(R), COPY_FILES[i]);
         if (stat(p, &sb) == 0) need += (uint64_t)sb.st_size;
     }
     if (avail < need)
         return ms_seterr(err, MS_ERR_IO, "%s: not enough free space: %.3f GB free, the export needs about %.3f GB",
                          R->parent, avail / 1e9, need / 1e9);
+    return MS_OK;
+}
+
+/* Largest token id in a tokenizer.json (model.vocab values, added_tokens ids). */
+static ms_status tokenizer_max_id(const char *path, int64_t *max_id, ms_error *err)
+{
+    cJSON *j = json_load_file(path, MG_MAX_TEXT_FILE, err);
+    if (!j) return err ? err->status : MS_ERR_FORMAT;
+    int64_t mx = -1;
+    const cJSON *v = json_get(json_get(j, "model"), "vocab"), *x;
+    cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && x->valuedouble > (double)mx) mx = (int64_t)x->valuedouble;
+    cJSON_ArrayForEach(x, json_get(j, "added_tokens"))
+    {
+        const cJSON *id = json_get(x, "id");
+        if (cJSON_IsNumber(id) && id->valuedouble > (double)mx) mx = (int64_t)id->valuedouble;
+    }
+    cJSON_Delete(j);
+    *max_id = mx;
+    return MS_OK;
+}
+
+/* After a vocabulary resize the export needs the fine-tuned tokenizer: it
+ * must be in the resizing adapter's directory and fit the new size. */
+static ms_status check_resized_tokenizer(run *R, ms_error *err)
+{
+    if (R->plan.resized_by < 0) return MS_OK;
+    const run_adapter *a = &R->ad[R->plan.resized_by];
+    char p[MG_PATH * 2];
+    path_join(p, sizeof p, a->dir, "tokenizer.json");
+    if (!mg_exists(p))
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s resizes the vocabulary from %d to %d tokens, but its directory has no tokenizer.json; "
+                         "copy the fine-tuned tokenizer files there (the base tokenizer does not match)",
+                         a->label, R->cfg.vocab_size, R->plan.vocab_out);
+    int64_t mx = -1;
+    ms_status st = tokenizer_max_id(p, &mx, err);
+    if (st) return st;
+    if (mx >= R->plan.vocab_out)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: token id %lld does not fit the resized vocabulary of %d rows", p,
+                         (long long)mx, R->plan.vocab_out);
+    mg_logf(&R->o->log, MG_LOG_INFO, "vocabulary resized from %d to %d by %s; tokenizer files are taken from it",
+            R->cfg.vocab_size, R->plan.vocab_out, a->label);
     return MS_OK;
 }
 
@@ -286,6 +335,10 @@ static ms_status hash_inputs(run *R, ms_error *err)
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, COPY_FILES[i]);
         if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], &R->hashing, err))) return st;
+        if (R->plan.resized_by < 0) continue;
+        run_adapter *a = &R->ad[R->plan.resized_by];
+        path_join(p, sizeof p, a->dir, COPY_FILES[i]);
+        if (mg_exists(p) && (st = mg_filelist_add(&a->files, a->dir, COPY_FILES[i], &R->hashing, err))) return st;
     }
     for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) {
         const char *fp = st_file_path(st_set_file(R->base_set, i));
@@ -296,6 +349,7 @@ static ms_status hash_inputs(run *R, ms_error *err)
     for (int i = 0; i < R->n_ad; i++) {
         if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->hashing, err))) return st;
         if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->hashing, err))) return st;
+        mg_filelist_sort(&R->ad[i].files);
     }
     return MS_OK;
 }
@@ -441,6 +495,7 @@ static ms_status write_configs(run *R, ms_error *err)
     if (json_get(c, "dtype")) set_item(c, "dtype", cJSON_CreateString(dw)), had = 1;
     if (!had) set_item(c, "dtype", cJSON_CreateString(dw));
     if (R->plan.untie) set_item(c, "tie_word_embeddings", cJSON_CreateFalse());
+    if (R->plan.vocab_out != R->cfg.vocab_size) set_item(c, "vocab_size", cJSON_CreateNumber(R->plan.vocab_out));
     char *text = mg_json_pretty(c);
     cJSON_Delete(c);
     if (!text) return ms_seterr(err, MS_ERR_NOMEM, "config: out of memory");
@@ -484,7 +539,7 @@ static ms_status copy_tokenizer(run *R, ms_error *err)
     int have_tok = 0;
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char src[MG_PATH * 2], dst[MG_PATH * 2];
-        path_join(src, sizeof src, R->base, COPY_FILES[i]);
+        path_join(src, sizeof src, tok_dir(R), COPY_FILES[i]);
         path_join(dst, sizeof dst, R->tmp, COPY_FILES[i]);
         if (!mg_exists(src)) continue;
         if (i == 0) have_tok = 1;
@@ -496,6 +551,102 @@ static ms_status copy_tokenizer(run *R, ms_error *err)
     return MS_OK;
 }
 
+/* Compares tensor data addresses (file order). */
+static int cmp_data(const void *a, const void *b)
+{
+    const char *x = (*(const st_tensor *const *)a)->data, *y = (*(const st_tensor *const *)b)->data;
+    return x < y ? -1 : x > y;
+}
+
+/* Reads one written weights file sequentially: SHA-256 of the whole file
+ * (recorded for the manifest) and, by offset, the checksum of each tensor,
+ * compared with the one computed while writing. The reads go through a
+ * small buffer, so memory stays flat for any tensor size. */
+static ms_status verify_file(run *R, const st_file *f, ms_error *err)
+{
+    enum { BLOCK = 4 << 20 };
+    const char *path = st_file_path(f);
+    size_t nt = st_file_count(f);
+    const st_tensor **ts = calloc(nt ? nt : 1, sizeof *ts);
+    unsigned char *buf = malloc(BLOCK);
+    long *idx = calloc(nt ? nt : 1, sizeof *idx);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ms_status st = MS_OK;
+    if (!ts || !buf || !idx || fd < 0) {
+        st = fd < 0 ? ms_seterr(err, MS_ERR_IO, "%s: open: %s", path, strerror(errno))
+                    : ms_seterr(err, MS_ERR_NOMEM, "verify: out of memory");
+        goto out;
+    }
+    uint64_t data_bytes = 0, size = file_size(path);
+    for (size_t i = 0; i < nt; i++) ts[i] = st_file_get(f, i), data_bytes += ts[i]->nbytes;
+    qsort(ts, nt, sizeof *ts, cmp_data);
+    for (size_t i = 0; i < nt; i++) {
+        idx[i] = -1;
+        for (size_t j = 0; j < R->plan.n; j++)
+            if (!strcmp(R->plan.t[j].name, ts[i]->name)) idx[i] = (long)j;
+        if (idx[i] < 0) {
+            st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: unexpected tensor \"%s\"", path, ts[i]->name);
+            goto out;
+        }
+    }
+    const uint64_t data0 = size - data_bytes; /* tensors tile the end of the file */
+    sha256_ctx sc;
+    sha256_init(&sc);
+    mg_fhash h;
+    mg_fhash_init(&h);
+    size_t ti = 0;
+    uint64_t pos = 0;
+    for (;;) {
+        if (R->o->cancel && *R->o->cancel) {
+            st = ms_seterr(err, MS_ERR_CANCELLED, "interrupted");
+            goto out;
+        }
+        ssize_t r = read(fd, buf, BLOCK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = ms_seterr(err, MS_ERR_IO, "%s: read: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0) break;
+        sha256_update(&sc, buf, (size_t)r);
+        uint64_t end = pos + (uint64_t)r;
+        while (ti < nt) {
+            uint64_t ts0 = data0 + (uint64_t)((const char *)ts[ti]->data - (const char *)ts[0]->data);
+            uint64_t ts1 = ts0 + ts[ti]->nbytes;
+            if (ts0 >= end) break;
+            uint64_t a = ts0 > pos ? ts0 : pos, b = ts1 < end ? ts1 : end;
+            if (b > a) mg_fhash_update(&h, buf + (a - pos), (size_t)(b - a));
+            if (ts1 > end) break;
+            if (mg_fhash_final(&h) != R->sums[idx[ti]]) {
+                st = ms_seterr(err, MS_ERR_IO, "verify %s: the bytes of tensor \"%s\" on disk differ from those written",
+                               path, ts[ti]->name);
+                goto out;
+            }
+            mg_fhash_init(&h);
+            ti++;
+        }
+        pos = end;
+        hash_tick(R, (uint64_t)r);
+    }
+    if (ti != nt || pos != size) {
+        st = ms_seterr(err, MS_ERR_IO, "verify %s: %zu of %zu tensors read back (%llu of %llu bytes)", path, ti, nt,
+                       (unsigned long long)pos, (unsigned long long)size);
+        goto out;
+    }
+    uint8_t d[32];
+    char hex[65];
+    sha256_final(&sc, d);
+    sha256_hex(d, hex);
+    const char *slash = strrchr(path, '/');
+    st = mg_filelist_add_known(&R->out_files, slash ? slash + 1 : path, hex, size, err);
+out:
+    if (fd >= 0) close(fd);
+    free(ts);
+    free(buf);
+    free(idx);
+    return st;
+}
+
 /* Step 6: re-opens the export strictly and checks every tensor's bytes;
  * hashes every file for the manifest. */
 static ms_status verify(run *R, ms_error *err)
@@ -504,7 +655,7 @@ static ms_status verify(run *R, ms_error *err)
     st_set *s = NULL;
     ms_status st;
     R->prog.bytes_done = 0;
-    R->prog.bytes_total = p->total_bytes;
+    R->prog.bytes_total = p->total_bytes + (uint64_t)p->n_shards * 65536; /* about the weights files */
     progress(R, "verify");
     if ((st = st_set_open(R->tmp, &s, err))) return st;
     if (st_set_count(s) != p->n) {
@@ -526,22 +677,11 @@ static ms_status verify(run *R, ms_error *err)
             st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: tensor \"%s\" does not read back as written", R->tmp, o->name);
             goto out;
         }
-        mg_fhash h;
-        mg_fhash_init(&h);
-        mg_fhash_update(&h, t->data, (size_t)t->nbytes);
-        st_tensor_release(t);
-        if (mg_fhash_final(&h) != R->sums[i]) {
-            st = ms_seterr(err, MS_ERR_IO, "verify %s: the bytes of tensor \"%s\" on disk differ from those written",
-                           R->tmp, o->name);
-            goto out;
-        }
     }
-    /* Every file in the temp dir, hashed (the manifest comes later). */
-    for (int i = 0; i < p->n_shards; i++) {
-        char name[64];
-        mg_shard_name(i, p->n_shards, name, sizeof name);
-        if ((st = mg_filelist_add(&R->out_files, R->tmp, name, &R->hashing, err))) goto out;
-    }
+    /* One sequential read per weights file: its SHA-256 for the manifest and
+     * each tensor's checksum against what was written. */
+    for (size_t i = 0; i < st_set_nfiles(s); i++)
+        if ((st = verify_file(R, st_set_file(s, i), err))) goto out;
     static const char *const more[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
     for (size_t i = 0; i < 3; i++) {
         char pth[MG_PATH * 2];
@@ -697,6 +837,10 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
                                "is untied (lm_head.weight = embedding + head changes, embedding changes only in "
                                "model.embed_tokens.weight, tie_word_embeddings false), which matches the unmerged "
                                "PEFT model.";
+    if ((st = check_resized_tokenizer(&R, err))) goto out;
+    if (R.plan.resized_by >= 0)
+        R.notes[R.n_notes++] = "The vocabulary was resized by full embedding/head weights in an adapter; vocab_size "
+                               "is updated and the tokenizer files come from that adapter's directory.";
     R.notes[R.n_notes++] = "Linear deltas are added in float32 and rounded once per adapter; embedding deltas are "
                            "rounded to the output dtype before the add, as PEFT does.";
     if (!(R.sums = calloc(R.plan.n, sizeof *R.sums)) || !(R.tensor_changed = calloc(R.plan.n, sizeof *R.tensor_changed))) {
@@ -725,6 +869,7 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
         if ((st = write_shard(&R, s, err))) goto out;
     if ((st = check_effect(&R, err))) goto out;
     if (R.plan.n_shards > 1 && (st = write_index(&R, err))) goto out;
+    if (o->after_write) o->after_write(o->after_write_user, R.tmp);
     if ((st = write_configs(&R, err)) || (st = copy_tokenizer(&R, err))) goto out;
     if ((st = verify(&R, err)) || (st = write_manifest(&R, res, err))) goto out;
     if ((st = mg_fsync_dir(&R.io, R.tmp, err))) goto out;

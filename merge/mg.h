@@ -54,6 +54,10 @@ typedef struct mg_opts {
     /* Fault injection for tests: fail the n-th checked I/O step (1-based);
      * 0 = never. */
     int fail_at_step;
+    /* Test hook: called with the temp dir once the weights are written and
+     * before they are verified (a test corrupts a byte here). */
+    void (*after_write)(void *user, const char *tmp_dir);
+    void *after_write_user;
 } mg_opts;
 
 typedef struct mg_result {

@@ -49,6 +49,8 @@ typedef struct mg_otensor {
     int64_t shape[2];
     uint64_t rows, cols;       /* 1-D tensors: rows = 1 */
     const st_tensor *src;      /* base tensor the values start from */
+    uint64_t src_rows;         /* rows of src (fewer than rows after a vocabulary resize:
+                                * the first op is then a full replacement) */
     mg_op ops[MG_MAX_ADAPTERS];
     int n_ops;
     int shard;                 /* 0-based file index */
@@ -70,6 +72,9 @@ typedef struct mg_plan {
     int untie;                 /* tied base, written untied */
     int tied_out;              /* output config tie_word_embeddings */
     int n_shards;
+    int vocab_out;             /* vocab_size of the export */
+    int resized_by;            /* adapter whose full embedding/head weights resize the
+                                * vocabulary, or -1 */
     uint64_t total_bytes;      /* tensor data bytes */
     uint64_t total_params;
     size_t ops_total;

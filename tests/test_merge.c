@@ -287,6 +287,43 @@ static void t_faults(void)
     mg_rmtree(dir);
 }
 
+/* Flips one byte in the middle of the written weights (after_write hook). */
+static void corrupt(void *user, const char *tmp)
+{
+    (void)user;
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors", tmp);
+    FILE *f = fopen(p, "r+b");
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, n - 1000, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, n - 1000, SEEK_SET);
+    fputc(c ^ 0x01, f);
+    fclose(f);
+}
+
+/* A byte changed on disk after writing is caught by the read-back check. */
+static void t_verify_catches(void)
+{
+    char dir[256], out[300], bufs[MG_MAX_ADAPTERS + 1][512];
+    tmpdir(dir, sizeof dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    mg_opts o;
+    cJSON *c = case_opts("lora_all7", &o, bufs, out);
+    CHECK(c != NULL, "case");
+    if (!c) return;
+    cJSON_Delete(c);
+    o.after_write = corrupt;
+    ms_error e = {0};
+    mg_result res;
+    ms_status st = mg_run(&o, &res, &e);
+    CHECK(st == MS_ERR_IO && strstr(e.message, "differ from those written"), "corruption not caught: %s", e.message);
+    CHECK(!mg_exists(out) && count_prefix(dir, ".out.tmp-") == 0, "left behind after a failed verify");
+    mg_rmtree(dir);
+}
+
 /* Refusals about paths and an existing out. */
 static void t_paths(void)
 {
@@ -323,6 +360,7 @@ int main(int argc, char **argv)
         {"merge_parity_peft", t_parity},
         {"merge_faults_atomic", t_faults},
         {"merge_paths", t_paths},
+        {"merge_verify_catches_corruption", t_verify_catches},
     };
-    return test_main(argc, argv, cases, 3);
+    return test_main(argc, argv, cases, 4);
 }

@@ -383,6 +383,21 @@ static void t_akeys(void)
         "base_model.model.lm_head.modules_to_save.default.weight",
     };
     CHECK(classify(named, 4, &k, &e) == MS_OK, "named variant: %s", e.message);
+    if (k.mods) {
+        const mg_amod *hd = mg_akeys_find(&k, "lm_head");
+        CHECK(hd && hd->t[MG_SLOT_MTS], "modules_to_save.default.weight is the trained copy");
+    }
+    mg_akeys_free(&k);
+    static const char *const wrapper[] = {
+        "base_model.model.lm_head.modules_to_save.weight",
+        "base_model.model.lm_head.original_module.weight",
+        "base_model.model.lm_head.weight",
+    };
+    CHECK(classify(wrapper, 3, &k, &e) == MS_OK, "wrapper keys: %s", e.message);
+    if (k.mods) {
+        const mg_amod *hd = mg_akeys_find(&k, "lm_head");
+        CHECK(k.n == 1 && hd && hd->t[MG_SLOT_MTS] && hd->t[MG_SLOT_ORIG] && hd->t[MG_SLOT_FULL], "wrapper slots");
+    }
     mg_akeys_free(&k);
     static const struct {
         const char *keys[3];
@@ -427,7 +442,7 @@ static void t_apply_edges(void)
     mg_otensor o;
     memset(&o, 0, sizeof o);
     snprintf(o.name, sizeof o.name, "w");
-    o.ndim = 2, o.shape[0] = 2, o.shape[1] = 4, o.rows = 2, o.cols = 4, o.src = &tw, o.n_ops = 1;
+    o.ndim = 2, o.shape[0] = 2, o.shape[1] = 4, o.rows = 2, o.cols = 4, o.src = &tw, o.src_rows = 2, o.n_ops = 1;
     o.ops[0] = (mg_op){.adapter = 0, .delta = MG_DELTA_DORA, .A = &ta, .B = &tb, .mag = &tm, .r = 1, .scale = 1};
     const char *labels[1] = {"adapter 1 (x)"};
     uint16_t out[8];

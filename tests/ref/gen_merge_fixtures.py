@@ -30,13 +30,16 @@ Run from the repository root after `make`:  python3 tests/ref/gen_merge_fixtures
 Needs torch, transformers, peft, safetensors (CPU). Takes about a minute.
 """
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import warnings
+
+if os.environ.get("PYTHONHASHSEED") != "0":  # PEFT saves target_modules from a set: fix its order
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 import torch
 from safetensors import safe_open
@@ -108,8 +111,10 @@ def randomize(pm, seed, std=0.05, dora_scale=True):
                 p.add_(torch.randn(p.shape, generator=g).to(p.dtype) * 0.01)
 
 
-def make_adapter(base, out, cfg, seed, post=None):
+def make_adapter(base, out, cfg, seed, post=None, resize=None):
     m = load_base(base)
+    if resize:
+        m.resize_token_embeddings(resize)
     pm = get_peft_model(m, cfg)
     randomize(pm, seed)
     pm.save_pretrained(out)
@@ -156,9 +161,13 @@ def untie(m):
         m._tied_weights_keys = None
 
 
-def reference_merge(base, adapters, out_dtype, untie_first, load_dtype=None):
-    """LLaMA-Factory's export: per adapter from_pretrained + merge_and_unload."""
+def reference_merge(base, adapters, out_dtype, untie_first, load_dtype=None, resize=None):
+    """LLaMA-Factory's export: per adapter from_pretrained + merge_and_unload
+    (after resize_token_embeddings when the adapter was trained with a resized
+    vocabulary, as LLaMA-Factory's resize_vocab does)."""
     m = load_base(base, load_dtype)
+    if resize:
+        m.resize_token_embeddings(resize)
     if untie_first:
         untie(m)
     for d, w in adapters:
@@ -213,8 +222,15 @@ def check_export(case_dir, out, expected_sd, base_sd, tied_out):
     return res, m
 
 
+def fake_tokenizer(d, n):
+    """A tokenizer.json whose largest id is n - 1 (lora-merge checks ids after a resize)."""
+    json.dump({"model": {"type": "BPE", "vocab": {f"t{i}": i for i in range(n - 8)}, "merges": []},
+               "added_tokens": [{"id": i, "content": f"<new{i}>", "special": True} for i in range(n - 8, n)]},
+              open(os.path.join(d, "tokenizer.json"), "w"))
+
+
 def case(name, base, adapters, out_dtype="bf16", args=None, untie_first=False, load_dtype=None,
-         logits=False, shard=None):
+         logits=False, shard=None, resize=None):
     """adapters: list of (LoraConfig | callable, seed, post, weight)."""
     cdir = os.path.join(DATA, "cases", name)
     shutil.rmtree(cdir, ignore_errors=True)
@@ -222,9 +238,11 @@ def case(name, base, adapters, out_dtype="bf16", args=None, untie_first=False, l
     ad = []
     for i, (cfg, seed, post, w) in enumerate(adapters):
         d = os.path.join(cdir, "adapters", str(i + 1))
-        make_adapter(base, d, cfg, seed, post)
+        make_adapter(base, d, cfg, seed, post, resize)
+        if resize:
+            fake_tokenizer(d, resize)
         ad.append((d, w))
-    ref = reference_merge(base, ad, out_dtype, untie_first, load_dtype)
+    ref = reference_merge(base, ad, out_dtype, untie_first, load_dtype, resize)
     sd = state(ref)
     base_sd = state(load_base(base))
     changed = {}
@@ -232,7 +250,7 @@ def case(name, base, adapters, out_dtype="bf16", args=None, untie_first=False, l
         b = base_sd.get(k)
         if k == "lm_head.weight" and b is None:
             b = base_sd["model.embed_tokens.weight"]
-        if b is None or b.dtype != v.dtype or not torch.equal(b, v):
+        if b is None or b.dtype != v.dtype or b.shape != v.shape or not torch.equal(b, v):
             changed[k] = v
     save_file(changed, os.path.join(cdir, "expected.safetensors"), metadata={"format": "pt"})
     info = {
@@ -339,6 +357,8 @@ def main():
     case("f32_keep", "f32", [(L(target_modules=["q_proj", "o_proj"]), 123, *N)], out_dtype="f32")
     case("to_f16", "untied", [(L(target_modules=ALL7), 124, *N)], out_dtype="f16", load_dtype=torch.float32)
     case("bias_base", "bias", [(L(target_modules=["q_proj", "k_proj"]), 125, *N)])
+    case("resized_vocab", "untied", [(L(target_modules=["q_proj"], modules_to_save=["embed_tokens", "lm_head"]), 127, *N)],
+         resize=264)
     case("sharded", "sharded", [(L(target_modules=ALL7), 126, *N)], args=["--max-shard-size", "60KB"],
          shard="60KB")
 
