@@ -152,6 +152,13 @@ def test_bad_messages_file(model, tmp_path, content, needle):
     assert needle in err, err
 
 
+def test_system_twice(model, tmp_path):
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps([{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]))
+    rc, _, err = gen(model, "--messages", str(f), "--system", "c")
+    assert rc == 2 and "system message" in err, err
+
+
 def test_bad_model_dir(tmp_path):
     rc, _, err = gen(str(tmp_path / "nope"), "--prompt", "x")
     assert rc == 2 and "nope" in err, err
