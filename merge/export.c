@@ -15,6 +15,7 @@
  * Any failure removes the temp dir; out is then absent or as before. */
 #include "mg.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -318,10 +319,27 @@ static ms_status hash_inputs(run *R, ms_error *err)
     R->prog.bytes_done = 0;
     R->prog.bytes_total = 0;
     for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) R->prog.bytes_total += file_size(st_file_path(st_set_file(R->base_set, i)));
-    for (int i = 0; i < R->n_ad; i++) {
+    static const char *const small[] = {"config.json", "generation_config.json", "model.safetensors.index.json",
+                                        "adapter_config.json", "adapter_model.safetensors"};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
         char p[MG_PATH * 2];
-        path_join(p, sizeof p, R->ad[i].dir, "adapter_model.safetensors");
+        if (i < 3) {
+            path_join(p, sizeof p, R->base, small[i]);
+            R->prog.bytes_total += file_size(p);
+        }
+        for (int a = 0; i >= 3 && a < R->n_ad; a++) {
+            path_join(p, sizeof p, R->ad[a].dir, small[i]);
+            R->prog.bytes_total += file_size(p);
+        }
+    }
+    for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
+        char p[MG_PATH * 2];
+        path_join(p, sizeof p, R->base, COPY_FILES[i]);
         R->prog.bytes_total += file_size(p);
+        if (R->plan.resized_by >= 0) {
+            path_join(p, sizeof p, tok_dir(R), COPY_FILES[i]);
+            R->prog.bytes_total += file_size(p);
+        }
     }
     progress(R, "hash inputs");
     static const char *const extra[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
@@ -655,7 +673,17 @@ static ms_status verify(run *R, ms_error *err)
     st_set *s = NULL;
     ms_status st;
     R->prog.bytes_done = 0;
-    R->prog.bytes_total = p->total_bytes + (uint64_t)p->n_shards * 65536; /* about the weights files */
+    R->prog.bytes_total = 0;
+    {
+        DIR *d = opendir(R->tmp);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            char fp[MG_PATH * 2];
+            path_join(fp, sizeof fp, R->tmp, de->d_name);
+            if (de->d_name[0] != '.') R->prog.bytes_total += file_size(fp);
+        }
+        if (d) closedir(d);
+    }
     progress(R, "verify");
     if ((st = st_set_open(R->tmp, &s, err))) return st;
     if (st_set_count(s) != p->n) {
