@@ -4,7 +4,7 @@
  *   2. inputs: base config.json (strict, Qwen3 only, no quantization) and
  *      weights (strict loader), each adapter's config, weights and keys;
  *   3. the plan (plan.c) and a free-space check (statvfs);
- *   4. SHA-256 of every input file read;
+ *   4. SHA-256 of every input file read (on a thread, during 5);
  *   5. a temp dir beside out: shards (+ index), patched config.json,
  *      generation_config.json, tokenizer files, each fsynced;
  *   6. verification: the strict loader re-opens the export, every tensor's
@@ -26,9 +26,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <omp.h>
+#include <pthread.h>
 
 #include "acfg.h"
 #include "akeys.h"
@@ -85,8 +87,26 @@ typedef struct run {
     const char *notes[MG_MAX_NOTES];
     size_t n_notes;
     mg_progress prog;
-    mg_hashing hashing;
+    mg_hashing hashing;        /* output hashing (main thread) */
+    mg_hashing in_hashing;     /* input hashing (background thread) */
+    double t_sync;             /* seconds in st_writer_finish (fsync, rename) */
+    /* The inputs are hashed on a thread while the merge runs (the manifest
+     * needs them only at the end). */
+    pthread_t hasher;
+    int hasher_started;
+    volatile int hash_stop;
+    ms_status hash_status;
+    ms_error hash_err;
+    double t_hash;
 } run;
+
+/* Monotonic seconds. */
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 /* Output dtype name as config.json spells it. */
 static const char *dtype_word(st_dtype t)
@@ -311,62 +331,72 @@ static ms_status check_resized_tokenizer(run *R, ms_error *err)
     return MS_OK;
 }
 
-/* Step 4: hashes the base files and adapter files that are read. */
+static ms_status hash_inputs(run *R, ms_error *err);
+
+/* Body of the input-hashing thread. */
+static void *hash_thread(void *arg)
+{
+    run *R = arg;
+    double t0 = now_s();
+    R->hash_status = hash_inputs(R, &R->hash_err);
+    R->t_hash = now_s() - t0;
+    return NULL;
+}
+
+/* Starts hashing the inputs in the background. */
+static ms_status hash_start(run *R, ms_error *err)
+{
+    R->in_hashing.cancel = &R->hash_stop;
+    if (pthread_create(&R->hasher, NULL, hash_thread, R))
+        return ms_seterr(err, MS_ERR_NOMEM, "cannot start the hashing thread");
+    R->hasher_started = 1;
+    return MS_OK;
+}
+
+/* Waits for the input hashes; stop asks the thread to give up early. */
+static ms_status hash_join(run *R, int stop, ms_error *err)
+{
+    if (!R->hasher_started) return MS_OK;
+    if (stop) R->hash_stop = 1;
+    pthread_join(R->hasher, NULL);
+    R->hasher_started = 0;
+    if (R->hash_status && !stop) {
+        if (err) *err = R->hash_err;
+        return R->hash_status;
+    }
+    return MS_OK;
+}
+
+/* Step 4: hashes the base files and adapter files that are read (on the
+ * background thread; see hash_thread). */
 static ms_status hash_inputs(run *R, ms_error *err)
 {
     ms_status st;
-    /* Progress: the bytes of every file hashed here. */
-    R->prog.bytes_done = 0;
-    R->prog.bytes_total = 0;
-    for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) R->prog.bytes_total += file_size(st_file_path(st_set_file(R->base_set, i)));
-    static const char *const small[] = {"config.json", "generation_config.json", "model.safetensors.index.json",
-                                        "adapter_config.json", "adapter_model.safetensors"};
-    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
-        char p[MG_PATH * 2];
-        if (i < 3) {
-            path_join(p, sizeof p, R->base, small[i]);
-            R->prog.bytes_total += file_size(p);
-        }
-        for (int a = 0; i >= 3 && a < R->n_ad; a++) {
-            path_join(p, sizeof p, R->ad[a].dir, small[i]);
-            R->prog.bytes_total += file_size(p);
-        }
-    }
-    for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
-        char p[MG_PATH * 2];
-        path_join(p, sizeof p, R->base, COPY_FILES[i]);
-        R->prog.bytes_total += file_size(p);
-        if (R->plan.resized_by >= 0) {
-            path_join(p, sizeof p, tok_dir(R), COPY_FILES[i]);
-            R->prog.bytes_total += file_size(p);
-        }
-    }
-    progress(R, "hash inputs");
     static const char *const extra[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, extra[i]);
         if (!strcmp(extra[i], "model.safetensors.index.json") && st_set_nfiles(R->base_set) == 1) continue;
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, extra[i], &R->hashing, err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, extra[i], &R->in_hashing, err))) return st;
     }
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, COPY_FILES[i]);
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], &R->hashing, err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], &R->in_hashing, err))) return st;
         if (R->plan.resized_by < 0) continue;
         run_adapter *a = &R->ad[R->plan.resized_by];
         path_join(p, sizeof p, a->dir, COPY_FILES[i]);
-        if (mg_exists(p) && (st = mg_filelist_add(&a->files, a->dir, COPY_FILES[i], &R->hashing, err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&a->files, a->dir, COPY_FILES[i], &R->in_hashing, err))) return st;
     }
     for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) {
         const char *fp = st_file_path(st_set_file(R->base_set, i));
         const char *slash = strrchr(fp, '/');
-        if ((st = mg_filelist_add(&R->base_files, R->base, slash ? slash + 1 : fp, &R->hashing, err))) return st;
+        if ((st = mg_filelist_add(&R->base_files, R->base, slash ? slash + 1 : fp, &R->in_hashing, err))) return st;
     }
     mg_filelist_sort(&R->base_files);
     for (int i = 0; i < R->n_ad; i++) {
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->hashing, err))) return st;
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->hashing, err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->in_hashing, err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->in_hashing, err))) return st;
         mg_filelist_sort(&R->ad[i].files);
     }
     return MS_OK;
@@ -451,7 +481,9 @@ static ms_status write_shard(run *R, int shard, ms_error *err)
         progress(R, "merge");
     }
     if ((st = mg_io_step(&R->io, "fsync", path, err))) goto out;
+    double t0 = now_s();
     st = st_writer_finish(w, err);
+    R->t_sync += now_s() - t0;
 out:
     st_writer_abort(w);
     free(wt);
@@ -828,6 +860,7 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     R.hashing.cancel = o->cancel;
     R.hashing.tick = hash_tick;
     R.hashing.user = &R;
+    R.hash_stop = 0;
     ms_status st = MS_OK;
     if (o->n_adapters < 1 || o->n_adapters > MG_MAX_ADAPTERS)
         return ms_seterr(err, MS_ERR_INVALID, "give between 1 and %d --adapter", MG_MAX_ADAPTERS);
@@ -875,7 +908,9 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
         st = ms_seterr(err, MS_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((st = check_space(&R, err)) || (st = hash_inputs(&R, err))) goto out;
+    double t0 = now_s(), t1;
+    if ((st = check_space(&R, err)) || (st = hash_start(&R, err))) goto out;
+    t1 = now_s();
     /* Step 5: the temp dir beside out. */
     snprintf(R.tmp, sizeof R.tmp, "%s/.%s.tmp-XXXXXX", R.parent, R.outname);
     if ((st = mg_io_step(&R.io, "mkdtemp", R.tmp, err))) goto out;
@@ -895,11 +930,16 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     R.prog.bytes_done = 0;
     for (int s = 0; s < R.plan.n_shards; s++)
         if ((st = write_shard(&R, s, err))) goto out;
+    res->t_merge = now_s() - t1 - R.t_sync;
+    res->t_sync = R.t_sync;
     if ((st = check_effect(&R, err))) goto out;
     if (R.plan.n_shards > 1 && (st = write_index(&R, err))) goto out;
     if (o->after_write) o->after_write(o->after_write_user, R.tmp);
     if ((st = write_configs(&R, err)) || (st = copy_tokenizer(&R, err))) goto out;
-    if ((st = verify(&R, err)) || (st = write_manifest(&R, res, err))) goto out;
+    t1 = now_s();
+    if ((st = verify(&R, err)) || (st = hash_join(&R, 0, err)) || (st = write_manifest(&R, res, err))) goto out;
+    res->t_hash = R.t_hash;
+    res->t_verify = now_s() - t1;
     if ((st = mg_fsync_dir(&R.io, R.tmp, err))) goto out;
     /* Step 7: into place. */
     if ((st = mg_rename_into_place(&R.io, R.tmp, R.out, o->force, err))) goto out;
@@ -919,7 +959,9 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     for (size_t i = 0; i < R.out_files.n; i++) res->bytes_written += R.out_files.v[i].bytes;
     res->tensors_written = R.plan.n;
     res->untied = R.plan.untie;
+    res->t_total = now_s() - t0;
 out:
+    hash_join(&R, 1, NULL);
     if (R.tmp_made) mg_rmtree(R.tmp);
     run_free(&R);
     return st;
