@@ -248,6 +248,19 @@ static ms_status check_space(run *R, ms_error *err)
     return MS_OK;
 }
 
+/* The weights files read must still be the ones opened (size, inode,
+ * mtime): a file replaced or truncated during the run would make the export
+ * (and its manifest hashes) describe inputs that no longer exist. */
+static ms_status check_inputs_unchanged(run *R, ms_error *err)
+{
+    ms_status st;
+    for (size_t i = 0; i < st_set_nfiles(R->base_set); i++)
+        if ((st = st_file_recheck(st_set_file(R->base_set, i), err))) return st;
+    for (int i = 0; i < R->n_ad; i++)
+        if ((st = st_file_recheck(R->ad[i].f, err))) return st;
+    return MS_OK;
+}
+
 /* Refuses an adapter that changed nothing at all. */
 static ms_status check_effect(run *R, ms_error *err)
 {
@@ -369,7 +382,9 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     if (o->after_write) o->after_write(o->after_write_user, R.tmp);
     if ((st = rn_write_configs(&R, err)) || (st = rn_copy_tokenizer(&R, err))) goto out;
     t1 = rn_now();
-    if ((st = rn_verify(&R, err)) || (st = rn_hash_join(&R, 0, err)) || (st = rn_write_manifest(&R, res, err))) goto out;
+    if ((st = rn_verify(&R, err)) || (st = rn_hash_join(&R, 0, err)) || (st = check_inputs_unchanged(&R, err)) ||
+        (st = rn_write_manifest(&R, res, err)))
+        goto out;
     res->t_hash = R.t_hash;
     res->t_verify = rn_now() - t1;
     if ((st = mg_fsync_dir(&R.io, R.tmp, err))) goto out;
