@@ -9,7 +9,8 @@
  * never on its neighbours, so batch invariance holds by construction. After a
  * chat prompt with thinking on, output opens with a <think> block. Stop
  * strings are refused: matching them is the real engine's job. It does not
- * model any real language model. */
+ * model any real language model. svc_free (for any service) lives here too,
+ * since this file is always built. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
