@@ -1,0 +1,157 @@
+/* cpu_ops.c: the elementwise and matrix ops of the CPU reference backend:
+ * f16 conversions, the one dot-product kernel, matmul over a weight matrix,
+ * RMSNorm, SwiGLU, residual add, embedding lookup. Plain portable C (gcc
+ * vectorises the 16-lane loops); OpenMP only in cpu_matmul. Rounding points
+ * and the summation order are described in cpu.h. No allocation here. */
+#include <math.h>
+
+#include "cpu.h"
+
+#define LANES 16    /* partial sums per dot product: fixes the summation order */
+#define MM_ROWS 16  /* weight rows per matmul work item (16 x K stays in L1/L2) */
+
+float f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0) {
+        float f = (float)mant * 5.9604644775390625e-8f; /* mant * 2^-24, exact */
+        return sign ? -f : f;
+    }
+    if (exp == 31) u = sign | 0x7f800000u | (mant << 13);
+    else u = sign | ((exp + 112u) << 23) | (mant << 13);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+uint16_t f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u;   /* NaN */
+    if (a >= 0x477ff000u) return sign | 0x7c00u;  /* >= 65520 rounds to inf */
+    if (a < 0x38800000u) {                         /* below 2^-14: subnormal f16 */
+        float v;
+        memcpy(&v, &a, 4);
+        return sign | (uint16_t)rintf(v * 16777216.0f); /* units of 2^-24, ties to even */
+    }
+    a += 0xfffu + ((a >> 13) & 1u);               /* round the 13 dropped bits to even */
+    a -= 112u << 23;                               /* rebias exponent 127 -> 15 */
+    return sign | (uint16_t)(a >> 13);
+}
+
+/* Fixed pairwise reduction of the lane sums: (0+8, 1+9, ...), then halves. */
+static float reduce_lanes(float acc[LANES])
+{
+    for (int s = LANES / 2; s > 0; s /= 2)
+        for (int j = 0; j < s; j++) acc[j] += acc[j + s];
+    return acc[0];
+}
+
+/* x . w for f32 weights (w only byte-aligned, read through memcpy). */
+static float dot_f32(const float *x, const unsigned char *w, int64_t n)
+{
+    float acc[LANES] = {0};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        float wv[LANES];
+        memcpy(wv, w + 4 * k, sizeof wv);
+        for (int j = 0; j < LANES; j++) acc[j] += x[k + j] * wv[j];
+    }
+    for (int j = 0; k + j < n; j++) acc[j] += x[k + j] * elem_get(w, ST_F32, k + j);
+    return reduce_lanes(acc);
+}
+
+/* x . w for bf16 weights (bf16 -> f32 is a shift). */
+static float dot_bf16(const float *x, const unsigned char *w, int64_t n)
+{
+    float acc[LANES] = {0};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        uint16_t hv[LANES];
+        memcpy(hv, w + 2 * k, sizeof hv);
+        for (int j = 0; j < LANES; j++) acc[j] += x[k + j] * bf16_to_f32(hv[j]);
+    }
+    for (int j = 0; k + j < n; j++) acc[j] += x[k + j] * elem_get(w, ST_BF16, k + j);
+    return reduce_lanes(acc);
+}
+
+/* x . w for f16 weights. */
+static float dot_f16(const float *x, const unsigned char *w, int64_t n)
+{
+    float acc[LANES] = {0};
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        uint16_t hv[LANES];
+        memcpy(hv, w + 2 * k, sizeof hv);
+        for (int j = 0; j < LANES; j++) acc[j] += x[k + j] * f16_to_f32(hv[j]);
+    }
+    for (int j = 0; k + j < n; j++) acc[j] += x[k + j] * elem_get(w, ST_F16, k + j);
+    return reduce_lanes(acc);
+}
+
+float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
+{
+    const unsigned char *wb = (const unsigned char *)w;
+    if (wt == ST_BF16) return dot_bf16(x, wb, n);
+    if (wt == ST_F16) return dot_f16(x, wb, n);
+    return dot_f32(x, wb, n);
+}
+
+void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
+                int n_threads)
+{
+    const int64_t N = W->rows, K = W->cols;
+    const size_t row_bytes = (size_t)K * (W->dtype == ST_F32 ? 4 : 2);
+    const unsigned char *wb = (const unsigned char *)W->data;
+    const int64_t n_items = (N + MM_ROWS - 1) / MM_ROWS;
+    /* Each work item owns MM_ROWS output columns for all T rows: the weight
+     * rows are read once per call and reused from cache across tokens. */
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t it = 0; it < n_items; it++) {
+        int64_t n0 = it * MM_ROWS, n1 = n0 + MM_ROWS < N ? n0 + MM_ROWS : N;
+        for (int t = 0; t < T; t++) {
+            const float *xt = x + (size_t)t * (size_t)K;
+            float *ot = out + (size_t)t * (size_t)N;
+            for (int64_t n = n0; n < n1; n++) {
+                float v = cpu_dot(xt, wb + (size_t)n * row_bytes, W->dtype, K);
+                if (bias && bias->data) v += elem_get(bias->data, bias->dtype, n);
+                ot[n] = round_act(v, act);
+            }
+        }
+    }
+}
+
+void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps, st_dtype act)
+{
+    float acc[LANES] = {0};
+    for (int64_t i = 0; i < n; i++) acc[i % LANES] += x[i] * x[i];
+    float var = reduce_lanes(acc) / (float)n;
+    float r = 1.0f / sqrtf(var + eps);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = round_act(elem_get(w->data, w->dtype, i) * round_act(x[i] * r, act), act);
+}
+
+void cpu_swiglu(float *g, const float *u, size_t n, st_dtype act)
+{
+    for (size_t i = 0; i < n; i++) {
+        float s = round_act(g[i] / (1.0f + expf(-g[i])), act); /* silu, as torch computes it */
+        g[i] = round_act(s * u[i], act);
+    }
+}
+
+void cpu_add(float *x, const float *y, size_t n, st_dtype act)
+{
+    for (size_t i = 0; i < n; i++) x[i] = round_act(x[i] + y[i], act);
+}
+
+void cpu_embed(float *out, const wmat *E, int32_t id)
+{
+    const size_t esz = E->dtype == ST_F32 ? 4 : 2;
+    const unsigned char *row = (const unsigned char *)E->data + (size_t)id * (size_t)E->cols * esz;
+    for (int64_t i = 0; i < E->cols; i++) out[i] = elem_get(row, E->dtype, i);
+}

@@ -1,0 +1,315 @@
+/* test_forward.c: the CPU forward pass against transformers.
+ *
+ * For each fixture in tests/data/infer/ (written by tests/ref/gen_infer_fixtures.py from HF
+ * Qwen3ForCausalLM), the model is regenerated with build/tools/synth into a temporary
+ * directory (its safetensors SHA-256 must equal the fixture's, so the weights are the ones HF
+ * saw), loaded with model_load and run on the CPU backend. Checks:
+ *   - per-position logits on the fixture's vocabulary columns and at HF's top-5 ids: max abs
+ *     difference within the fixture's tolerance (1e-3 f32, 2e-2 bf16); the worst are printed;
+ *   - per-position argmax equal to HF's;
+ *   - greedy continuations (64 tokens, all prompts decoded together) identical to HF's;
+ *   - batch invariance: all prompts prefilled in one call give bitwise the logits of each
+ *     alone, and a batched decode step gives bitwise the logits of the same step alone;
+ *   - chunked prefill (1, 3, 7, rest) gives bitwise the logits of a prefill at once.
+ * Under MEDSERVE_SANITIZED=1 fewer greedy steps are run to stay quick. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "json.h"
+#include "kv.h"
+#include "model.h"
+#include "sha256.h"
+#include "test.h"
+
+#define FIXTURE_DIR "tests/data/infer"
+#define SYNTH "build/tools/synth"
+#define MAX_PROMPTS 8
+#define BLOCK 16
+#define MAX_CTX 256
+
+static const char *const FIXTURES[] = {
+    "a_tied_gqa2_f32", "b_untied_gqa4_bf16", "c_bias_yarn_f32", "d_tied_bf16_v5config",
+};
+
+typedef struct prompt {
+    int32_t *ids;
+    int n;
+    int32_t *greedy;
+    int n_greedy;
+} prompt;
+
+typedef struct run {
+    model *m;
+    backend *b;
+    kv_pool *kv;
+    int V;
+    char tmp[64];
+} run;
+
+/* Reads an int array member into a malloc'd buffer. */
+static int32_t *json_ints(const cJSON *arr, int *n)
+{
+    *n = cJSON_GetArraySize(arr);
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)(*n ? *n : 1));
+    int i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr) v[i++] = (int32_t)e->valuedouble;
+    return v;
+}
+
+/* Runs synth with the fixture's arguments into a fresh temp dir; returns 0 on success. */
+static int synth_model(const cJSON *args, run *r, char *dir, size_t cap)
+{
+    snprintf(r->tmp, sizeof r->tmp, "/tmp/ms_test_fwd_XXXXXX");
+    if (!mkdtemp(r->tmp)) return -1;
+    snprintf(dir, cap, "%s/model", r->tmp);
+    char cmd[2048];
+    size_t len = (size_t)snprintf(cmd, sizeof cmd, "%s", SYNTH);
+    const cJSON *a;
+    cJSON_ArrayForEach(a, args)
+    {
+        /* fixture arguments are plain tokens; refuse anything a shell would interpret */
+        if (!cJSON_IsString(a) || strspn(a->valuestring, "abcdefghijklmnopqrstuvwxyz0123456789.:-_") !=
+                                      strlen(a->valuestring))
+            return -1;
+        len += (size_t)snprintf(cmd + len, sizeof cmd - len, " %s", a->valuestring);
+    }
+    snprintf(cmd + len, sizeof cmd - len, " --out %s >/dev/null", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Index of the largest logit, lowest id on ties (HF argmax). */
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* Forward of one sequence (slot's blocks), every position's logits into out [n, V]. */
+static int fwd_one(run *r, int slot, const int32_t *ids, int n, int pos0, int mode, float *out)
+{
+    ms_error e = {0};
+    if (kv_reserve(r->kv, slot, pos0 + n, &e) != MS_OK) {
+        printf("  kv_reserve: %s\n", e.message);
+        return -1;
+    }
+    fwd_seq s = {ids, n, pos0, kv_blocks(r->kv, slot), mode, out};
+    if (cpu_backend_ops.forward(r->b, &s, 1, &e) != MS_OK) {
+        printf("  forward: %s\n", e.message);
+        return -1;
+    }
+    return 0;
+}
+
+/* Compares logits of one prompt [n, V] with the fixture; returns the worst abs diff. */
+static double check_logits(const cJSON *pj, const float *lg, int n, int V, const cJSON *cols,
+                           double tol, const char *what)
+{
+    const cJSON *ref = json_get(pj, "logits"), *t5 = json_get(pj, "top5_ids"),
+                *t5v = json_get(pj, "top5_logits"), *am = json_get(pj, "argmax");
+    double worst = 0;
+    int wpos = -1, wcol = -1, bad_argmax = 0;
+    double wours = 0, wref = 0;
+    for (int t = 0; t < n; t++) {
+        const float *row = lg + (size_t)t * (size_t)V;
+        const cJSON *rr = cJSON_GetArrayItem(ref, t), *c, *v;
+        int k = 0;
+        cJSON_ArrayForEach(c, cols)
+        {
+            v = cJSON_GetArrayItem(rr, k++);
+            double d = fabs((double)row[c->valueint] - v->valuedouble);
+            if (d > worst || d != d) {
+                worst = d != d ? INFINITY : d;
+                wpos = t, wcol = c->valueint, wours = row[c->valueint], wref = v->valuedouble;
+            }
+        }
+        const cJSON *ti = cJSON_GetArrayItem(t5, t), *tv = cJSON_GetArrayItem(t5v, t);
+        for (int j = 0; j < 5; j++) {
+            int id = cJSON_GetArrayItem(ti, j)->valueint;
+            double rv = cJSON_GetArrayItem(tv, j)->valuedouble, d = fabs((double)row[id] - rv);
+            if (d > worst || d != d) {
+                worst = d != d ? INFINITY : d;
+                wpos = t, wcol = id, wours = row[id], wref = rv;
+            }
+        }
+        int ours = argmax(row, V), hf = cJSON_GetArrayItem(am, t)->valueint;
+        if (ours != hf) {
+            bad_argmax++;
+            printf("  %s: position %d argmax %d (%.6g) vs HF %d (%.6g here)\n", what, t, ours,
+                   row[ours], hf, row[hf]);
+        }
+    }
+    printf("  %s: %d positions, max |diff| %.3g at position %d id %d (ours %.7g, HF %.7g), tol %g\n",
+           what, n, worst, wpos, wcol, wours, wref, tol);
+    CHECK(worst <= tol, "%s: logits differ from HF by %g > %g", what, worst, tol);
+    CHECK(bad_argmax == 0, "%s: %d positions with another argmax than HF", what, bad_argmax);
+    return worst;
+}
+
+/* Runs every check on one fixture. */
+static void run_fixture(const char *name)
+{
+    char path[512], dir[256];
+    ms_error e = {0};
+    snprintf(path, sizeof path, "%s/%s.json", FIXTURE_DIR, name);
+    cJSON *fx = json_load_file(path, 64u << 20, &e);
+    CHECK(fx != NULL, "%s", e.message);
+    if (!fx) return;
+    const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL;
+    run r = {0};
+    prompt p[MAX_PROMPTS] = {{0}};
+    int np = 0;
+    float *alone[MAX_PROMPTS] = {0}, *batched[MAX_PROMPTS] = {0}, *chunk = NULL, *dec = NULL, *dec1 = NULL;
+    const double tol = json_get(fx, "tolerance")->valuedouble;
+    const cJSON *cols = json_get(fx, "columns"), *prompts = json_get(fx, "prompts");
+
+    if (synth_model(json_get(fx, "synth_args"), &r, dir, sizeof dir) != 0) {
+        CHECK(0, "%s: %s failed", name, SYNTH);
+        goto out;
+    }
+    char digest[65], st_path[300];
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+    CHECK(sha256_file(st_path, digest, &e) == MS_OK, "%s", e.message);
+    CHECK(!strcmp(digest, json_get(fx, "safetensors_sha256")->valuestring),
+          "%s: synth wrote other weights than the fixture was made from (%s)", name, digest);
+    if (model_load(dir, &r.m, &e) != MS_OK) {
+        CHECK(0, "%s: model_load: %s", name, e.message);
+        goto out;
+    }
+    r.V = r.m->cfg.vocab_size;
+    backend_params bp = {.n_threads = 2, .max_seqs = MAX_PROMPTS, .max_tokens = 4 * MAX_CTX,
+                         .n_blocks = MAX_PROMPTS * 2 * MAX_CTX / BLOCK, .block_size = BLOCK};
+    if (cpu_backend_ops.create(r.m, &bp, &r.b, &e) != MS_OK) {
+        CHECK(0, "%s: backend: %s", name, e.message);
+        goto out;
+    }
+    CHECK(kv_pool_create(bp.n_blocks, BLOCK, 2 * MAX_PROMPTS, MAX_CTX / BLOCK, &r.kv, &e) == MS_OK,
+          "%s", e.message);
+    const cJSON *pj;
+    cJSON_ArrayForEach(pj, prompts)
+    {
+        if (np == MAX_PROMPTS) break;
+        p[np].ids = json_ints(json_get(pj, "ids"), &p[np].n);
+        p[np].greedy = json_ints(json_get(pj, "greedy"), &p[np].n_greedy);
+        np++;
+    }
+
+    /* 1. each prompt alone (slot i): parity with HF */
+    for (int i = 0; i < np; i++) {
+        alone[i] = malloc(sizeof(float) * (size_t)p[i].n * (size_t)r.V);
+        batched[i] = malloc(sizeof(float) * (size_t)p[i].n * (size_t)r.V);
+        if (fwd_one(&r, i, p[i].ids, p[i].n, 0, 2, alone[i])) goto fail;
+        char what[96];
+        snprintf(what, sizeof what, "%s prompt %d", name, i);
+        check_logits(cJSON_GetArrayItem(prompts, i), alone[i], p[i].n, r.V, cols, tol, what);
+    }
+
+    /* 2. all prompts in one call (other slots): bitwise the same logits */
+    fwd_seq seqs[MAX_PROMPTS];
+    for (int i = 0; i < np; i++) {
+        CHECK(kv_reserve(r.kv, MAX_PROMPTS + i, p[i].n, &e) == MS_OK, "%s", e.message);
+        seqs[i] = (fwd_seq){p[i].ids, p[i].n, 0, kv_blocks(r.kv, MAX_PROMPTS + i), 2, batched[i]};
+    }
+    CHECK(cpu_backend_ops.forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
+    for (int i = 0; i < np; i++)
+        CHECK(!memcmp(alone[i], batched[i], sizeof(float) * (size_t)p[i].n * (size_t)r.V),
+              "%s prompt %d: batched prefill logits differ from the prompt alone", name, i);
+
+    /* 3. chunked prefill of the longest prompt: 1, 3, 7, rest */
+    int li = 0;
+    for (int i = 1; i < np; i++)
+        if (p[i].n > p[li].n) li = i;
+    chunk = malloc(sizeof(float) * (size_t)p[li].n * (size_t)r.V);
+    kv_release(r.kv, MAX_PROMPTS + li);
+    for (int pos = 0, c = 0; pos < p[li].n; c++) {
+        static const int sizes[] = {1, 3, 7, 1 << 20};
+        int len = sizes[c < 3 ? c : 3];
+        if (len > p[li].n - pos) len = p[li].n - pos;
+        if (fwd_one(&r, MAX_PROMPTS + li, p[li].ids + pos, len, pos, 2, chunk + (size_t)pos * r.V)) goto fail;
+        pos += len;
+    }
+    CHECK(!memcmp(alone[li], chunk, sizeof(float) * (size_t)p[li].n * (size_t)r.V),
+          "%s prompt %d: chunked prefill logits differ from a prefill at once", name, li);
+
+    /* 4. greedy: all prompts decoded together (slots 0..np-1 continue from step 1) */
+    int steps = sanitized ? 6 : p[0].n_greedy;
+    dec = malloc(sizeof(float) * (size_t)np * (size_t)r.V);
+    dec1 = malloc(sizeof(float) * (size_t)r.V);
+    int32_t next[MAX_PROMPTS], ours[MAX_PROMPTS][8];
+    int mismatch[MAX_PROMPTS] = {0};
+    for (int i = 0; i < np; i++) next[i] = argmax(alone[i] + (size_t)(p[i].n - 1) * r.V, r.V);
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < np; i++) {
+            if (!mismatch[i] && s < p[i].n_greedy && next[i] != p[i].greedy[s]) {
+                mismatch[i] = 1;
+                printf("  %s prompt %d: greedy step %d gives %d, HF %d\n", name, i, s, next[i],
+                       p[i].greedy[s]);
+            }
+            if (s < 8) ours[i][s] = next[i];
+            CHECK(kv_reserve(r.kv, i, p[i].n + s + 1, &e) == MS_OK, "%s", e.message);
+            seqs[i] = (fwd_seq){&next[i], 1, p[i].n + s, kv_blocks(r.kv, i), 1, dec + (size_t)i * r.V};
+        }
+        if (s == steps - 1) break;
+        CHECK(cpu_backend_ops.forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
+        if (s == 2 && np > 1) {
+            /* the same decode step of prompt 1 alone (its history prefilled into a fresh
+             * slot, then this step's token): bitwise the logits of the batched step */
+            int slot = MAX_PROMPTS + 1, n_hist = p[1].n + 3;
+            int32_t hist[MAX_CTX];
+            kv_release(r.kv, slot);
+            memcpy(hist, p[1].ids, sizeof(int32_t) * (size_t)p[1].n);
+            for (int k = 0; k < 3; k++) hist[p[1].n + k] = ours[1][k];
+            if (!fwd_one(&r, slot, hist, n_hist - 1, 0, 0, NULL) &&
+                !fwd_one(&r, slot, hist + n_hist - 1, 1, n_hist - 1, 1, dec1))
+                CHECK(!memcmp(dec1, dec + (size_t)1 * r.V, sizeof(float) * (size_t)r.V),
+                      "%s: a batched decode step differs from the same step alone", name);
+        }
+        for (int i = 0; i < np; i++) next[i] = argmax(dec + (size_t)i * r.V, r.V);
+    }
+    for (int i = 0; i < np; i++)
+        CHECK(!mismatch[i], "%s prompt %d: greedy continuation differs from HF", name, i);
+    printf("  %s: greedy %d steps x %d prompts compared\n", name, steps, np);
+    goto out;
+fail:
+    CHECK(0, "%s: forward failed", name);
+out:
+    for (int i = 0; i < MAX_PROMPTS; i++) {
+        free(p[i].ids);
+        free(p[i].greedy);
+        free(alone[i]);
+        free(batched[i]);
+    }
+    free(chunk);
+    free(dec);
+    free(dec1);
+    kv_pool_free(r.kv);
+    if (r.b) cpu_backend_ops.free(r.b);
+    model_free(r.m);
+    if (r.tmp[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", r.tmp);
+        if (system(cmd) != 0) printf("  could not remove %s\n", r.tmp);
+    }
+    cJSON_Delete(fx);
+}
+
+static void t_a(void) { run_fixture(FIXTURES[0]); }
+static void t_b(void) { run_fixture(FIXTURES[1]); }
+static void t_c(void) { run_fixture(FIXTURES[2]); }
+static void t_d(void) { run_fixture(FIXTURES[3]); }
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"forward_a_tied_gqa2_f32", t_a},
+        {"forward_b_untied_gqa4_bf16", t_b},
+        {"forward_c_bias_yarn_f32", t_c},
+        {"forward_d_tied_bf16_v5config", t_d},
+    };
+    return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
+}
