@@ -321,12 +321,61 @@ int st_hf_order_cmp(const char *a, const char *b)
     return strcmp(a, b);
 }
 
+/* Compares digit runs a[0..na) and b[0..nb) as unbounded integers. */
+static int cmp_digits(const char *a, size_t na, const char *b, size_t nb)
+{
+    while (na > 1 && *a == '0') { a++; na--; }
+    while (nb > 1 && *b == '0') { b++; nb--; }
+    if (na != nb) return na < nb ? -1 : 1;
+    int c = memcmp(a, b, na);
+    return c < 0 ? -1 : c > 0;
+}
+
+/* transformers 5.x dot_natural_key: per "."-part, all-digit parts sort first
+ * and numerically; other parts by text without trailing digits, then by the
+ * trailing number (absent first); a prefix sorts first. */
+int st_hf5_order_cmp(const char *a, const char *b)
+{
+    for (;;) {
+        size_t la = strcspn(a, "."), lb = strcspn(b, ".");
+        size_t da = 0, db = 0; /* trailing digits of the part */
+        while (da < la && a[la - 1 - da] >= '0' && a[la - 1 - da] <= '9') da++;
+        while (db < lb && b[lb - 1 - db] >= '0' && b[lb - 1 - db] <= '9') db++;
+        int na = la && da == la, nb = lb && db == lb; /* all digits: (0, int) sorts first */
+        int c;
+        if (na != nb) return na ? -1 : 1;
+        if (na) {
+            c = cmp_digits(a, la, b, lb);
+        } else {
+            size_t ta = la - da, tb = lb - db, m = ta < tb ? ta : tb;
+            c = memcmp(a, b, m);
+            c = c < 0 ? -1 : c > 0;
+            if (!c && ta != tb) c = ta < tb ? -1 : 1;
+            if (!c && (da != 0) != (db != 0)) c = da ? 1 : -1; /* (1, t) < (1, t, n) */
+            if (!c && da) c = cmp_digits(a + ta, da, b + tb, db);
+        }
+        if (c) return c;
+        int more_a = a[la] == '.', more_b = b[lb] == '.';
+        if (!more_a || !more_b) return more_a - more_b; /* fewer parts first */
+        a += la + 1;
+        b += lb + 1;
+    }
+}
+
 static int cmp_wt(const void *a, const void *b)
 {
     return st_hf_order_cmp(((const st_wtensor *)a)->name, ((const st_wtensor *)b)->name);
 }
 
+static int cmp_wt5(const void *a, const void *b)
+{
+    int c = st_hf5_order_cmp(((const st_wtensor *)a)->name, ((const st_wtensor *)b)->name);
+    return c ? c : strcmp(((const st_wtensor *)a)->name, ((const st_wtensor *)b)->name);
+}
+
 void st_hf_sort(st_wtensor *t, size_t n) { qsort(t, n, sizeof *t, cmp_wt); }
+
+void st_hf5_sort(st_wtensor *t, size_t n) { qsort(t, n, sizeof *t, cmp_wt5); }
 
 /* ---- whole weights directory ------------------------------------------ */
 

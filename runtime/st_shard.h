@@ -45,13 +45,25 @@ ms_status st_write_file_atomic(const char *path, const void *data, size_t len, m
  * (decimal, fraction allowed) or plain bytes "123". */
 ms_status st_parse_size(const char *s, uint64_t *out, ms_error *err);
 
-/* Orders Qwen3 tensor names as the HF state dict: embed_tokens; per layer
- * (numeric) q,k,v,o (weight then bias), q_norm, k_norm, gate, up, down,
- * input_layernorm, post_attention_layernorm; norm; lm_head; anything else
- * after, by name. strcmp-like. */
+/* Two orders decide which tensors share a shard, because transformers
+ * changed what it iterates over when saving:
+ * - module order (st_hf_order_cmp): model.state_dict() order, which
+ *   transformers 4.x save_pretrained uses (and 5.x for a model built from a
+ *   config, or with save_original_format=False): embed_tokens; per layer
+ *   (numeric) q,k,v,o (weight then bias), q_norm, k_norm, gate, up, down,
+ *   input_layernorm, post_attention_layernorm; norm; lm_head; other names
+ *   after, by name. This is reference.md §6's order.
+ * - natural order (st_hf5_order_cmp): transformers 5.x save_pretrained of a
+ *   model loaded with from_pretrained (LLaMA-Factory's export path) sorts by
+ *   its dot_natural_key: "."-parts compared numerically when all digits
+ *   (first), else alphabetically; so lm_head comes first and each layer's
+ *   tensors are alphabetical.
+ * Checked against transformers 5.24 by tests/ref/check_synth.py. */
 int st_hf_order_cmp(const char *a, const char *b);
-/* Sorts t in place with st_hf_order_cmp. */
+int st_hf5_order_cmp(const char *a, const char *b);
+/* Sorts t in place with st_hf_order_cmp / st_hf5_order_cmp. */
 void st_hf_sort(st_wtensor *t, size_t n);
+void st_hf5_sort(st_wtensor *t, size_t n);
 
 /* Called once per tensor, in each shard's file order, to write exactly the
  * bytes of tensor i (an index into the caller's array) with st_writer_write. */

@@ -407,13 +407,226 @@ static void t_conversions(void)
     CHECK(st_dtype_size(ST_BF16) == 2 && st_dtype_size(ST_F4) == 0 && st_dtype_bits(ST_F6_E2M3) == 6, "sizes");
 }
 
+
+/* huggingface_hub's policy on a hand-computed example: sizes in order
+ * [6, 6, 2, 6, 2, 2] with limit 10 give [6], [6+2], [6+2+2]; a tensor over
+ * the limit gets its own shard, listed before the open one. */
+static void t_shard_plan(void)
+{
+    st_wtensor t[8];
+    int64_t sizes[] = {6, 6, 2, 6, 2, 2};
+    for (int i = 0; i < 6; i++) t[i] = (st_wtensor){"x", ST_U8, 1, {sizes[i]}};
+    st_shard_plan p;
+    ms_error e = {0};
+    CHECK(st_shard_plan_make(t, 6, 10, &p, &e) == MS_OK, "%s", e.message);
+    size_t want[] = {0, 1, 1, 2, 2, 2};
+    for (int i = 0; i < 6; i++) CHECK(p.shard_of[i] == want[i], "tensor %d in shard %zu", i, p.shard_of[i]);
+    CHECK(p.n_shards == 3 && p.total_size == 24 && p.total_params == 24, "n_shards %zu total %llu", p.n_shards,
+          (unsigned long long)p.total_size);
+    st_shard_plan_free(&p);
+    /* [4, 30(own), 4, 2] limit 10: the big one is appended first, then the open [4,4,2] */
+    int64_t s2[] = {4, 30, 4, 2};
+    for (int i = 0; i < 4; i++) t[i] = (st_wtensor){"x", ST_U8, 1, {s2[i]}};
+    CHECK(st_shard_plan_make(t, 4, 10, &p, &e) == MS_OK, "%s", e.message);
+    CHECK(p.n_shards == 2 && p.shard_of[0] == 1 && p.shard_of[1] == 0 && p.shard_of[2] == 1 && p.shard_of[3] == 1,
+          "oversized placement %zu %zu %zu %zu", p.shard_of[0], p.shard_of[1], p.shard_of[2], p.shard_of[3]);
+    char fn[ST_SHARD_NAME_MAX];
+    st_shard_filename(&p, 1, fn);
+    CHECK(strcmp(fn, "model-00002-of-00002.safetensors") == 0, "%s", fn);
+    st_shard_plan_free(&p);
+    CHECK(st_shard_plan_make(t, 4, 0, &p, &e) == MS_OK && p.n_shards == 1, "no limit: one shard");
+    st_shard_filename(&p, 0, fn);
+    CHECK(strcmp(fn, "model.safetensors") == 0, "%s", fn);
+    st_shard_plan_free(&p);
+    st_wtensor big = {"x", ST_F32, 2, {INT64_MAX / 2, 4}};
+    CHECK(st_shard_plan_make(&big, 1, 10, &p, &e) != MS_OK, "overflow accepted");
+    uint64_t v = 0;
+    CHECK(st_parse_size("5GB", &v, &e) == MS_OK && v == 5000000000ull, "5GB -> %llu", (unsigned long long)v);
+    CHECK(st_parse_size("1.5MB", &v, &e) == MS_OK && v == 1500000ull, "1.5MB");
+    CHECK(st_parse_size("300kb", &v, &e) == MS_OK && v == 300000ull, "300kb");
+    CHECK(st_parse_size("123", &v, &e) == MS_OK && v == 123, "bytes");
+    CHECK(st_parse_size("5GiB", &v, &e) != MS_OK && st_parse_size("GB", &v, &e) != MS_OK &&
+              st_parse_size("99999999999999999999", &v, &e) != MS_OK && st_parse_size("1.5", &v, &e) != MS_OK,
+          "bad sizes accepted");
+}
+
+static void t_hf_order(void)
+{
+    const char *mod[] = {"model.embed_tokens.weight",
+                         "model.layers.2.self_attn.q_proj.weight",
+                         "model.layers.2.self_attn.q_proj.bias",
+                         "model.layers.2.self_attn.k_proj.weight",
+                         "model.layers.2.self_attn.o_proj.weight",
+                         "model.layers.2.self_attn.k_norm.weight",
+                         "model.layers.2.mlp.down_proj.weight",
+                         "model.layers.2.post_attention_layernorm.weight",
+                         "model.layers.10.self_attn.q_proj.weight",
+                         "model.norm.weight",
+                         "lm_head.weight",
+                         "zzz.other"};
+    for (size_t i = 1; i < sizeof mod / sizeof *mod; i++)
+        CHECK(st_hf_order_cmp(mod[i - 1], mod[i]) < 0 && st_hf_order_cmp(mod[i], mod[i - 1]) > 0, "module order %s < %s",
+              mod[i - 1], mod[i]);
+    /* transformers 5.x dot_natural_key (order checked against Python by hand) */
+    const char *nat[] = {"lm_head.weight",
+                         "model.embed_tokens.weight",
+                         "model.layers.2.input_layernorm.weight",
+                         "model.layers.2.mlp.down_proj.weight",
+                         "model.layers.2.self_attn.q_proj.weight",
+                         "model.layers.10.input_layernorm.weight",
+                         "model.norm.weight"};
+    for (size_t i = 1; i < sizeof nat / sizeof *nat; i++)
+        CHECK(st_hf5_order_cmp(nat[i - 1], nat[i]) < 0 && st_hf5_order_cmp(nat[i], nat[i - 1]) > 0,
+              "natural order %s < %s", nat[i - 1], nat[i]);
+    CHECK(st_hf5_order_cmp("a", "a.1") < 0 && st_hf5_order_cmp("a.1", "a.0x") < 0 && st_hf5_order_cmp("a.b", "a.b1") < 0 &&
+              st_hf5_order_cmp("a.b2", "a.b10") < 0 && st_hf5_order_cmp("a.B", "a.b") < 0 && st_hf5_order_cmp("a.b", "a.b") == 0,
+          "natural key details");
+}
+
+/* Deterministic data for st_write_weights: byte j of tensor i. */
+static ms_status fill_cb(void *user, size_t i, st_writer *w, ms_error *err)
+{
+    const st_wtensor *t = user;
+    uint64_t n = st_dtype_size(t[i].dtype);
+    for (int d = 0; d < t[i].ndim; d++) n *= (uint64_t)t[i].shape[d];
+    uint8_t buf[1000];
+    for (uint64_t off = 0; off < n;) {
+        size_t m = n - off < sizeof buf ? (size_t)(n - off) : sizeof buf;
+        for (size_t j = 0; j < m; j++) buf[j] = fill_byte(i, off + j);
+        ms_status s = st_writer_write(w, buf, m, err);
+        if (s) return s;
+        off += m;
+    }
+    return MS_OK;
+}
+
+/* Sharded write -> st_set_open: every tensor found with its bytes; the
+ * index has the transformers layout; a single file beside it wins with a note. */
+static void t_sharded_set(void)
+{
+    const char *dir = tmpdir();
+    if (!dir) return;
+    st_wtensor t[] = {{"model.embed_tokens.weight", ST_BF16, 2, {50, 8}},
+                      {"model.layers.0.self_attn.q_proj.weight", ST_BF16, 2, {8, 8}},
+                      {"model.layers.0.self_attn.q_norm.weight", ST_BF16, 1, {8}},
+                      {"model.layers.0.mlp.down_proj.weight", ST_BF16, 2, {8, 16}},
+                      {"model.layers.1.self_attn.q_proj.weight", ST_BF16, 2, {8, 8}},
+                      {"model.norm.weight", ST_BF16, 1, {8}},
+                      {"lm_head.weight", ST_BF16, 2, {50, 8}},
+                      {"zero", ST_F32, 1, {0}}};
+    size_t n = sizeof t / sizeof *t;
+    ms_error e = {0};
+    CHECK(st_write_weights(dir, t, n, 400, NULL, 0, fill_cb, t, &e) == MS_OK, "%s", e.message);
+    st_set *s = NULL;
+    CHECK(st_set_open(dir, &s, &e) == MS_OK, "%s", e.message);
+    if (s) {
+        CHECK(st_set_count(s) == n, "count %zu", st_set_count(s));
+        CHECK(st_set_nfiles(s) == 4, "files %zu", st_set_nfiles(s));
+        CHECK(st_set_note(s) == NULL, "note");
+        for (size_t i = 0; i < n; i++) {
+            const st_tensor *x = st_set_find(s, t[i].name);
+            CHECK(x != NULL, "missing %s", t[i].name);
+            int same = x != NULL;
+            for (uint64_t j = 0; x && j < x->nbytes; j++) same &= ((const uint8_t *)x->data)[j] == fill_byte(i, j);
+            CHECK(same, "data of %s", t[i].name);
+        }
+        for (size_t i = 1; i < st_set_count(s); i++)
+            CHECK(strcmp(st_set_get(s, i - 1)->name, st_set_get(s, i)->name) < 0, "sorted");
+        st_set_close(s);
+    }
+    char path[400];
+    snprintf(path, sizeof path, "%s/%s", dir, ST_INDEX_FILE);
+    size_t len;
+    char *idx = (char *)read_file(path, &len);
+    CHECK(idx && len > 2 && idx[len - 1] == '\n' && !strncmp(idx, "{\n  \"metadata\": {\n    \"total_parameters\": 1072,\n", 48),
+          "index layout: %.60s", idx ? idx : "");
+    CHECK(idx && strstr(idx, "\"total_size\": 2144\n  },\n  \"weight_map\": {\n    \"lm_head.weight\": ") && strstr(idx, "\"zero\": \"model-00004-of-00004.safetensors\"\n  }\n}\n"),
+          "index content: %s", idx ? idx : "");
+    free(idx);
+    /* a single model.safetensors beside the index is used, with a note */
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    st_wtensor one[] = {{"only", ST_U8, 1, {3}}};
+    CHECK(write_st(path, one, 1, NULL, 0, 3, &e) == MS_OK, "%s", e.message);
+    CHECK(st_set_open(dir, &s, &e) == MS_OK, "%s", e.message);
+    if (s) {
+        CHECK(st_set_count(s) == 1 && st_set_find(s, "only") && st_set_note(s) && strstr(st_set_note(s), "using model.safetensors"),
+              "single file preferred with a note");
+        st_set_close(s);
+    }
+    /* a path to a file is a set of one */
+    CHECK(st_set_open(path, &s, &e) == MS_OK && st_set_count(s) == 1, "file as a set: %s", e.message);
+    st_set_close(s);
+    rmdir_flat(dir);
+}
+
+static const char *g_argv0;
+
+/* synth twice with the same arguments -> identical bytes; another seed differs. */
+static void t_synth_determinism(void)
+{
+    char synth[300];
+    const char *slash = strrchr(g_argv0, '/');
+    /* build/tests/test_st -> build/tools/synth */
+    snprintf(synth, sizeof synth, "%.*s/../tools/synth", slash ? (int)(slash - g_argv0) : 1, slash ? g_argv0 : ".");
+    if (access(synth, X_OK) != 0) {
+        CHECK(0, "%s not built", synth);
+        return;
+    }
+    const char *dir = tmpdir();
+    if (!dir) return;
+    char cmd[1200], a[400], b[400];
+    const char *args = "--quiet --tokenizer none --shape tiny --vocab 3000 --layers 3 --tied 0 --attention-bias 1 "
+                       "--max-shard-size 200KB --config-style 5";
+    const char *runs[3] = {"--seed 5", "--seed 5", "--seed 6"};
+    const char *sub[3] = {"a", "b", "c"};
+    for (int r = 0; r < 3; r++) {
+        snprintf(cmd, sizeof cmd, "%s %s %s --out %s/%s", synth, args, runs[r], dir, sub[r]);
+        CHECK(system(cmd) == 0, "%s failed", cmd);
+    }
+    const char *files[] = {"config.json", "generation_config.json", ST_INDEX_FILE, "model-00001-of-00004.safetensors",
+                           "model-00004-of-00004.safetensors"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(a, sizeof a, "%s/a/%s", dir, files[i]);
+        snprintf(b, sizeof b, "%s/b/%s", dir, files[i]);
+        size_t na, nb;
+        uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+        CHECK(x && y && na == nb && memcmp(x, y, na) == 0, "%s differs between identical runs", files[i]);
+        free(x);
+        free(y);
+    }
+    snprintf(a, sizeof a, "%s/a/model-00004-of-00004.safetensors", dir);
+    snprintf(b, sizeof b, "%s/c/model-00004-of-00004.safetensors", dir);
+    size_t na, nb;
+    uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+    CHECK(x && y && (na != nb || memcmp(x, y, na) != 0), "another seed must give other weights");
+    free(x);
+    free(y);
+    /* the result loads with our own reader and config loader */
+    snprintf(a, sizeof a, "%s/a", dir);
+    st_set *s = NULL;
+    ms_error e = {0};
+    CHECK(st_set_open(a, &s, &e) == MS_OK && st_set_count(s) == 1 + 3 * 15 + 2, "set: %s (%zu)", e.message,
+          st_set_count(s));
+    const st_tensor *nw = st_set_find(s, "model.norm.weight");
+    CHECK(nw && fabsf(st_tensor_getf(nw, 0) - 1.0f) < 0.5f, "norm near 1");
+    st_set_close(s);
+    for (int r = 0; r < 3; r++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s/%s", dir, sub[r]);
+        CHECK(system(cmd) == 0, "rm");
+    }
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
+    g_argv0 = argv[0];
     static const test_case cases[] = {
         {"st_round_trip", t_round_trip},   {"st_header_layout", t_header_layout},
         {"st_determinism", t_determinism}, {"st_alignment", t_alignment},
         {"st_writer_errors", t_writer_errors}, {"st_faults", t_faults},
         {"st_too_many", t_too_many},       {"st_conversions", t_conversions},
+        {"st_shard_plan", t_shard_plan},   {"st_hf_order", t_hf_order},
+        {"st_sharded_set", t_sharded_set}, {"st_synth_determinism", t_synth_determinism},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof *cases));
 }
