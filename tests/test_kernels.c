@@ -1,0 +1,231 @@
+/* test_kernels.c: the fast CPU kernels (kern.h) against the reference path.
+ *
+ * Checks, for every ISA this CPU runs (scalar always, AVX2, AVX-512 BF16):
+ *   - packing: every element of odd/even, padded and exact shapes reads back;
+ *   - GEMM vs the reference cpu_matmul (fwd's 16-lane dot): equal within one
+ *     bf16 rounding plus the fp32 summation bound, worst case printed;
+ *   - batch invariance: each row of a T-row call (T = 1..19) equals bitwise the
+ *     same row computed alone, and splitting the panels at any point changes
+ *     nothing;
+ *   - ISAs agree bitwise with each other (normal-range data), since all run
+ *     the sequence kern.h defines. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu.h"
+#include "cpu/kern.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+/* xorshift64*: deterministic test data. */
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+/* Uniform in [-a, a), rounded to bf16. */
+static float rnd_bf16(float a)
+{
+    float u = (float)((double)(rng() >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
+    return bf16_to_f32(f32_to_bf16(u * a));
+}
+
+typedef struct mat {
+    int64_t n, k;
+    uint16_t *w; /* [n, k] bf16 row-major */
+    kpack p;
+} mat;
+
+/* A random [n, k] bf16 matrix and its packed copy. */
+static int mat_make(mat *m, int64_t n, int64_t k)
+{
+    ms_error e = {0};
+    m->n = n;
+    m->k = k;
+    m->w = malloc(sizeof(uint16_t) * (size_t)(n * k));
+    if (!m->w || kpack_alloc(&m->p, n, k, &e) != MS_OK) return -1;
+    for (int64_t i = 0; i < n * k; i++) m->w[i] = f32_to_bf16(rnd_bf16(0.05f));
+    /* fill in two halves of the panel range to exercise p0/p1 */
+    int64_t mid = m->p.n_panels / 2;
+    kpack_fill(&m->p, 0, m->w, n, 0, mid);
+    kpack_fill(&m->p, 0, m->w, n, mid, m->p.n_panels);
+    return 0;
+}
+
+static void mat_free(mat *m)
+{
+    free(m->w);
+    kpack_free(&m->p);
+}
+
+/* T activation rows of k bf16 values in [-2, 2), as floats and as padded bf16 [T, 2*kp]. */
+static void make_x(float *xf, uint16_t *xb, int T, int64_t k, int64_t kp)
+{
+    for (int t = 0; t < T; t++) {
+        for (int64_t i = 0; i < k; i++) xf[t * k + i] = rnd_bf16(2.0f);
+        kern_to_bf16(xb + (size_t)t * (size_t)(2 * kp), xf + t * k, k, 2 * kp);
+    }
+}
+
+static const kern_isa ALL_ISAS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
+
+static void test_pack(void)
+{
+    const int64_t shapes[][2] = {{1, 1}, {31, 7}, {32, 64}, {33, 65}, {100, 128}, {64, 3}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        mat m;
+        CHECK(mat_make(&m, shapes[s][0], shapes[s][1]) == 0, "alloc");
+        int bad = 0;
+        for (int64_t r = 0; r < m.n; r++)
+            for (int64_t c = 0; c < m.k; c++) bad += kpack_get(&m.p, r, c) != m.w[r * m.k + c];
+        /* padding rows and the odd tail column are zero */
+        for (int64_t r = m.n; r < m.p.n_panels * KERN_PW; r++)
+            for (int64_t c = 0; c < 2 * m.p.kp; c++) bad += kpack_get(&m.p, r, c) != 0;
+        if (m.k % 2)
+            for (int64_t r = 0; r < m.n; r++) bad += kpack_get(&m.p, r, m.k) != 0;
+        CHECK(bad == 0, "[%lld, %lld]: %d packed elements differ", (long long)m.n, (long long)m.k, bad);
+        mat_free(&m);
+    }
+    ms_error e = {0};
+    kpack p;
+    CHECK(kpack_alloc(&p, 0, 5, &e) == MS_ERR_INVALID, "empty matrix accepted");
+    CHECK(kpack_alloc(&p, INT64_MAX / 4, INT64_MAX / 4, &e) == MS_ERR_NOMEM, "overflow not caught");
+    kpack_free(NULL);
+}
+
+/* The fast GEMM equals the reference matmul within one bf16 rounding plus the summation bound. */
+static void test_vs_reference(void)
+{
+    const int64_t shapes[][2] = {{96, 64}, {100, 130}, {32, 1024}, {70, 7}, {1024, 256}};
+    kern_isa best = kern_isa_best();
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const int T = 5;
+        mat m;
+        CHECK(mat_make(&m, shapes[s][0], shapes[s][1]) == 0, "alloc");
+        const int64_t n = m.n, k = m.k, ldx = 2 * m.p.kp;
+        float *xf = malloc(sizeof(float) * (size_t)(T * k));
+        uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)(T * ldx));
+        float *yr = malloc(sizeof(float) * (size_t)(T * n)), *yf = malloc(sizeof(float) * (size_t)(T * n));
+        float *bias = malloc(sizeof(float) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) bias[i] = rnd_bf16(0.5f);
+        make_x(xf, xb, T, k, m.p.kp);
+        wmat W = {m.w, ST_BF16, n, k};
+        for (int use_bias = 0; use_bias < 2; use_bias++) {
+            uint16_t *bb = malloc(sizeof(uint16_t) * (size_t)n);
+            for (int64_t i = 0; i < n; i++) bb[i] = f32_to_bf16(bias[i]);
+            wmat B = {use_bias ? bb : NULL, ST_BF16, 1, n};
+            cpu_matmul(yr, xf, T, &W, &B, ST_BF16, 1);
+            for (size_t ii = 0; ii < 3; ii++) {
+                if (ALL_ISAS[ii] > best) continue;
+                kern_gemm_bf16(ALL_ISAS[ii], &m.p, xb, ldx, T, yf, n, use_bias ? bias : NULL, 0,
+                               m.p.n_panels);
+                double worst = 0, worst_allowed = 0;
+                int bad = 0;
+                for (int t = 0; t < T; t++)
+                    for (int64_t c = 0; c < n; c++) {
+                        double mag = 0;
+                        for (int64_t i = 0; i < k; i++)
+                            mag += fabs((double)xf[t * k + i] * bf16_to_f32(m.w[c * k + i]));
+                        double ref = yr[t * n + c], got = yf[t * n + c];
+                        /* one bf16 ulp of the result on each side + fp32 summation error */
+                        double allowed = fabs(ref) * 0x1p-7 + (double)k * 0x1p-23 * mag * 2;
+                        double d = fabs(ref - got);
+                        if (d > allowed) bad++;
+                        if (d > worst) worst = d, worst_allowed = allowed;
+                    }
+                CHECK(bad == 0, "%s [%lld, %lld] bias %d: %d of %lld outside tolerance, worst %.3g (allowed %.3g)",
+                      kern_isa_name(ALL_ISAS[ii]), (long long)n, (long long)k, use_bias, bad,
+                      (long long)(T * n), worst, worst_allowed);
+            }
+            free(bb);
+        }
+        free(xf);
+        free(xb);
+        free(yr);
+        free(yf);
+        free(bias);
+        mat_free(&m);
+    }
+}
+
+/* Rows of a T-row call equal each row alone, bitwise, for every T and panel split. */
+static void test_batch_invariance(void)
+{
+    kern_isa best = kern_isa_best();
+    const int TMAX = 19;
+    mat m;
+    CHECK(mat_make(&m, 300, 200) == 0, "alloc");
+    const int64_t n = m.n, k = m.k, ldx = 2 * m.p.kp;
+    float *xf = malloc(sizeof(float) * (size_t)(TMAX * k));
+    uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)(TMAX * ldx));
+    float *alone = malloc(sizeof(float) * (size_t)(TMAX * n)), *y = malloc(sizeof(float) * (size_t)(TMAX * n));
+    make_x(xf, xb, TMAX, k, m.p.kp);
+    for (size_t ii = 0; ii < 3; ii++) {
+        kern_isa isa = ALL_ISAS[ii];
+        if (isa > best) continue;
+        for (int t = 0; t < TMAX; t++)
+            kern_gemm_bf16(isa, &m.p, xb + t * ldx, ldx, 1, alone + t * n, n, NULL, 0, m.p.n_panels);
+        int bad = 0;
+        for (int T = 1; T <= TMAX; T++) {
+            memset(y, 0, sizeof(float) * (size_t)(T * n));
+            int64_t split = (T * 3) % m.p.n_panels; /* uneven two-thread-like split */
+            kern_gemm_bf16(isa, &m.p, xb, ldx, T, y, n, NULL, 0, split);
+            kern_gemm_bf16(isa, &m.p, xb, ldx, T, y, n, NULL, split, m.p.n_panels);
+            bad += memcmp(y, alone, sizeof(float) * (size_t)(T * n)) != 0;
+        }
+        CHECK(bad == 0, "%s: %d of %d batch sizes differ from the rows alone", kern_isa_name(isa), bad, TMAX);
+    }
+    free(xf);
+    free(xb);
+    free(alone);
+    free(y);
+    mat_free(&m);
+}
+
+/* Every ISA this CPU has gives the same bits as the scalar path. */
+static void test_isas_agree(void)
+{
+    kern_isa best = kern_isa_best();
+    printf("# best ISA here: %s\n", kern_isa_name(best));
+    const int T = 9;
+    mat m;
+    CHECK(mat_make(&m, 257, 333) == 0, "alloc");
+    const int64_t n = m.n, k = m.k, ldx = 2 * m.p.kp;
+    float *xf = malloc(sizeof(float) * (size_t)(T * k));
+    uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)(T * ldx));
+    float *y0 = malloc(sizeof(float) * (size_t)(T * n)), *y1 = malloc(sizeof(float) * (size_t)(T * n));
+    make_x(xf, xb, T, k, m.p.kp);
+    for (int T1 = 1; T1 <= T; T1 += T - 1) {
+        kern_gemm_bf16(KERN_SCALAR, &m.p, xb, ldx, T1, y0, n, NULL, 0, m.p.n_panels);
+        for (size_t ii = 1; ii < 3; ii++) {
+            if (ALL_ISAS[ii] > best) continue;
+            kern_gemm_bf16(ALL_ISAS[ii], &m.p, xb, ldx, T1, y1, n, NULL, 0, m.p.n_panels);
+            int diff = 0;
+            for (int64_t i = 0; i < T1 * n; i++) diff += memcmp(&y0[i], &y1[i], 4) != 0;
+            CHECK(diff == 0, "%s T=%d: %d of %lld outputs differ from scalar", kern_isa_name(ALL_ISAS[ii]),
+                  T1, diff, (long long)(T1 * n));
+        }
+    }
+    free(xf);
+    free(xb);
+    free(y0);
+    free(y1);
+    mat_free(&m);
+}
+
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"pack", test_pack},
+        {"gemm_vs_reference", test_vs_reference},
+        {"gemm_batch_invariance", test_batch_invariance},
+        {"gemm_isas_agree", test_isas_agree},
+    };
+    return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
+}
