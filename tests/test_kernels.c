@@ -8,7 +8,11 @@
  *     same row computed alone, and splitting the panels at any point changes
  *     nothing;
  *   - ISAs agree bitwise with each other (normal-range data), since all run
- *     the sequence kern.h defines. */
+ *     the sequence kern.h defines;
+ *   - attention (kern_attn.h): chunk partials + combine vs the reference
+ *     cpu_attend over a block-scattered KV cache, within a stated tolerance;
+ *     AVX-512 equal to scalar bitwise; a group of query heads in one call
+ *     equal to each head alone; kattn_exp close to expf. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +20,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/kern.h"
+#include "cpu/kern_attn.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -219,6 +224,134 @@ static void test_isas_agree(void)
     mat_free(&m);
 }
 
+/* A KV cache of the reference layout with random bf16 contents, blocks in scrambled order. */
+typedef struct attn_fix {
+    cpu_kv kv;
+    int32_t blocks[64];
+    int L, nkv, d, bs;
+} attn_fix;
+
+static void attn_fix_make(attn_fix *f, int d, int max_pos)
+{
+    f->L = 2;
+    f->nkv = 2;
+    f->d = d;
+    f->bs = 16;
+    const int nb = (max_pos + f->bs - 1) / f->bs + 3;
+    memset(&f->kv, 0, sizeof f->kv);
+    f->kv.dtype = ST_BF16;
+    f->kv.elem = 2;
+    f->kv.n_blocks = nb;
+    f->kv.block_size = f->bs;
+    f->kv.n_layers = f->L;
+    f->kv.n_kv_heads = f->nkv;
+    f->kv.head_dim = d;
+    f->kv.bytes = (size_t)nb * f->L * 2 * f->bs * f->nkv * d * 2;
+    f->kv.mem = malloc(f->kv.bytes);
+    uint16_t *m = (uint16_t *)f->kv.mem;
+    for (size_t i = 0; i < f->kv.bytes / 2; i++) m[i] = f32_to_bf16(rnd_bf16(1.0f));
+    for (int i = 0; i < nb - 3; i++) f->blocks[i] = (i * 7 + 3) % nb; /* 7 is coprime to nb here */
+}
+
+/* The kattn_src of (layer, kv head) in the reference layout. */
+static kattn_src attn_src(const attn_fix *f, int layer, int h)
+{
+    const size_t row = (size_t)f->nkv * f->d * 2;
+    kattn_src s;
+    s.k = f->kv.mem + (size_t)(layer * 2) * f->bs * row + (size_t)h * f->d * 2;
+    s.v = s.k + (size_t)f->bs * row;
+    s.blocks = f->blocks;
+    s.blk_stride = (size_t)f->L * 2 * f->bs * row;
+    s.pos_stride = row;
+    s.block_size = f->bs;
+    return s;
+}
+
+/* Full attention of G query heads for one position via chunks + combine. */
+static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G, int layer, int h, int pos,
+                      float scale, float *out, float *parts)
+{
+    kattn_src src = attn_src(f, layer, h);
+    const int nc = kattn_n_chunks(pos);
+    const size_t ps = (size_t)G * KATTN_PART(f->d);
+    for (int c = 0; c < nc; c++) kattn_chunk(isa, q, G, f->d, &src, pos, c, scale, parts + c * ps);
+    for (int g = 0; g < G; g++)
+        kattn_combine(parts + (size_t)g * KATTN_PART(f->d), ps, nc, f->d, out + (size_t)g * f->d);
+}
+
+static void test_attention(void)
+{
+    kern_isa best = kern_isa_best();
+    const int dims[] = {128, 64, 96};
+    const int positions[] = {0, 1, 15, 16, 255, 256, 300, 700};
+    for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
+        const int d = dims[di], G = 3, max_pos = 701;
+        attn_fix f;
+        attn_fix_make(&f, d, max_pos);
+        const float scale = 1.0f / sqrtf((float)d);
+        uint16_t *q = malloc(sizeof(uint16_t) * (size_t)(G * d));
+        float *qf = malloc(sizeof(float) * (size_t)(G * d));
+        for (int i = 0; i < G * d; i++) {
+            qf[i] = rnd_bf16(3.0f);
+            q[i] = f32_to_bf16(qf[i]);
+        }
+        float *parts = malloc(sizeof(float) * (size_t)(kattn_n_chunks(max_pos) * G * KATTN_PART(d)));
+        float *o_s = malloc(sizeof(float) * (size_t)(G * d)), *o_v = malloc(sizeof(float) * (size_t)(G * d));
+        float *o_1 = malloc(sizeof(float) * (size_t)d), *o_r = malloc(sizeof(float) * (size_t)d);
+        float *scores = malloc(sizeof(float) * (size_t)(max_pos + 1));
+        double worst = 0;
+        int bad_ref = 0, bad_isa = 0, bad_group = 0;
+        for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
+            const int pos = positions[pi], layer = (int)pi % 2, h = (int)(pi / 2) % 2;
+            attn_fast(KERN_SCALAR, &f, q, G, layer, h, pos, scale, o_s, parts);
+            for (int g = 0; g < G; g++) {
+                cpu_attend(o_r, qf + g * d, &f.kv, layer, h, f.blocks, pos, scale, scores, ST_BF16);
+                for (int i = 0; i < d; i++) {
+                    double e = fabs((double)o_r[i] - o_s[g * d + i]);
+                    if (e > worst) worst = e;
+                    bad_ref += e > 1.0 / 64; /* values in [-1, 1]: two bf16 steps at 1 */
+                }
+                attn_fast(KERN_SCALAR, &f, q + g * d, 1, layer, h, pos, scale, o_1, parts);
+                bad_group += memcmp(o_1, o_s + g * d, sizeof(float) * (size_t)d) != 0;
+            }
+            if (best >= KERN_AVX512) {
+                attn_fast(KERN_AVX512, &f, q, G, layer, h, pos, scale, o_v, parts);
+                bad_isa += memcmp(o_v, o_s, sizeof(float) * (size_t)(G * d)) != 0;
+                for (int g = 0; g < G; g++) {
+                    attn_fast(KERN_AVX512, &f, q + g * d, 1, layer, h, pos, scale, o_1, parts);
+                    bad_group += memcmp(o_1, o_s + g * d, sizeof(float) * (size_t)d) != 0;
+                }
+            }
+        }
+        printf("# attention d=%d: worst |fast - reference| %.3g\n", d, worst);
+        CHECK(bad_ref == 0, "d=%d: %d outputs differ from cpu_attend by > 1/64 (worst %.3g)", d, bad_ref, worst);
+        CHECK(bad_isa == 0, "d=%d: AVX-512 differs from scalar at %d positions", d, bad_isa);
+        CHECK(bad_group == 0, "d=%d: %d heads differ between grouped and single calls", d, bad_group);
+        free(q);
+        free(qf);
+        free(parts);
+        free(o_s);
+        free(o_v);
+        free(o_1);
+        free(o_r);
+        free(scores);
+        free(f.kv.mem);
+    }
+}
+
+static void test_exp(void)
+{
+    double worst = 0;
+    for (float x = -87.0f; x < 88.0f; x += 0.0137f) {
+        double rel = fabs((double)kattn_exp(x) - exp((double)x)) / exp((double)x);
+        if (rel > worst) worst = rel;
+    }
+    printf("# kattn_exp worst relative error %.3g\n", worst);
+    CHECK(worst < 4e-7, "kattn_exp relative error %.3g", worst);
+    CHECK(kattn_exp(-1000.0f) >= 0.0f && kattn_exp(-1000.0f) < 1e-37f, "clamp low");
+    CHECK(kattn_exp(0.0f) == 1.0f, "exp(0) = %g", kattn_exp(0.0f));
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -226,6 +359,8 @@ int main(int argc, char **argv)
         {"gemm_vs_reference", test_vs_reference},
         {"gemm_batch_invariance", test_batch_invariance},
         {"gemm_isas_agree", test_isas_agree},
+        {"attention", test_attention},
+        {"exp", test_exp},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
