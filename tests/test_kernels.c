@@ -12,15 +12,24 @@
  *   - attention (kern_attn.h): chunk partials + combine vs the reference
  *     cpu_attend over a block-scattered KV cache, within a stated tolerance;
  *     AVX-512 equal to scalar bitwise; a group of query heads in one call
- *     equal to each head alone; kattn_exp close to expf. */
+ *     equal to each head alone; kattn_exp close to expf;
+ *   - the whole fast forward (kern_fwd.h) on a synthetic bf16 model (tools/synth)
+ *     against the reference backend: logits within 2e-2 and the same argmax
+ *     outside near-ties; a batched prefill + decode equal bitwise to each
+ *     sequence alone; chunked prefill equal to prefill at once; 1, 2 and 16
+ *     threads (16 switches attention to the position split) equal bitwise. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cpu/cpu.h"
 #include "cpu/kern.h"
 #include "cpu/kern_attn.h"
+#include "cpu/kern_fwd.h"
+#include "kv.h"
+#include "model.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -352,6 +361,179 @@ static void test_exp(void)
     CHECK(kattn_exp(0.0f) == 1.0f, "exp(0) = %g", kattn_exp(0.0f));
 }
 
+/* ---- whole forward pass: fast vs reference ---- */
+
+#define FWD_BLOCK 16
+#define FWD_CTX 352
+
+typedef struct fwd_run {
+    const backend_ops *ops;
+    backend *b;
+    kv_pool *kv;
+} fwd_run;
+
+static int fwd_open(fwd_run *r, const backend_ops *ops, const model *m, int threads, int seqs)
+{
+    ms_error e = {0};
+    const int per = FWD_CTX / FWD_BLOCK;
+    backend_params bp = {.n_threads = threads, .max_seqs = seqs, .max_tokens = FWD_CTX, .n_blocks = per * seqs,
+                         .block_size = FWD_BLOCK};
+    r->ops = ops;
+    if (ops->create(m, &bp, &r->b, &e) != MS_OK || kv_pool_create(bp.n_blocks, FWD_BLOCK, seqs, per, &r->kv, &e) != MS_OK) {
+        printf("  setup: %s\n", e.message);
+        return -1;
+    }
+    for (int s = 0; s < seqs; s++)
+        if (kv_reserve(r->kv, s, FWD_CTX, &e) != MS_OK) return -1;
+    return 0;
+}
+
+static void fwd_close(fwd_run *r)
+{
+    if (r->b) r->ops->free(r->b);
+    kv_pool_free(r->kv);
+}
+
+/* Prefill of ids [n] in slot from pos0 in chunks of `chunk`; every position's logits into out [n, V]. */
+static int fwd_prefill(fwd_run *r, int slot, const int32_t *ids, int n, int chunk, float *out, int V)
+{
+    ms_error e = {0};
+    for (int i = 0; i < n; i += chunk) {
+        int c = n - i < chunk ? n - i : chunk;
+        fwd_seq q = {ids + i, c, i, kv_blocks(r->kv, slot), 2, out + (size_t)i * V};
+        if (r->ops->forward(r->b, &q, 1, &e) != MS_OK) {
+            printf("  forward: %s\n", e.message);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int argmax_f(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static void test_forward_fast(void)
+{
+    const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL;
+    char tmp[] = "/tmp/ms_test_kern_XXXXXX", dir[128], cmd[512];
+    CHECK(mkdtemp(tmp) != NULL, "mkdtemp");
+    snprintf(dir, sizeof dir, "%s/m", tmp);
+    snprintf(cmd, sizeof cmd,
+             "build/tools/synth --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 128 --intermediate 256 "
+             "--tied 1 --dtype bf16 --seed 5 --std 0.05 --out %s --quiet >/dev/null",
+             dir);
+    if (system(cmd) != 0) {
+        CHECK(0, "synth failed: %s", cmd);
+        return;
+    }
+    model *m = NULL;
+    ms_error e = {0};
+    if (model_load(dir, &m, &e) != MS_OK) {
+        CHECK(0, "model_load: %s", e.message);
+        return;
+    }
+    const char *why = NULL;
+    CHECK(kfwd_supported(m, &why), "fast path refused the model: %s", why ? why : "");
+    const int V = m->cfg.vocab_size, NP = 3;
+    const int lens[3] = {sanitized ? 40 : 300, 7, 1};
+    int32_t *ids[3];
+    float *ref[3], *fast[3], *tmpl = malloc(sizeof(float) * (size_t)FWD_CTX * V);
+    for (int p = 0; p < NP; p++) {
+        ids[p] = malloc(sizeof(int32_t) * (size_t)lens[p]);
+        for (int i = 0; i < lens[p]; i++) ids[p][i] = (int32_t)(rng() % 151643);
+        ref[p] = malloc(sizeof(float) * (size_t)lens[p] * V);
+        fast[p] = malloc(sizeof(float) * (size_t)lens[p] * V);
+    }
+    /* 1. each prompt alone, reference vs fast */
+    fwd_run R = {0}, F = {0};
+    int ok = fwd_open(&R, &cpu_backend_ops, m, 2, NP) == 0 && fwd_open(&F, &kfwd_backend_ops, m, 2, NP) == 0;
+    CHECK(ok, "backends");
+    double worst = 0;
+    int bad_arg = 0, n_pos = 0;
+    for (int p = 0; ok && p < NP; p++) {
+        ok = fwd_prefill(&R, p, ids[p], lens[p], FWD_CTX, ref[p], V) == 0 &&
+             fwd_prefill(&F, p, ids[p], lens[p], FWD_CTX, fast[p], V) == 0;
+        for (int t = 0; ok && t < lens[p]; t++) {
+            const float *a = ref[p] + (size_t)t * V, *b = fast[p] + (size_t)t * V;
+            for (int v = 0; v < V; v++) worst = fabs((double)a[v] - b[v]) > worst ? fabs((double)a[v] - b[v]) : worst;
+            int ia = argmax_f(a, V), ib = argmax_f(b, V);
+            if (ia != ib && fabs((double)a[ia] - a[ib]) > 2e-2) bad_arg++; /* a near-tie may flip */
+            n_pos++;
+        }
+    }
+    printf("# forward fast vs reference: %d positions, worst |diff| %.4g, %d argmax flips outside near-ties\n", n_pos,
+           worst, bad_arg);
+    CHECK(ok && worst <= 2e-2, "fast logits differ from the reference by %.4g (> 2e-2)", worst);
+    CHECK(bad_arg == 0, "%d argmax differences", bad_arg);
+    fwd_close(&R);
+
+    /* 2. chunked prefill (5, then 64 at a time) equals prefill at once, bitwise */
+    if (ok) {
+        fwd_close(&F);
+        memset(&F, 0, sizeof F);
+        ok = fwd_open(&F, &kfwd_backend_ops, m, 2, NP) == 0 && fwd_prefill(&F, 0, ids[0], 5, 5, tmpl, V) == 0 &&
+             fwd_prefill(&F, 0, ids[0], lens[0], 64, tmpl, V) == 0;
+        CHECK(ok && memcmp(tmpl, fast[0], sizeof(float) * (size_t)lens[0] * V) == 0, "chunked prefill differs");
+        /* the other prompts alone into F's slots 1, 2: F is the "each alone" state for step 3 */
+        for (int p = 1; ok && p < NP; p++) ok = fwd_prefill(&F, p, ids[p], lens[p], FWD_CTX, tmpl, V) == 0;
+    }
+    /* 3. all prompts in one call, then 3 decode steps together == each alone; threads 1, 2, 16 */
+    const int threads[3] = {1, 2, 16};
+    float *step_alone = malloc(sizeof(float) * (size_t)NP * V * 3), *step_batch = malloc(sizeof(float) * (size_t)NP * V);
+    for (int ti = 0; ok && ti < 3; ti++) {
+        fwd_run B = {0};
+        ok = fwd_open(&B, &kfwd_backend_ops, m, threads[ti], NP) == 0;
+        /* batched prefill: all prompts in one call, all positions' logits */
+        fwd_seq qs[3];
+        float *outs[3];
+        for (int p = 0; p < NP; p++) {
+            outs[p] = malloc(sizeof(float) * (size_t)lens[p] * V);
+            qs[p] = (fwd_seq){ids[p], lens[p], 0, kv_blocks(B.kv, p), 2, outs[p]};
+        }
+        ok = ok && B.ops->forward(B.b, qs, NP, &e) == MS_OK;
+        int diff = 0;
+        for (int p = 0; ok && p < NP; p++) diff += memcmp(outs[p], fast[p], sizeof(float) * (size_t)lens[p] * V) != 0;
+        CHECK(ok && diff == 0, "%d threads: %d prompts differ between batched and alone prefill", threads[ti], diff);
+        /* decode steps: batch of NP vs each alone (alone computed once, with the first thread count) */
+        int32_t tok[3];
+        for (int g = 0; ok && g < 3; g++) {
+            for (int p = 0; p < NP; p++) {
+                tok[p] = (int32_t)((g * 7919 + p * 104729) % 151643);
+                qs[p] = (fwd_seq){&tok[p], 1, lens[p] + g, kv_blocks(B.kv, p), 1, step_batch + (size_t)p * V};
+            }
+            ok = B.ops->forward(B.b, qs, NP, &e) == MS_OK;
+            if (ti == 0) {
+                /* the same steps one sequence at a time on the reference-alone state F */
+                for (int p = 0; ok && p < NP; p++) {
+                    fwd_seq one = {&tok[p], 1, lens[p] + g, kv_blocks(F.kv, p), 1, step_alone + ((size_t)g * NP + p) * V};
+                    ok = F.ops->forward(F.b, &one, 1, &e) == MS_OK;
+                }
+            }
+            CHECK(ok && memcmp(step_batch, step_alone + (size_t)g * NP * V, sizeof(float) * (size_t)NP * V) == 0,
+                  "%d threads: decode step %d differs between batch and alone", threads[ti], g);
+        }
+        for (int p = 0; p < NP; p++) free(outs[p]);
+        fwd_close(&B);
+    }
+    fwd_close(&F);
+    free(step_alone);
+    free(step_batch);
+    for (int p = 0; p < NP; p++) {
+        free(ids[p]);
+        free(ref[p]);
+        free(fast[p]);
+    }
+    free(tmpl);
+    model_free(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -361,6 +543,7 @@ int main(int argc, char **argv)
         {"gemm_isas_agree", test_isas_agree},
         {"attention", test_attention},
         {"exp", test_exp},
+        {"forward_fast", test_forward_fast},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
