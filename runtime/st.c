@@ -477,7 +477,7 @@ ms_status st_file_open(const char *path, st_file **out, ms_error *err)
     }
     const uint8_t *b = f->map;
     uint64_t hlen = le64(b);
-    int plausible = hlen >= 2 && hlen <= ST_MAX_HEADER && hlen <= f->size - 8 && b[8] == '{';
+    int plausible = f->size > 8 && hlen >= 2 && hlen <= ST_MAX_HEADER && hlen <= f->size - 8 && b[8] == '{';
     int zip = b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4;
     int pickle = b[0] == 0x80 && b[1] >= 2 && b[1] <= 5;
     if (!plausible && (zip || pickle)) {

@@ -1,7 +1,14 @@
 /* st.h: safetensors files and directories. Reader: mmap, strict validation
  * (reference.md §5.2), zero-copy tensor views, sharded checkpoints through
  * model.safetensors.index.json. Writer: streaming, deterministic, atomic.
- * Does not interpret tensor names (that is model.c / merge). */
+ * Does not interpret tensor names (that is model.c / merge).
+ * Implemented in st.c (dtypes, one file), st_set.c (directories),
+ * st_write.c (writer); shard planning and index files are in st_shard.h.
+ *
+ * Lifetimes: tensor views (names, data) live until their st_file / st_set
+ * is closed. The data is mmapped: a file truncated after open makes reads
+ * fault with SIGBUS and a file rewritten in place changes the bytes, so
+ * replace models by rename and restart; st_file_recheck detects both. */
 #ifndef MS_ST_H
 #define MS_ST_H
 

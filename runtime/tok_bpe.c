@@ -3,7 +3,11 @@
  * merge the adjacent pair with the lowest merge rank (leftmost on ties) until
  * no adjacent pair has a rank. Short pieces use a rank array and a linear
  * scan (fast for words); long pieces use a binary heap with a linked list of
- * symbols, O(n log n), so a megabyte-long piece stays fast. The vocab fast
+ * symbols, O(n log n); huge pieces use a bucket queue indexed by rank,
+ * O(n + merges), valid when every merge only uses tokens made by earlier
+ * merges (the loader checks this: then a merge at rank r can only create
+ * pairs of rank > r, so ranks are processed in increasing order, each bucket
+ * leftmost first). A megabyte-long piece stays fast. The vocab fast
  * path (a piece that is itself a token reachable by its own merges) skips BPE
  * entirely. This file does not split text. */
 #include <stdlib.h>
@@ -11,7 +15,8 @@
 
 #include "tok_internal.h"
 
-#define BPE_SMALL 128 /* pieces up to this many bytes use the quadratic scan */
+#define BPE_SMALL 128  /* pieces up to this many bytes use the quadratic scan */
+#define BPE_HUGE 8192  /* pieces over this many bytes use the bucket queue */
 
 /* Grows the scratch arrays to hold n symbols; 0 on success. */
 static int scratch_reserve(tok_bpe_scratch *sc, size_t n)
@@ -138,11 +143,77 @@ static int bpe_heap(const struct tokenizer *t, tok_bpe_scratch *sc, size_t n, to
     return 0;
 }
 
+/* qsort comparison of int32 values. */
+static int cmp_i32(const void *x, const void *y)
+{
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Bucket-queue BPE over sym[0..n) (needs t->monotone_merges); appends the result to out. */
+static int bpe_buckets(const struct tokenizer *t, tok_bpe_scratch *sc, size_t n, tok_ids *out)
+{
+    int32_t *sym = sc->a, *prev = sc->b, *next = sc->c;
+    size_t n_ranks = t->n_merges, cap = 3 * n;
+    int32_t *head = malloc(n_ranks * sizeof *head);
+    int32_t *epos = malloc(cap * sizeof *epos), *enext = malloc(cap * sizeof *enext);
+    int32_t *batch = malloc(n * sizeof *batch);
+    int rc = -1;
+    if (!head || !epos || !enext || !batch) goto out;
+    memset(head, 0xFF, n_ranks * sizeof *head);
+    size_t ne = 0;
+    int32_t id = 0, r;
+#define PUSH(rank, pos) (epos[ne] = (pos), enext[ne] = head[rank], head[rank] = (int32_t)ne++)
+    for (size_t i = 0; i < n; i++) {
+        prev[i] = (int32_t)i - 1;
+        next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+    }
+    for (size_t i = n - 1; i-- > 0;) /* pushed right to left: each list then reads left to right */
+        if ((r = tok_merge_rank(t, sym[i], sym[i + 1], &id)) != INT32_MAX) PUSH(r, (int32_t)i);
+    for (size_t rank = 0; rank < n_ranks; rank++) {
+        if (head[rank] < 0) continue;
+        size_t nb = 0;
+        int sorted = 1;
+        for (int32_t e = head[rank]; e >= 0; e = enext[e]) {
+            if (nb && epos[e] < batch[nb - 1]) sorted = 0;
+            batch[nb++] = epos[e];
+        }
+        head[rank] = -1;
+        if (!sorted) qsort(batch, nb, sizeof *batch, cmp_i32);
+        for (size_t k = 0; k < nb; k++) {
+            int32_t pos = batch[k], nx = next[pos];
+            if (sym[pos] < 0 || nx < 0 || tok_merge_rank(t, sym[pos], sym[nx], &id) != (int32_t)rank) continue;
+            sym[pos] = id;
+            sym[nx] = -1;
+            next[pos] = next[nx];
+            if (next[nx] >= 0) prev[next[nx]] = pos;
+            /* new pairs rank above `rank` (monotone merges), so they land in later buckets */
+            if (prev[pos] >= 0 && (r = tok_merge_rank(t, sym[prev[pos]], sym[pos], &id)) != INT32_MAX &&
+                (size_t)r > rank && ne < cap)
+                PUSH(r, prev[pos]);
+            if (next[pos] >= 0 && (r = tok_merge_rank(t, sym[pos], sym[next[pos]], &id)) != INT32_MAX &&
+                (size_t)r > rank && ne < cap)
+                PUSH(r, pos);
+        }
+    }
+#undef PUSH
+    for (int32_t i = 0; i >= 0; i = next[i])
+        if (tok_ids_push(out, sym[i])) goto out;
+    rc = 0;
+out:
+    free(head);
+    free(epos);
+    free(enext);
+    free(batch);
+    return rc;
+}
+
 int tok_bpe(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc, tok_ids *out)
 {
     if (n == 0) return 0;
     if (scratch_reserve(sc, n)) return -1;
     for (size_t i = 0; i < n; i++) sc->a[i] = t->byte_id[piece[i]];
+    if (n > BPE_HUGE && t->monotone_merges && n <= (size_t)INT32_MAX / 4) return bpe_buckets(t, sc, n, out);
     if (n > BPE_SMALL) return bpe_heap(t, sc, n, out);
     size_t m = bpe_small(t, sc->a, sc->b, sc->c, n);
     for (size_t i = 0; i < m; i++)

@@ -86,6 +86,7 @@ struct tokenizer {
     int32_t *added_ids;              /* [n_added] in file order */
     size_t n_added;
     int nfc, ignore_merges;
+    int monotone_merges;             /* every merge uses only tokens made by earlier merges */
     char *chat_template;
     int32_t eos_id;
 };

@@ -330,6 +330,28 @@ static ms_status load_merges(struct tokenizer *t, const cJSON *merges, const cha
     return MS_OK;
 }
 
+/* Sets t->monotone_merges: no merge uses a token that a merge of equal or
+ * higher rank produces (then BPE may process ranks in increasing order). */
+static ms_status check_monotone(struct tokenizer *t, const char *path, ms_error *err)
+{
+    int32_t *made = malloc((size_t)t->n_ids * sizeof *made); /* highest rank producing each id */
+    if (!made) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    memset(made, 0xFF, (size_t)t->n_ids * sizeof *made);
+    for (size_t i = 0; i <= t->merge_mask; i++) {
+        const tok_merge *m = &t->merges[i];
+        if (m->key != UINT64_MAX && m->rank > made[m->id]) made[m->id] = m->rank;
+    }
+    t->monotone_merges = 1;
+    for (size_t i = 0; i <= t->merge_mask && t->monotone_merges; i++) {
+        const tok_merge *m = &t->merges[i];
+        if (m->key == UINT64_MAX) continue;
+        int32_t a = (int32_t)(m->key >> 32), b = (int32_t)(uint32_t)m->key;
+        if (made[a] >= m->rank || made[b] >= m->rank) t->monotone_merges = 0;
+    }
+    free(made);
+    return MS_OK;
+}
+
 /* Maps, the byte -> id table and the added-token tries. */
 static ms_status build_tables(struct tokenizer *t, const char *path, ms_error *err)
 {
@@ -438,7 +460,7 @@ ms_status tok_load_json(struct tokenizer *t, const char *dir, ms_error *err)
         (st = load_added(t, added, (int64_t)n_vocab + n_added, inv, &used, path, err)))
         goto out;
     if ((st = build_tables(t, path, err)) || (st = load_merges(t, json_get(model, "merges"), path, err)) ||
-        (st = mark_self(t, path, err)))
+        (st = check_monotone(t, path, err)) || (st = mark_self(t, path, err)))
         goto out;
 out:
     cJSON_Delete(root);

@@ -8,6 +8,12 @@
  * decomposition or decomposes into a starter that is itself never a second
  * half and recomposes to itself (Hangul syllables qualify). A string of inert
  * code points is left unchanged by NFC, so it can skip utf8proc entirely.
+ * HF tokenizers' own Unicode data differs from utf8proc's in two ways
+ * (tok_unicode_hf.h, generated with HF as the oracle): its regex knows
+ * letters and numbers newer than utf8proc, and its NFC is Unicode 9, so
+ * marks added since are plain starters to it. The class table applies the
+ * first list; tok_nfc splits the text at the code points of the second
+ * (nothing composes or reorders across a starter that composes with nothing).
  * This file does not split text or know about tokens. */
 #include "tok_unicode.h"
 
@@ -17,6 +23,8 @@
 #include <string.h>
 
 #include <utf8proc.h>
+
+#include "tok_unicode_hf.h"
 
 #define CP_LIMIT 0x110000u
 #define N_BLOCKS (CP_LIMIT >> 8)
@@ -35,9 +43,26 @@ static int is_space(uint32_t c)
            c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
+/* 1 if c lies in one of the n [first, last] ranges (sorted). */
+static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t c)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (c < r[mid][0]) hi = mid;
+        else if (c > r[mid][1]) lo = mid + 1;
+        else return 1;
+    }
+    return 0;
+}
+
+#define IN_TABLE(t, c) in_ranges(t, sizeof t / sizeof *t, c)
+
 /* Regex class of one code point from its general category. */
 static uint8_t cp_class(uint32_t c)
 {
+    if (IN_TABLE(TOK_HF_LETTER, c)) return TOKC_L;
+    if (IN_TABLE(TOK_HF_NUMBER, c)) return TOKC_N;
     if (c == '\r' || c == '\n') return TOKC_CRLF;
     if (is_space(c)) return TOKC_WS;
     switch (utf8proc_category((utf8proc_int32_t)c)) {
@@ -102,6 +127,7 @@ static void build_tables(void)
             uint8_t info = is_surrogate(c) ? TOKC_O : cp_class(c);
             int inert = 0;
             if (is_surrogate(c)) inert = 0;
+            else if (IN_TABLE(TOK_HF_NFC_INERT, c)) inert = 2; /* a plain starter to HF's NFC */
             else if (c < 0x300 || (c >= 0xAC00 && c <= 0xD7A3)) inert = 1;
             else if (utf8proc_get_property((utf8proc_int32_t)c)->combining_class == 0 && !IS_SECOND(c)) {
                 int k = decompose(c, d);
@@ -110,7 +136,7 @@ static void build_tables(void)
                     inert = utf8proc_get_property(d[0])->combining_class == 0 && !IS_SECOND(d[0]) &&
                             nfc_fixed(c);
             }
-            cur[i] = (uint8_t)(info | (inert ? TOKC_INERT : 0));
+            cur[i] = (uint8_t)(info | (inert ? TOKC_INERT : 0) | (inert == 2 ? TOKC_NFC_CUT : 0));
         }
         uint32_t h = hash_block(cur);
         size_t u;
@@ -201,18 +227,68 @@ int tok_nfc_inert(const uint8_t *s, size_t n)
     return 1;
 }
 
-int tok_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
+/* Appends utf8proc's NFC of s[0..n) to the growing buffer *buf (*len used, *cap allocated). */
+static int append_nfc(const uint8_t *s, size_t n, uint8_t **buf, size_t *len, size_t *cap)
 {
-    *out = NULL;
-    if (n > (size_t)PTRDIFF_MAX / 8) return -1;
     utf8proc_uint8_t *dst = NULL;
-    utf8proc_ssize_t m = utf8proc_map(s, (utf8proc_ssize_t)n, &dst, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-    if (m < 0) {
+    utf8proc_ssize_t m = 0;
+    if (n) {
+        m = utf8proc_map(s, (utf8proc_ssize_t)n, &dst, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        if (m < 0) {
+            free(dst);
+            return -1;
+        }
+    }
+    if ((size_t)m > SIZE_MAX - *len - 1) {
         free(dst);
         return -1;
     }
-    *out = dst;
-    *out_len = (size_t)m;
+    if (*len + (size_t)m + 1 > *cap) {
+        size_t nc = (*len + (size_t)m + 1) * 2;
+        uint8_t *p = realloc(*buf, nc);
+        if (!p) {
+            free(dst);
+            return -1;
+        }
+        *buf = p;
+        *cap = nc;
+    }
+    if (m) memcpy(*buf + *len, dst, (size_t)m);
+    *len += (size_t)m;
+    free(dst);
+    return 0;
+}
+
+int tok_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (n > (size_t)PTRDIFF_MAX / 8) return -1;
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0, start = 0, i = 0;
+    while (i < n) { /* normalize between the code points HF's NFC does not know */
+        size_t k = 1;
+        if (s[i] >= 0xC0 && (tok_cp_info(tok_utf8_decode(s + i, &k)) & TOKC_NFC_CUT)) {
+            if (append_nfc(s + start, i - start, &buf, &len, &cap) || append_nfc(s + i, 0, &buf, &len, &cap)) break;
+            if (len + k + 1 > cap) {
+                uint8_t *p = realloc(buf, (len + k + 1) * 2);
+                if (!p) break;
+                buf = p;
+                cap = (len + k + 1) * 2;
+            }
+            memcpy(buf + len, s + i, k);
+            len += k;
+            start = i + k;
+        }
+        i += k;
+    }
+    if (i < n || append_nfc(s + start, n - start, &buf, &len, &cap)) {
+        free(buf);
+        return -1;
+    }
+    if (!buf && !(buf = malloc(1))) return -1;
+    *out = buf;
+    *out_len = len;
     return 0;
 }
 

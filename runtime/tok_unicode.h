@@ -17,6 +17,7 @@ enum {
     TOKC_WS = 3,   /* \s other than CR and LF */
     TOKC_CRLF = 4, /* \r or \n */
     TOKC_MASK = 7,
+    TOKC_NFC_CUT = 0x40, /* unknown to HF's (Unicode 9) NFC: normalization stops at it */
     TOKC_INERT = 0x80 /* a string made only of inert code points is already NFC */
 };
 

@@ -6,12 +6,15 @@
  * saw), loaded with model_load and run on the CPU backend. Checks:
  *   - per-position logits on the fixture's vocabulary columns and at HF's top-5 ids: max abs
  *     difference within the fixture's tolerance (1e-3 f32, 2e-2 bf16); the worst are printed;
- *   - per-position argmax equal to HF's;
+ *   - per-position argmax equal to HF's (where HF's own top-2 margin is within the tolerance,
+ *     i.e. a bf16 near tie, our choice must be within the tolerance of HF's choice);
  *   - greedy continuations (64 tokens, all prompts decoded together) identical to HF's;
  *   - batch invariance: all prompts prefilled in one call give bitwise the logits of each
  *     alone, and a batched decode step gives bitwise the logits of the same step alone;
  *   - chunked prefill (1, 3, 7, rest) gives bitwise the logits of a prefill at once.
- * Under MEDSERVE_SANITIZED=1 fewer greedy steps are run to stay quick. */
+ * Under MEDSERVE_SANITIZED=1 less is compared (see run_fixture) to stay quick. The backend
+ * runs on one thread (a shared 2-core machine makes OpenMP barriers slow); a second backend
+ * with two threads must give bitwise the same logits. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +80,7 @@ static int synth_model(const cJSON *args, run *r, char *dir, size_t cap)
             return -1;
         len += (size_t)snprintf(cmd + len, sizeof cmd - len, " %s", a->valuestring);
     }
-    snprintf(cmd + len, sizeof cmd - len, " --out %s >/dev/null", dir);
+    snprintf(cmd + len, sizeof cmd - len, " --quiet --out %s", dir);
     return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -107,16 +110,16 @@ static int fwd_one(run *r, int slot, const int32_t *ids, int n, int pos0, int mo
 }
 
 /* Compares logits of one prompt [n, V] with the fixture; returns the worst abs diff. */
-static double check_logits(const cJSON *pj, const float *lg, int n, int V, const cJSON *cols,
-                           double tol, const char *what)
+static double check_logits(const cJSON *pj, const float *lg, int t0, int n, int V,
+                           const cJSON *cols, double tol, const char *what)
 {
     const cJSON *ref = json_get(pj, "logits"), *t5 = json_get(pj, "top5_ids"),
                 *t5v = json_get(pj, "top5_logits"), *am = json_get(pj, "argmax");
     double worst = 0;
     int wpos = -1, wcol = -1, bad_argmax = 0;
     double wours = 0, wref = 0;
-    for (int t = 0; t < n; t++) {
-        const float *row = lg + (size_t)t * (size_t)V;
+    for (int t = t0; t < n; t++) {
+        const float *row = lg + (size_t)(t - t0) * (size_t)V;
         const cJSON *rr = cJSON_GetArrayItem(ref, t), *c, *v;
         int k = 0;
         cJSON_ArrayForEach(c, cols)
@@ -139,13 +142,18 @@ static double check_logits(const cJSON *pj, const float *lg, int n, int V, const
         }
         int ours = argmax(row, V), hf = cJSON_GetArrayItem(am, t)->valueint;
         if (ours != hf) {
-            bad_argmax++;
-            printf("  %s: position %d argmax %d (%.6g) vs HF %d (%.6g here)\n", what, t, ours,
-                   row[ours], hf, row[hf]);
+            /* Accepted only where HF itself has a near tie: its top-2 margin and our gap
+             * between the two ids are both within the tolerance (one bf16 ulp). */
+            double hf_margin = cJSON_GetArrayItem(tv, 0)->valuedouble - cJSON_GetArrayItem(tv, 1)->valuedouble;
+            int near_tie = hf_margin <= tol && (double)row[ours] - row[hf] <= tol;
+            bad_argmax += !near_tie;
+            printf("  %s: position %d argmax %d (%.7g) vs HF %d (%.7g here; HF top-2 margin %.3g)%s\n",
+                   what, t, ours, row[ours], hf, row[hf], hf_margin,
+                   near_tie ? ": a near tie within tolerance, accepted" : "");
         }
     }
     printf("  %s: %d positions, max |diff| %.3g at position %d id %d (ours %.7g, HF %.7g), tol %g\n",
-           what, n, worst, wpos, wcol, wours, wref, tol);
+           what, n - t0, worst, wpos, wcol, wours, wref, tol);
     CHECK(worst <= tol, "%s: logits differ from HF by %g > %g", what, worst, tol);
     CHECK(bad_argmax == 0, "%s: %d positions with another argmax than HF", what, bad_argmax);
     return worst;
@@ -160,7 +168,9 @@ static void run_fixture(const char *name)
     cJSON *fx = json_load_file(path, 64u << 20, &e);
     CHECK(fx != NULL, "%s", e.message);
     if (!fx) return;
-    const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL;
+    /* Under the sanitizers (slow) every prefill produces and compares only the last
+     * position's logits, greedy runs 6 steps and the weights are not hashed. */
+    const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL, mode = sanitized ? 1 : 2;
     run r = {0};
     prompt p[MAX_PROMPTS] = {{0}};
     int np = 0;
@@ -174,15 +184,17 @@ static void run_fixture(const char *name)
     }
     char digest[65], st_path[300];
     snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
-    CHECK(sha256_file(st_path, digest, &e) == MS_OK, "%s", e.message);
-    CHECK(!strcmp(digest, json_get(fx, "safetensors_sha256")->valuestring),
-          "%s: synth wrote other weights than the fixture was made from (%s)", name, digest);
+    if (!sanitized) { /* the plain run checks the bits; hashing is slow under ASan */
+        CHECK(sha256_file(st_path, digest, &e) == MS_OK, "%s", e.message);
+        CHECK(!strcmp(digest, json_get(fx, "safetensors_sha256")->valuestring),
+              "%s: synth wrote other weights than the fixture was made from (%s)", name, digest);
+    }
     if (model_load(dir, &r.m, &e) != MS_OK) {
         CHECK(0, "%s: model_load: %s", name, e.message);
         goto out;
     }
     r.V = r.m->cfg.vocab_size;
-    backend_params bp = {.n_threads = 2, .max_seqs = MAX_PROMPTS, .max_tokens = 4 * MAX_CTX,
+    backend_params bp = {.n_threads = 1, .max_seqs = MAX_PROMPTS, .max_tokens = 4 * MAX_CTX,
                          .n_blocks = MAX_PROMPTS * 2 * MAX_CTX / BLOCK, .block_size = BLOCK};
     if (cpu_backend_ops.create(r.m, &bp, &r.b, &e) != MS_OK) {
         CHECK(0, "%s: backend: %s", name, e.message);
@@ -203,22 +215,26 @@ static void run_fixture(const char *name)
     for (int i = 0; i < np; i++) {
         alone[i] = malloc(sizeof(float) * (size_t)p[i].n * (size_t)r.V);
         batched[i] = malloc(sizeof(float) * (size_t)p[i].n * (size_t)r.V);
-        if (fwd_one(&r, i, p[i].ids, p[i].n, 0, 2, alone[i])) goto fail;
+        int first = mode == 2 ? 0 : p[i].n - 1;
+        if (fwd_one(&r, i, p[i].ids, p[i].n, 0, mode, alone[i] + (size_t)first * r.V)) goto fail;
         char what[96];
         snprintf(what, sizeof what, "%s prompt %d", name, i);
-        check_logits(cJSON_GetArrayItem(prompts, i), alone[i], p[i].n, r.V, cols, tol, what);
+        check_logits(cJSON_GetArrayItem(prompts, i), alone[i] + (size_t)first * r.V, first, p[i].n,
+                     r.V, cols, tol, what);
     }
 
     /* 2. all prompts in one call (other slots): bitwise the same logits */
     fwd_seq seqs[MAX_PROMPTS];
     for (int i = 0; i < np; i++) {
         CHECK(kv_reserve(r.kv, MAX_PROMPTS + i, p[i].n, &e) == MS_OK, "%s", e.message);
-        seqs[i] = (fwd_seq){p[i].ids, p[i].n, 0, kv_blocks(r.kv, MAX_PROMPTS + i), 2, batched[i]};
+        seqs[i] = (fwd_seq){p[i].ids, p[i].n, 0, kv_blocks(r.kv, MAX_PROMPTS + i), mode, batched[i]};
     }
     CHECK(cpu_backend_ops.forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
-    for (int i = 0; i < np; i++)
-        CHECK(!memcmp(alone[i], batched[i], sizeof(float) * (size_t)p[i].n * (size_t)r.V),
+    for (int i = 0; i < np; i++) {
+        size_t rows = mode == 2 ? (size_t)p[i].n : 1, first = (size_t)p[i].n - rows;
+        CHECK(!memcmp(alone[i] + first * r.V, batched[i], sizeof(float) * rows * (size_t)r.V),
               "%s prompt %d: batched prefill logits differ from the prompt alone", name, i);
+    }
 
     /* 3. chunked prefill of the longest prompt: 1, 3, 7, rest */
     int li = 0;
@@ -230,11 +246,33 @@ static void run_fixture(const char *name)
         static const int sizes[] = {1, 3, 7, 1 << 20};
         int len = sizes[c < 3 ? c : 3];
         if (len > p[li].n - pos) len = p[li].n - pos;
-        if (fwd_one(&r, MAX_PROMPTS + li, p[li].ids + pos, len, pos, 2, chunk + (size_t)pos * r.V)) goto fail;
+        size_t out_row = mode == 2 ? (size_t)pos : (size_t)(pos + len - 1);
+        if (fwd_one(&r, MAX_PROMPTS + li, p[li].ids + pos, len, pos, mode, chunk + out_row * r.V))
+            goto fail;
         pos += len;
+        size_t rows = mode == 2 ? (size_t)len : 1;
+        if (mode == 1 && pos < p[li].n) continue; /* only the last position was made alone */
+        CHECK(!memcmp(alone[li] + out_row * r.V, chunk + out_row * r.V, sizeof(float) * rows * (size_t)r.V),
+              "%s prompt %d: chunked prefill logits (positions to %d) differ from a prefill at once",
+              name, li, pos - 1);
     }
-    CHECK(!memcmp(alone[li], chunk, sizeof(float) * (size_t)p[li].n * (size_t)r.V),
-          "%s prompt %d: chunked prefill logits differ from a prefill at once", name, li);
+
+    /* 3b. thread-count invariance: a 2-thread backend gives bitwise the 1-thread logits */
+    {
+        backend *b2 = NULL;
+        backend_params bp2 = bp;
+        bp2.n_threads = 2;
+        CHECK(cpu_backend_ops.create(r.m, &bp2, &b2, &e) == MS_OK, "%s", e.message);
+        fwd_seq s2 = {p[li].ids, p[li].n, 0, kv_blocks(r.kv, MAX_PROMPTS + li), mode, chunk};
+        if (b2 && cpu_backend_ops.forward(b2, &s2, 1, &e) == MS_OK) {
+            size_t rows = mode == 2 ? (size_t)p[li].n : 1, first = (size_t)p[li].n - rows;
+            CHECK(!memcmp(alone[li] + first * r.V, chunk, sizeof(float) * rows * (size_t)r.V),
+                  "%s prompt %d: 2 threads give other logits than 1 thread", name, li);
+        } else {
+            CHECK(0, "%s: 2-thread forward: %s", name, e.message);
+        }
+        if (b2) cpu_backend_ops.free(b2);
+    }
 
     /* 4. greedy: all prompts decoded together (slots 0..np-1 continue from step 1) */
     int steps = sanitized ? 6 : p[0].n_greedy;

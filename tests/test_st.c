@@ -160,6 +160,22 @@ static void t_round_trip(void)
     CHECK(strcmp(st_file_get(f, 0)->name, "f64") == 0 || strcmp(st_file_get(f, 0)->name, "i64") == 0,
           "first is %s", st_file_get(f, 0)->name);
     CHECK(st_file_recheck(f, &e) == MS_OK, "recheck: %s", e.message);
+    const st_tensor *f64 = st_file_find(f, "f64");
+    CHECK(f64 && st_tensor_require_dtype(f64, &e) == MS_ERR_UNSUPPORTED && strstr(e.message, "unsupported dtype F64") &&
+              strstr(e.message, path),
+          "F64 must be refused where used: %s", e.message);
+    /* replaced by rename under the open file: recheck notices */
+    char other[300];
+    snprintf(other, sizeof other, "%s/b.safetensors", dir);
+    CHECK(write_st(other, t, 2, NULL, 0, 64, &e) == MS_OK && rename(other, path) == 0, "replace");
+    CHECK(st_file_recheck(f, &e) != MS_OK && strstr(e.message, "no longer names"), "recheck after rename: %s",
+          e.message);
+    st_file_close(f);
+    /* truncated after open: recheck notices (reading the tail would SIGBUS) */
+    CHECK(st_file_open(path, &f, &e) == MS_OK, "%s", e.message);
+    CHECK(truncate(path, 100) == 0, "truncate");
+    CHECK(f && st_file_recheck(f, &e) != MS_OK && strstr(e.message, "size changed"), "recheck after truncate: %s",
+          e.message);
     st_file_close(f);
 out:
     rmdir_flat(dir);

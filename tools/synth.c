@@ -522,7 +522,12 @@ int main(int argc, char **argv)
     config_text(&o, &cfg);
     if ((s = write_text(o.out, "config.json", &cfg, &e))) goto out;
     qwen3_config qc; /* our own loader must accept what we write */
-    if ((s = config_load(o.out, &qc, &e))) goto out;
+    if ((s = config_load(o.out, &qc, &e))) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/config.json", o.out);
+        unlink(p);
+        goto out;
+    }
     gen_config_text(&o, &gen);
     if ((s = write_text(o.out, "generation_config.json", &gen, &e))) goto out;
     if (strcmp(o.tokenizer, "none") && (s = copy_tokenizer(o.tokenizer, o.out, &e))) goto out;

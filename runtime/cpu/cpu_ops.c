@@ -44,55 +44,84 @@ uint16_t f32_to_f16(float f)
     return sign | (uint16_t)(a >> 13);
 }
 
-/* Fixed pairwise reduction of the lane sums: (0+8, 1+9, ...), then halves. */
-static float reduce_lanes(float acc[LANES])
+/* The 16 fp32 lanes as four 4-wide GCC vectors (lanes 0-3, 4-7, 8-11, 12-15):
+ * vector arithmetic is lane-wise IEEE, so this is exactly the scalar definition
+ * "lane j accumulates the products k = j mod 16"; 4-wide vectors map onto the
+ * baseline x86-64 SSE registers, so the sums stay in registers. */
+typedef float v4f __attribute__((vector_size(16)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef uint16_t v4h __attribute__((vector_size(8)));
+
+typedef struct lanes { v4f v[LANES / 4]; } lanes;
+
+/* Fixed pairwise reduction of the lane sums: lane j += lane j+8 (j < 8), then
+ * j += j+4, j += j+2, j += j+1. With lanes 0-3 in v[0] ... 12-15 in v[3], the
+ * first two steps are v[0]+v[2], v[1]+v[3] and their sum. */
+static inline float reduce_lanes(const lanes *l)
 {
-    for (int s = LANES / 2; s > 0; s /= 2)
-        for (int j = 0; j < s; j++) acc[j] += acc[j + s];
-    return acc[0];
+    v4f c = (l->v[0] + l->v[2]) + (l->v[1] + l->v[3]);
+    return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
-/* x . w for f32 weights (w only byte-aligned, read through memcpy). */
-static float dot_f32(const float *x, const unsigned char *w, int64_t n)
+/* Adds the partial last block (k < n) lane by lane, then reduces. */
+static inline float finish_dot(lanes *l, const float *x, const unsigned char *w, st_dtype wt,
+                               int64_t k, int64_t n)
 {
-    float acc[LANES] = {0};
-    int64_t k = 0;
-    for (; k + LANES <= n; k += LANES) {
-        float wv[LANES];
-        memcpy(wv, w + 4 * k, sizeof wv);
-        for (int j = 0; j < LANES; j++) acc[j] += x[k + j] * wv[j];
+    if (k < n) {
+        float a[LANES];
+        memcpy(a, l->v, sizeof a);
+        for (int j = 0; k + j < n; j++) a[j] += x[k + j] * elem_get(w, wt, k + j);
+        memcpy(l->v, a, sizeof a);
     }
-    for (int j = 0; k + j < n; j++) acc[j] += x[k + j] * elem_get(w, ST_F32, k + j);
-    return reduce_lanes(acc);
+    return reduce_lanes(l);
 }
 
-/* x . w for bf16 weights (bf16 -> f32 is a shift). */
-static float dot_bf16(const float *x, const unsigned char *w, int64_t n)
+/* 4 weights of dtype wt starting at element k, as floats. */
+static inline v4f load4(const unsigned char *w, st_dtype wt, int64_t k)
 {
-    float acc[LANES] = {0};
-    int64_t k = 0;
-    for (; k + LANES <= n; k += LANES) {
-        uint16_t hv[LANES];
-        memcpy(hv, w + 2 * k, sizeof hv);
-        for (int j = 0; j < LANES; j++) acc[j] += x[k + j] * bf16_to_f32(hv[j]);
+    v4f f;
+    if (wt == ST_F32) {
+        memcpy(&f, w + 4 * k, sizeof f);
+    } else if (wt == ST_BF16) {
+        v4h h;
+        memcpy(&h, w + 2 * k, sizeof h);
+        v4u u = __builtin_convertvector(h, v4u) << 16;
+        memcpy(&f, &u, sizeof f);
+    } else {
+        float t[4];
+        for (int j = 0; j < 4; j++) t[j] = elem_get(w, ST_F16, k + j);
+        memcpy(&f, t, sizeof f);
     }
-    for (int j = 0; k + j < n; j++) acc[j] += x[k + j] * elem_get(w, ST_BF16, k + j);
-    return reduce_lanes(acc);
+    return f;
 }
 
-/* x . w for f16 weights. */
-static float dot_f16(const float *x, const unsigned char *w, int64_t n)
+/* 4 activations starting at x. */
+static inline v4f loadx(const float *x)
 {
-    float acc[LANES] = {0};
+    v4f f;
+    memcpy(&f, x, sizeof f);
+    return f;
+}
+
+/* x . w over n elements for one weight dtype (inlined per dtype below). */
+static inline float dot_impl(const float *x, const unsigned char *w, st_dtype wt, int64_t n)
+{
+    lanes l = {{{0}}};
+    v4f a0 = l.v[0], a1 = l.v[1], a2 = l.v[2], a3 = l.v[3];
     int64_t k = 0;
     for (; k + LANES <= n; k += LANES) {
-        uint16_t hv[LANES];
-        memcpy(hv, w + 2 * k, sizeof hv);
-        for (int j = 0; j < LANES; j++) acc[j] += x[k + j] * f16_to_f32(hv[j]);
+        a0 += loadx(x + k) * load4(w, wt, k);
+        a1 += loadx(x + k + 4) * load4(w, wt, k + 4);
+        a2 += loadx(x + k + 8) * load4(w, wt, k + 8);
+        a3 += loadx(x + k + 12) * load4(w, wt, k + 12);
     }
-    for (int j = 0; k + j < n; j++) acc[j] += x[k + j] * elem_get(w, ST_F16, k + j);
-    return reduce_lanes(acc);
+    l.v[0] = a0, l.v[1] = a1, l.v[2] = a2, l.v[3] = a3;
+    return finish_dot(&l, x, w, wt, k, n);
 }
+
+static float dot_f32(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_F32, n); }
+static float dot_bf16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_BF16, n); }
+static float dot_f16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_F16, n); }
 
 float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
 {
@@ -130,7 +159,9 @@ void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps
 {
     float acc[LANES] = {0};
     for (int64_t i = 0; i < n; i++) acc[i % LANES] += x[i] * x[i];
-    float var = reduce_lanes(acc) / (float)n;
+    lanes l;
+    memcpy(l.v, acc, sizeof acc);
+    float var = reduce_lanes(&l) / (float)n;
     float r = 1.0f / sqrtf(var + eps);
     for (int64_t i = 0; i < n; i++)
         out[i] = round_act(elem_get(w->data, w->dtype, i) * round_act(x[i] * r, act), act);

@@ -1,0 +1,122 @@
+/* oai_resp.c: OpenAI response pieces (see oai_resp.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "oai_resp.h"
+
+char *oai_error_body(const oai_err *e)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *o = cJSON_AddObjectToObject(root, "error");
+    if (!o) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_AddStringToObject(o, "message", e->message);
+    cJSON_AddStringToObject(o, "type", e->type[0] ? e->type : "invalid_request_error");
+    if (e->param[0])
+        cJSON_AddStringToObject(o, "param", e->param);
+    else
+        cJSON_AddNullToObject(o, "param");
+    if (e->code[0])
+        cJSON_AddStringToObject(o, "code", e->code);
+    else
+        cJSON_AddNullToObject(o, "code");
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+void oai_reply_error(http_req *r, const oai_err *e)
+{
+    char *body = oai_error_body(e);
+    if (e->http == 429 || e->http == 503) http_add_header(r, "Retry-After", "1");
+    if (e->http == 401) http_add_header(r, "WWW-Authenticate", "Bearer");
+    if (body) {
+        http_reply(r, e->http, "application/json", body, strlen(body));
+        free(body);
+    } else {
+        static const char oom[] = "{\"error\":{\"message\":\"out of memory\",\"type\":"
+                                  "\"server_error\",\"param\":null,\"code\":null}}";
+        http_reply(r, e->http, "application/json", oom, sizeof oom - 1);
+    }
+}
+
+void oai_reply_json(http_req *r, int status, cJSON *obj)
+{
+    char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
+    cJSON_Delete(obj);
+    if (!s) {
+        oai_err e;
+        oai_fail(&e, 500, "server_error", NULL, NULL, "out of memory building the response");
+        oai_reply_error(r, &e);
+        return;
+    }
+    http_reply(r, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model,
+                    const char *fingerprint)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "id", id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)created);
+    cJSON_AddStringToObject(o, "model", model);
+    cJSON_AddStringToObject(o, "system_fingerprint", fingerprint);
+    return o;
+}
+
+cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning)
+{
+    cJSON *u = cJSON_CreateObject();
+    if (!u) return NULL;
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)completion);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(prompt + completion));
+    cJSON *pd = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    if (pd) cJSON_AddNumberToObject(pd, "cached_tokens", 0);
+    cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
+    if (cd) cJSON_AddNumberToObject(cd, "reasoning_tokens", (double)reasoning);
+    return u;
+}
+
+const char *oai_finish_name(int f)
+{
+    switch (f) {
+    case MS_FINISH_STOP: return "stop";
+    case MS_FINISH_LENGTH: return "length";
+    default: return NULL;
+    }
+}
+
+void oai_err_from_status(oai_err *e, ms_status st, const char *message)
+{
+    switch (st) {
+    case MS_ERR_INVALID:
+        oai_fail(e, 400, "invalid_request_error", NULL, "invalid_value", "%s", message);
+        break;
+    case MS_ERR_CONTEXT:
+        oai_fail(e, 400, "invalid_request_error", "messages", "context_length_exceeded", "%s",
+                 message);
+        break;
+    case MS_ERR_BUSY:
+        oai_fail(e, 429, "rate_limit_error", NULL, "queue_full", "%s", message);
+        break;
+    case MS_ERR_NOMEM:
+        oai_fail(e, 503, "server_error", NULL, "out_of_memory", "%s", message);
+        break;
+    case MS_ERR_UNSUPPORTED:
+        oai_fail(e, 400, "invalid_request_error", NULL, "unsupported_parameter", "%s", message);
+        break;
+    case MS_ERR_CANCELLED:
+        oai_fail(e, 503, "server_error", NULL, "cancelled", "%s", message);
+        break;
+    default:
+        oai_fail(e, 500, "server_error", NULL, NULL, "%s", message);
+        break;
+    }
+}

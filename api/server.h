@@ -1,0 +1,80 @@
+/* server.h: the state one `medserve` server shares between its HTTP
+ * threads: configuration, the generation service, keys, metrics, the
+ * request log, the jobs in flight and the lifecycle (loading, ready,
+ * draining). Also the per-request record that becomes one log line. */
+#ifndef MS_SERVER_H
+#define MS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "auth.h"
+#include "http.h"
+#include "job.h"
+#include "metrics.h"
+#include "reqlog.h"
+#include "svc.h"
+
+#define SRV_DEFAULT_MAX_N 8
+#define SRV_KEEPALIVE_S 15.0   /* SSE comment after this much silence */
+
+typedef enum srv_state {
+    SRV_LOADING = 0,
+    SRV_READY = 1,
+    SRV_DRAINING = 2,
+} srv_state;
+
+typedef struct srv_config {
+    const char *dir;
+    const char *host;
+    int port;
+    const char *api_key_file;
+    int threads, ctx, max_seqs, queue, max_n;
+    double timeout_s, drain_timeout_s;
+    const char *log_path;
+    int log_text;
+    const char *model_name;
+    http_limits lim;
+    int fake;           /* --fake-engine: no model, deterministic fake tokens */
+    int fake_step_us;
+} srv_config;
+
+typedef struct server {
+    srv_config cfg;
+    char model_name[256];
+    char fingerprint[64];  /* system_fingerprint */
+    time_t created;
+    svc *svc;              /* set once loaded (state READY) */
+    auth *auth;            /* NULL: no keys configured */
+    metrics *metrics;
+    reqlog *log;
+    job_registry *jobs;
+    int state;             /* srv_state, atomic */
+    int fatal;             /* an engine fault was seen: exit non-zero */
+} server;
+
+int srv_state_get(server *s);
+void srv_state_set(server *s, int st);
+
+/* What one request did; becomes its log line (built in routes.c). */
+typedef struct reqinfo {
+    char id[48];
+    metrics_route route;
+    const char *key_id;     /* points into the auth set, or NULL */
+    const char *outcome;    /* "ok", "error", "client_closed", "timeout", "aborted" */
+    char error[512];
+    int stream, n;
+    int has_seed;
+    uint64_t seed;
+    uint64_t prompt_tokens, completion_tokens, reasoning_tokens;
+    double ttft_s;          /* < 0: no token */
+    char finish[64];        /* finish reasons, comma-separated per choice */
+    char *prompt_text;      /* only with --log-text, malloc'd */
+    char *completion_text;
+} reqinfo;
+
+/* Fills id with prefix + 24 random hex digits. */
+void srv_new_id(char *id, size_t cap, const char *prefix);
+
+#endif

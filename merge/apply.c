@@ -1,0 +1,250 @@
+/* apply.c: the per-tensor merge executor (see apply.h). For each chunk of
+ * rows: load the source rows to f32, run each adapter's op (replacement,
+ * delta, token rows), round to the output dtype, count changed elements,
+ * check for NaN/Inf, convert and hand to the sink. LoRA factors are
+ * converted to f32 once per tensor, laid out so that every output row is
+ * one call of the lora_row kernel: coefficients c[0..r) and a matrix
+ * M [r, cols]:
+ *   Linear:    c = B[o, :],   M = A           (ΔW[o,j] = Σ_k B[o,k]·A[k,j])
+ *   Embedding: c = A_e[:, v], M = B_eᵀ        (ΔW[v,h] = Σ_k B_e[h,k]·A_e[k,v])
+ * Parallel over the rows of a chunk with OpenMP; each element's arithmetic
+ * does not depend on the thread count. Does not plan or write files. */
+#include "apply.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <omp.h>
+
+#include "err.h"
+
+#define MG_CHUNK_ELEMS (1u << 22) /* f32 elements per row chunk (16 MiB) */
+
+/* Drops whole pages of [p, p+n) from this process's mapping. */
+void mg_release_pages(const void *p, size_t n)
+{
+    static long pg;
+    if (!pg) pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || !p || !n) return;
+    uintptr_t a = (uintptr_t)p, e = a + n;
+    uintptr_t s = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    e &= ~((uintptr_t)pg - 1);
+    if (e > s) madvise((void *)s, e - s, MADV_DONTNEED);
+}
+
+/* Per-op f32 factors. */
+typedef struct prepared {
+    float *c;   /* [rows, r] coefficients per output row */
+    float *M;   /* [r, cols] */
+    float *mag; /* [rows] (DoRA) */
+} prepared;
+
+/* Frees prepared factors. */
+static void prep_free(prepared *pp, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(pp[i].c);
+        free(pp[i].M);
+        free(pp[i].mag);
+    }
+}
+
+/* Converts a whole small tensor to a fresh f32 array. */
+static float *to_f32_alloc(const mg_kernels *k, const st_tensor *t)
+{
+    float *x = malloc((size_t)t->numel * sizeof(float) + 1);
+    if (x) mg_to_f32(k, x, t->data, t->dtype, (size_t)t->numel);
+    return x;
+}
+
+/* Converts the LoRA factors of one op into the kernel layout. */
+static ms_status prepare(const mg_kernels *k, const mg_otensor *o, const mg_op *op, prepared *pp, ms_error *err)
+{
+    memset(pp, 0, sizeof *pp);
+    if (op->delta == MG_DELTA_NONE) return MS_OK;
+    size_t r = (size_t)op->r, rows = o->rows, cols = o->cols;
+    if (op->delta == MG_DELTA_EMBED) {
+        float *a = to_f32_alloc(k, op->A); /* [r, rows] */
+        float *b = to_f32_alloc(k, op->B); /* [cols, r] */
+        pp->c = malloc(rows * r * sizeof(float) + 1);
+        pp->M = malloc(r * cols * sizeof(float) + 1);
+        if (!a || !b || !pp->c || !pp->M) {
+            free(a);
+            free(b);
+            return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory for the LoRA factors", o->name);
+        }
+        for (size_t kk = 0; kk < r; kk++)
+            for (size_t v = 0; v < rows; v++) pp->c[v * r + kk] = a[kk * rows + v];
+        for (size_t h = 0; h < cols; h++)
+            for (size_t kk = 0; kk < r; kk++) pp->M[kk * cols + h] = b[h * r + kk];
+        free(a);
+        free(b);
+    } else {
+        pp->M = to_f32_alloc(k, op->A); /* [r, cols] */
+        pp->c = to_f32_alloc(k, op->B); /* [rows, r] */
+        if (!pp->M || !pp->c) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory for the LoRA factors", o->name);
+        if (op->delta == MG_DELTA_DORA && !(pp->mag = to_f32_alloc(k, op->mag)))
+            return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", o->name);
+    }
+    mg_release_pages(op->A->data, (size_t)op->A->nbytes);
+    mg_release_pages(op->B->data, (size_t)op->B->nbytes);
+    return MS_OK;
+}
+
+/* Applies one delta to rows [r0, r0+nr) of cur; returns the first bad row or -1. */
+static long apply_delta(const mg_kernels *k, const mg_op *op, const prepared *pp, float *cur, uint64_t r0,
+                        size_t nr, size_t cols, st_dtype dt, float *tmp_all)
+{
+    long bad = -1;
+    const int r = op->r;
+    const float s = op->scale;
+#pragma omp parallel
+    {
+        float *y = tmp_all + (size_t)omp_get_thread_num() * cols;
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < nr; i++) {
+            uint64_t row = r0 + i;
+            float *w = cur + i * cols;
+            k->lora_row(y, pp->c + row * (size_t)r, pp->M, cols, r, cols, s);
+            if (op->delta == MG_DELTA_LORA) {
+                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+            } else if (op->delta == MG_DELTA_EMBED) {
+                mg_round_inplace(k, y, dt, cols);
+                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+            } else {
+                double ss = 0;
+                for (size_t j = 0; j < cols; j++) {
+                    float u = w[j] + y[j];
+                    w[j] = u;
+                    ss += (double)u * (double)u;
+                }
+                float norm = (float)sqrt(ss);
+                if (!(norm > 0) || !isfinite(norm)) {
+#pragma omp critical(mg_bad)
+                    if (bad < 0 || (long)row < bad) bad = (long)row;
+                } else {
+                    float f = pp->mag[row] / norm;
+                    for (size_t j = 0; j < cols; j++) w[j] = f * w[j];
+                }
+            }
+        }
+    }
+    return bad;
+}
+
+/* Overwrites the rows of [r0, r0+nr) listed in the op's token indices. */
+static void apply_tokens(const mg_kernels *k, const mg_op *op, float *cur, uint64_t r0, size_t nr, size_t cols)
+{
+    size_t es = st_dtype_size(op->tokens->dtype);
+    for (size_t i = 0; i < op->n_tok; i++) {
+        uint64_t row = (uint64_t)op->tok_idx[i];
+        if (row < r0 || row >= r0 + nr) continue;
+        mg_to_f32(k, cur + (row - r0) * cols, (const char *)op->tokens->data + i * cols * es, op->tokens->dtype, cols);
+    }
+}
+
+/* Counts elements whose bits differ. */
+static uint64_t count_changed(const float *a, const float *b, size_t n)
+{
+    uint64_t c = 0;
+    const uint32_t *x = (const uint32_t *)a, *y = (const uint32_t *)b;
+    for (size_t i = 0; i < n; i++) c += x[i] != y[i];
+    return c;
+}
+
+/* Computes one output tensor chunk by chunk and streams it to the sink. */
+ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k, const char *const *labels,
+                          const mg_sink *sink, mg_apply_stats *stats, ms_error *err)
+{
+    const st_tensor *src = o->src;
+    const size_t cols = (size_t)o->cols, rows = (size_t)o->rows;
+    const size_t src_es = st_dtype_size(src->dtype), out_es = st_dtype_size(dt);
+    ms_status st = MS_OK;
+    if (stats) memset(stats, 0, sizeof *stats);
+    /* Fast path: untouched and already in the output dtype. */
+    if (o->n_ops == 0 && src->dtype == dt) {
+        const char *p = src->data;
+        uint64_t left = src->nbytes;
+        while (left) {
+            size_t n = left > (64u << 20) ? (64u << 20) : (size_t)left;
+            if ((st = sink->write(sink->user, p, n, err))) return st;
+            mg_release_pages(p, n);
+            p += n;
+            left -= n;
+        }
+        return MS_OK;
+    }
+    size_t chunk_rows = MG_CHUNK_ELEMS / (cols ? cols : 1);
+    if (chunk_rows < 1) chunk_rows = 1;
+    if (chunk_rows > rows) chunk_rows = rows;
+    int nthreads = omp_get_max_threads();
+    prepared pp[MG_MAX_ADAPTERS];
+    memset(pp, 0, sizeof pp);
+    float *cur = malloc(chunk_rows * cols * sizeof(float) + 1);
+    float *prev = o->n_ops ? malloc(chunk_rows * cols * sizeof(float) + 1) : NULL;
+    float *tmp = malloc((size_t)nthreads * cols * sizeof(float) + 1);
+    void *out = malloc(chunk_rows * cols * out_es + 1);
+    if (!cur || !tmp || !out || (o->n_ops && !prev)) {
+        st = ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory for a %zu x %zu chunk", o->name, chunk_rows, cols);
+        goto out;
+    }
+    for (int i = 0; i < o->n_ops; i++)
+        if ((st = prepare(k, o, &o->ops[i], &pp[i], err))) goto out;
+    for (size_t r0 = 0; r0 < rows; r0 += chunk_rows) {
+        size_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows, n = nr * cols;
+        const char *sp = (const char *)src->data + r0 * cols * src_es;
+        mg_to_f32(k, cur, sp, src->dtype, n);
+        mg_release_pages(sp, n * src_es);
+        for (int i = 0; i < o->n_ops; i++) {
+            const mg_op *op = &o->ops[i];
+            memcpy(prev, cur, n * sizeof(float));
+            mg_round_inplace(k, prev, dt, n);
+            if (op->replace) {
+                const char *rp = (const char *)op->replace->data + r0 * cols * st_dtype_size(op->replace->dtype);
+                mg_to_f32(k, cur, rp, op->replace->dtype, n);
+                mg_release_pages(rp, n * st_dtype_size(op->replace->dtype));
+            }
+            if (op->delta != MG_DELTA_NONE) {
+                long bad = apply_delta(k, op, &pp[i], cur, r0, nr, cols, dt, tmp);
+                if (bad >= 0) {
+                    st = ms_seterr(err, MS_ERR_INVALID,
+                                   "%s: DoRA on \"%s\": row %ld of W + BA·s has norm zero (or non-finite); PEFT "
+                                   "divides by it without epsilon, so this adapter cannot be merged",
+                                   labels[op->adapter], o->name, bad);
+                    goto out;
+                }
+            }
+            if (op->tokens) apply_tokens(k, op, cur, r0, nr, cols);
+            mg_round_inplace(k, cur, dt, n);
+            if (stats) stats->changed[op->adapter] += count_changed(prev, cur, n);
+        }
+        if (o->n_ops) {
+            for (size_t j = 0; j < n; j++)
+                if (!isfinite(cur[j])) {
+                    st = ms_seterr(err, MS_ERR_INVALID,
+                                   "%s: merged tensor \"%s\" has a non-finite value (%g) at row %zu, column %zu; the "
+                                   "adapter(s) (%s%s) seem broken or overflow the output dtype",
+                                   labels[o->ops[0].adapter], o->name, (double)cur[j], r0 + j / cols, j % cols,
+                                   labels[o->ops[0].adapter], o->n_ops > 1 ? ", ..." : "");
+                    goto out;
+                }
+        }
+        mg_from_f32(k, out, cur, dt, n);
+        if ((st = sink->write(sink->user, out, n * out_es, err))) goto out;
+    }
+    for (int i = 0; i < o->n_ops; i++) {
+        const mg_op *op = &o->ops[i];
+        if (op->tokens) mg_release_pages(op->tokens->data, (size_t)op->tokens->nbytes);
+        if (op->mag) mg_release_pages(op->mag->data, (size_t)op->mag->nbytes);
+    }
+out:
+    prep_free(pp, o->n_ops);
+    free(cur);
+    free(prev);
+    free(tmp);
+    free(out);
+    return st;
+}

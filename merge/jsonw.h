@@ -1,0 +1,16 @@
+/* jsonw.h: writing JSON the way Python's json.dumps(indent=2) lays it out
+ * (two-space indent, ", " never at line ends, "key": value, empty containers
+ * as [] and {}), keeping the tree's key order, integers printed exactly,
+ * UTF-8 kept as is. Used for the patched config.json, the shard index and
+ * the manifest. Does not sort keys (build the tree in the order wanted). */
+#ifndef MG_JSONW_H
+#define MG_JSONW_H
+
+#include <cjson/cJSON.h>
+
+#include "medserve.h"
+
+/* Returns a malloc'd NUL-terminated text ending in "\n", or NULL on OOM. */
+char *mg_json_pretty(const cJSON *j);
+
+#endif

@@ -1,0 +1,200 @@
+"""srvutil.py: helpers for the medserve server end-to-end tests.
+
+Starts real `medserve` processes on 127.0.0.1 with a free port (--port 0; the
+port is read from the "listening on" line), talks to them with http.client or
+raw sockets, and builds the tiny synthetic model once per pytest process
+(build/tools/synth) in a temporary directory. Not a test file itself."""
+import atexit
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, os.environ.get("MEDSERVE_BUILD", "build"))
+BIN = os.path.join(BUILD, "medserve")
+SYNTH = os.path.join(BUILD, "tools", "synth")
+SANITIZED = bool(os.environ.get("MEDSERVE_SANITIZED"))
+
+_tmp = None
+_models = {}
+
+
+def tmpdir():
+    """A per-process temporary directory, removed at exit."""
+    global _tmp
+    if _tmp is None:
+        _tmp = tempfile.mkdtemp(prefix="medserve-e2e-")
+        atexit.register(shutil.rmtree, _tmp, True)
+    return _tmp
+
+
+def synth_model(name="tiny", *extra):
+    """Path of a synthetic model made by build/tools/synth (made once per process)."""
+    key = (name,) + extra
+    if key not in _models:
+        out = os.path.join(tmpdir(), "model-" + "-".join(key).replace("/", "_"))
+        subprocess.run([SYNTH, "--shape", name, "--out", out] + list(extra), check=True,
+                       capture_output=True, timeout=300)
+        _models[key] = out
+    return _models[key]
+
+
+class Server:
+    """A running `medserve` process. args: options after the directory."""
+
+    def __init__(self, args, ready_timeout=60, env=None):
+        self.args = [BIN] + list(args)
+        if "--port" not in args:
+            self.args += ["--port", "0"]
+        self.lines = []
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+        self.port = None
+        self.ready = threading.Event()
+        self.listening = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self.listening.wait(ready_timeout):
+            self.kill()
+            raise RuntimeError("medserve did not listen: " + "".join(self.lines))
+
+    def _read(self):
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            m = re.search(r"listening on http://[^ ]*:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+                self.listening.set()
+            if "medserve: ready" in line:
+                self.ready.set()
+        self.listening.set()
+
+    def wait_ready(self, timeout=60):
+        if not self.ready.wait(timeout):
+            raise RuntimeError("medserve not ready: " + "".join(self.lines))
+        return self
+
+    @property
+    def base(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        """(status, headers dict with lower-case names, body bytes)."""
+        c = self.conn(timeout)
+        h = dict(headers or {})
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, headers=None, timeout=60):
+        st, h, data = self.request(method, path, body, headers, timeout)
+        return st, json.loads(data) if data else None
+
+    def raw(self, data, timeout=10, read=True):
+        """Sends raw bytes; returns everything read until close or timeout."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        out = b""
+        try:
+            s.sendall(data)
+            if read:
+                while True:
+                    try:
+                        d = s.recv(65536)
+                    except socket.timeout:
+                        break
+                    if not d:
+                        break
+                    out += d
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        finally:
+            s.close()
+        return out
+
+    def metric(self, sample, headers=None):
+        """Value of the /metrics line whose name{labels} is exactly sample, or None."""
+        st, h, data = self.request("GET", "/metrics", headers=headers)
+        assert st == 200, data
+        for line in data.decode().splitlines():
+            if not line.startswith("#") and line.rsplit(" ", 1)[0] == sample:
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._reader.join(5)
+        return rc
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.stop()
+
+
+def sse_events(resp_bytes):
+    """The data: payloads of an SSE body, in order (comments skipped)."""
+    out = []
+    for block in resp_bytes.decode().split("\n\n"):
+        for line in block.split("\n"):
+            if line.startswith("data: "):
+                out.append(line[6:])
+    return out
+
+
+def stream_chat(server, body, headers=None, timeout=120):
+    """Streams a chat request with http.client; returns (status, [data payloads])."""
+    c = server.conn(timeout)
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    c.request("POST", "/v1/chat/completions", body=json.dumps(dict(body, stream=True)), headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, sse_events(data)
+
+
+def wait_for(pred, timeout=10, step=0.02):
+    """Polls pred until it is true; returns its last value."""
+    end = time.time() + timeout
+
+    def attempt():
+        try:
+            return pred()
+        except (OSError, http.client.HTTPException):
+            return False  # e.g. a connection refused while the server settles
+
+    v = attempt()
+    while not v and time.time() < end:
+        time.sleep(step)
+        v = attempt()
+    return v
