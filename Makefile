@@ -104,6 +104,10 @@ bench: all
 deps:
 	@bash tools/install-deps.sh
 
+# libFuzzer targets (clang-14), each run FUZZ_SECONDS (default 60); tests/fuzz/run.sh.
+fuzz:
+	@bash tests/fuzz/run.sh
+
 clean:
 	rm -rf build
 
