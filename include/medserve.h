@@ -74,6 +74,8 @@ typedef struct ms_model_info {
     const char *dtype;     /* "bfloat16", "float16", "float32" */
     const char *dir;       /* as given to ms_model_load */
     const char *manifest_sha256; /* hex SHA-256 of medserve-manifest.json, or "" */
+    int max_new_tokens;    /* generation_config.json max_new_tokens, 0 if absent */
+    int n_text_ids;        /* ids with text (tokenizer); ids >= this are never generated */
 } ms_model_info;
 
 void ms_model_get_info(const ms_model *m, ms_model_info *out);

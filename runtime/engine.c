@@ -5,8 +5,10 @@
  * decoding sequence plus prompt chunks (at most prefill_chunk tokens of one
  * sequence, at fixed offsets) while the step's token budget lasts, so long
  * prompts never stall running sequences. After the forward, each sequence
- * that produced logits samples a token (sampler.c), turns it into newly
- * decodable text, cuts stop strings (stop.c) and calls the request's callback.
+ * that produced logits samples a token (sampler.c; sequences in parallel, each
+ * with its own RNG, so the result does not depend on the schedule), then, in
+ * batch order on the worker thread, turns it into newly decodable text, cuts
+ * stop strings (stop.c) and calls the request's callback.
  * Every accepted request gets exactly one final event, whatever ends it (eos,
  * stop string, length, cancel, error, engine shutdown).
  *
@@ -17,6 +19,7 @@
  * allocate. Does not tokenize, render chat or parse requests (api.c, chat.c). */
 #include "engine.h"
 
+#include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -75,8 +78,10 @@ struct ms_engine {
     size_t piece_cap;
     char *text;            /* one event's text, [text_cap] */
     size_t text_cap, text_len;
-    int32_t top_ids[MS_MAX_TOP_LOGPROBS];
-    float top_lps[MS_MAX_TOP_LOGPROBS];
+    int32_t *top_ids;      /* [max_seqs, MS_MAX_TOP_LOGPROBS] per slot */
+    float *top_lps;        /* [max_seqs, MS_MAX_TOP_LOGPROBS] */
+    int32_t *sampled;      /* [max_seqs] this step's token per batch entry */
+    float *sampled_lp;     /* [max_seqs] */
 };
 
 ms_engine_params ms_engine_params_default(void)
@@ -274,14 +279,22 @@ static int text_flush(ms_engine *e, request *r)
     return 0;
 }
 
-/* Samples r's next token from its logits row, emits its event and finishes r
- * when this token ends it (eos, stop string, length) or its callback asks. */
-static void on_logits(ms_engine *e, request *r, float *logits)
+/* Samples r's next token from its logits row into *tok / *lp (-1 when the
+ * row holds NaN or +inf); top alternatives go to r's slot rows. Touches only
+ * r's sampler and slot, so sequences can be sampled in parallel. */
+static void sample_one(ms_engine *e, request *r, float *logits, int32_t *tok, float *lp)
 {
     int n_top = r->sp.top_logprobs;
-    float lp = 0.0f;
-    int32_t t = sampler_sample(r->smp, logits, (r->logprobs || n_top) ? &lp : NULL, n_top,
-                               e->top_ids, e->top_lps);
+    size_t o = (size_t)r->slot * MS_MAX_TOP_LOGPROBS;
+    *lp = 0.0f;
+    *tok = sampler_sample(r->smp, logits, (r->logprobs || n_top) ? lp : NULL, n_top,
+                          e->top_ids + o, e->top_lps + o);
+}
+
+/* Emits the event of r's sampled token t and finishes r when this token ends
+ * it (eos, stop string, length) or its callback asks. */
+static void on_token(ms_engine *e, request *r, int32_t t, float lp)
+{
     if (t < 0) {
         finish(e, r, MS_FINISH_ERROR, MS_ERR_INTERNAL,
                "engine: the backend returned NaN or +inf logits (or no token can be sampled)");
@@ -311,9 +324,10 @@ static void on_logits(ms_engine *e, request *r, float *logits)
         finish(e, r, MS_FINISH_ERROR, MS_ERR_INTERNAL, "engine: token text overflowed its buffer");
         return;
     }
-    ms_token_event ev = {.id = r->id, .token = t, .logprob = lp, .n_top = n_top,
-                         .top_ids = e->top_ids, .top_logprobs = e->top_lps, .text = e->text,
-                         .text_len = e->text_len, .finish = fin, .status = MS_OK,
+    size_t o = (size_t)r->slot * MS_MAX_TOP_LOGPROBS;
+    ms_token_event ev = {.id = r->id, .token = t, .logprob = lp, .n_top = r->sp.top_logprobs,
+                         .top_ids = e->top_ids + o, .top_logprobs = e->top_lps + o,
+                         .text = e->text, .text_len = e->text_len, .finish = fin, .status = MS_OK,
                          .n_prompt = (size_t)r->n_prompt, .n_generated = (size_t)r->n_gen};
     if (fin != MS_FINISH_NONE) {
         release_slot(e, r);
@@ -366,11 +380,16 @@ static void step(ms_engine *e)
         for (int j = 0; j < n; j++) finish(e, e->batch_req[j], MS_FINISH_ERROR, st, msg);
         return;
     }
-    for (int j = 0; j < n; j++) {
-        request *r = e->batch_req[j];
-        r->n_kv += e->batch[j].n_tokens;
-        if (e->batch[j].logits_mode) on_logits(e, r, e->batch[j].logits);
-    }
+    for (int j = 0; j < n; j++) e->batch_req[j]->n_kv += e->batch[j].n_tokens;
+    /* sampling is per request (own sampler, RNG and slot rows): in parallel */
+    int nt = e->em.n_threads > 0 ? e->em.n_threads : omp_get_max_threads();
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n > 1 && nt > 1)
+    for (int j = 0; j < n; j++)
+        if (e->batch[j].logits_mode)
+            sample_one(e, e->batch_req[j], e->batch[j].logits, &e->sampled[j], &e->sampled_lp[j]);
+    /* events in batch order, on this thread */
+    for (int j = 0; j < n; j++)
+        if (e->batch[j].logits_mode) on_token(e, e->batch_req[j], e->sampled[j], e->sampled_lp[j]);
 }
 
 /* Gives an admitted request its sampler and KV blocks; finishes it on failure. */
@@ -478,6 +497,10 @@ void ms_engine_free(ms_engine *e)
     free(e->batch_req);
     free(e->piece);
     free(e->text);
+    free(e->top_ids);
+    free(e->top_lps);
+    free(e->sampled);
+    free(e->sampled_lp);
     free(e);
 }
 
@@ -534,8 +557,12 @@ ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_en
     e->batch_req = calloc((size_t)p->max_seqs, sizeof *e->batch_req);
     e->piece = malloc(e->piece_cap);
     e->text = malloc(e->text_cap);
+    e->top_ids = calloc((size_t)p->max_seqs * MS_MAX_TOP_LOGPROBS, sizeof *e->top_ids);
+    e->top_lps = calloc((size_t)p->max_seqs * MS_MAX_TOP_LOGPROBS, sizeof *e->top_lps);
+    e->sampled = calloc((size_t)p->max_seqs, sizeof *e->sampled);
+    e->sampled_lp = calloc((size_t)p->max_seqs, sizeof *e->sampled_lp);
     if (!e->slots || !e->admitted || !e->kill || !e->logits || !e->batch || !e->batch_req ||
-        !e->piece || !e->text) {
+        !e->piece || !e->text || !e->top_ids || !e->top_lps || !e->sampled || !e->sampled_lp) {
         st = ms_seterr(err, MS_ERR_NOMEM, "engine: out of memory for %d sequences", p->max_seqs);
         goto fail;
     }

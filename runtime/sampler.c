@@ -13,6 +13,8 @@
 
 #include "err.h"
 
+#define SAMPLER_HEAP_TOP_K 1024 /* top_k up to this uses the one-pass heap */
+
 struct sampler {
     int vocab, n_valid;
     int greedy, top_k;
@@ -300,6 +302,36 @@ static float cand_max(const int32_t *c, int n, const float *l)
 
 /* ---- the filters -------------------------------------------------------- */
 
+/* top-k in one pass over the row for small k: a bounded heap (worst kept id
+ * at the root) collects the k best finite ids < nv into c, then the ids tied
+ * with the k-th logit are appended (they all have higher ids than the tied
+ * ones kept). Leaves c sorted best first; returns the count, or -1 if there
+ * are at most k finite ids (nothing to filter). */
+static int top_k_scan(const float *l, int nv, int k, int32_t *c)
+{
+    int h = 0, finite = 0;
+    for (int32_t i = 0; i < nv; i++) {
+        if (!(l[i] > -INFINITY)) continue;
+        finite++;
+        if (h < k) {
+            c[h++] = i;
+            if (h == k)
+                for (int j = k / 2 - 1; j >= 0; j--) sift_down(c, k, j, l);
+        } else if (ranks_before(l, i, c[0])) {
+            c[0] = i;
+            sift_down(c, k, 0, l);
+        }
+    }
+    if (finite <= k) return -1;
+    float thr = l[c[0]];
+    int32_t last = c[0];
+    sort_best_first(c, k, l);
+    int m = k;
+    for (int32_t i = last + 1; i < nv; i++)
+        if (l[i] == thr) c[m++] = i;
+    return m;
+}
+
 /* top-k: keeps every candidate >= the k-th best logit (ties kept); leaves the
  * kept candidates sorted best first. Returns the new count. */
 static int apply_top_k(int32_t *c, int n, int k, const float *l)
@@ -449,18 +481,24 @@ static int prepare(sampler *s, float *logits)
         s->cand[0] = arg;
         return 1;
     }
-    int n = 0;
-    for (int i = 0; i < nv; i++)
-        if (logits[i] > -INFINITY) s->cand[n++] = i;
-    if (n == 0) return 0;
     /* top-k first: dividing by T > 0 keeps the order, so the kept set is the
      * same as HF's (temperature, then top-k; up to two logits 1 ulp apart
      * that the division would round to a tie) and only kept ids are divided. */
-    int sorted = 0;
-    if (s->top_k > 0 && s->top_k < n) {
-        n = apply_top_k(s->cand, n, s->top_k, logits);
-        sorted = 1;
+    int n = -1, sorted = 0;
+    if (s->top_k > 0 && s->top_k <= SAMPLER_HEAP_TOP_K) {
+        n = top_k_scan(logits, nv, s->top_k, s->cand);
+        sorted = n >= 0;
     }
+    if (n < 0) {
+        n = 0;
+        for (int i = 0; i < nv; i++)
+            if (logits[i] > -INFINITY) s->cand[n++] = i;
+        if (s->top_k > SAMPLER_HEAP_TOP_K && s->top_k < n) {
+            n = apply_top_k(s->cand, n, s->top_k, logits);
+            sorted = 1;
+        }
+    }
+    if (n == 0) return 0;
     if (s->temperature != 1.0f)
         for (int i = 0; i < n; i++) logits[s->cand[i]] /= s->temperature;
     if (s->top_p < 1.0f) n = apply_top_p(s->cand, n, logits, s->w, s->top_p, sorted);

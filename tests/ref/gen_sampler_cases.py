@@ -175,7 +175,8 @@ def main():
     big = [
         big_case("big_top_p", 1000003, 100000.0, params(temperature=0.3, top_p=0.9)),
         big_case("big_top_p_wide", 1000003, 100000.0, params(top_p=0.5)),
-        big_case("big_top_k_ties", 100003, 10000.0, params(top_k=20)),
+        big_case("big_top_k_ties", 1009, 100.0, params(top_k=20)),
+        big_case("big_top_k_2000_ties", 1009, 100.0, params(top_k=2000, temperature=0.5)),
         big_case("big_qwen_defaults", 1000003, 100000.0,
                  params(temperature=0.6, top_k=20, top_p=0.95)),
         big_case("big_min_p", 1000003, 100000.0, params(min_p=0.9)),
