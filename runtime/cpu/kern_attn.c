@@ -1,8 +1,8 @@
-/* kern_attn.c: the portable definition of the chunked attention of
- * kern_attn.h (scores, exp, partial sums, the fixed-order combine) and the
- * dispatch to the AVX-512 copy, which must give the same bits. The scalar
- * code is also what CPUs without AVX-512 BF16 run. No threading and no
- * allocation: the backend decides which thread runs which chunk. */
+/* kern_attn.c: the portable definition of the attention steps of
+ * kern_attn.h (scores, softmax, P.V, chunk sum) and the dispatch to the
+ * AVX-512 copies, which must give the same bits. The scalar code is also
+ * what CPUs without AVX-512 BF16 run. No threading and no allocation: the
+ * backend decides which thread runs which head and chunk. */
 #include <math.h>
 
 #include "cpu.h"
@@ -60,55 +60,69 @@ static float dot_lanes(const uint16_t *q, const uint16_t *k, int d)
     return tree16(acc);
 }
 
-void kattn_chunk_scalar(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
-                        float *part)
+/* Key range [*j0, *j1) of chunk c of keys 0..pos. */
+static inline void chunk_range(int pos, int c, int *j0, int *j1)
 {
-    float s[KATTN_CHUNK];
+    *j0 = c * KATTN_CHUNK;
+    *j1 = *j0 + KATTN_CHUNK < pos + 1 ? *j0 + KATTN_CHUNK : pos + 1;
+}
+
+void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c,
+                  float scale, float *s, size_t lds)
+{
+    int j0, j1;
+    chunk_range(pos, c, &j0, &j1);
+    if (isa == KERN_AVX512 && (d == 64 || d == 128 || d == 256)) {
+        kattn_scores_avx512(q, G, d, src, j0, j1, scale, s, lds);
+        return;
+    }
+    for (int g = 0; g < G; g++)
+        for (int j = j0; j < j1; j++)
+            s[(size_t)g * lds + (size_t)j] =
+                rb(rb(dot_lanes(q + (size_t)g * (size_t)d, kv_pos(src->k, src, j), d)) * scale);
+}
+
+void kattn_softmax(kern_isa isa, float *s, int n)
+{
+    if (isa == KERN_AVX512) {
+        kattn_softmax_avx512(s, n);
+        return;
+    }
+    float m = -INFINITY, lanes[16] = {0};
+    for (int j = 0; j < n; j++) m = s[j] > m ? s[j] : m;
+    for (int j = 0; j < n; j++) {
+        s[j] = kattn_exp(s[j] - m);
+        lanes[j % 16] += s[j];
+    }
+    const float inv = 1.0f / tree16(lanes);
+    for (int j = 0; j < n; j++) s[j] = rb(s[j] * inv);
+}
+
+void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c,
+              float *o)
+{
+    int j0, j1;
+    chunk_range(pos, c, &j0, &j1);
+    if (isa == KERN_AVX512 && (d == 64 || d == 128 || d == 256)) {
+        kattn_pv_avx512(p, lds, G, d, src, j0, j1, o);
+        return;
+    }
     for (int g = 0; g < G; g++) {
-        const uint16_t *qg = q + (size_t)g * (size_t)d;
-        float *pg = part + (size_t)g * KATTN_PART(d), *o = pg + 2;
-        float m = -INFINITY;
-        for (int j = j0; j < j1; j++) {
-            float v = rb(rb(dot_lanes(qg, kv_pos(src->k, src, j), d)) * scale);
-            s[j - j0] = v;
-            m = v > m ? v : m;
-        }
-        float lanes[16] = {0};
-        for (int j = j0; j < j1; j++) {
-            s[j - j0] = kattn_exp(s[j - j0] - m);
-            lanes[(j - j0) % 16] += s[j - j0];
-        }
-        for (int i = 0; i < d; i++) o[i] = 0.0f;
+        float *og = o + (size_t)g * (size_t)d;
+        const float *pg = p + (size_t)g * lds;
+        for (int i = 0; i < d; i++) og[i] = 0.0f;
         for (int j = j0; j < j1; j++) {
             const uint16_t *vj = kv_pos(src->v, src, j);
-            for (int i = 0; i < d; i++) o[i] = fmaf(s[j - j0], bf16_to_f32(vj[i]), o[i]);
+            for (int i = 0; i < d; i++) og[i] = fmaf(pg[j], bf16_to_f32(vj[i]), og[i]);
         }
-        pg[0] = m;
-        pg[1] = tree16(lanes);
     }
 }
 
-void kattn_chunk(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c,
-                 float scale, float *part)
+void kattn_sum(const float *oc, size_t stride, int n_chunks, int d, float *out)
 {
-    const int j0 = c * KATTN_CHUNK, j1 = j0 + KATTN_CHUNK < pos + 1 ? j0 + KATTN_CHUNK : pos + 1;
-    if (isa == KERN_AVX512 && (d == 64 || d == 128 || d == 256))
-        kattn_chunk_avx512(q, G, d, src, j0, j1, scale, part);
-    else
-        kattn_chunk_scalar(q, G, d, src, j0, j1, scale, part);
-}
-
-void kattn_combine(const float *parts, size_t stride, int n_chunks, int d, float *out)
-{
-    float m = -INFINITY, l = 0.0f;
-    for (int c = 0; c < n_chunks; c++) m = parts[c * stride] > m ? parts[c * stride] : m;
-    for (int i = 0; i < d; i++) out[i] = 0.0f;
-    for (int c = 0; c < n_chunks; c++) {
-        const float *pc = parts + c * stride;
-        const float w = kattn_exp(pc[0] - m);
-        l = fmaf(pc[1], w, l);
-        for (int i = 0; i < d; i++) out[i] = fmaf(pc[2 + i], w, out[i]);
+    for (int i = 0; i < d; i++) {
+        float v = oc[i];
+        for (int c = 1; c < n_chunks; c++) v = v + oc[(size_t)c * stride + (size_t)i];
+        out[i] = rb(v);
     }
-    const float inv = 1.0f / l;
-    for (int i = 0; i < d; i++) out[i] = rb(out[i] * inv);
 }

@@ -1,23 +1,21 @@
-/* kern_attn.h: fast causal attention over a bf16 KV cache in blocks, as
- * chunk partials that are combined in a fixed order (flash-decoding), so
- * that the work can be split over heads and over key positions while every
- * output stays bitwise the same however it is scheduled.
+/* kern_attn.h: fast causal attention over a bf16 KV cache in blocks, in
+ * three steps (scores, softmax, P.V) whose position ranges are fixed
+ * chunks, so the work can be split over heads and over key positions while
+ * every output stays bitwise the same however it is scheduled.
  *
- * Arithmetic (one query head q[d], keys 0..pos; all of it is what the
- * scalar code in kern_attn.c does and the AVX-512 code reproduces bit for
- * bit). Keys are cut into chunks of KATTN_CHUNK positions at fixed
- * multiples of KATTN_CHUNK. For chunk c:
- *   s_j  = round_bf16(round_bf16(dot(q, k_j)) * scale)   (HF: bf16 matmul, bf16 scaling)
- *   dot  = 16 lanes, lane i takes dims 32z+2i+1 then 32z+2i for z = 0..d/32-1
- *          (a vdpbf16ps lane), then the fixed tree (i, i+8), (i, i+4), (i, i+2), (i, i+1)
- *   m_c  = max_j s_j;  e_j = kattn_exp(s_j - m_c)
- *   l_c  = 16 lane sums (lane = (j - chunk start) mod 16, in key order), same tree
- *   o_c  = sum_j e_j * v_j in key order, one fma per key and dim
- * Combine, chunks in order: m = max m_c, w_c = kattn_exp(m_c - m),
- *   l = fma(l_c, w_c, l), o = fma(o_c, w_c, o); out = round_bf16(o * (1 / l)).
- * The probabilities stay fp32 (HF eager rounds them to bf16 before P.V; the
- * difference is below one bf16 step of the output). kattn_exp is a fixed
- * polynomial (Cephes expf form, FMA-evaluated), not libm's expf. */
+ * Arithmetic for one query head q[d] and keys 0..pos (the scalar code in
+ * kern_attn.c defines it; the AVX-512 code reproduces it bit for bit):
+ *   s_j = round_bf16(round_bf16(dot(q, k_j)) * scale)  (HF eager: bf16 matmul, bf16 scaling)
+ *   dot = 16 lanes, lane i takes dims 32z+2i+1 then 32z+2i for z = 0..d/32-1
+ *         (one vdpbf16ps lane), then the tree (i, i+8), (i, i+4), (i, i+2), (i, i+1)
+ *   m = max_j s_j;  e_j = kattn_exp(s_j - m)
+ *   l = tree of 16 lane sums (lane = j mod 16, keys in order)
+ *   p_j = round_bf16(e_j * (1 / l))                    (HF: fp32 softmax cast to bf16)
+ *   o_c = sum over keys j of chunk c (positions [c*C, (c+1)*C), C = KATTN_CHUNK)
+ *         of p_j * v_j, one fma per key and dim in key order, from 0
+ *   out = round_bf16(((o_0 + o_1) + o_2) + ...)
+ * kattn_exp is a fixed polynomial (Cephes expf form, FMA-evaluated), not
+ * libm's expf, so vector and scalar code agree. */
 #ifndef MS_KERN_ATTN_H
 #define MS_KERN_ATTN_H
 
@@ -26,7 +24,7 @@
 
 #include "kern.h"
 
-#define KATTN_CHUNK 256     /* keys per chunk: the split unit over positions */
+#define KATTN_CHUNK 256     /* keys per chunk: the unit of the split over positions */
 #define KATTN_MAX_GROUP 16  /* query heads per KV head handled in one call */
 
 /* Where one (sequence, layer, KV head)'s keys and values live: element i of
@@ -39,29 +37,29 @@ typedef struct kattn_src {
     int block_size;
 } kattn_src;
 
-/* Floats per chunk partial of one query head: m, l, then o[d]. */
-#define KATTN_PART(d) ((size_t)(d) + 2)
-
-/* Partials of chunk c (keys [c*KATTN_CHUNK, min((c+1)*KATTN_CHUNK, pos+1)))
- * for G query heads q[G][d] (bf16 bits, head g at q + g*d) sharing one KV
- * head: part[g * KATTN_PART(d) ...] = {m, l, o[d]}. G <= KATTN_MAX_GROUP,
- * d even. */
-void kattn_chunk(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c,
-                 float scale, float *part);
-/* out[d] = the combined attention output (each element rounded to bf16) from
- * n_chunks partials of one query head, partial c at parts + c * stride. */
-void kattn_combine(const float *parts, size_t stride, int n_chunks, int d, float *out);
 /* Chunks covering keys 0..pos. */
 static inline int kattn_n_chunks(int pos) { return pos / KATTN_CHUNK + 1; }
 
-/* The vectorised exp of the header comment, scalar form: valid for any
- * finite x, clamped to [-87.3, 88.7]. */
+/* Scores of the keys of chunk c (of 0..pos) for G query heads q[G][d] (bf16
+ * bits) sharing one KV head: s[g * lds + j] for j in the chunk (absolute
+ * position index). G <= KATTN_MAX_GROUP, d even. */
+void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c,
+                  float scale, float *s, size_t lds);
+/* Turns the scores s[0..n) of one head into bf16-rounded probabilities, in place. */
+void kattn_softmax(kern_isa isa, float *s, int n);
+/* o[g * d + i] = sum over the keys j of chunk c of p[g * lds + j] * v_j[i] (fma chain, key order). */
+void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c,
+              float *o);
+/* out[i] = round_bf16(sum_c o_c[i]) over n_chunks partials o_c = oc + c * stride, in order. */
+void kattn_sum(const float *oc, size_t stride, int n_chunks, int d, float *out);
+
+/* The exp of the header comment, scalar form: any finite x, clamped to [-87.3, 88]. */
 float kattn_exp(float x);
 
-/* Per-ISA implementations of kattn_chunk (AVX-512: d = 64, 128 or 256 only). */
-void kattn_chunk_scalar(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
-                        float *part);
-void kattn_chunk_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
-                        float *part);
+/* AVX-512 copies (d = 64, 128 or 256 for scores and pv; softmax any n). */
+void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
+                         float *s, size_t lds);
+void kattn_softmax_avx512(float *s, int n);
+void kattn_pv_avx512(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o);
 
 #endif

@@ -9,10 +9,11 @@
  * the resident size stays about one copy of the weights; the embedding rows
  * are faulted back in from the page cache when looked up.
  *
- * Attention work items are (kv head, row): all of a row's key chunks in one
- * thread. When there are too few of them to keep every thread busy (short
- * batches on many cores), items become (row, kv head, chunk) and a second
- * step combines the chunks; the arithmetic is identical either way.
+ * Attention work items are (kv head, row): all steps of kern_attn.h for a
+ * row in one thread. When there are too few of them to keep every thread busy
+ * (short batches on many cores), scores and P.V are split over (row, kv head,
+ * chunk) and softmax and the chunk sum over (row, head), with barriers in
+ * between; the arithmetic is identical either way.
  * Not here: scheduling, sampling, KV block allocation (kv.c). */
 #include <limits.h>
 #include <math.h>
@@ -59,9 +60,11 @@ struct backend {
     float *rcos, *rsin;       /* [T, d/2] */
     int *row_seq, *row_pos;   /* [T] */
     int ydim, ldxb;
-    float *part;              /* [nt][max_chunks][G][d + 2] per-thread chunk partials */
-    float *att;               /* [nt][d] combined head output */
-    float *split;             /* [split_rows][nkv][max_chunks][G][d + 2] */
+    float *sc;                /* [nt][G][max_pos] per-thread scores / probabilities */
+    float *oc;                /* [nt][max_chunks][G * d] per-thread P.V chunk partials */
+    float *att;               /* [nt][d] one head's output */
+    float *ssc;               /* split mode: [split_rows][nh][max_pos] scores */
+    float *soc;               /* split mode: [split_rows][nkv][max_chunks][G * d] partials */
     int split_rows;
     int lm_rows;              /* rows per lm_head pass */
     uint16_t *lm_in;          /* [lm_rows, H] */
@@ -153,8 +156,8 @@ static void kf_free(backend *b)
     free(b->final_norm);
     cpu_rope_free(&b->rope);
     if (b->kv) munmap(b->kv, b->kv_bytes);
-    void *bufs[] = {b->x, b->y, b->o, b->xb, b->qb, b->rcos, b->rsin, b->row_seq, b->row_pos, b->part,
-                    b->att, b->split, b->lm_in, b->lm_out, b->lm_row, b->lm_dst};
+    void *bufs[] = {b->x,  b->y,   b->o,   b->xb,    b->qb,     b->rcos,   b->rsin,  b->row_seq, b->row_pos,
+                    b->sc, b->oc,  b->att, b->ssc,   b->soc,    b->lm_in,  b->lm_out, b->lm_row, b->lm_dst};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(b);
 }
@@ -285,7 +288,7 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     if (b->I > b->ldxb) b->ldxb = b->I;
     b->lm_rows = p->max_seqs < p->max_tokens ? p->max_seqs : p->max_tokens;
     b->split_rows = (2 * b->nt + b->nkv - 1) / b->nkv;
-    const size_t part1 = (size_t)b->max_chunks * (size_t)b->G * KATTN_PART(b->d); /* one row, one kv head */
+    const size_t gd = (size_t)b->G * (size_t)b->d, mp = (size_t)max_pos, mcg = (size_t)b->max_chunks * gd;
     b->x = alloc3(T, (size_t)b->H, 1, sizeof(float));
     b->y = alloc3(T, (size_t)b->ydim, 1, sizeof(float));
     b->o = alloc3(T, (size_t)b->H, 1, sizeof(float));
@@ -295,15 +298,17 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     b->rsin = alloc3(T, (size_t)b->d / 2, 1, sizeof(float));
     b->row_seq = alloc3(T, 1, 1, sizeof(int));
     b->row_pos = alloc3(T, 1, 1, sizeof(int));
-    b->part = alloc3(nt, part1, 1, sizeof(float));
+    b->sc = alloc3(nt, (size_t)b->G, mp, sizeof(float));
+    b->oc = alloc3(nt, mcg, 1, sizeof(float));
     b->att = alloc3(nt, (size_t)b->d, 1, sizeof(float));
-    b->split = alloc3((size_t)b->split_rows, (size_t)b->nkv, part1, sizeof(float));
+    b->ssc = alloc3((size_t)b->split_rows, (size_t)b->nh, mp, sizeof(float));
+    b->soc = alloc3((size_t)b->split_rows, (size_t)b->nkv, mcg, sizeof(float));
     b->lm_in = alloc3((size_t)b->lm_rows, (size_t)b->H, 1, sizeof(uint16_t));
     b->lm_out = alloc3((size_t)b->lm_rows, (size_t)b->V, 1, sizeof(float));
     b->lm_row = alloc3(T, 1, 1, sizeof(int));
     b->lm_dst = alloc3(T, 1, 1, sizeof(float *));
     if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos ||
-        !b->part || !b->att || !b->split || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst ||
+        !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst ||
         !b->final_norm) {
         st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate activations for %d tokens, %d threads",
                        p->max_tokens, b->nt);
@@ -386,48 +391,60 @@ static void kv_put(backend *b, int l, int kind, int kh, const int32_t *blocks, i
     kops_to_bf16(b->isa, v, b->d, (uint16_t *)dst);
 }
 
-/* Attention of row r, kv head kh: all chunks here, then the combine, into xb (bf16). */
+/* Attention of row r, kv head kh (its G query heads), every step in this thread, into xb (bf16). */
 static void attend_row(backend *b, int l, int r, int kh, const fwd_seq *seqs, int id)
 {
     const int G = b->G, d = b->d, pos = b->row_pos[r], nc = kattn_n_chunks(pos);
-    const size_t ps = (size_t)G * KATTN_PART(d);
-    float *part = b->part + (size_t)id * (size_t)b->max_chunks * ps, *att = b->att + (size_t)id * (size_t)d;
+    const size_t lds = (size_t)b->max_pos, gd = (size_t)G * (size_t)d;
+    float *sc = b->sc + (size_t)id * (size_t)G * lds, *oc = b->oc + (size_t)id * (size_t)b->max_chunks * gd;
+    float *att = b->att + (size_t)id * (size_t)d;
     const kattn_src src = kv_src(b, l, kh, seqs[b->row_seq[r]].blocks);
-    const uint16_t *q = b->qb + (size_t)r * (size_t)b->qdim + (size_t)kh * G * d;
-    for (int c = 0; c < nc; c++) kattn_chunk(b->isa, q, G, d, &src, pos, c, b->scale, part + c * ps);
+    const uint16_t *q = b->qb + (size_t)r * (size_t)b->qdim + (size_t)kh * gd;
+    for (int c = 0; c < nc; c++) kattn_scores(b->isa, q, G, d, &src, pos, c, b->scale, sc, lds);
+    for (int g = 0; g < G; g++) kattn_softmax(b->isa, sc + (size_t)g * lds, pos + 1);
+    for (int c = 0; c < nc; c++) kattn_pv(b->isa, sc, lds, G, d, &src, pos, c, oc + (size_t)c * gd);
     for (int g = 0; g < G; g++) {
-        kattn_combine(part + (size_t)g * KATTN_PART(d), ps, nc, d, att);
+        kattn_sum(oc + (size_t)g * d, gd, nc, d, att);
         kops_to_bf16(b->isa, att, d, b->xb + (size_t)r * b->ldxb + (size_t)(kh * G + g) * d);
     }
 }
 
-/* e. attention for all rows into xb: (kv head, row) items, or (row, kv head, chunk) + combine when few. */
+/* e. attention for all rows into xb: (kv head, row) items, or, when those are
+ * too few for the threads, each step split over (row, kv head, chunk). */
 static void attention(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 {
-    const int nkv = b->nkv, G = b->G, d = b->d;
+    const int nkv = b->nkv, G = b->G, d = b->d, nh = b->nh, mc = b->max_chunks;
     if ((int64_t)T * nkv >= 2 * nt || T > b->split_rows) {
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < (int64_t)T * nkv; it++) attend_row(b, l, (int)(it % T), (int)(it / T), seqs, id);
         return;
     }
-    const size_t ps = (size_t)G * KATTN_PART(d), per_row = (size_t)nkv * (size_t)b->max_chunks * ps;
-    const int64_t n_items = (int64_t)T * nkv * b->max_chunks;
+    const size_t lds = (size_t)b->max_pos, gd = (size_t)G * (size_t)d;
+    const int64_t n_chunk_items = (int64_t)T * nkv * mc;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < n_items; it++) {
-        const int c = (int)(it % b->max_chunks), kh = (int)(it / b->max_chunks % nkv), r = (int)(it / b->max_chunks / nkv);
-        const int pos = b->row_pos[r];
-        if (c >= kattn_n_chunks(pos)) continue;
+    for (int64_t it = 0; it < n_chunk_items; it++) {
+        const int c = (int)(it % mc), kh = (int)(it / mc % nkv), r = (int)(it / mc / nkv);
+        if (c >= kattn_n_chunks(b->row_pos[r])) continue;
         const kattn_src src = kv_src(b, l, kh, seqs[b->row_seq[r]].blocks);
-        const uint16_t *q = b->qb + (size_t)r * (size_t)b->qdim + (size_t)kh * G * d;
-        kattn_chunk(b->isa, q, G, d, &src, pos, c, b->scale,
-                    b->split + (size_t)r * per_row + ((size_t)kh * (size_t)b->max_chunks + (size_t)c) * ps);
+        kattn_scores(b->isa, b->qb + (size_t)r * (size_t)b->qdim + (size_t)kh * gd, G, d, &src, b->row_pos[r], c,
+                     b->scale, b->ssc + ((size_t)r * nh + (size_t)kh * G) * lds, lds);
     }
 #pragma omp for schedule(static)
-    for (int64_t it = 0; it < (int64_t)T * b->nh; it++) {
-        const int r = (int)(it / b->nh), hq = (int)(it % b->nh), kh = hq / G, g = hq % G;
+    for (int64_t it = 0; it < (int64_t)T * nh; it++)
+        kattn_softmax(b->isa, b->ssc + (size_t)it * lds, b->row_pos[it / nh] + 1);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < n_chunk_items; it++) {
+        const int c = (int)(it % mc), kh = (int)(it / mc % nkv), r = (int)(it / mc / nkv);
+        if (c >= kattn_n_chunks(b->row_pos[r])) continue;
+        const kattn_src src = kv_src(b, l, kh, seqs[b->row_seq[r]].blocks);
+        kattn_pv(b->isa, b->ssc + ((size_t)r * nh + (size_t)kh * G) * lds, lds, G, d, &src, b->row_pos[r], c,
+                 b->soc + (((size_t)r * nkv + kh) * mc + c) * gd);
+    }
+#pragma omp for schedule(static)
+    for (int64_t it = 0; it < (int64_t)T * nh; it++) {
+        const int r = (int)(it / nh), hq = (int)(it % nh), kh = hq / G, g = hq % G;
         float *att = b->att + (size_t)id * (size_t)d;
-        const float *p = b->split + (size_t)r * per_row + (size_t)kh * (size_t)b->max_chunks * ps + (size_t)g * KATTN_PART(d);
-        kattn_combine(p, ps, kattn_n_chunks(b->row_pos[r]), d, att);
+        kattn_sum(b->soc + ((size_t)r * nkv + kh) * mc * gd + (size_t)g * d, gd, kattn_n_chunks(b->row_pos[r]), d, att);
         kops_to_bf16(b->isa, att, d, b->xb + (size_t)r * b->ldxb + (size_t)hq * d);
     }
 }
