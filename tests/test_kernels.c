@@ -92,7 +92,7 @@ static const kern_isa ALL_ISAS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
 
 static void test_pack(void)
 {
-    const int64_t shapes[][2] = {{1, 1}, {31, 7}, {32, 64}, {33, 65}, {100, 128}, {64, 3}};
+    const int64_t shapes[][2] = {{1, 1}, {31, 7}, {32, 64}, {33, 65}, {100, 128}, {64, 3}, {80, 70}, {96, 1031}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         mat m;
         CHECK(mat_make(&m, shapes[s][0], shapes[s][1]) == 0, "alloc");
@@ -441,7 +441,7 @@ static void test_forward_fast(void)
         return;
     }
     const char *why = NULL;
-    CHECK(kfwd_supported(m, &why), "fast path refused the model: %s", why ? why : "");
+    CHECK(kfwd_supported(m, 0, &why), "fast path refused the model: %s", why ? why : "");
     const int V = m->cfg.vocab_size, NP = 3;
     const int lens[3] = {sanitized ? 40 : 300, 7, 1};
     int32_t *ids[3];

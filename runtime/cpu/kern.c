@@ -48,6 +48,27 @@ const char *kern_isa_name(kern_isa isa)
     }
 }
 
+void *kern_alloc_huge(size_t bytes, size_t *mapped)
+{
+    if (bytes > SIZE_MAX - 2 * HUGE_ALIGN) return NULL;
+    /* mmap gives zeroed memory; over-map to align to 2 MiB, then trim */
+    size_t map = (bytes + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN;
+    if (!map) map = HUGE_ALIGN;
+    unsigned char *raw = mmap(NULL, map + HUGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    size_t head = (HUGE_ALIGN - (uintptr_t)raw % HUGE_ALIGN) % HUGE_ALIGN;
+    if (head) munmap(raw, head);
+    if (HUGE_ALIGN - head) munmap(raw + head + map, HUGE_ALIGN - head);
+    if (!getenv("MEDSERVE_NO_HUGEPAGES")) madvise(raw + head, map, MADV_HUGEPAGE); /* advice only */
+    *mapped = map;
+    return raw + head;
+}
+
+void kern_free_huge(void *p, size_t mapped)
+{
+    if (p) munmap(p, mapped);
+}
+
 ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -57,25 +78,19 @@ ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
     const int64_t kp = (k + 1) / 2, np = (n + KERN_PW - 1) / KERN_PW;
     size_t bytes; /* np * kp * 64 u16 */
     if (__builtin_mul_overflow((size_t)np, (size_t)kp, &bytes) ||
-        __builtin_mul_overflow(bytes, (size_t)KERN_PW * 2 * sizeof(uint16_t), &bytes) ||
-        bytes > SIZE_MAX - HUGE_ALIGN)
+        __builtin_mul_overflow(bytes, (size_t)KERN_PW * 2 * sizeof(uint16_t), &bytes))
         return ms_seterr(err, MS_ERR_NOMEM, "kpack: matrix [%lld, %lld] overflows size_t", (long long)n,
                          (long long)k);
-    /* mmap gives zeroed memory (the padding must be zero); over-map to align to 2 MiB */
-    size_t map = (bytes + HUGE_ALIGN - 1) / HUGE_ALIGN * HUGE_ALIGN;
-    unsigned char *raw = mmap(NULL, map + HUGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED)
-        return ms_seterr(err, MS_ERR_NOMEM, "kpack: cannot map %zu bytes for a [%lld, %lld] matrix", map,
+    size_t map = 0;
+    void *data = kern_alloc_huge(bytes, &map);
+    if (!data)
+        return ms_seterr(err, MS_ERR_NOMEM, "kpack: cannot map %zu bytes for a [%lld, %lld] matrix", bytes,
                          (long long)n, (long long)k);
-    size_t head = (HUGE_ALIGN - (uintptr_t)raw % HUGE_ALIGN) % HUGE_ALIGN;
-    if (head) munmap(raw, head);
-    if (HUGE_ALIGN - head) munmap(raw + head + map, HUGE_ALIGN - head);
-    madvise(raw + head, map, MADV_HUGEPAGE); /* advice only: failure is harmless */
     p->n = n;
     p->k = k;
     p->kp = kp;
     p->n_panels = np;
-    p->data = (uint16_t *)(raw + head);
+    p->data = (uint16_t *)data;
     p->bytes = map;
     return MS_OK;
 }
@@ -84,14 +99,29 @@ void kpack_fill(kpack *p, int64_t row0, const void *src, int64_t rows, int64_t p
 {
     const unsigned char *s = (const unsigned char *)src;
     const int64_t kp = p->kp, full = p->k / 2; /* pairs with both elements present */
+    const size_t ld = (size_t)p->k * 2;
     int64_t lo = row0 > p0 * KERN_PW ? row0 : p0 * KERN_PW;
     int64_t hi = row0 + rows < p1 * KERN_PW ? row0 + rows : p1 * KERN_PW;
     if (hi > p->n) hi = p->n;
-    for (int64_t r = lo; r < hi; r++) {
-        const unsigned char *sr = s + (size_t)(r - row0) * (size_t)p->k * 2;
+    const int vec = kern_isa_best() == KERN_AVX512;
+    const int64_t jv = vec ? full / 16 * 16 : 0; /* pairs done by the 16-row transposes */
+    for (int64_t r = lo; r < hi;) {
+        const unsigned char *sr = s + (size_t)(r - row0) * ld;
+        if (jv && r % 16 == 0 && r + 16 <= hi) {
+            kpack_rows16_avx512(p, r, sr, ld, 0, jv);
+            for (int64_t i = r; i < r + 16; i++) {
+                uint16_t *d = p->data + (size_t)(i / KERN_PW) * (size_t)kp * 64 + 2 * (size_t)(i % KERN_PW);
+                const unsigned char *si = sr + (size_t)(i - r) * ld;
+                for (int64_t j = jv; j < full; j++) memcpy(d + (size_t)j * 64, si + 4 * (size_t)j, 4);
+                if (full < kp) memcpy(d + (size_t)full * 64, si + 4 * (size_t)full, 2);
+            }
+            r += 16;
+            continue;
+        }
         uint16_t *d = p->data + (size_t)(r / KERN_PW) * (size_t)kp * 64 + 2 * (size_t)(r % KERN_PW);
         for (int64_t j = 0; j < full; j++) memcpy(d + (size_t)j * 64, sr + 4 * (size_t)j, 4);
         if (full < kp) memcpy(d + (size_t)full * 64, sr + 4 * (size_t)full, 2); /* odd k: pair (x, 0) */
+        r++;
     }
 }
 
@@ -104,7 +134,7 @@ uint16_t kpack_get(const kpack *p, int64_t row, int64_t col)
 void kpack_free(kpack *p)
 {
     if (!p) return;
-    if (p->data) munmap(p->data, p->bytes);
+    kern_free_huge(p->data, p->bytes);
     memset(p, 0, sizeof *p);
 }
 

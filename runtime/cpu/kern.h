@@ -47,7 +47,15 @@ typedef struct kpack {
     size_t bytes;
 } kpack;
 
-/* Allocates (zeroed, huge-page advised) room for an [n, k] matrix; sizes checked. */
+/* Zeroed anonymous memory of at least bytes, 2 MiB aligned and advised for
+ * transparent huge pages (unless MEDSERVE_NO_HUGEPAGES is set); *mapped gets
+ * the size to pass to kern_free_huge. NULL if it cannot be mapped. */
+void *kern_alloc_huge(size_t bytes, size_t *mapped);
+void kern_free_huge(void *p, size_t mapped); /* NULL-safe */
+
+/* Allocates (zeroed) room for an [n, k] matrix; sizes checked. The memory is
+ * advised for transparent huge pages (fewer TLB misses when streaming)
+ * unless the environment sets MEDSERVE_NO_HUGEPAGES. */
 ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err);
 /* Copies src, a row-major bf16 [rows, p->k] matrix (2-byte aligned is
  * enough), into rows [row0, row0 + rows) of p, touching only panels in
@@ -74,6 +82,9 @@ void kern_gemm_bf16_avx2(const kpack *w, const uint16_t *x, int64_t ldx, int T, 
                          int64_t ldy, const float *bias, int64_t p0, int64_t p1);
 void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
                            int64_t ldy, const float *bias, int64_t p0, int64_t p1);
+
+/* AVX-512 packing of 16 whole rows (see kern_avx512.c); used by kpack_fill. */
+void kpack_rows16_avx512(kpack *p, int64_t r0, const unsigned char *src, size_t ld, int64_t j0, int64_t j1);
 
 /* Shared epilogue: writes an [rows, 32*np] fp32 tile (row stride 32*np) to y
  * for the valid rows/columns, adding bias and rounding to bf16. */

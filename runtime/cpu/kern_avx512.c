@@ -95,3 +95,42 @@ void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T
         }
     }
 }
+
+/* Packs rows r0 .. r0+15 (r0 % 16 == 0, all inside one panel and the
+ * source) for pairs [j0, j1) with (j1 - j0) % 16 == 0: 16x16 dword transposes,
+ * so each 64-byte store is one pair of 16 rows. src points at row r0, pair 0;
+ * ld is the source row length in bytes. */
+void kpack_rows16_avx512(kpack *p, int64_t r0, const unsigned char *src, size_t ld, int64_t j0, int64_t j1)
+{
+    uint16_t *base = p->data + (size_t)(r0 / KERN_PW) * (size_t)p->kp * 64 + 2 * (size_t)(r0 % KERN_PW);
+    for (int64_t j = j0; j < j1; j += 16) {
+        __m512i a[16], b[16];
+        for (int r = 0; r < 16; r++) a[r] = _mm512_loadu_si512(src + (size_t)r * ld + 4 * (size_t)j);
+        /* stage 1: 32-bit interleave of row pairs */
+        for (int r = 0; r < 16; r += 2) {
+            b[r] = _mm512_unpacklo_epi32(a[r], a[r + 1]);
+            b[r + 1] = _mm512_unpackhi_epi32(a[r], a[r + 1]);
+        }
+        /* stage 2: 64-bit interleave */
+        for (int r = 0; r < 16; r += 4) {
+            a[r] = _mm512_unpacklo_epi64(b[r], b[r + 2]);
+            a[r + 1] = _mm512_unpackhi_epi64(b[r], b[r + 2]);
+            a[r + 2] = _mm512_unpacklo_epi64(b[r + 1], b[r + 3]);
+            a[r + 3] = _mm512_unpackhi_epi64(b[r + 1], b[r + 3]);
+        }
+        /* stage 3: 128-bit lanes between groups of 4 rows */
+        for (int r = 0; r < 4; r++) {
+            b[r] = _mm512_shuffle_i32x4(a[r], a[r + 4], 0x88);
+            b[r + 4] = _mm512_shuffle_i32x4(a[r], a[r + 4], 0xdd);
+            b[r + 8] = _mm512_shuffle_i32x4(a[r + 8], a[r + 12], 0x88);
+            b[r + 12] = _mm512_shuffle_i32x4(a[r + 8], a[r + 12], 0xdd);
+        }
+        /* stage 4: 256-bit halves between groups of 8 rows */
+        for (int r = 0; r < 8; r++) {
+            a[r] = _mm512_shuffle_i32x4(b[r], b[r + 8], 0x88);
+            a[r + 8] = _mm512_shuffle_i32x4(b[r], b[r + 8], 0xdd);
+        }
+        /* a[t] now holds pair j + t of the 16 rows, row order kept */
+        for (int t = 0; t < 16; t++) _mm512_storeu_si512(base + (size_t)(j + t) * 64, a[t]);
+    }
+}

@@ -29,9 +29,16 @@
 #include "kern_attn.h"
 #include "kern_fwd.h"
 #include "kern_ops.h"
+#include "q8.h"
+
+/* One packed matrix: bf16 panels, or int8 panels when the backend runs q8. */
+typedef struct kf_mat {
+    kpack bf;
+    q8pack q8;
+} kf_mat;
 
 typedef struct kf_layer {
-    kpack qkv, o, gu, down;      /* [q;k;v] x H, H x qdim, [gate;up] x H, H x I */
+    kf_mat qkv, o, gu, down;     /* [q;k;v] x H, H x qdim, [gate;up] x H, H x I */
     float *bqkv, *bo;            /* biases (attention_bias) or NULL */
     float *attn_norm, *ffn_norm; /* [H] */
     float *q_norm, *k_norm;      /* [d] */
@@ -40,11 +47,12 @@ typedef struct kf_layer {
 struct backend {
     const model *m;
     kern_isa isa;
+    int q8;                   /* int8 weights (q8.h) instead of bf16 panels */
     int nt, max_seqs, max_tokens, max_pos, max_chunks;
     int H, L, nh, nkv, d, G, I, V, qdim, kvdim, qkvdim;
     float eps, scale;
     kf_layer *layers;
-    kpack lm;
+    kf_mat lm;
     float *final_norm;
     cpu_rope rope;
     /* KV cache: [n_blocks][L][2 (K, V)][nkv][block_size][d] bf16 */
@@ -66,6 +74,8 @@ struct backend {
     float *ssc;               /* split mode: [split_rows][nh][max_pos] scores */
     float *soc;               /* split mode: [split_rows][nkv][max_chunks][G * d] partials */
     int split_rows;
+    q8act qa_h, qa_q, qa_i;   /* q8: quantised GEMM inputs of width H, qdim, I (shared buffers) */
+    q8act qa_lm;              /* q8: quantised lm_head input rows */
     int lm_rows;              /* rows per lm_head pass */
     uint16_t *lm_in;          /* [lm_rows, H] */
     float *lm_out;            /* [lm_rows, V] */
@@ -73,18 +83,19 @@ struct backend {
     float **lm_dst;           /* [max_tokens] where each goes */
 };
 
-int kfwd_supported(const model *m, const char **why)
+int kfwd_supported(const model *m, int q8, const char **why)
 {
     const char *r = NULL;
     const qwen3_config *c = &m->cfg;
     st_dtype act = c->dtype_given && (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16)
                        ? c->dtype
                        : m->embed.dtype;
-    if (act != ST_BF16) r = "activation dtype is not bf16";
-    else if (m->embed.dtype != ST_BF16 || m->lm_head.dtype != ST_BF16) r = "embedding or lm_head is not bf16";
-    else if (c->hidden_size % 2 || c->intermediate_size % 2 || c->head_dim % 2)
+    if (c->hidden_size % 2 || c->intermediate_size % 2 || c->head_dim % 2)
         r = "odd hidden, intermediate or head size";
-    for (int l = 0; !r && l < c->n_layers; l++) {
+    else if (q8) r = NULL; /* int8 weights: any weight dtype, activations computed in bf16 */
+    else if (act != ST_BF16) r = "activation dtype is not bf16";
+    else if (m->embed.dtype != ST_BF16 || m->lm_head.dtype != ST_BF16) r = "embedding or lm_head is not bf16";
+    for (int l = 0; !q8 && !r && l < c->n_layers; l++) {
         const layer_weights *w = &m->layers[l];
         const wmat *ms[] = {&w->wq, &w->wk, &w->wv, &w->wo, &w->w_gate, &w->w_up, &w->w_down};
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++)
@@ -114,23 +125,26 @@ static void drop_pages(const void *p, size_t bytes)
     if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
-/* Packs srcs[0..n) stacked along rows into p (allocated here), in parallel, then drops the sources. */
-static ms_status pack(kpack *p, const wmat *const *srcs, int n, int nt, ms_error *err)
+/* Packs srcs[0..n) stacked along rows into p (bf16 panels, or int8 when q8),
+ * in parallel, then drops the sources' pages from this process. */
+static ms_status pack(kf_mat *p, int q8, const wmat *const *srcs, int n, int nt, ms_error *err)
 {
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += srcs[i]->rows;
-    ms_status st = kpack_alloc(p, rows, srcs[0]->cols, err);
+    ms_status st = q8 ? q8pack_alloc(&p->q8, rows, srcs[0]->cols, err) : kpack_alloc(&p->bf, rows, srcs[0]->cols, err);
     if (st != MS_OK) return st;
-    const int64_t np = p->n_panels;
+    const int64_t np = q8 ? p->q8.n_panels : p->bf.n_panels;
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int t = 0; t < nt; t++) {
         int64_t p0 = np * t / nt, p1 = np * (t + 1) / nt, row0 = 0;
         for (int i = 0; i < n; i++) {
-            kpack_fill(p, row0, srcs[i]->data, srcs[i]->rows, p0, p1);
+            if (q8) q8pack_fill(&p->q8, row0, srcs[i]->data, srcs[i]->dtype, srcs[i]->rows, p0, p1);
+            else kpack_fill(&p->bf, row0, srcs[i]->data, srcs[i]->rows, p0, p1);
             row0 += srcs[i]->rows;
         }
     }
-    for (int i = 0; i < n; i++) drop_pages(srcs[i]->data, (size_t)(srcs[i]->rows * srcs[i]->cols) * 2);
+    for (int i = 0; i < n; i++)
+        drop_pages(srcs[i]->data, (size_t)(srcs[i]->rows * srcs[i]->cols) * (srcs[i]->dtype == ST_F32 ? 4 : 2));
     return MS_OK;
 }
 
@@ -140,10 +154,11 @@ static void kf_free(backend *b)
     if (b->layers)
         for (int l = 0; l < b->L; l++) {
             kf_layer *w = &b->layers[l];
-            kpack_free(&w->qkv);
-            kpack_free(&w->o);
-            kpack_free(&w->gu);
-            kpack_free(&w->down);
+            kf_mat *ms[] = {&w->qkv, &w->o, &w->gu, &w->down};
+            for (int i = 0; i < 4; i++) {
+                kpack_free(&ms[i]->bf);
+                q8pack_free(&ms[i]->q8);
+            }
             free(w->bqkv);
             free(w->bo);
             free(w->attn_norm);
@@ -152,8 +167,15 @@ static void kf_free(backend *b)
             free(w->k_norm);
         }
     free(b->layers);
-    kpack_free(&b->lm);
+    kpack_free(&b->lm.bf);
+    q8pack_free(&b->lm.q8);
     free(b->final_norm);
+    free(b->qa_h.q);
+    free(b->qa_h.sx);
+    free(b->qa_h.corr);
+    free(b->qa_lm.q);
+    free(b->qa_lm.sx);
+    free(b->qa_lm.corr);
     cpu_rope_free(&b->rope);
     if (b->kv) munmap(b->kv, b->kv_bytes);
     void *bufs[] = {b->x,  b->y,   b->o,   b->xb,    b->qb,     b->rcos,   b->rsin,  b->row_seq, b->row_pos,
@@ -180,8 +202,9 @@ static ms_status pack_layer(backend *b, int l, ms_error *err)
     const wmat *qkv[] = {&w->wq, &w->wk, &w->wv}, *o[] = {&w->wo}, *gu[] = {&w->w_gate, &w->w_up},
                *down[] = {&w->w_down};
     ms_status st;
-    if ((st = pack(&k->qkv, qkv, 3, b->nt, err)) != MS_OK || (st = pack(&k->o, o, 1, b->nt, err)) != MS_OK ||
-        (st = pack(&k->gu, gu, 2, b->nt, err)) != MS_OK || (st = pack(&k->down, down, 1, b->nt, err)) != MS_OK)
+    if ((st = pack(&k->qkv, b->q8, qkv, 3, b->nt, err)) != MS_OK || (st = pack(&k->o, b->q8, o, 1, b->nt, err)) != MS_OK ||
+        (st = pack(&k->gu, b->q8, gu, 2, b->nt, err)) != MS_OK ||
+        (st = pack(&k->down, b->q8, down, 1, b->nt, err)) != MS_OK)
         return st;
     k->attn_norm = vec_f32(&w->attn_norm, b->H);
     k->ffn_norm = vec_f32(&w->ffn_norm, b->H);
@@ -208,9 +231,7 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     *out = NULL;
     const char *why = NULL;
     if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu fast backend: NULL model or params");
-    if (!kfwd_supported(m, &why)) return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %s", why);
-    if (p->weights_q8)
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: int8 weights are not in this path");
+    if (!kfwd_supported(m, p->weights_q8, &why)) return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %s", why);
     if (p->max_seqs <= 0 || p->max_tokens <= 0 || p->n_blocks <= 0 || p->block_size <= 0)
         return ms_seterr(err, MS_ERR_INVALID,
                          "cpu fast backend: max_seqs %d, max_tokens %d, n_blocks %d, block_size %d: each must be positive",
@@ -224,6 +245,7 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
     b->m = m;
     b->isa = kern_isa_best();
+    b->q8 = p->weights_q8 != 0;
     b->nt = p->n_threads > 0 ? p->n_threads : omp_get_num_procs();
     b->max_seqs = p->max_seqs;
     b->max_tokens = p->max_tokens;
@@ -278,7 +300,7 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     for (int l = 0; l < b->L; l++)
         if ((st = pack_layer(b, l, err)) != MS_OK) goto fail;
     const wmat *lm[] = {&m->lm_head};
-    if ((st = pack(&b->lm, lm, 1, b->nt, err)) != MS_OK) goto fail;
+    if ((st = pack(&b->lm, b->q8, lm, 1, b->nt, err)) != MS_OK) goto fail;
     b->final_norm = vec_f32(&m->final_norm, b->H);
 
     /* activations */
@@ -307,6 +329,24 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     b->lm_out = alloc3((size_t)b->lm_rows, (size_t)b->V, 1, sizeof(float));
     b->lm_row = alloc3(T, 1, 1, sizeof(int));
     b->lm_dst = alloc3(T, 1, 1, sizeof(float *));
+    if (b->q8) {
+        /* one set of buffers sized for the widest input, viewed with each width's group count */
+        const int64_t ld = ((int64_t)b->ldxb + 3) / 4 * 4, gmax = (ld + Q8_GROUP - 1) / Q8_GROUP;
+        q8act a = {alloc3(T, (size_t)ld, 1, 1), alloc3(T, (size_t)gmax, 1, sizeof(float)),
+                   alloc3(T, (size_t)gmax, 1, sizeof(int32_t)), ld, 0};
+        b->qa_h = b->qa_q = b->qa_i = a;
+        b->qa_h.groups = (b->H + Q8_GROUP - 1) / Q8_GROUP;
+        b->qa_q.groups = (b->qdim + Q8_GROUP - 1) / Q8_GROUP;
+        b->qa_i.groups = (b->I + Q8_GROUP - 1) / Q8_GROUP;
+        const int64_t ldl = ((int64_t)b->H + 3) / 4 * 4;
+        q8act l = {alloc3((size_t)b->lm_rows, (size_t)ldl, 1, 1), alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(float)),
+                   alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(int32_t)), ldl, b->qa_h.groups};
+        b->qa_lm = l;
+        if (!a.q || !a.sx || !a.corr || !l.q || !l.sx || !l.corr) {
+            st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate int8 activations");
+            goto fail;
+        }
+    }
     if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos ||
         !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst ||
         !b->final_norm) {
@@ -363,14 +403,22 @@ static inline void share(int64_t n, int id, int nt, int64_t *p0, int64_t *p1)
     *p1 = n * (id + 1) / nt;
 }
 
-/* y = x W^T over this thread's panels, then a barrier. */
-static void gemm(const backend *b, const kpack *w, const uint16_t *x, int T, float *y, int ldy, const float *bias,
-                 int id, int nt)
+/* y = x W^T over this thread's panels (x: bf16 rows with leading dim ldx, or
+ * their int8 form qa in q8 mode), then a barrier. */
+static void gemm(const backend *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
+                 int ldy, const float *bias, int id, int nt)
 {
     int64_t p0, p1;
-    share(w->n_panels, id, nt, &p0, &p1);
-    kern_gemm_bf16(b->isa, w, x, b->ldxb, T, y, ldy, bias, p0, p1);
+    share(b->q8 ? w->q8.n_panels : w->bf.n_panels, id, nt, &p0, &p1);
+    if (b->q8) q8_gemm(b->isa, &w->q8, qa, T, y, ldy, bias, p0, p1);
+    else kern_gemm_bf16(b->isa, &w->bf, x, ldx, T, y, ldy, bias, p0, p1);
 #pragma omp barrier
+}
+
+/* q8 mode: row r of xb (width k) into its int8 form. */
+static inline void quant(const backend *b, q8act *qa, int r, int k)
+{
+    if (b->q8) q8_quant_row_bf16(b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
 /* Where (layer, kind 0 K / 1 V, kv head) of one sequence lives. */
@@ -456,11 +504,13 @@ static void layer(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
     const int H = b->H, d = b->d;
     /* a. (x += o); h = RMSNorm(x) -> xb */
 #pragma omp for schedule(static)
-    for (int r = 0; r < T; r++)
+    for (int r = 0; r < T; r++) {
         kops_add_norm(b->isa, b->x + (size_t)r * H, l ? b->o + (size_t)r * H : NULL, w->attn_norm, H, b->eps,
                       b->xb + (size_t)r * b->ldxb);
+        quant(b, &b->qa_h, r, H);
+    }
     /* b. [q|k|v] = h [Wq;Wk;Wv]^T (+ bias) */
-    gemm(b, &w->qkv, b->xb, T, b->y, b->qkvdim, w->bqkv, id, nt);
+    gemm(b, &w->qkv, b->xb, b->ldxb, &b->qa_h, T, b->y, b->qkvdim, w->bqkv, id, nt);
     /* c-d. QK-norm + RoPE per head; q -> qb, k and v -> cache */
     const int heads = b->nh + b->nkv;
 #pragma omp for schedule(static)
@@ -482,20 +532,27 @@ static void layer(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
     }
     /* e. attention -> xb */
     attention(b, l, seqs, T, id, nt);
+    if (b->q8) {
+#pragma omp for schedule(static)
+        for (int r = 0; r < T; r++) quant(b, &b->qa_q, r, b->qdim);
+    }
     /* f. o = att Wo^T (the residual add is fused into the next norm) */
-    gemm(b, &w->o, b->xb, T, b->o, H, w->bo, id, nt);
+    gemm(b, &w->o, b->xb, b->ldxb, &b->qa_q, T, b->o, H, w->bo, id, nt);
     /* g. x += o; h = RMSNorm(x) -> xb; [gate|up] = h [Wg;Wu]^T; xb = silu(gate) * up; o = xb Wd^T */
 #pragma omp for schedule(static)
-    for (int r = 0; r < T; r++)
+    for (int r = 0; r < T; r++) {
         kops_add_norm(b->isa, b->x + (size_t)r * H, b->o + (size_t)r * H, w->ffn_norm, H, b->eps,
                       b->xb + (size_t)r * b->ldxb);
-    gemm(b, &w->gu, b->xb, T, b->y, 2 * b->I, NULL, id, nt);
+        quant(b, &b->qa_h, r, H);
+    }
+    gemm(b, &w->gu, b->xb, b->ldxb, &b->qa_h, T, b->y, 2 * b->I, NULL, id, nt);
 #pragma omp for schedule(static)
     for (int r = 0; r < T; r++) {
         const float *yr = b->y + (size_t)r * 2 * b->I;
         kops_swiglu(b->isa, yr, yr + b->I, b->I, b->xb + (size_t)r * b->ldxb);
+        quant(b, &b->qa_i, r, b->I);
     }
-    gemm(b, &w->down, b->xb, T, b->o, H, NULL, id, nt);
+    gemm(b, &w->down, b->xb, b->ldxb, &b->qa_i, T, b->o, H, NULL, id, nt);
 }
 
 static ms_status kf_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
@@ -536,11 +593,9 @@ static ms_status kf_forward(backend *b, const fwd_seq *seqs, int n, ms_error *er
                 const int rr = b->lm_row[i0 + i];
                 kops_add_norm(b->isa, b->x + (size_t)rr * H, b->o + (size_t)rr * H, b->final_norm, H, b->eps,
                               b->lm_in + (size_t)i * H);
+                if (b->q8) q8_quant_row_bf16(b->lm_in + (size_t)i * H, H, &b->qa_lm, i);
             }
-            int64_t p0, p1;
-            share(b->lm.n_panels, id, nt, &p0, &p1);
-            kern_gemm_bf16(b->isa, &b->lm, b->lm_in, H, cnt, b->lm_out, b->V, NULL, p0, p1);
-#pragma omp barrier
+            gemm(b, &b->lm, b->lm_in, H, &b->qa_lm, cnt, b->lm_out, b->V, NULL, id, nt);
 #pragma omp for schedule(static)
             for (int i = 0; i < cnt; i++)
                 memcpy(b->lm_dst[i0 + i], b->lm_out + (size_t)i * b->V, sizeof(float) * (size_t)b->V);

@@ -13,9 +13,11 @@
 
 #include "backend.h"
 
-/* 1 if m can run on the fast path (all matrices bf16, activation dtype bf16,
- * even hidden/intermediate sizes); else 0 and, if why != NULL, the reason. */
-int kfwd_supported(const model *m, const char **why);
+/* 1 if m can run on the fast path: even hidden, intermediate and head sizes,
+ * and either q8 (int8 weights quantised from any dtype; activations then
+ * computed in bf16) or all matrices bf16 with activation dtype bf16. Else 0
+ * and, if why != NULL, the reason. */
+int kfwd_supported(const model *m, int q8, const char **why);
 
 extern const backend_ops kfwd_backend_ops;
 
