@@ -326,6 +326,7 @@ def main():
 
     if not args.quick:
         cold(b, prompts[128])
+        agreement(b)
         hf_column(b, work)
     b.emit({"kind": "done", "seconds": time.time() - started})
     log.close()
@@ -349,6 +350,21 @@ def cold(b, prompt):
         rec.update(res)
         b.emit(rec)
         print("[bench] cold start %s: %s" % (rec["runtime"], res), flush=True)
+
+
+def agreement(b):
+    """int8 against bf16 weights on one 256-token prompt, per shape: top-1 agreement and logit drift."""
+    for shape in ("0.6b", "1.7b"):
+        if not os.path.isdir(b.model_dir(shape)):
+            continue
+        rc, out, err, wall, rss = run([os.path.join(b.bin, "ms_bench"), b.model_dir(shape), "agree", "--p", "256",
+                                       "--threads", str(b.threads)], 900)
+        for r in json_lines(out):
+            r.update({"kind": "agree", "shape": shape})
+            b.emit(r)
+            print("[bench] int8 vs bf16 %s: %s" % (shape, r), flush=True)
+        if rc != 0:
+            b.emit({"kind": "agree", "shape": shape, "error": (err or out)[-300:]})
 
 
 def hf_column(b, work):

@@ -10,6 +10,8 @@
  *                                                  tokens: aggregate decode tok/s
  *   ms_bench DIR ttft    --prompt-file F           load, tokenize, prefill, first token (greedy):
  *                                                  the caller times the whole process
+ *   ms_bench DIR agree   --p P                     int8 vs bf16 weights on one P-token prompt:
+ *                                                  top-1 agreement and logit drift per position
  * Common: --threads T, --q8 (int8 weights), --ctx C (KV positions per sequence
  * reserved, default: what the test needs), --reps R (default 3, after one
  * warm-up). Token ids are pseudo-random below 151643 (plain text ids). */
@@ -84,8 +86,10 @@ static int bench_open(bench *B, const opts *o, int n_seqs, int ctx)
     const int per_seq = (ctx + BLOCK - 1) / BLOCK;
     backend_params bp = {.n_threads = o->threads, .max_seqs = n_seqs, .max_tokens = o->ubatch,
                          .n_blocks = per_seq * n_seqs, .block_size = BLOCK, .weights_q8 = o->q8};
-    const char *which = getenv("MS_BENCH_BACKEND"); /* "fast" or "ref": force one CPU path */
-    B->ops = which && !strcmp(which, "fast") ? &kfwd_backend_ops : &cpu_backend_ops;
+    /* the fast path when the model fits it; MS_BENCH_BACKEND=ref forces the reference */
+    const char *which = getenv("MS_BENCH_BACKEND");
+    B->ops = (which && !strcmp(which, "ref")) || !kfwd_supported(B->m, o->q8, NULL) ? &cpu_backend_ops
+                                                                                     : &kfwd_backend_ops;
     t0 = now_s();
     if (B->ops->create(B->m, &bp, &B->b, &e) != MS_OK ||
         kv_pool_create(bp.n_blocks, BLOCK, n_seqs, per_seq, &B->kv, &e) != MS_OK) {
@@ -145,8 +149,8 @@ static void print_result(const opts *o, const bench *B, const double *ts, int n,
            "\"depth\":%d,\"batch\":%d,\"avg_ts\":%.3f,\"stddev_ts\":%.3f,\"samples_ts\":[",
            o->mode, o->q8 ? "q8" : "native", o->threads, o->p, o->n, o->depth, o->batch, mean, sd);
     for (int i = 0; i < n; i++) printf("%s%.3f", i ? "," : "", ts[i]);
-    printf("],\"load_s\":%.3f,\"create_s\":%.3f,\"vmhwm_kb\":%ld,\"vmrss_kb\":%ld%s}\n", B->t_load,
-           B->t_create, hwm, rss, extra ? extra : "");
+    printf("],\"backend\":\"%s\",\"load_s\":%.3f,\"create_s\":%.3f,\"vmhwm_kb\":%ld,\"vmrss_kb\":%ld%s}\n",
+           B->ops->name, B->t_load, B->t_create, hwm, rss, extra ? extra : "");
     fflush(stdout);
 }
 
@@ -315,12 +319,61 @@ out:
     return rc;
 }
 
+/* int8 (q8) against native weights on the same prompt: every position's logits. */
+static int run_agree(const opts *o)
+{
+    bench A = {0}, Q = {0};
+    opts oq = *o, on = *o;
+    oq.q8 = 1;
+    on.q8 = 0;
+    int rc = -1;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)o->p);
+    float *la = NULL, *lq = NULL;
+    if (!ids || bench_open(&A, &on, 1, o->p) != 0 || bench_open(&Q, &oq, 1, o->p) != 0) goto out;
+    const size_t V = (size_t)A.V;
+    la = malloc(sizeof(float) * V * (size_t)o->p);
+    lq = malloc(sizeof(float) * V * (size_t)o->p);
+    if (!la || !lq) goto out;
+    for (int i = 0; i < o->p; i++) ids[i] = rand_tok();
+    ms_error e = {0};
+    fwd_seq qa = {ids, o->p, 0, kv_blocks(A.kv, 0), 2, la}, qq = {ids, o->p, 0, kv_blocks(Q.kv, 0), 2, lq};
+    if (o->p > o->ubatch || A.ops->forward(A.b, &qa, 1, &e) != MS_OK || Q.ops->forward(Q.b, &qq, 1, &e) != MS_OK) {
+        fprintf(stderr, "ms_bench: agree: %s\n", e.message[0] ? e.message : "--p must be <= --ubatch");
+        goto out;
+    }
+    int agree = 0;
+    double drift = 0, sum = 0;
+    for (int t = 0; t < o->p; t++) {
+        const float *a = la + (size_t)t * V, *q = lq + (size_t)t * V;
+        size_t ba = 0, bq = 0;
+        for (size_t v = 0; v < V; v++) {
+            if (a[v] > a[ba]) ba = v;
+            if (q[v] > q[bq]) bq = v;
+            double d = fabs((double)a[v] - q[v]);
+            drift = d > drift ? d : drift;
+            sum += d;
+        }
+        agree += ba == bq;
+    }
+    printf("{\"runtime\":\"medserve\",\"mode\":\"agree\",\"p\":%d,\"backend\":\"%s\",\"top1_agree\":%.4f,"
+           "\"max_drift\":%.4f,\"mean_drift\":%.5f}\n",
+           o->p, Q.ops->name, (double)agree / o->p, drift, sum / ((double)V * o->p));
+    rc = 0;
+out:
+    bench_close(&A);
+    bench_close(&Q);
+    free(ids);
+    free(la);
+    free(lq);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const double t_start = now_s();
     opts o = {.threads = 2, .p = 512, .n = 128, .reps = 3, .batch = 1, .ubatch = 512};
     if (argc < 3) {
-        fprintf(stderr, "usage: %s DIR pp|tg|batched|ttft [--p P] [--n N] [--depth D] [--batch B] "
+        fprintf(stderr, "usage: %s DIR pp|tg|batched|ttft|agree [--p P] [--n N] [--depth D] [--batch B] "
                         "[--reps R] [--threads T] [--ctx C] [--ubatch U] [--q8] [--prompt-file F]\n",
                 argv[0]);
         return 2;
@@ -368,6 +421,7 @@ int main(int argc, char **argv)
     if (!strcmp(o.mode, "pp")) return run_pp(&o) ? 1 : 0;
     if (!strcmp(o.mode, "tg")) return run_tg(&o) ? 1 : 0;
     if (!strcmp(o.mode, "batched")) return run_batched(&o) ? 1 : 0;
+    if (!strcmp(o.mode, "agree")) return run_agree(&o) ? 1 : 0;
     if (!strcmp(o.mode, "ttft")) {
         if (!o.prompt_file) {
             fprintf(stderr, "ms_bench: ttft needs --prompt-file\n");

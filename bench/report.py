@@ -109,6 +109,11 @@ def render(records):
                                                      fmt(r.get("load_s"), "%.2f"),
                                                      fmt(r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024, "%.0f"))
             for r in cold if "error" not in r) + ".")
+    ag = [r for r in records if r.get("kind") == "agree" and "error" not in r]
+    if ag:
+        out.append("\nint8 vs bf16 weights (ours, same 256-token random prompt, every position): " + "; ".join(
+            "%s: top-1 agreement %.1f %%, max logit drift %.3f, mean %.4f" % (
+                r["shape"], 100 * r["top1_agree"], r["max_drift"], r["mean_drift"]) for r in ag) + ".")
     hf = [r for r in records if r.get("kind") == "hf" and "error" not in r]
     if hf:
         out.append("\ntransformers (torch CPU, bf16, same weights), one run: " + "; ".join(

@@ -18,7 +18,8 @@
  *     transformers by test_forward) and the same argmax
  *     outside near-ties; a batched prefill + decode equal bitwise to each
  *     sequence alone; chunked prefill equal to prefill at once; 1, 2 and 16
- *     threads (16 switches attention to the position split) equal bitwise. */
+ *     threads (16 switches attention to the position split) equal bitwise; the
+ *     AVX2 and scalar paths equal bitwise to the best ISA. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include "cpu/kern.h"
 #include "cpu/kern_attn.h"
 #include "cpu/kern_fwd.h"
+#include "cpu/kern_ops.h"
 #include "kv.h"
 #include "model.h"
 #include "test.h"
@@ -294,7 +296,7 @@ static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G,
 static void test_attention(void)
 {
     kern_isa best = kern_isa_best();
-    const int dims[] = {128, 64, 96};
+    const int dims[] = {128, 64, 96, 160};
     const int positions[] = {0, 1, 15, 16, 255, 256, 300, 700};
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         const int d = dims[di], G = 3, max_pos = 701;
@@ -326,18 +328,18 @@ static void test_attention(void)
                 attn_fast(KERN_SCALAR, &f, q + g * d, 1, layer, h, pos, scale, o_1, parts);
                 bad_group += memcmp(o_1, o_s + g * d, sizeof(float) * (size_t)d) != 0;
             }
-            if (best >= KERN_AVX512) {
-                attn_fast(KERN_AVX512, &f, q, G, layer, h, pos, scale, o_v, parts);
+            for (kern_isa isa = KERN_AVX2; isa <= best; isa++) {
+                attn_fast(isa, &f, q, G, layer, h, pos, scale, o_v, parts);
                 bad_isa += memcmp(o_v, o_s, sizeof(float) * (size_t)(G * d)) != 0;
                 for (int g = 0; g < G; g++) {
-                    attn_fast(KERN_AVX512, &f, q + g * d, 1, layer, h, pos, scale, o_1, parts);
+                    attn_fast(isa, &f, q + g * d, 1, layer, h, pos, scale, o_1, parts);
                     bad_group += memcmp(o_1, o_s + g * d, sizeof(float) * (size_t)d) != 0;
                 }
             }
         }
         printf("# attention d=%d: worst |fast - reference| %.3g\n", d, worst);
         CHECK(bad_ref == 0, "d=%d: %d outputs differ from cpu_attend by > 1/128 (worst %.3g)", d, bad_ref, worst);
-        CHECK(bad_isa == 0, "d=%d: AVX-512 differs from scalar at %d positions", d, bad_isa);
+        CHECK(bad_isa == 0, "d=%d: a vector ISA differs from scalar at %d positions", d, bad_isa);
         CHECK(bad_group == 0, "d=%d: %d heads differ between grouped and single calls", d, bad_group);
         free(q);
         free(qf);
@@ -348,6 +350,55 @@ static void test_attention(void)
         free(o_r);
         free(scores);
         free(f.kv.mem);
+    }
+}
+
+/* The fused row ops: every vector ISA equals the scalar definition bitwise;
+ * the scalar add+norm equals the reference cpu_add + cpu_rmsnorm. */
+static void test_ops(void)
+{
+    const kern_isa best = kern_isa_best();
+    const int n = 256, d = 128;
+    float x0[256], o[256], w[256], g[256], u[256], cs[64], sn[64];
+    for (int i = 0; i < n; i++) {
+        x0[i] = rnd_bf16(3.0f);
+        o[i] = rnd_bf16(1.0f);
+        w[i] = rnd_bf16(1.5f);
+        g[i] = rnd_bf16(12.0f);
+        u[i] = rnd_bf16(2.0f);
+    }
+    for (int i = 0; i < d / 2; i++) {
+        cs[i] = rnd_bf16(1.0f);
+        sn[i] = rnd_bf16(1.0f);
+    }
+    float xs[256], xv[256], hs_f[256], hv_f[256];
+    uint16_t hs[256], hv[256];
+    /* reference: x = round(x + o); h = RMSNorm(x) */
+    float xr[256], hr[256];
+    memcpy(xr, x0, sizeof xr);
+    cpu_add(xr, o, (size_t)n, ST_BF16);
+    uint16_t wb[256];
+    for (int i = 0; i < n; i++) wb[i] = f32_to_bf16(w[i]);
+    wmat W = {wb, ST_BF16, 1, n};
+    cpu_rmsnorm(hr, xr, &W, n, 1e-6f, ST_BF16);
+    memcpy(xs, x0, sizeof xs);
+    kops_add_norm(KERN_SCALAR, xs, o, w, n, 1e-6f, hs);
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += bf16_to_f32(hs[i]) != hr[i] || xs[i] != xr[i];
+    CHECK(bad == 0, "scalar add+norm differs from cpu_add + cpu_rmsnorm at %d elements", bad);
+    for (kern_isa isa = KERN_AVX2; isa <= best; isa++) {
+        memcpy(xv, x0, sizeof xv);
+        kops_add_norm(isa, xv, o, w, n, 1e-6f, hv);
+        CHECK(!memcmp(xs, xv, sizeof xs) && !memcmp(hs, hv, sizeof hs), "%s add+norm differs", kern_isa_name(isa));
+        memcpy(hs_f, x0, sizeof(float) * d);
+        memcpy(hv_f, x0, sizeof(float) * d);
+        kops_head_norm_rope(KERN_SCALAR, hs_f, w, d, 1e-6f, cs, sn);
+        kops_head_norm_rope(isa, hv_f, w, d, 1e-6f, cs, sn);
+        CHECK(!memcmp(hs_f, hv_f, sizeof(float) * d), "%s head norm+rope differs", kern_isa_name(isa));
+        uint16_t ss[256], sv[256];
+        kops_swiglu(KERN_SCALAR, g, u, n, ss);
+        kops_swiglu(isa, g, u, n, sv);
+        CHECK(!memcmp(ss, sv, sizeof ss), "%s swiglu differs", kern_isa_name(isa));
     }
 }
 
@@ -476,6 +527,19 @@ static void test_forward_fast(void)
     CHECK(bad_arg == 0, "%d argmax differences", bad_arg);
     fwd_close(&R);
 
+    /* 1b. the whole forward is ISA-independent: AVX2 and scalar give the bits of the best ISA */
+    static const char *const isa_env[] = {"avx2", "scalar"};
+    for (int ii = 0; ok && ii < 2; ii++) {
+        if (kern_isa_best() <= (ii ? KERN_SCALAR : KERN_AVX2)) continue;
+        setenv("MEDSERVE_ISA", isa_env[ii], 1);
+        fwd_run A = {0};
+        int ok2 = fwd_open(&A, &kfwd_backend_ops, m, 2, 1) == 0 && fwd_prefill(&A, 0, ids[1], lens[1], FWD_CTX, tmpl, V) == 0;
+        unsetenv("MEDSERVE_ISA");
+        CHECK(ok2 && memcmp(tmpl, fast[1], sizeof(float) * (size_t)lens[1] * V) == 0, "%s forward differs from %s",
+              isa_env[ii], kern_isa_name(kern_isa_best()));
+        fwd_close(&A);
+    }
+
     /* 2. chunked prefill (5, then 64 at a time) equals prefill at once, bitwise */
     if (ok) {
         fwd_close(&F);
@@ -547,6 +611,7 @@ int main(int argc, char **argv)
         {"gemm_isas_agree", test_isas_agree},
         {"attention", test_attention},
         {"exp", test_exp},
+        {"ops", test_ops},
         {"forward_fast", test_forward_fast},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));

@@ -2,7 +2,7 @@
  *
  *   - quantisation: every weight dequantises to within half a step of its
  *     row; zero rows stay zero;
- *   - GEMM: the VNNI path equals the scalar definition bitwise; each row of a
+ *   - GEMM: the VNNI and AVX2 paths equal the scalar definition bitwise; each row of a
  *     T-row call equals the row alone (T = 1..14, any panel split); the result
  *     is within the quantisation error bound of the exact float product;
  *   - accuracy against bf16 and transformers on the bf16 parity fixtures of
@@ -110,14 +110,15 @@ static void test_gemm(void)
     /* scalar vs VNNI, with and without bias */
     for (int ub = 0; ub < 2; ub++) {
         q8_gemm(KERN_SCALAR, &p, &a, TMAX, y0, n, ub ? bias : NULL, 0, p.n_panels);
-        if (best >= KERN_AVX512) {
-            q8_gemm(KERN_AVX512, &p, &a, TMAX, y1, n, ub ? bias : NULL, 0, p.n_panels);
-            CHECK(memcmp(y0, y1, sizeof(float) * (size_t)(TMAX * n)) == 0, "VNNI differs from scalar (bias %d)", ub);
+        for (kern_isa isa = KERN_AVX2; isa <= best; isa++) {
+            q8_gemm(isa, &p, &a, TMAX, y1, n, ub ? bias : NULL, 0, p.n_panels);
+            CHECK(memcmp(y0, y1, sizeof(float) * (size_t)(TMAX * n)) == 0, "%s differs from scalar (bias %d)",
+                  kern_isa_name(isa), ub);
         }
     }
     /* batch invariance */
-    const kern_isa isas[2] = {KERN_SCALAR, KERN_AVX512};
-    for (int ii = 0; ii < 2; ii++) {
+    const kern_isa isas[3] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
+    for (int ii = 0; ii < 3; ii++) {
         if (isas[ii] > best) continue;
         for (int t = 0; t < TMAX; t++) {
             q8act one = a;

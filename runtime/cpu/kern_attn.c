@@ -1,6 +1,6 @@
 /* kern_attn.c: the portable definition of the attention steps of
  * kern_attn.h (scores, softmax, P.V, chunk sum) and the dispatch to the
- * AVX-512 copies, which must give the same bits. The scalar code is also
+ * AVX-512 and AVX2 copies, which must give the same bits. The scalar code is also
  * what CPUs without AVX-512 BF16 run. No threading and no allocation: the
  * backend decides which thread runs which head and chunk. */
 #include <math.h>
@@ -76,6 +76,10 @@ void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src
         kattn_scores_avx512(q, G, d, src, j0, j1, scale, s, lds);
         return;
     }
+    if (isa >= KERN_AVX2 && d % 32 == 0) {
+        kattn_scores_avx2(q, G, d, src, j0, j1, scale, s, lds);
+        return;
+    }
     for (int g = 0; g < G; g++)
         for (int j = j0; j < j1; j++)
             s[(size_t)g * lds + (size_t)j] =
@@ -86,6 +90,10 @@ void kattn_softmax(kern_isa isa, float *s, int n)
 {
     if (isa == KERN_AVX512) {
         kattn_softmax_avx512(s, n);
+        return;
+    }
+    if (isa == KERN_AVX2) {
+        kattn_softmax_avx2(s, n);
         return;
     }
     float m = -INFINITY, lanes[16] = {0};
@@ -105,6 +113,10 @@ void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const katt
     chunk_range(pos, c, &j0, &j1);
     if (isa == KERN_AVX512 && (d == 64 || d == 128 || d == 256)) {
         kattn_pv_avx512(p, lds, G, d, src, j0, j1, o);
+        return;
+    }
+    if (isa >= KERN_AVX2 && d % 32 == 0) {
+        kattn_pv_avx2(p, lds, G, d, src, j0, j1, o);
         return;
     }
     for (int g = 0; g < G; g++) {

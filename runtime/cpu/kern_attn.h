@@ -56,6 +56,12 @@ void kattn_sum(const float *oc, size_t stride, int n_chunks, int d, float *out);
 /* The exp of the header comment, scalar form: any finite x, clamped to [-87.3, 88]. */
 float kattn_exp(float x);
 
+/* AVX2 copies (d a multiple of 32 for scores and pv; softmax any n). */
+void kattn_scores_avx2(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale, float *s,
+                       size_t lds);
+void kattn_softmax_avx2(float *s, int n);
+void kattn_pv_avx2(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o);
+
 /* AVX-512 copies (d = 64, 128 or 256 for scores and pv; softmax any n). */
 void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
                          float *s, size_t lds);

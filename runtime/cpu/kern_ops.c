@@ -1,6 +1,6 @@
 /* kern_ops.c: scalar definitions of the fused row ops of kern_ops.h and the
- * dispatch to their AVX-512 copies (used when n is a multiple of 16, else
- * these run). Every float operation is written out so the vector code can
+ * dispatch to their AVX-512 and AVX2 copies (used when the length is a
+ * multiple of their block, else these run). Every float operation is written out so the vector code can
  * repeat it exactly: squares are a multiply then an add (no FMA), the 16
  * lane sums use lane = i mod 16 and the tree (i,i+8),(i,i+4),(i,i+2),(i,i+1). */
 #include <math.h>
@@ -27,6 +27,10 @@ void kops_add_norm(kern_isa isa, float *x, const float *o, const float *w, int n
         kops_add_norm_avx512(x, o, w, n, eps, hb);
         return;
     }
+    if (isa == KERN_AVX2 && n % 16 == 0) {
+        kops_add_norm_avx2(x, o, w, n, eps, hb);
+        return;
+    }
     if (o)
         for (int i = 0; i < n; i++) x[i] = rb(x[i] + o[i]);
     const float r = rms_scale(x, n, eps);
@@ -38,6 +42,10 @@ void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float ep
 {
     if (isa == KERN_AVX512 && d % 32 == 0) {
         kops_head_norm_rope_avx512(v, w, d, eps, cos, sin);
+        return;
+    }
+    if (isa == KERN_AVX2 && d % 16 == 0) {
+        kops_head_norm_rope_avx2(v, w, d, eps, cos, sin);
         return;
     }
     const float r = rms_scale(v, d, eps);
@@ -54,6 +62,10 @@ void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *
 {
     if (isa == KERN_AVX512 && n % 16 == 0) {
         kops_swiglu_avx512(g, u, n, out);
+        return;
+    }
+    if (isa == KERN_AVX2 && n % 8 == 0) {
+        kops_swiglu_avx2(g, u, n, out);
         return;
     }
     for (int i = 0; i < n; i++) {

@@ -3,8 +3,8 @@
  * step is a GEMM) writing bf16 bits directly, so no separate conversion pass
  * is needed. Rounding points are those of cpu.h / reference.md §1.5 (HF
  * bf16): residual add, RMSNorm cast-then-scale, RoPE products and sum,
- * silu, silu*up. The scalar definitions are in kern_ops.c; the AVX-512
- * copies in kern_ops_avx512.c give the same bits (sum of squares in 16
+ * silu, silu*up. The scalar definitions are in kern_ops.c; the AVX-512 and
+ * AVX2 copies (kern_ops_avx512.c, kern_ops_avx2.c) give the same bits (sum of squares in 16
  * lanes with the tree of kern_attn.h, exp from kattn_exp).
  * Activation dtype must be bf16 for this path. */
 #ifndef MS_KERN_OPS_H
@@ -26,6 +26,9 @@ void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *
 /* out[i] = bf16 bits of x[i] (x already bf16-representable). */
 void kops_to_bf16(kern_isa isa, const float *x, int n, uint16_t *out);
 
+void kops_add_norm_avx2(float *x, const float *o, const float *w, int n, float eps, uint16_t *hb);
+void kops_head_norm_rope_avx2(float *v, const float *w, int d, float eps, const float *cos, const float *sin);
+void kops_swiglu_avx2(const float *g, const float *u, int n, uint16_t *out);
 void kops_add_norm_avx512(float *x, const float *o, const float *w, int n, float eps, uint16_t *hb);
 void kops_head_norm_rope_avx512(float *v, const float *w, int d, float eps, const float *cos, const float *sin);
 void kops_swiglu_avx512(const float *g, const float *u, int n, uint16_t *out);

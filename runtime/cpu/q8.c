@@ -1,6 +1,6 @@
 /* q8.c: int8 weight packing and quantisation, activation quantisation, the
  * portable scalar int8 GEMM that defines q8.h's arithmetic, and the
- * dispatch to the VNNI copy (q8_avx512.c). No threading here: callers split
+ * dispatch to the VNNI and AVX2 copies (q8_avx512.c, q8_avx2.c). No threading here: callers split
  * panels (GEMM, packing) and rows (activations) over their threads. */
 #include <math.h>
 #include <stdlib.h>
@@ -159,5 +159,6 @@ void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int
     if (p1 > w->n_panels) p1 = w->n_panels;
     if (T <= 0 || p0 >= p1) return;
     if (isa == KERN_AVX512) q8_gemm_avx512(w, x, T, y, ldy, bias, p0, p1);
+    else if (isa == KERN_AVX2) q8_gemm_avx2(w, x, T, y, ldy, bias, p0, p1);
     else q8_gemm_scalar(w, x, T, y, ldy, bias, p0, p1);
 }

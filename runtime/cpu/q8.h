@@ -15,7 +15,7 @@
  *   facc = 0; for each group g: d = sum_k (wq + 128) * xq - corr (int32, exact);
  *                               facc = fma((float)d, sx[g], facc)
  *   y = round_bf16(facc * sw[n] + bias[n])
- * Every path (VNNI, scalar) runs this sequence, so they agree bit for bit.
+ * Every path (VNNI, AVX2, scalar) runs this sequence, so they agree bit for bit.
  *
  * Layout: panel p (32 rows), quad j (4 columns), row r: 4 bytes at
  * (p * kq + j) * 128 + 4 r, kq = ceil(k / 4); rows past n and columns past k
@@ -67,6 +67,8 @@ void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int
              int64_t p0, int64_t p1);
 void q8_gemm_scalar(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
                     int64_t p1);
+void q8_gemm_avx2(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
+                  int64_t p1);
 void q8_gemm_avx512(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
                     int64_t p1);
 
