@@ -448,19 +448,26 @@ static void fwd_close(fwd_run *r)
     kv_pool_free(r->kv);
 }
 
-/* Prefill of ids [n] in slot from pos0 in chunks of `chunk`; every position's logits into out [n, V]. */
-static int fwd_prefill(fwd_run *r, int slot, const int32_t *ids, int n, int chunk, float *out, int V)
+/* Prefill of ids [n] in slot in chunks of `chunk`; every position's logits into out [n, V],
+ * or (last_only) just the last position's into out + (n - 1) * V. */
+static int fwd_prefill_m(fwd_run *r, int slot, const int32_t *ids, int n, int chunk, float *out, int V, int last_only)
 {
     ms_error e = {0};
     for (int i = 0; i < n; i += chunk) {
         int c = n - i < chunk ? n - i : chunk;
-        fwd_seq q = {ids + i, c, i, kv_blocks(r->kv, slot), 2, out + (size_t)i * V};
+        fwd_seq q = {ids + i, c, i, kv_blocks(r->kv, slot), last_only ? (i + c == n) : 2,
+                     out + (size_t)(last_only ? n - 1 : i) * V};
         if (r->ops->forward(r->b, &q, 1, &e) != MS_OK) {
             printf("  forward: %s\n", e.message);
             return -1;
         }
     }
     return 0;
+}
+
+static int fwd_prefill(fwd_run *r, int slot, const int32_t *ids, int n, int chunk, float *out, int V)
+{
+    return fwd_prefill_m(r, slot, ids, n, chunk, out, V, 0);
 }
 
 static int argmax_f(const float *x, int n)
@@ -494,7 +501,7 @@ static void test_forward_fast(void)
     const char *why = NULL;
     CHECK(kfwd_supported(m, 0, &why), "fast path refused the model: %s", why ? why : "");
     const int V = m->cfg.vocab_size, NP = 3;
-    const int lens[3] = {sanitized ? 40 : 300, 7, 1};
+    const int lens[3] = {sanitized ? 40 : 270, 7, 1}; /* 270 > KATTN_CHUNK: two attention chunks */
     int32_t *ids[3];
     float *ref[3], *fast[3], *tmpl = malloc(sizeof(float) * (size_t)FWD_CTX * V);
     for (int p = 0; p < NP; p++) {
@@ -510,9 +517,10 @@ static void test_forward_fast(void)
     double worst = 0;
     int bad_arg = 0, n_pos = 0;
     for (int p = 0; ok && p < NP; p++) {
-        ok = fwd_prefill(&R, p, ids[p], lens[p], FWD_CTX, ref[p], V) == 0 &&
+        /* the long prompt: the reference's logits only at its last position (they are slow) */
+        ok = fwd_prefill_m(&R, p, ids[p], lens[p], FWD_CTX, ref[p], V, p == 0) == 0 &&
              fwd_prefill(&F, p, ids[p], lens[p], FWD_CTX, fast[p], V) == 0;
-        for (int t = 0; ok && t < lens[p]; t++) {
+        for (int t = p == 0 ? lens[p] - 1 : 0; ok && t < lens[p]; t++) {
             const float *a = ref[p] + (size_t)t * V, *b = fast[p] + (size_t)t * V;
             for (int v = 0; v < V; v++) worst = fabs((double)a[v] - b[v]) > worst ? fabs((double)a[v] - b[v]) : worst;
             int ia = argmax_f(a, V), ib = argmax_f(b, V);

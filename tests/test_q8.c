@@ -87,6 +87,7 @@ static void test_quant(void)
         }
     CHECK(bad == 0, "%d weights dequantise further than half a step", bad);
     CHECK(p.scale[3] == 0.0f, "zero row got scale %g", p.scale[3]);
+    q8pack_free(&p);
     ms_error e = {0};
     CHECK(q8pack_alloc(&p, 5, 0, &e) == MS_ERR_INVALID, "empty matrix accepted");
     q8pack_free(&p);
