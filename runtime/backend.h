@@ -21,7 +21,9 @@ typedef struct backend_params {
 
 /* One sequence's part of a batched forward step. Its tokens take positions
  * pos0 .. pos0+n_tokens-1; positions < pos0 are already in the KV cache. The
- * result for a sequence never depends on the other sequences in the call. */
+ * result for a sequence never depends on the other sequences in the call.
+ * Sequences in one call must not share KV blocks. Token ids, positions and
+ * block ids are checked (MS_ERR_INVALID / MS_ERR_CONTEXT) before any work. */
 typedef struct fwd_seq {
     const int32_t *tokens;
     int n_tokens;

@@ -19,6 +19,7 @@ struct kv_pool {
     int *n_held;        /* [max_seqs] blocks held by each slot */
 };
 
+/* Allocates the free list and per-slot tables after checking every size. */
 ms_status kv_pool_create(int n_blocks, int block_size, int max_seqs, int max_blocks_per_seq,
                          kv_pool **out, ms_error *err)
 {
@@ -62,6 +63,7 @@ ms_status kv_pool_create(int n_blocks, int block_size, int max_seqs, int max_blo
     return MS_OK;
 }
 
+/* Frees the pool; NULL-safe. */
 void kv_pool_free(kv_pool *p)
 {
     if (!p) return;
@@ -71,6 +73,7 @@ void kv_pool_free(kv_pool *p)
     free(p);
 }
 
+/* Grows slot's table to cover n_tokens positions, all or nothing. */
 ms_status kv_reserve(kv_pool *p, int slot, int n_tokens, ms_error *err)
 {
     if (!p || slot < 0 || slot >= p->max_seqs)
@@ -94,6 +97,7 @@ ms_status kv_reserve(kv_pool *p, int slot, int n_tokens, ms_error *err)
     return MS_OK;
 }
 
+/* Returns every block of slot to the free list. */
 void kv_release(kv_pool *p, int slot)
 {
     if (!p || slot < 0 || slot >= p->max_seqs) return;
@@ -106,6 +110,7 @@ void kv_release(kv_pool *p, int slot)
     p->n_held[slot] = 0;
 }
 
+/* The slot's block table, or NULL for a bad slot. */
 const int32_t *kv_blocks(const kv_pool *p, int slot)
 {
     if (!p || slot < 0 || slot >= p->max_seqs) return NULL;

@@ -90,6 +90,7 @@ static ms_status bind_layer(binder *b, wmat *w, int l, const char *suffix, int64
     return bind(b, w, name, rows, cols, err);
 }
 
+/* qsort/bsearch order of tensor pointers. */
 static int cmp_ptr(const void *a, const void *b)
 {
     const void *x = *(const void *const *)a, *y = *(const void *const *)b;
@@ -206,6 +207,7 @@ static ms_status build_stop_ids(model *m, ms_error *err)
     return MS_OK;
 }
 
+/* Loads and validates dir; on error nothing is kept and *out stays NULL. */
 ms_status model_load(const char *dir, model **out, ms_error *err)
 {
     *out = NULL;
@@ -244,6 +246,7 @@ fail:
     return st;
 }
 
+/* Frees everything model_load made; NULL-safe. */
 void model_free(model *m)
 {
     if (!m) return;
@@ -254,6 +257,7 @@ void model_free(model *m)
     free(m);
 }
 
+/* Element (row, col) of a weight as float, read through memcpy. */
 float wmat_get(const wmat *w, int64_t row, int64_t col)
 {
     const unsigned char *p = (const unsigned char *)w->data;

@@ -15,7 +15,7 @@
 
 #include "tok_internal.h"
 
-#define BPE_SMALL 128  /* pieces up to this many bytes use the quadratic scan */
+#define BPE_SMALL 16   /* pieces up to this many bytes use the quadratic scan */
 #define BPE_HUGE 8192  /* pieces over this many bytes use the bucket queue */
 
 /* Grows the scratch arrays to hold n symbols; 0 on success. */
@@ -59,84 +59,68 @@ static size_t bpe_small(const struct tokenizer *t, int32_t *sym, int32_t *rk, in
     return n;
 }
 
-/* Heap entries are int32 triples (rank, pos, new id), ordered by (rank, pos). */
-static int heap_less(const int32_t *h, size_t i, size_t j)
-{
-    return h[3 * i] < h[3 * j] || (h[3 * i] == h[3 * j] && h[3 * i + 1] < h[3 * j + 1]);
-}
-
-static void heap_swap(int32_t *h, size_t i, size_t j)
-{
-    for (int k = 0; k < 3; k++) {
-        int32_t x = h[3 * i + k];
-        h[3 * i + k] = h[3 * j + k];
-        h[3 * j + k] = x;
-    }
-}
-
-static void heap_push(int32_t *h, size_t *n, int32_t rank, int32_t pos, int32_t id)
+/* Heap entries are (rank << 32 | pos): the smallest is the lowest rank, leftmost. */
+static void heap_push(uint64_t *h, size_t *n, uint64_t v)
 {
     size_t i = (*n)++;
-    h[3 * i] = rank, h[3 * i + 1] = pos, h[3 * i + 2] = id;
-    while (i > 0 && heap_less(h, i, (i - 1) / 2)) {
-        heap_swap(h, i, (i - 1) / 2);
+    while (i > 0 && v < h[(i - 1) / 2]) {
+        h[i] = h[(i - 1) / 2];
         i = (i - 1) / 2;
     }
+    h[i] = v;
 }
 
-static void heap_pop(int32_t *h, size_t *n)
+static uint64_t heap_pop(uint64_t *h, size_t *n)
 {
-    heap_swap(h, 0, --*n);
-    size_t i = 0;
+    uint64_t top = h[0], v = h[--*n];
+    size_t i = 0, m = *n;
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < *n && heap_less(h, l, m)) m = l;
-        if (r < *n && heap_less(h, r, m)) m = r;
-        if (m == i) break;
-        heap_swap(h, i, m);
-        i = m;
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c];
+        i = c;
     }
+    if (m) h[i] = v;
+    return top;
 }
 
-/* Heap BPE over sym[0..n) with prev/next links; appends the result to out. */
+/* Heap BPE over sym[0..n) with prev/next links; appends the result to out.
+ * An entry is stale when its pair changed since: the pair at pos then has
+ * another rank (each rank names one pair), so checking the rank suffices. */
 static int bpe_heap(const struct tokenizer *t, tok_bpe_scratch *sc, size_t n, tok_ids *out)
 {
     int32_t *sym = sc->a, *prev = sc->b, *next = sc->c;
     if (n > (size_t)INT32_MAX / 4) return -1;
     size_t need = 3 * n; /* n-1 initial pairs + at most 2 per merge */
     if (need > sc->heap_cap) {
-        int32_t *h = realloc(sc->heap, need * 3 * sizeof *h);
+        uint64_t *h = realloc(sc->heap, need * sizeof *h);
         if (!h) return -1;
         sc->heap = h;
         sc->heap_cap = need;
     }
-    int32_t *h = sc->heap;
+    uint64_t *h = sc->heap;
     size_t hn = 0;
+    int32_t id, r;
     for (size_t i = 0; i < n; i++) {
         prev[i] = (int32_t)i - 1;
         next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
-    for (size_t i = 0; i + 1 < n; i++) {
-        int32_t id, r = tok_merge_rank(t, sym[i], sym[i + 1], &id);
-        if (r != INT32_MAX) heap_push(h, &hn, r, (int32_t)i, id);
-    }
+    for (size_t i = 0; i + 1 < n; i++)
+        if ((r = tok_merge_rank(t, sym[i], sym[i + 1], &id)) != INT32_MAX) heap_push(h, &hn, (uint64_t)r << 32 | i);
     while (hn) {
-        int32_t pos = h[1], new_id = h[2];
-        heap_pop(h, &hn);
-        if (sym[pos] < 0) continue; /* merged away */
-        int32_t nx = next[pos];
-        if (nx < 0) continue;
-        int32_t cur_id;
-        if (tok_merge_rank(t, sym[pos], sym[nx], &cur_id) == INT32_MAX || cur_id != new_id) continue;
-        sym[pos] = new_id;
+        uint64_t top = heap_pop(h, &hn);
+        int32_t rank = (int32_t)(top >> 32), pos = (int32_t)(uint32_t)top, nx = next[pos];
+        if (sym[pos] < 0 || nx < 0 || tok_merge_rank(t, sym[pos], sym[nx], &id) != rank) continue;
+        sym[pos] = id;
         sym[nx] = -1;
         next[pos] = next[nx];
         if (next[nx] >= 0) prev[next[nx]] = pos;
-        int32_t id, r;
         if (prev[pos] >= 0 && (r = tok_merge_rank(t, sym[prev[pos]], sym[pos], &id)) != INT32_MAX)
-            heap_push(h, &hn, r, prev[pos], id);
+            heap_push(h, &hn, (uint64_t)r << 32 | (uint32_t)prev[pos]);
         if (next[pos] >= 0 && (r = tok_merge_rank(t, sym[pos], sym[next[pos]], &id)) != INT32_MAX)
-            heap_push(h, &hn, r, pos, id);
+            heap_push(h, &hn, (uint64_t)r << 32 | (uint32_t)pos);
     }
     for (int32_t i = 0; i >= 0; i = next[i])
         if (tok_ids_push(out, sym[i])) return -1;

@@ -50,6 +50,7 @@ typedef struct tok_trie {
     int32_t *first, *next, *id; /* first child, next sibling, token id or -1 */
     uint8_t *byte;
     int32_t root[256]; /* the root's children by byte, -1 if none */
+    int first_byte;    /* the one byte every token starts with, or -1 */
     size_t n, cap, n_tokens;
 } tok_trie;
 
@@ -62,7 +63,7 @@ typedef struct tok_ids {
 /* Scratch space reused by BPE within one encode call. */
 typedef struct tok_bpe_scratch {
     int32_t *a, *b, *c; /* symbols / prev / next or ranks / new ids */
-    int32_t *heap;      /* (rank, pos, new id) triples */
+    uint64_t *heap;     /* rank << 32 | position */
     size_t cap, heap_cap;
 } tok_bpe_scratch;
 

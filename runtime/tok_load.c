@@ -423,8 +423,9 @@ ms_status tok_load_json(struct tokenizer *t, const char *dir, ms_error *err)
     char path[4096];
     if (snprintf(path, sizeof path, "%s/tokenizer.json", dir) >= (int)sizeof path)
         return ms_seterr(err, MS_ERR_INVALID, "%s: directory name too long", dir);
-    cJSON *root = json_load_file(path, TOK_MAX_JSON_BYTES, err);
-    if (!root) return err ? err->status : MS_ERR_FORMAT;
+    ms_error e2 = {0};
+    cJSON *root = json_load_file(path, TOK_MAX_JSON_BYTES, &e2);
+    if (!root) return ms_seterr(err, e2.status ? e2.status : MS_ERR_FORMAT, "%s", e2.message);
     ms_status st;
     const cJSON *model = json_get(root, "model"), *added = json_get(root, "added_tokens");
     if ((st = check_pipeline(t, root, path, err)) || (st = check_model(t, model, path, err))) goto out;

@@ -115,6 +115,7 @@ int tok_trie_init(tok_trie *tr)
 {
     memset(tr, 0, sizeof *tr);
     for (int i = 0; i < 256; i++) tr->root[i] = -1;
+    tr->first_byte = -1;
     tr->cap = 64;
     tr->first = malloc(tr->cap * sizeof *tr->first);
     tr->next = malloc(tr->cap * sizeof *tr->next);
@@ -187,6 +188,10 @@ int tok_trie_add(tok_trie *tr, const uint8_t *s, size_t n, int32_t id)
     }
     tr->id[node] = id;
     tr->n_tokens++;
+    int k = 0, b = -1; /* recompute the single first byte, if there is one */
+    for (int i = 0; i < 256; i++)
+        if (tr->root[i] >= 0) k++, b = i;
+    tr->first_byte = k == 1 ? b : -1;
     return 0;
 }
 

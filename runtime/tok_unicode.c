@@ -81,6 +81,10 @@ static int is_surrogate(uint32_t c) { return c >= 0xD800 && c <= 0xDFFF; }
 /* Canonical full decomposition of c into d (up to 8); returns its length (1 and d[0]==c if none). */
 static int decompose(uint32_t c, utf8proc_int32_t d[8])
 {
+    if (utf8proc_get_property((utf8proc_int32_t)c)->decomp_seqindex == UINT16_MAX && !(c >= 0xAC00 && c <= 0xD7A3)) {
+        d[0] = (utf8proc_int32_t)c; /* no decomposition at all (the common case) */
+        return 1;
+    }
     utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, d, 8, UTF8PROC_DECOMPOSE, NULL);
     if (k < 1 || k > 8) { d[0] = (utf8proc_int32_t)c; return 1; }
     return (int)k;

@@ -104,7 +104,16 @@ static int split_added(enc *e, const tok_trie *trie, int level, const uint8_t *s
             continue;
         }
         size_t limit = (r < n_un && un[r].b - base < n) ? un[r].b - base : n, len = 0;
-        int32_t id = trie->root[s[pos]] < 0 ? -1 : tok_trie_longest(trie, s + pos, limit - pos, &len);
+        if (trie->root[s[pos]] < 0) { /* skip to the next byte that can start a token */
+            if (trie->first_byte >= 0) {
+                const uint8_t *p = memchr(s + pos, trie->first_byte, limit - pos);
+                pos = p ? (size_t)(p - s) : limit;
+            } else {
+                while (++pos < limit && trie->root[s[pos]] < 0) {}
+            }
+            continue;
+        }
+        int32_t id = tok_trie_longest(trie, s + pos, limit - pos, &len);
         if (id < 0) {
             pos++;
             continue;

@@ -5,7 +5,8 @@
  * directory (its safetensors SHA-256 must equal the fixture's, so the weights are the ones HF
  * saw), loaded with model_load and run on the CPU backend. Checks:
  *   - per-position logits on the fixture's vocabulary columns and at HF's top-5 ids: max abs
- *     difference within the fixture's tolerance (1e-3 f32, 2e-2 bf16); the worst are printed;
+ *     difference within the fixture's tolerance (1e-3 f32, 2e-2 bf16, 5e-3 f16); the worst
+ *     are printed;
  *   - per-position argmax equal to HF's (where HF's own top-2 margin is within the tolerance,
  *     i.e. a bf16 near tie, our choice must be within the tolerance of HF's choice);
  *   - greedy continuations (64 tokens, all prompts decoded together) identical to HF's;
@@ -35,6 +36,7 @@
 
 static const char *const FIXTURES[] = {
     "a_tied_gqa2_f32", "b_untied_gqa4_bf16", "c_bias_yarn_f32", "d_tied_bf16_v5config",
+    "e_untied_mha_f16",
 };
 
 typedef struct prompt {
@@ -336,10 +338,12 @@ out:
     cJSON_Delete(fx);
 }
 
+/* One test case per fixture. */
 static void t_a(void) { run_fixture(FIXTURES[0]); }
 static void t_b(void) { run_fixture(FIXTURES[1]); }
 static void t_c(void) { run_fixture(FIXTURES[2]); }
 static void t_d(void) { run_fixture(FIXTURES[3]); }
+static void t_e(void) { run_fixture(FIXTURES[4]); }
 
 int main(int argc, char **argv)
 {
@@ -348,6 +352,7 @@ int main(int argc, char **argv)
         {"forward_b_untied_gqa4_bf16", t_b},
         {"forward_c_bias_yarn_f32", t_c},
         {"forward_d_tied_bf16_v5config", t_d},
+        {"forward_e_untied_mha_f16", t_e},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

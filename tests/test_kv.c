@@ -6,6 +6,7 @@
 #include "kv.h"
 #include "test.h"
 
+/* Bad arguments and overflowing sizes are refused. */
 static void t_create_checks(void)
 {
     kv_pool *p = NULL;
@@ -20,6 +21,7 @@ static void t_create_checks(void)
     kv_pool_free(NULL);
 }
 
+/* Reserve/release accounting, limits and all-or-nothing reservation. */
 static void t_reserve_release(void)
 {
     kv_pool *p = NULL;
@@ -55,6 +57,7 @@ static void t_reserve_release(void)
     kv_pool_free(p);
 }
 
+/* A random workload never gives one block to two slots and keeps the counts right. */
 static void t_random_no_sharing(void)
 {
     enum { NB = 37, BS = 4, SLOTS = 6, MAXB = 9 };

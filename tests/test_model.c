@@ -131,6 +131,7 @@ static int rewrite_st(const char *name, const char *drop, const char *add, st_dt
     return rc;
 }
 
+/* A tied bf16 model binds every tensor zero-copy, with stop ids and no manifest. */
 static void t_tied_ok(void)
 {
     model *m = NULL;
@@ -163,6 +164,7 @@ static void t_tied_ok(void)
     model_free(NULL);
 }
 
+/* Untied f32, attention-bias + YaRN, and sharded models load. */
 static void t_untied_bias_sharded_ok(void)
 {
     model *m = NULL;
@@ -187,6 +189,7 @@ static void t_untied_bias_sharded_ok(void)
     model_free(m);
 }
 
+/* medserve-manifest.json's SHA-256 is recorded. */
 static void t_manifest(void)
 {
     char path[512], digest[65];
@@ -205,6 +208,7 @@ static void t_manifest(void)
     model_free(m);
 }
 
+/* A tied model's extra lm_head.weight is ignored, as HF does. */
 static void t_stray_lm_head_tied(void)
 {
     CHECK(copy_dir("tied", "stray") == 0 &&
@@ -217,6 +221,7 @@ static void t_stray_lm_head_tied(void)
     model_free(m);
 }
 
+/* Each malformed copy is refused with a message naming the tensor or field. */
 static void t_rejections(void)
 {
     /* a missing tensor */

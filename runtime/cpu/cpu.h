@@ -10,8 +10,9 @@
  *
  * Batch invariance: each output element is computed by one kernel with one
  * fixed summation order (cpu_dot), whatever the batch, so a sequence's result
- * never depends on its neighbours in a forward call. A faster kernel (AVX-512,
- * a later task) must keep that property; it would replace cpu_dot/cpu_matmul. */
+ * never depends on its neighbours in a forward call, on how a prompt is split
+ * into chunks, or on the thread count. A faster kernel (AVX-512, a later task)
+ * must keep that property; it would replace cpu_dot and cpu_matmul_n. */
 #ifndef MS_CPU_H
 #define MS_CPU_H
 
@@ -89,9 +90,19 @@ static inline void elem_set(void *p, st_dtype t, int64_t i, float x)
 float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n);
 
 /* out[T, N] = round(x[T, K] . W[N, K]^T + bias[N]); bias may be absent
- * (data NULL). Parallel over blocks of W rows; x and out must not alias. */
+ * (NULL or data NULL). Parallel over blocks of W rows; x and out must not alias. */
 void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
                 int n_threads);
+
+/* Several matmuls of the same input (q/k/v, gate/up) in one parallel region. */
+#define MM_MAX_JOBS 4
+typedef struct mm_job {
+    float *out;        /* [T, W->rows] */
+    const wmat *W;     /* [N, K] */
+    const wmat *bias;  /* [N] or NULL */
+} mm_job;
+void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act,
+                  int n_threads);
 
 /* out[n] = round(w * round(x * rsqrt(mean(x^2) + eps))) for one row (HF
  * Qwen3RMSNorm: fp32 statistics, cast, then scale). out may equal x. */

@@ -11,6 +11,7 @@
 #include "cpu.h"
 #include "err.h"
 
+/* Reserves the whole KV memory with every size product checked. */
 ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_config *c,
                       st_dtype dtype, ms_error *err)
 {
@@ -40,6 +41,7 @@ ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_conf
     return MS_OK;
 }
 
+/* Frees the KV memory; NULL-safe. */
 void cpu_kv_free(cpu_kv *kv)
 {
     if (!kv) return;
@@ -57,6 +59,7 @@ static unsigned char *kv_at(const cpu_kv *kv, int layer, int kind, const int32_t
     return kv->mem + idx * row * kv->elem;
 }
 
+/* Writes one token's K and V (already in the KV dtype's values) at its position. */
 void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const float *k,
                   const float *v)
 {
@@ -68,6 +71,7 @@ void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const f
     }
 }
 
+/* Causal attention of one query head over its sequence's cached keys and values. */
 void cpu_attend(float *out, const float *q, const cpu_kv *kv, int layer, int kv_head,
                 const int32_t *blocks, int pos, float scale, float *scores, st_dtype act)
 {

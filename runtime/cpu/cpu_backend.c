@@ -54,6 +54,7 @@ static float *falloc(size_t a, size_t b)
     return malloc((n ? n : 1) * sizeof(float));
 }
 
+/* Frees the backend and everything it owns; NULL-safe. */
 static void cpu_free(backend *b)
 {
     if (!b) return;
@@ -68,6 +69,7 @@ static void cpu_free(backend *b)
     free(b);
 }
 
+/* Sizes and allocates every buffer once for the given limits. */
 static ms_status cpu_create(const model *m, const backend_params *p, backend **out, ms_error *err)
 {
     *out = NULL;
@@ -198,9 +200,8 @@ static void layer_forward(backend *b, int l, const fwd_seq *seqs, int T)
 
     /* a-b. h = RMSNorm(x); q = h Wq^T [T, nh*d]; k, v = h Wk^T, h Wv^T [T, nkv*d] */
     norm_rows(b, b->h, b->x, &w->attn_norm, T);
-    cpu_matmul(b->q, b->h, T, &w->wq, &w->bq, act, nt);
-    cpu_matmul(b->k, b->h, T, &w->wk, &w->bk, act, nt);
-    cpu_matmul(b->v, b->h, T, &w->wv, &w->bv, act, nt);
+    const mm_job qkv[3] = {{b->q, &w->wq, &w->bq}, {b->k, &w->wk, &w->bk}, {b->v, &w->wv, &w->bv}};
+    cpu_matmul_n(qkv, 3, b->h, T, act, nt);
 
     /* c-d. per-head QK-norm, then RoPE; cache k (post-RoPE) and v */
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -236,8 +237,8 @@ static void layer_forward(backend *b, int l, const fwd_seq *seqs, int T)
 
     /* g. x = x + down(silu(gate(h)) * up(h)), h = RMSNorm(x) */
     norm_rows(b, b->h, b->x, &w->ffn_norm, T);
-    cpu_matmul(b->gate, b->h, T, &w->w_gate, NULL, act, nt);
-    cpu_matmul(b->up, b->h, T, &w->w_up, NULL, act, nt);
+    const mm_job gate_up[2] = {{b->gate, &w->w_gate, NULL}, {b->up, &w->w_up, NULL}};
+    cpu_matmul_n(gate_up, 2, b->h, T, act, nt);
     cpu_swiglu(b->gate, b->up, (size_t)T * b->I, act);
     cpu_matmul(b->o, b->gate, T, &w->w_down, NULL, act, nt);
     cpu_add(b->x, b->o, (size_t)T * H, act);
@@ -273,6 +274,7 @@ static void compute_logits(backend *b, const fwd_seq *seqs, int n)
     flush_logits(b, pending);
 }
 
+/* One batched forward step over seqs (checked first, then computed). */
 static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");

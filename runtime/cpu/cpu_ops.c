@@ -1,7 +1,7 @@
 /* cpu_ops.c: the elementwise and matrix ops of the CPU reference backend:
  * f16 conversions, the one dot-product kernel, matmul over a weight matrix,
- * RMSNorm, SwiGLU, residual add, embedding lookup. Plain portable C (gcc
- * vectorises the 16-lane loops); OpenMP only in cpu_matmul. Rounding points
+ * RMSNorm, SwiGLU, residual add, embedding lookup. Plain portable C (GCC
+ * vector extensions, baseline SSE); OpenMP only in cpu_matmul_n. Rounding points
  * and the summation order are described in cpu.h. No allocation here. */
 #include <math.h>
 
@@ -10,6 +10,7 @@
 #define LANES 16    /* partial sums per dot product: fixes the summation order */
 #define MM_ROWS 16  /* weight rows per matmul work item (16 x K stays in L1/L2) */
 
+/* f16 bits -> float (exact, subnormals included). */
 float f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
@@ -26,6 +27,7 @@ float f16_to_f32(uint16_t h)
     return f;
 }
 
+/* float -> f16 bits, round to nearest even. */
 uint16_t f32_to_f16(float f)
 {
     uint32_t u;
@@ -123,6 +125,7 @@ static float dot_f32(const float *x, const unsigned char *w, int64_t n) { return
 static float dot_bf16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_BF16, n); }
 static float dot_f16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_F16, n); }
 
+/* Dispatches to the dot kernel of the weight dtype. */
 float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
 {
     const unsigned char *wb = (const unsigned char *)w;
@@ -131,30 +134,54 @@ float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
     return dot_f32(x, wb, n);
 }
 
-void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
-                int n_threads)
+/* Rows [n0, n1) of one matmul for all T tokens. */
+static void matmul_block(const mm_job *j, const float *x, int T, int64_t n0, int64_t n1,
+                         st_dtype act)
 {
+    const wmat *W = j->W;
     const int64_t N = W->rows, K = W->cols;
     const size_t row_bytes = (size_t)K * (W->dtype == ST_F32 ? 4 : 2);
     const unsigned char *wb = (const unsigned char *)W->data;
-    const int64_t n_items = (N + MM_ROWS - 1) / MM_ROWS;
-    /* Each work item owns MM_ROWS output columns for all T rows: the weight
-     * rows are read once per call and reused from cache across tokens. */
-#pragma omp parallel for schedule(static) num_threads(n_threads)
-    for (int64_t it = 0; it < n_items; it++) {
-        int64_t n0 = it * MM_ROWS, n1 = n0 + MM_ROWS < N ? n0 + MM_ROWS : N;
-        for (int t = 0; t < T; t++) {
-            const float *xt = x + (size_t)t * (size_t)K;
-            float *ot = out + (size_t)t * (size_t)N;
-            for (int64_t n = n0; n < n1; n++) {
-                float v = cpu_dot(xt, wb + (size_t)n * row_bytes, W->dtype, K);
-                if (bias && bias->data) v += elem_get(bias->data, bias->dtype, n);
-                ot[n] = round_act(v, act);
-            }
+    const int has_bias = j->bias && j->bias->data;
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (size_t)t * (size_t)K;
+        float *ot = j->out + (size_t)t * (size_t)N;
+        for (int64_t n = n0; n < n1; n++) {
+            float y = cpu_dot(xt, wb + (size_t)n * row_bytes, W->dtype, K);
+            if (has_bias) y += elem_get(j->bias->data, j->bias->dtype, n);
+            ot[n] = round_act(y, act);
         }
     }
 }
 
+/* Runs several matmuls of one input in one OpenMP region over weight-row blocks. */
+void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act,
+                  int n_threads)
+{
+    /* Work items: blocks of MM_ROWS weight rows, job after job. Each item owns
+     * those output columns for all T rows: the weight rows are read once per
+     * call and reused from cache across tokens. */
+    int64_t first[MM_MAX_JOBS + 1] = {0};
+    for (int j = 0; j < n_jobs; j++)
+        first[j + 1] = first[j] + (jobs[j].W->rows + MM_ROWS - 1) / MM_ROWS;
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+    for (int64_t it = 0; it < first[n_jobs]; it++) {
+        int j = 0;
+        while (it >= first[j + 1]) j++;
+        int64_t n0 = (it - first[j]) * MM_ROWS, N = jobs[j].W->rows;
+        matmul_block(&jobs[j], x, T, n0, n0 + MM_ROWS < N ? n0 + MM_ROWS : N, act);
+    }
+}
+
+/* A single matmul (cpu_matmul_n with one job). */
+void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
+                int n_threads)
+{
+    mm_job j = {out, W, bias};
+    cpu_matmul_n(&j, 1, x, T, act, n_threads);
+}
+
+/* RMSNorm of one row as HF computes it (fp32 statistics, cast, then scale). */
 void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps, st_dtype act)
 {
     float acc[LANES] = {0};
@@ -167,6 +194,7 @@ void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps
         out[i] = round_act(elem_get(w->data, w->dtype, i) * round_act(x[i] * r, act), act);
 }
 
+/* SwiGLU product in place, rounding where HF does. */
 void cpu_swiglu(float *g, const float *u, size_t n, st_dtype act)
 {
     for (size_t i = 0; i < n; i++) {
@@ -175,11 +203,13 @@ void cpu_swiglu(float *g, const float *u, size_t n, st_dtype act)
     }
 }
 
+/* Residual add, rounded to the activation dtype. */
 void cpu_add(float *x, const float *y, size_t n, st_dtype act)
 {
     for (size_t i = 0; i < n; i++) x[i] = round_act(x[i] + y[i], act);
 }
 
+/* Copies one embedding row out as float. */
 void cpu_embed(float *out, const wmat *E, int32_t id)
 {
     const size_t esz = E->dtype == ST_F32 ? 4 : 2;

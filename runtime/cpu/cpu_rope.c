@@ -16,6 +16,7 @@ static double yarn_correction_dim(double n_rot, int dim, double base, double ori
     return (dim * log(orig_max / (n_rot * 2.0 * M_PI))) / (2.0 * log(base));
 }
 
+/* Computes inv_freq (default or YaRN) and attention_scaling from the config. */
 ms_status cpu_rope_init(cpu_rope *r, const qwen3_config *c, ms_error *err)
 {
     const int d = c->head_dim, half = c->head_dim / 2;
@@ -70,6 +71,7 @@ ms_status cpu_rope_init(cpu_rope *r, const qwen3_config *c, ms_error *err)
     return MS_OK;
 }
 
+/* Frees the frequency table; NULL-safe. */
 void cpu_rope_free(cpu_rope *r)
 {
     if (!r) return;
@@ -77,6 +79,7 @@ void cpu_rope_free(cpu_rope *r)
     r->inv_freq = NULL;
 }
 
+/* cos and sin of one position's angles, scaled and cast as HF does. */
 void cpu_rope_cos_sin(const cpu_rope *r, int pos, float *cos_out, float *sin_out, st_dtype act)
 {
     for (int i = 0; i < r->head_dim / 2; i++) {
@@ -86,6 +89,7 @@ void cpu_rope_cos_sin(const cpu_rope *r, int pos, float *cos_out, float *sin_out
     }
 }
 
+/* rotate_half RoPE of one head in place. */
 void cpu_rope_apply(float *x, const float *cos_v, const float *sin_v, int d, st_dtype act)
 {
     const int h = d / 2;

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """gen_infer_fixtures.py: parity fixtures for the CPU forward pass (tests/test_forward.c).
 
-For each small synthetic Qwen3 model below, this script runs `build/tools/synth` to write the
-model (the real Qwen3 tokenizer, vocab 151936), loads it with transformers `Qwen3ForCausalLM` in
+For each of the five small synthetic Qwen3 models below (f32, bf16 and f16; tied and untied;
+GQA 2:1, 4:1 and none; nh*d != H; attention bias with YaRN; a 5.x-style config), this script
+runs `build/tools/synth` to write the model (the real Qwen3 tokenizer, vocab 151936), loads it with transformers `Qwen3ForCausalLM` in
 the model's own dtype with eager attention, and records for three prompts of different lengths
 (token ids from the real tokenizer):
   - per-position logits for a fixed subset of 256 vocabulary columns,
@@ -40,7 +41,7 @@ N_COLUMNS = 256
 # weight standard deviation given to synth. f32 models use 0.6: logits are peaked enough that
 # every greedy step's top1-top2 margin is far above f32 rounding (printed below; >= ~3e-3
 # against differences of ~1e-5). bf16 models use 0.05 so that |logits| < 4, where one bf16 ulp
-# (<= 0.0156) is below the 2e-2 tolerance. Their HF logits are themselves bf16, so exact ties
+# (<= 0.0156) is below the 2e-2 tolerance; the f16 model likewise (one f16 ulp <= 0.002 < 5e-3). Their HF logits are themselves bf16, so exact ties
 # between the top two do occur (margin 0, printed): there, greedy parity holds because the C
 # forward reproduces HF's bf16 rounding points and breaks ties by the lowest id as torch.argmax.
 MODELS = [
@@ -72,6 +73,13 @@ MODELS = [
                   "--head-dim", "64", "--intermediate", "192", "--tied", "1", "--dtype", "bf16",
                   "--config-style", "5", "--seed", "44", "--std", "0.05"],
         "tol": 2e-2,
+    },
+    {   # (e) f16, untied, plain multi-head attention (nkv = nh), nh*d = H
+        "name": "e_untied_mha_f16",
+        "synth": ["--hidden", "64", "--layers", "2", "--heads", "4", "--kv-heads", "4",
+                  "--head-dim", "16", "--intermediate", "128", "--tied", "0", "--dtype", "f16",
+                  "--rope-theta", "10000", "--seed", "55", "--std", "0.05"],
+        "tol": 5e-3,
     },
 ]
 
