@@ -29,6 +29,7 @@
 #include "cpu/cpu.h"
 #include "cpu/kern.h"
 #include "cpu/kern_attn.h"
+#include "backend.h"
 #include "cpu/kern_fwd.h"
 #include "cpu/kern_ops.h"
 #include "kv.h"
@@ -512,7 +513,7 @@ static void test_forward_fast(void)
     }
     /* 1. each prompt alone, reference vs fast */
     fwd_run R = {0}, F = {0};
-    int ok = fwd_open(&R, &cpu_backend_ops, m, 2, NP) == 0 && fwd_open(&F, &kfwd_backend_ops, m, 2, NP) == 0;
+    int ok = fwd_open(&R, &cpu_ref_backend_ops, m, 2, NP) == 0 && fwd_open(&F, &cpu_backend_ops, m, 2, NP) == 0;
     CHECK(ok, "backends");
     double worst = 0;
     int bad_arg = 0, n_pos = 0;
@@ -541,7 +542,7 @@ static void test_forward_fast(void)
         if (kern_isa_best() <= (ii ? KERN_SCALAR : KERN_AVX2)) continue;
         setenv("MEDSERVE_ISA", isa_env[ii], 1);
         fwd_run A = {0};
-        int ok2 = fwd_open(&A, &kfwd_backend_ops, m, 2, 1) == 0 && fwd_prefill(&A, 0, ids[1], lens[1], FWD_CTX, tmpl, V) == 0;
+        int ok2 = fwd_open(&A, &cpu_backend_ops, m, 2, 1) == 0 && fwd_prefill(&A, 0, ids[1], lens[1], FWD_CTX, tmpl, V) == 0;
         unsetenv("MEDSERVE_ISA");
         CHECK(ok2 && memcmp(tmpl, fast[1], sizeof(float) * (size_t)lens[1] * V) == 0, "%s forward differs from %s",
               isa_env[ii], kern_isa_name(kern_isa_best()));
@@ -552,7 +553,7 @@ static void test_forward_fast(void)
     if (ok) {
         fwd_close(&F);
         memset(&F, 0, sizeof F);
-        ok = fwd_open(&F, &kfwd_backend_ops, m, 2, NP) == 0 && fwd_prefill(&F, 0, ids[0], 5, 5, tmpl, V) == 0 &&
+        ok = fwd_open(&F, &cpu_backend_ops, m, 2, NP) == 0 && fwd_prefill(&F, 0, ids[0], 5, 5, tmpl, V) == 0 &&
              fwd_prefill(&F, 0, ids[0], lens[0], 64, tmpl, V) == 0;
         CHECK(ok && memcmp(tmpl, fast[0], sizeof(float) * (size_t)lens[0] * V) == 0, "chunked prefill differs");
         /* the other prompts alone into F's slots 1, 2: F is the "each alone" state for step 3 */
@@ -563,7 +564,7 @@ static void test_forward_fast(void)
     float *step_alone = malloc(sizeof(float) * (size_t)NP * V * 3), *step_batch = malloc(sizeof(float) * (size_t)NP * V);
     for (int ti = 0; ok && ti < 3; ti++) {
         fwd_run B = {0};
-        ok = fwd_open(&B, &kfwd_backend_ops, m, threads[ti], NP) == 0;
+        ok = fwd_open(&B, &cpu_backend_ops, m, threads[ti], NP) == 0;
         /* batched prefill: all prompts in one call, all positions' logits */
         fwd_seq qs[3];
         float *outs[3];

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cpu/cpu.h"
+#include "backend.h"
 #include "cpu/kern_fwd.h"
 #include "cpu/q8.h"
 #include "json.h"
@@ -207,7 +208,7 @@ static void test_accuracy(void)
         const int V = m->cfg.vocab_size;
         backend_params bp = {.n_threads = 2, .max_seqs = 1, .max_tokens = 256, .n_blocks = 16, .block_size = 16,
                              .weights_q8 = 1};
-        if (kfwd_backend_ops.create(m, &bp, &b, &e) != MS_OK || kv_pool_create(16, 16, 1, 16, &kv, &e) != MS_OK) {
+        if (cpu_backend_ops.create(m, &bp, &b, &e) != MS_OK || kv_pool_create(16, 16, 1, 16, &kv, &e) != MS_OK) {
             CHECK(0, "%s: q8 backend: %s", FIXTURES[f], e.message);
             goto next;
         }
@@ -223,7 +224,7 @@ static void test_accuracy(void)
             kv_release(kv, 0);
             fwd_seq s = {tok, n, 0, NULL, 2, lg};
             if (kv_reserve(kv, 0, n, &e) != MS_OK || !(s.blocks = kv_blocks(kv, 0)) ||
-                kfwd_backend_ops.forward(b, &s, 1, &e) != MS_OK) {
+                cpu_backend_ops.forward(b, &s, 1, &e) != MS_OK) {
                 CHECK(0, "%s: forward: %s", FIXTURES[f], e.message);
                 free(tok);
                 free(lg);
@@ -249,7 +250,7 @@ static void test_accuracy(void)
             free(lg);
         }
     next:
-        if (b) kfwd_backend_ops.free(b);
+        if (b) cpu_backend_ops.free(b);
         kv_pool_free(kv);
         model_free(m);
         cJSON_Delete(fx);

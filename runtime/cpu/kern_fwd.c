@@ -44,7 +44,7 @@ typedef struct kf_layer {
     float *q_norm, *k_norm;      /* [d] */
 } kf_layer;
 
-struct backend {
+struct kfwd {
     const model *m;
     kern_isa isa;
     int q8;                   /* int8 weights (q8.h) instead of bf16 panels */
@@ -148,7 +148,7 @@ static ms_status pack(kf_mat *p, int q8, const wmat *const *srcs, int n, int nt,
     return MS_OK;
 }
 
-static void kf_free(backend *b)
+void kfwd_free(kfwd *b)
 {
     if (!b) return;
     if (b->layers)
@@ -195,7 +195,7 @@ static void *alloc3(size_t a, size_t b, size_t c, size_t es)
 }
 
 /* Packs one layer's matrices and converts its vectors. */
-static ms_status pack_layer(backend *b, int l, ms_error *err)
+static ms_status pack_layer(kfwd *b, int l, ms_error *err)
 {
     const layer_weights *w = &b->m->layers[l];
     kf_layer *k = &b->layers[l];
@@ -226,7 +226,7 @@ static ms_status pack_layer(backend *b, int l, ms_error *err)
     return MS_OK;
 }
 
-static ms_status kf_create(const model *m, const backend_params *p, backend **out, ms_error *err)
+ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_error *err)
 {
     *out = NULL;
     const char *why = NULL;
@@ -241,7 +241,7 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
         return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: %d blocks x %d tokens overflow int positions",
                          p->n_blocks, p->block_size);
     const qwen3_config *c = &m->cfg;
-    backend *b = calloc(1, sizeof *b);
+    kfwd *b = calloc(1, sizeof *b);
     if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
     b->m = m;
     b->isa = kern_isa_best();
@@ -357,14 +357,14 @@ static ms_status kf_create(const model *m, const backend_params *p, backend **ou
     *out = b;
     return MS_OK;
 fail:
-    kf_free(b);
+    kfwd_free(b);
     return st;
 }
 
 /* ---- forward ---- */
 
 /* Checks one call's arguments before anything is touched; returns the row count in *T. */
-static ms_status check_call(const backend *b, const fwd_seq *seqs, int n, int *T, ms_error *err)
+static ms_status check_call(const kfwd *b, const fwd_seq *seqs, int n, int *T, ms_error *err)
 {
     if (!seqs || n <= 0 || n > b->max_seqs)
         return ms_seterr(err, MS_ERR_INVALID, "forward: %d sequences, expected 1..%d", n, b->max_seqs);
@@ -405,7 +405,7 @@ static inline void share(int64_t n, int id, int nt, int64_t *p0, int64_t *p1)
 
 /* y = x W^T over this thread's panels (x: bf16 rows with leading dim ldx, or
  * their int8 form qa in q8 mode), then a barrier. */
-static void gemm(const backend *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
+static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
                  int ldy, const float *bias, int id, int nt)
 {
     int64_t p0, p1;
@@ -416,13 +416,13 @@ static void gemm(const backend *b, const kf_mat *w, const uint16_t *x, int ldx, 
 }
 
 /* q8 mode: row r of xb (width k) into its int8 form. */
-static inline void quant(const backend *b, q8act *qa, int r, int k)
+static inline void quant(const kfwd *b, q8act *qa, int r, int k)
 {
     if (b->q8) q8_quant_row_bf16(b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
 /* Where (layer, kind 0 K / 1 V, kv head) of one sequence lives. */
-static kattn_src kv_src(const backend *b, int l, int kh, const int32_t *blocks)
+static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
 {
     const size_t head = (size_t)b->bs * (size_t)b->d * 2; /* bytes of one (kind, head) block slab */
     const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * head;
@@ -431,7 +431,7 @@ static kattn_src kv_src(const backend *b, int l, int kh, const int32_t *blocks)
 }
 
 /* Stores one head vector (bf16-representable floats) at pos of (layer, kind, kv head). */
-static void kv_put(backend *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
+static void kv_put(kfwd *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
 {
     kattn_src s = kv_src(b, l, kh, blocks);
     unsigned char *dst = (unsigned char *)(kind ? s.v : s.k) + (size_t)blocks[pos / b->bs] * b->blk_stride +
@@ -440,7 +440,7 @@ static void kv_put(backend *b, int l, int kind, int kh, const int32_t *blocks, i
 }
 
 /* Attention of row r, kv head kh (its G query heads), every step in this thread, into xb (bf16). */
-static void attend_row(backend *b, int l, int r, int kh, const fwd_seq *seqs, int id)
+static void attend_row(kfwd *b, int l, int r, int kh, const fwd_seq *seqs, int id)
 {
     const int G = b->G, d = b->d, pos = b->row_pos[r], nc = kattn_n_chunks(pos);
     const size_t lds = (size_t)b->max_pos, gd = (size_t)G * (size_t)d;
@@ -459,7 +459,7 @@ static void attend_row(backend *b, int l, int r, int kh, const fwd_seq *seqs, in
 
 /* e. attention for all rows into xb: (kv head, row) items, or, when those are
  * too few for the threads, each step split over (row, kv head, chunk). */
-static void attention(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
+static void attention(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 {
     const int nkv = b->nkv, G = b->G, d = b->d, nh = b->nh, mc = b->max_chunks;
     if ((int64_t)T * nkv >= 2 * nt || T > b->split_rows) {
@@ -498,7 +498,7 @@ static void attention(backend *b, int l, const fwd_seq *seqs, int T, int id, int
 }
 
 /* One decoder layer (reference.md §1.3 a-g); x += o of the previous layer is fused into step a. */
-static void layer(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
+static void layer(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 {
     const kf_layer *w = &b->layers[l];
     const int H = b->H, d = b->d;
@@ -555,7 +555,7 @@ static void layer(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
     gemm(b, &w->down, b->xb, b->ldxb, &b->qa_i, T, b->o, H, NULL, id, nt);
 }
 
-static ms_status kf_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
+ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
     int T = 0;
@@ -604,4 +604,7 @@ static ms_status kf_forward(backend *b, const fwd_seq *seqs, int n, ms_error *er
     return MS_OK;
 }
 
-const backend_ops kfwd_backend_ops = {"cpu-fast", kf_create, kf_forward, kf_free};
+const char *kfwd_name(const kfwd *b)
+{
+    return b->q8 ? "cpu-fast-q8" : "cpu-fast-bf16";
+}

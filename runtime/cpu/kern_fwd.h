@@ -6,8 +6,9 @@
  * element is computed by the same instruction sequence whatever the batch,
  * so a sequence's logits never depend on its neighbours or on chunking.
  *
- * kfwd_supported says whether a model can take this path; other models stay
- * on the reference backend. */
+ * cpu_backend.c runs a model here when kfwd_supported says it can (and the
+ * environment does not set MEDSERVE_CPU_REFERENCE); other models stay on the
+ * reference code. */
 #ifndef MS_KERN_FWD_H
 #define MS_KERN_FWD_H
 
@@ -19,6 +20,13 @@
  * and, if why != NULL, the reason. */
 int kfwd_supported(const model *m, int q8, const char **why);
 
-extern const backend_ops kfwd_backend_ops;
+typedef struct kfwd kfwd;
+
+/* The backend.h operations of the fast path (cpu_backend.c dispatches to them). */
+ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_error *err);
+ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err);
+void kfwd_free(kfwd *b); /* NULL-safe */
+/* "cpu-fast-bf16" or "cpu-fast-q8". */
+const char *kfwd_name(const kfwd *b);
 
 #endif
