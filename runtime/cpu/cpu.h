@@ -82,6 +82,15 @@ static inline void elem_set(void *p, st_dtype t, int64_t i, float x)
     }
 }
 
+/* ---- the backend (cpu_backend.c) ---- */
+
+/* The reference path only, even for models the fast path could run (tests). */
+struct backend_ops;
+extern const struct backend_ops cpu_ref_backend_ops;
+struct backend;
+/* Which path a CPU backend runs: "cpu-fast-bf16", "cpu-fast-q8" or "cpu-reference". */
+const char *cpu_backend_path(const struct backend *b);
+
 /* ---- ops (cpu_ops.c) ---- */
 
 /* sum_k x[k] * w[k] over n elements, w of dtype wt. The one summation order

@@ -10,6 +10,12 @@
  * summation order, so a sequence's logits are bitwise independent of the
  * other sequences in the call and of how its prompt is split into chunks.
  *
+ * Models the fast path can run (kern_fwd.h: bf16 weights and activations,
+ * or any weights with int8 quantisation, MS_WEIGHTS_Q8) go there instead:
+ * create, forward and free then only delegate. MEDSERVE_CPU_REFERENCE=1 in the
+ * environment, or cpu_ref_backend_ops, keeps this reference code for bf16
+ * models too (tests compare the two).
+ *
  * It does not schedule, allocate KV blocks (kv.c and the engine do) or
  * sample. The weights stay in the safetensors mmap (zero-copy). */
 #include <limits.h>
@@ -20,8 +26,10 @@
 #include "backend.h"
 #include "cpu.h"
 #include "err.h"
+#include "kern_fwd.h"
 
 struct backend {
+    kfwd *fast;   /* the fast path, when this backend delegates to it; else NULL */
     const model *m;
     int n_threads, max_seqs, max_tokens, max_pos; /* max_pos = n_blocks * block_size */
     int H, nh, nkv, d, I, V, qdim, kvdim;         /* qdim = nh*d, kvdim = nkv*d */
@@ -58,6 +66,7 @@ static float *falloc(size_t a, size_t b)
 static void cpu_free(backend *b)
 {
     if (!b) return;
+    kfwd_free(b->fast);
     cpu_rope_free(&b->rope);
     cpu_kv_free(&b->kv);
     float *bufs[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->o, b->gate, b->up,
@@ -69,8 +78,8 @@ static void cpu_free(backend *b)
     free(b);
 }
 
-/* Sizes and allocates every buffer once for the given limits. */
-static ms_status cpu_create(const model *m, const backend_params *p, backend **out, ms_error *err)
+/* Sizes and allocates every buffer of the reference path once for the given limits. */
+static ms_status ref_create(const model *m, const backend_params *p, backend **out, ms_error *err)
 {
     *out = NULL;
     if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu backend: NULL model or params");
@@ -274,10 +283,40 @@ static void compute_logits(backend *b, const fwd_seq *seqs, int n)
     flush_logits(b, pending);
 }
 
+/* The fast path when the model fits it (and the environment does not ask for
+ * the reference), else the reference path. */
+static ms_status cpu_create(const model *m, const backend_params *p, backend **out, ms_error *err)
+{
+    *out = NULL;
+    if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu backend: NULL model or params");
+    const char *why = NULL, *env = getenv("MEDSERVE_CPU_REFERENCE");
+    const int want_ref = env && *env && strcmp(env, "0") != 0;
+    if (!kfwd_supported(m, p->weights_q8, &why) || (want_ref && !p->weights_q8)) {
+        if (p->weights_q8)
+            return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu backend: int8 weights: %s", why ? why : "not supported");
+        return ref_create(m, p, out, err);
+    }
+    backend *b = calloc(1, sizeof *b);
+    if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu backend: out of memory");
+    ms_status st = kfwd_create(m, p, &b->fast, err);
+    if (st != MS_OK) {
+        free(b);
+        return st;
+    }
+    *out = b;
+    return MS_OK;
+}
+
+const char *cpu_backend_path(const backend *b)
+{
+    return !b ? "none" : b->fast ? kfwd_name(b->fast) : "cpu-reference";
+}
+
 /* One batched forward step over seqs (checked first, then computed). */
 static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
+    if (b->fast) return kfwd_forward(b->fast, seqs, n, err);
     int T = 0;
     ms_status st = check_call(b, seqs, n, &T, err);
     if (st != MS_OK) return st;
@@ -300,3 +339,4 @@ static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *e
 }
 
 const backend_ops cpu_backend_ops = {"cpu", cpu_create, cpu_forward, cpu_free};
+const backend_ops cpu_ref_backend_ops = {"cpu-reference", ref_create, cpu_forward, cpu_free};
