@@ -6,7 +6,7 @@
  * chat_split_all's (the documented definition) and that parsed tool calls
  * have a non-empty name and JSON-object arguments. chat_split_result holds
  * NUL-terminated strings without lengths, so texts with a NUL byte are not
- * compared (only run). */
+ * compared (only run). FUZZ_DEBUG=1 prints both results before comparing. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -42,6 +42,11 @@ def st_header():
         ("h", "F8_E4M3", [3], 3), ("i", "F4", [4], 2), ("j", "F64", [1], 8)], {"format": "pt", "k": "v"}))
     out("st_header", "empty_header.safetensors", safetensors([]))
     out("st_header", "eight_dims.safetensors", safetensors([("x", "F32", [1] * 8, 4)]))
+    # Header mode (input starts with '{'): the harness adds the length prefix and the data.
+    for name in sorted(os.listdir(os.path.join(ROOT, "st_header"))):
+        b = open(os.path.join(ROOT, "st_header", name), "rb").read()
+        n = struct.unpack("<Q", b[:8])[0]
+        out("st_header", "hdr_" + name.replace(".safetensors", ".json"), b[8:8 + n].rstrip(b" "))
 
 
 SHARD1, SHARD2 = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
