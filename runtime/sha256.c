@@ -69,6 +69,7 @@ static void sha256_block(uint32_t h[8], const uint8_t *p)
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <cpuid.h>
 
 /* n blocks with the SHA extensions. The state is kept as the two halves the
  * sha256rnds2 instruction works on (ABEF and CDGH); each group of four
@@ -122,6 +123,18 @@ typedef void (*blocks_fn)(uint32_t h[8], const uint8_t *p, size_t n);
 static blocks_fn g_blocks; /* chosen on first use */
 static int g_force_generic;
 
+#if defined(__x86_64__)
+/* SHA extensions + SSSE3 + SSE4.1, read from CPUID (clang's __builtin_cpu_supports lacks "sha"). */
+static int cpu_has_shani(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int ssse3 = (c >> 9) & 1, sse41 = (c >> 19) & 1;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return ssse3 && sse41 && ((b >> 29) & 1);
+}
+#endif
+
 /* The compression function to use. */
 static blocks_fn pick(void)
 {
@@ -129,10 +142,7 @@ static blocks_fn pick(void)
     if (f) return f;
     f = blocks_generic;
 #if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (!g_force_generic && __builtin_cpu_supports("sha") && __builtin_cpu_supports("sse4.1") &&
-        __builtin_cpu_supports("ssse3"))
-        f = blocks_shani;
+    if (!g_force_generic && cpu_has_shani()) f = blocks_shani;
 #endif
     __atomic_store_n(&g_blocks, f, __ATOMIC_RELEASE);
     return f;
