@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "strbuf.h"
 
 ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_size, st_shard_plan *p,
                              ms_error *err)
@@ -90,38 +91,11 @@ void st_shard_filename(const st_shard_plan *p, size_t k, char out[ST_SHARD_NAME_
 
 /* ---- index JSON (Python json.dumps, ensure_ascii, indent 2) ----------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
 /* Appends s (UTF-8) as Python's json.dumps writes it with ensure_ascii. */
-static void sb_pystr(sbuf *b, const char *s)
+static void sb_pystr(strbuf *b, const char *s)
 {
     char e[16];
-    sb_put(b, "\"", 1);
+    sb_append(b, "\"", 1);
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned c = *p;
@@ -133,26 +107,26 @@ static void sb_pystr(sbuf *b, const char *s)
             for (size_t i = 1; i < k && p[i]; i++) c = (c << 6) | (p[i] & 0x3F);
         }
         p += k;
-        if (c == '"') sb_put(b, "\\\"", 2);
-        else if (c == '\\') sb_put(b, "\\\\", 2);
-        else if (c == '\n') sb_put(b, "\\n", 2);
-        else if (c == '\r') sb_put(b, "\\r", 2);
-        else if (c == '\t') sb_put(b, "\\t", 2);
-        else if (c == '\b') sb_put(b, "\\b", 2);
-        else if (c == '\f') sb_put(b, "\\f", 2);
+        if (c == '"') sb_append(b, "\\\"", 2);
+        else if (c == '\\') sb_append(b, "\\\\", 2);
+        else if (c == '\n') sb_append(b, "\\n", 2);
+        else if (c == '\r') sb_append(b, "\\r", 2);
+        else if (c == '\t') sb_append(b, "\\t", 2);
+        else if (c == '\b') sb_append(b, "\\b", 2);
+        else if (c == '\f') sb_append(b, "\\f", 2);
         else if (c >= 0x20 && c < 0x7f) {
             char ch = (char)c;
-            sb_put(b, &ch, 1);
+            sb_append(b, &ch, 1);
         } else if (c < 0x10000) {
             snprintf(e, sizeof e, "\\u%04x", c);
-            sb_put(b, e, 6);
+            sb_append(b, e, 6);
         } else {
             c -= 0x10000;
             snprintf(e, sizeof e, "\\u%04x\\u%04x", 0xD800 + (c >> 10), 0xDC00 + (c & 0x3FF));
-            sb_put(b, e, 12);
+            sb_append(b, e, 12);
         }
     }
-    sb_put(b, "\"", 1);
+    sb_append(b, "\"", 1);
 }
 
 static int cmp_idx_name(const void *a, const void *b, void *ctx)
@@ -169,31 +143,31 @@ ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char 
     if (!idx) return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
     for (size_t i = 0; i < p->n; i++) idx[i] = i;
     qsort_r(idx, p->n, sizeof *idx, cmp_idx_name, (void *)t);
-    sbuf b = {0};
+    strbuf b = {0};
     char num[64], fn[ST_SHARD_NAME_MAX];
-    sb_str(&b, "{\n  \"metadata\": {\n    \"total_parameters\": ");
+    sb_puts(&b, "{\n  \"metadata\": {\n    \"total_parameters\": ");
     snprintf(num, sizeof num, "%llu", (unsigned long long)p->total_params);
-    sb_str(&b, num);
-    sb_str(&b, ",\n    \"total_size\": ");
+    sb_puts(&b, num);
+    sb_puts(&b, ",\n    \"total_size\": ");
     snprintf(num, sizeof num, "%llu", (unsigned long long)p->total_size);
-    sb_str(&b, num);
-    sb_str(&b, "\n  },\n  \"weight_map\": {");
+    sb_puts(&b, num);
+    sb_puts(&b, "\n  },\n  \"weight_map\": {");
     for (size_t k = 0; k < p->n; k++) {
         size_t i = idx[k];
-        sb_str(&b, k ? ",\n    " : "\n    ");
+        sb_puts(&b, k ? ",\n    " : "\n    ");
         sb_pystr(&b, t[i].name);
-        sb_str(&b, ": ");
+        sb_puts(&b, ": ");
         st_shard_filename(p, p->shard_of[i], fn);
         sb_pystr(&b, fn);
     }
-    sb_str(&b, p->n ? "\n  }\n}\n" : "}\n}\n");
+    sb_puts(&b, p->n ? "\n  }\n}\n" : "}\n}\n");
     free(idx);
     if (b.oom) {
         free(b.p);
         return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
     }
     *out = b.p;
-    if (len) *len = b.len;
+    if (len) *len = b.n;
     return MS_OK;
 }
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "strbuf.h"
 #include "st.h"
 
 #define WBUF_CAP (1u << 20)
@@ -83,66 +84,38 @@ static int cmp_plan(const void *a, const void *b, void *ctx)
     return strcmp(x->name, y->name);
 }
 
-/* ---- a tiny growable string ----------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_u64(sbuf *b, uint64_t v)
+static void sb_u64(strbuf *b, uint64_t v)
 {
     char tmp[24];
     int k = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
-    sb_put(b, tmp, (size_t)k);
+    sb_append(b, tmp, (size_t)k);
 }
 
 /* Appends s as a JSON string the way serde_json writes it. */
-static void sb_json_string(sbuf *b, const char *s)
+static void sb_json_string(strbuf *b, const char *s)
 {
-    sb_put(b, "\"", 1);
+    sb_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         char esc[8];
         switch (*p) {
-        case '"': sb_put(b, "\\\"", 2); break;
-        case '\\': sb_put(b, "\\\\", 2); break;
-        case '\b': sb_put(b, "\\b", 2); break;
-        case '\f': sb_put(b, "\\f", 2); break;
-        case '\n': sb_put(b, "\\n", 2); break;
-        case '\r': sb_put(b, "\\r", 2); break;
-        case '\t': sb_put(b, "\\t", 2); break;
+        case '"': sb_append(b, "\\\"", 2); break;
+        case '\\': sb_append(b, "\\\\", 2); break;
+        case '\b': sb_append(b, "\\b", 2); break;
+        case '\f': sb_append(b, "\\f", 2); break;
+        case '\n': sb_append(b, "\\n", 2); break;
+        case '\r': sb_append(b, "\\r", 2); break;
+        case '\t': sb_append(b, "\\t", 2); break;
         default:
             if (*p < 0x20) {
                 snprintf(esc, sizeof esc, "\\u%04x", *p);
-                sb_put(b, esc, 6);
+                sb_append(b, esc, 6);
             } else {
-                sb_put(b, (const char *)p, 1);
+                sb_append(b, (const char *)p, 1);
             }
         }
     }
-    sb_put(b, "\"", 1);
+    sb_append(b, "\"", 1);
 }
 
 /* 1 if s is valid UTF-8 (no overlongs, surrogates or values above U+10FFFF). */
@@ -259,45 +232,45 @@ ms_status st_fsync_dir(const char *dir, ms_error *err)
 
 /* Builds the padded header (length prefix included) for the planned order. */
 static ms_status build_header(st_writer *w, const st_wtensor *t, const char *const *meta_kv, size_t n_meta,
-                              sbuf *hb, ms_error *err)
+                              strbuf *hb, ms_error *err)
 {
-    sb_put(hb, "\0\0\0\0\0\0\0\0", 8);
-    sb_str(hb, "{\"__metadata__\":{\"format\":\"pt\"");
+    sb_append(hb, "\0\0\0\0\0\0\0\0", 8);
+    sb_puts(hb, "{\"__metadata__\":{\"format\":\"pt\"");
     for (size_t i = 0; i < n_meta; i++) {
-        sb_put(hb, ",", 1);
+        sb_append(hb, ",", 1);
         sb_json_string(hb, meta_kv[2 * i]);
-        sb_put(hb, ":", 1);
+        sb_append(hb, ":", 1);
         sb_json_string(hb, meta_kv[2 * i + 1]);
     }
-    sb_put(hb, "}", 1);
+    sb_append(hb, "}", 1);
     uint64_t off = 0;
     for (size_t k = 0; k < w->n; k++) {
         const st_wtensor *x = &t[w->order[k]];
-        sb_put(hb, ",", 1);
+        sb_append(hb, ",", 1);
         sb_json_string(hb, x->name);
-        sb_str(hb, ":{\"dtype\":\"");
-        sb_str(hb, st_dtype_name(x->dtype));
-        sb_str(hb, "\",\"shape\":[");
+        sb_puts(hb, ":{\"dtype\":\"");
+        sb_puts(hb, st_dtype_name(x->dtype));
+        sb_puts(hb, "\",\"shape\":[");
         for (int d = 0; d < x->ndim; d++) {
-            if (d) sb_put(hb, ",", 1);
+            if (d) sb_append(hb, ",", 1);
             sb_u64(hb, (uint64_t)x->shape[d]);
         }
-        sb_str(hb, "],\"data_offsets\":[");
+        sb_puts(hb, "],\"data_offsets\":[");
         sb_u64(hb, off);
-        sb_put(hb, ",", 1);
+        sb_append(hb, ",", 1);
         off += w->nbytes[w->order[k]];
         sb_u64(hb, off);
-        sb_str(hb, "]}");
+        sb_puts(hb, "]}");
     }
-    sb_put(hb, "}", 1);
-    while ((hb->len - 8) % 8) sb_put(hb, " ", 1);
+    sb_append(hb, "}", 1);
+    while ((hb->n - 8) % 8) sb_append(hb, " ", 1);
     if (hb->oom) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory building the header", w->path);
-    uint64_t hlen = hb->len - 8;
+    uint64_t hlen = hb->n - 8;
     if (hlen > ST_MAX_HEADER)
         return ms_seterr(err, MS_ERR_INVALID, "%s: header would be %llu bytes, over the %llu-byte limit", w->path,
                          (unsigned long long)hlen, ST_MAX_HEADER);
     for (int i = 0; i < 8; i++) hb->p[i] = (char)((hlen >> (8 * i)) & 0xff);
-    if (__builtin_add_overflow((uint64_t)hb->len, off, &w->total))
+    if (__builtin_add_overflow((uint64_t)hb->n, off, &w->total))
         return ms_seterr(err, MS_ERR_INVALID, "%s: file size overflows", w->path);
     return MS_OK;
 }
@@ -365,7 +338,7 @@ ms_status st_writer_open(const char *path, const st_wtensor *tensors, size_t n, 
     if (!w) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
     w->fd = -1;
     w->n = n;
-    sbuf hb = {0};
+    strbuf hb = {0};
     char *dir = NULL, **sorted = NULL;
     ms_status s;
     w->path = strdup(path);
@@ -414,7 +387,7 @@ ms_status st_writer_open(const char *path, const st_wtensor *tensors, size_t n, 
         s = ms_seterr(err, MS_ERR_IO, "%s: fchmod failed: %s", w->tmp, strerror(errno));
         goto fail;
     }
-    s = out_bytes(w, hb.p, hb.len, err);
+    s = out_bytes(w, hb.p, hb.n, err);
     if (s) goto fail;
     advance(w);
     free(hb.p);

@@ -1,4 +1,4 @@
-/* strbuf.h: a growable byte buffer for building replies and SSE output.
+/* strbuf.h: a growable byte buffer (JSON headers and indexes, HTTP replies, SSE).
  * An allocation failure sets oom and turns further appends into no-ops, so
  * callers check once at the end. */
 #ifndef MS_STRBUF_H
