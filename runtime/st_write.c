@@ -84,7 +84,6 @@ static int cmp_plan(const void *a, const void *b, void *ctx)
     return strcmp(x->name, y->name);
 }
 
-
 static void sb_u64(strbuf *b, uint64_t v)
 {
     char tmp[24];
