@@ -126,25 +126,40 @@ static void drop_pages(const void *p, size_t bytes)
 }
 
 /* Packs srcs[0..n) stacked along rows into p (bf16 panels, or int8 when q8),
- * in parallel, then drops the sources' pages from this process. */
+ * in parallel, in slices of about PACK_SLICE source bytes whose mmap'd pages
+ * are dropped from this process as soon as they are packed (so the peak
+ * resident size never holds a whole source matrix and its copy). */
+#define PACK_SLICE ((int64_t)32 << 20)
 static ms_status pack(kf_mat *p, int q8, const wmat *const *srcs, int n, int nt, ms_error *err)
 {
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += srcs[i]->rows;
     ms_status st = q8 ? q8pack_alloc(&p->q8, rows, srcs[0]->cols, err) : kpack_alloc(&p->bf, rows, srcs[0]->cols, err);
     if (st != MS_OK) return st;
-    const int64_t np = q8 ? p->q8.n_panels : p->bf.n_panels;
+    int64_t row0 = 0;
+    for (int i = 0; i < n; i++) {
+        const wmat *w = srcs[i];
+        const size_t row_bytes = (size_t)w->cols * (w->dtype == ST_F32 ? 4 : 2);
+        /* panels holding this source's rows, cut into slices of whole panels */
+        const int64_t pa = row0 / KERN_PW, pb = (row0 + w->rows + KERN_PW - 1) / KERN_PW;
+        int64_t per = PACK_SLICE / (int64_t)(row_bytes * KERN_PW);
+        if (per < 1) per = 1;
+        for (int64_t s0 = pa; s0 < pb; s0 += per) {
+            const int64_t s1 = s0 + per < pb ? s0 + per : pb;
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int64_t p0 = np * t / nt, p1 = np * (t + 1) / nt, row0 = 0;
-        for (int i = 0; i < n; i++) {
-            if (q8) q8pack_fill(&p->q8, row0, srcs[i]->data, srcs[i]->dtype, srcs[i]->rows, p0, p1);
-            else kpack_fill(&p->bf, row0, srcs[i]->data, srcs[i]->rows, p0, p1);
-            row0 += srcs[i]->rows;
+            for (int t = 0; t < nt; t++) {
+                const int64_t p0 = s0 + (s1 - s0) * t / nt, p1 = s0 + (s1 - s0) * (t + 1) / nt;
+                if (q8) q8pack_fill(&p->q8, row0, w->data, w->dtype, w->rows, p0, p1);
+                else kpack_fill(&p->bf, row0, w->data, w->rows, p0, p1);
+            }
+            /* source rows [s0*PW - row0, s1*PW - row0) clipped to the matrix */
+            int64_t r0 = s0 * KERN_PW - row0, r1 = s1 * KERN_PW - row0;
+            r0 = r0 < 0 ? 0 : r0;
+            r1 = r1 > w->rows ? w->rows : r1;
+            if (r1 > r0) drop_pages((const unsigned char *)w->data + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);
         }
+        row0 += w->rows;
     }
-    for (int i = 0; i < n; i++)
-        drop_pages(srcs[i]->data, (size_t)(srcs[i]->rows * srcs[i]->cols) * (srcs[i]->dtype == ST_F32 ? 4 : 2));
     return MS_OK;
 }
 
