@@ -55,10 +55,14 @@ struct kfwd {
     kf_mat lm;
     float *final_norm;
     cpu_rope rope;
-    /* KV cache: [n_blocks][L][2 (K, V)][nkv][block_size][d] bf16 */
+    /* KV cache, bf16, in superblocks of sb consecutive block ids (sb * block_size
+     * = KATTN_CHUNK positions): [n_blocks / sb][L][2 (K, V)][nkv][sb][block_size][d],
+     * so one (layer, K or V, head) of a sequence with consecutive blocks is one
+     * contiguous run per superblock (streamed at memory speed), and a superblock's
+     * pages are touched only when its positions are used. */
     uint16_t *kv;
-    size_t kv_bytes, blk_stride;
-    int n_blocks, bs;
+    size_t kv_bytes, blk_bytes, sb_bytes;
+    int n_blocks, bs, sb;
     /* activations for max_tokens rows */
     float *x;                 /* [T, H] residual stream */
     float *y;                 /* [T, ydim] qkv or gate|up output */
@@ -192,7 +196,7 @@ void kfwd_free(kfwd *b)
     free(b->qa_lm.sx);
     free(b->qa_lm.corr);
     cpu_rope_free(&b->rope);
-    if (b->kv) munmap(b->kv, b->kv_bytes);
+    kern_free_huge(b->kv, b->kv_bytes);
     void *bufs[] = {b->x,  b->y,   b->o,   b->xb,    b->qb,     b->rcos,   b->rsin,  b->row_seq, b->row_pos,
                     b->sc, b->oc,  b->att, b->ssc,   b->soc,    b->lm_in,  b->lm_out, b->lm_row, b->lm_dst};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -289,22 +293,25 @@ ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_er
     }
     if ((st = cpu_rope_init(&b->rope, c, err)) != MS_OK) goto fail;
 
-    /* KV cache, checked: n_blocks * L * 2 * nkv * bs * d * 2 bytes */
+    /* KV cache, checked: n_sb * (sb * L * 2 * nkv * bs * d * 2) bytes */
+    b->sb = p->block_size < KATTN_CHUNK ? KATTN_CHUNK / p->block_size : 1;
+    const int n_sb = p->n_blocks / b->sb + (p->n_blocks % b->sb != 0);
     size_t kvb = 2;
-    const size_t f[6] = {(size_t)p->n_blocks, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
-    for (int i = 0; i < 6; i++)
+    const size_t f[7] = {(size_t)n_sb, (size_t)b->sb, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
+    for (int i = 0; i < 7; i++)
         if (__builtin_mul_overflow(kvb, f[i], &kvb)) {
             st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", p->n_blocks);
             goto fail;
         }
-    b->kv = mmap(NULL, kvb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b->kv == MAP_FAILED) {
-        b->kv = NULL;
+    size_t kv_map = 0;
+    b->kv = kern_alloc_huge(kvb, &kv_map); /* pages are touched only as positions are used */
+    if (!b->kv) {
         st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
         goto fail;
     }
-    b->kv_bytes = kvb;
-    b->blk_stride = kvb / (size_t)p->n_blocks;
+    b->kv_bytes = kv_map;
+    b->sb_bytes = kvb / (size_t)n_sb;
+    b->blk_bytes = (size_t)b->bs * (size_t)b->d * 2;
 
     /* weights */
     b->layers = calloc((size_t)b->L, sizeof *b->layers);
@@ -436,12 +443,12 @@ static inline void quant(const kfwd *b, q8act *qa, int r, int k)
     if (b->q8) q8_quant_row_bf16(b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
-/* Where (layer, kind 0 K / 1 V, kv head) of one sequence lives. */
+/* Where (layer, kv head) of one sequence lives (K and V bases inside superblock 0). */
 static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
 {
-    const size_t head = (size_t)b->bs * (size_t)b->d * 2; /* bytes of one (kind, head) block slab */
-    const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * head;
-    kattn_src s = {base, base + (size_t)b->nkv * head, blocks, b->blk_stride, (size_t)b->d * 2, b->bs};
+    const size_t run = (size_t)b->sb * b->blk_bytes; /* one (layer, kind, head) slab of a superblock */
+    const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * run;
+    kattn_src s = {base, base + (size_t)b->nkv * run, blocks, b->blk_bytes, (size_t)b->d * 2, b->bs, b->sb, b->sb_bytes};
     return s;
 }
 
@@ -449,8 +456,7 @@ static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
 static void kv_put(kfwd *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
 {
     kattn_src s = kv_src(b, l, kh, blocks);
-    unsigned char *dst = (unsigned char *)(kind ? s.v : s.k) + (size_t)blocks[pos / b->bs] * b->blk_stride +
-                         (size_t)(pos % b->bs) * s.pos_stride;
+    unsigned char *dst = (unsigned char *)kattn_block(kind ? s.v : s.k, &s, pos / b->bs) + (size_t)(pos % b->bs) * s.pos_stride;
     kops_to_bf16(b->isa, v, b->d, (uint16_t *)dst);
 }
 
