@@ -418,22 +418,23 @@ static ms_status check_call(const kfwd *b, const fwd_seq *seqs, int n, int *T, m
     return MS_OK;
 }
 
-/* This thread's share [*p0, *p1) of n items. */
-static inline void share(int64_t n, int id, int nt, int64_t *p0, int64_t *p1)
-{
-    *p0 = n * id / nt;
-    *p1 = n * (id + 1) / nt;
-}
-
-/* y = x W^T over this thread's panels (x: bf16 rows with leading dim ldx, or
- * their int8 form qa in q8 mode), then a barrier. */
+/* y = x W^T (x: bf16 rows with leading dim ldx, or their int8 form qa in q8
+ * mode), panels handed out in chunks through a shared counter so a thread
+ * slowed down by the machine does not hold the others at the barrier; then
+ * a barrier. Which thread computes a panel never changes its bits. */
 static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
                  int ldy, const float *bias, int id, int nt)
 {
-    int64_t p0, p1;
-    share(b->q8 ? w->q8.n_panels : w->bf.n_panels, id, nt, &p0, &p1);
-    if (b->q8) q8_gemm(b->isa, &w->q8, qa, T, y, ldy, bias, p0, p1);
-    else kern_gemm_bf16(b->isa, &w->bf, x, ldx, T, y, ldy, bias, p0, p1);
+    (void)id;
+    (void)nt;
+    const int64_t np = b->q8 ? w->q8.n_panels : w->bf.n_panels, cs = T <= 2 ? 8 : 2;
+    const int64_t nc = (np + cs - 1) / cs;
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t p0 = c * cs, p1 = p0 + cs < np ? p0 + cs : np;
+        if (b->q8) q8_gemm(b->isa, &w->q8, qa, T, y, ldy, bias, p0, p1);
+        else kern_gemm_bf16(b->isa, &w->bf, x, ldx, T, y, ldy, bias, p0, p1);
+    }
 #pragma omp barrier
 }
 
