@@ -308,7 +308,7 @@ def main():
                       ("batched", 4), ("batched", 8), ("batched", 16),
                       ("ttft", prompts[128]), ("ttft", prompts[512])]
         plan = [("0.6b", "bf16", T, 3, main_cases),
-                ("0.6b", "q8", T, 3, main_cases),
+                ("0.6b", "q8", T, 2, main_cases),
                 ("1.7b", "bf16", T, 1, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])]),
                 ("1.7b", "q8", T, 1, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])])]
         if T > 1:
