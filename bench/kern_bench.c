@@ -7,6 +7,10 @@
  *       per token with a barrier after each matrix: tok/s and GB/s.
  *   kern_bench gemm [--threads N] [--m M] [--k K] [--n N] [--reps R]
  *       C[M, N] = X[M, K] W[N, K]^T: GFLOP/s.
+ *   kern_bench attn [--threads N] [--ctx C] [--reps R]
+ *       decode attention of one token at context C for the 0.6B shape (28 layers,
+ *       8 kv heads x 2 query heads, d 128, bf16 KV in blocks of 16): ms per token
+ *       and GB/s of KV read.
  * Weights are random bf16; timings are CLOCK_MONOTONIC, best and median. */
 #include <omp.h>
 #include <stdio.h>
@@ -16,6 +20,7 @@
 
 #include "cpu/cpu.h"
 #include "cpu/kern.h"
+#include "cpu/kern_attn.h"
 
 static double now_s(void)
 {
@@ -123,20 +128,69 @@ static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
     return 0;
 }
 
+static int run_attn(int threads, int ctx, int reps)
+{
+    /* the backend's layout: superblocks of 16 blocks of 16 positions, blocks of a sequence consecutive */
+    const int L = 28, nkv = 8, G = 2, d = 128, bs = 16, sb = 16, nb = (ctx + bs) / bs, nsb = (nb + sb - 1) / sb;
+    const size_t blkb = (size_t)bs * d * 2, run = (size_t)sb * blkb, sbb = run * L * 2 * nkv;
+    size_t kv_map = 0;
+    unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map); /* as the backend maps its KV */
+    int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
+    uint16_t q[KATTN_MAX_GROUP * 256];
+    for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++) ((uint16_t *)kv)[i] = f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);
+    for (int i = 0; i < nb; i++) blocks[i] = i;
+    for (int i = 0; i < G * d; i++) q[i] = f32_to_bf16((float)(i % 11) / 11.0f);
+    const kern_isa isa = kern_isa_best();
+    const int pos = ctx, nc = kattn_n_chunks(pos);
+    double *ms = malloc(sizeof(double) * (size_t)reps);
+    for (int r = -1; r < reps; r++) {
+        double t0 = now_s();
+#pragma omp parallel num_threads(threads)
+        {
+            float *sc = malloc(sizeof(float) * (size_t)G * (size_t)(pos + 16)), *oc = malloc(sizeof(float) * (size_t)nc * G * d);
+            float out[256];
+            for (int l = 0; l < L; l++) {
+#pragma omp for schedule(dynamic, 1)
+                for (int h = 0; h < nkv; h++) {
+                    const unsigned char *base = kv + ((size_t)l * 2 * nkv + (size_t)h) * run;
+                    kattn_src src = {base, base + (size_t)nkv * run, blocks, blkb, (size_t)d * 2, bs, sb, sbb};
+                    for (int c = 0; c < nc; c++) kattn_scores(isa, q, G, d, &src, pos, c, 0.088f, sc, (size_t)pos + 16);
+                    for (int g = 0; g < G; g++) kattn_softmax(isa, sc + (size_t)g * (pos + 16), pos + 1);
+                    for (int c = 0; c < nc; c++) kattn_pv(isa, sc, (size_t)pos + 16, G, d, &src, pos, c, oc + (size_t)c * G * d);
+                    for (int g = 0; g < G; g++) kattn_sum(oc + (size_t)g * d, (size_t)G * d, nc, d, out);
+                }
+            }
+            free(sc);
+            free(oc);
+        }
+        if (r >= 0) ms[r] = (now_s() - t0) * 1e3;
+    }
+    qsort(ms, (size_t)reps, sizeof(double), cmp_d);
+    const double bytes = (double)(pos + 1) * L * 2 * nkv * d * 2;
+    printf("{\"bench\":\"attn\",\"isa\":\"%s\",\"threads\":%d,\"ctx\":%d,\"best_ms\":%.3f,\"median_ms\":%.3f,"
+           "\"kv_gb_per_token\":%.3f,\"best_gbs\":%.1f}\n",
+           kern_isa_name(isa), threads, ctx, ms[0], ms[reps / 2], bytes / 1e9, bytes / ms[0] / 1e6);
+    kern_free_huge(kv, kv_map);
+    free(blocks);
+    free(ms);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm"))) {
-        fprintf(stderr, "usage: %s gemv|gemm [--threads N] [--shape 0.6b|1.7b] [--m M --k K --n N] [--reps R]\n",
+    if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "attn"))) {
+        fprintf(stderr, "usage: %s gemv|gemm|attn [--threads N] [--shape 0.6b|1.7b] [--m M --k K --n N] [--ctx C] [--reps R]\n",
                 argv[0]);
         return 2;
     }
-    int threads = 1, reps = 10, shape17 = 0;
+    int threads = 1, reps = 10, shape17 = 0, ctx = 2048;
     int64_t M = 512, K = 1024, N = 3072;
     for (int i = 2; i + 1 < argc; i += 2) {
         const char *o = argv[i], *v = argv[i + 1];
         if (!strcmp(o, "--threads")) threads = atoi(v);
         else if (!strcmp(o, "--reps")) reps = atoi(v);
         else if (!strcmp(o, "--shape")) shape17 = !strcmp(v, "1.7b");
+        else if (!strcmp(o, "--ctx")) ctx = atoi(v);
         else if (!strcmp(o, "--m")) M = atol(v);
         else if (!strcmp(o, "--k")) K = atol(v);
         else if (!strcmp(o, "--n")) N = atol(v);
@@ -149,5 +203,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: every number must be positive\n", argv[0]);
         return 2;
     }
+    if (!strcmp(argv[1], "attn")) return ctx > 0 && ctx < (1 << 20) ? run_attn(threads, ctx, reps) : 2;
     return !strcmp(argv[1], "gemv") ? run_gemv(threads, shape17, reps) : run_gemm(threads, M, K, N, reps);
 }

@@ -31,7 +31,7 @@ build_ours() {
     local cc="gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iinclude -Iruntime"
     local libs="build/libmedserve.a -lcjson -lpcre2-8 -lutf8proc -lm -lpthread"
     $cc -march=native -O3 bench/stream.c -o "$WORK/bin/stream" >>"$LOG" 2>&1 || return 1
-    $cc bench/peak.c -o "$WORK/bin/peak" >>"$LOG" 2>&1 || return 1
+    $cc -march=native bench/peak.c -o "$WORK/bin/peak" >>"$LOG" 2>&1 || return 1
     $cc bench/ms_bench.c $libs -o "$WORK/bin/ms_bench" >>"$LOG" 2>&1 || return 1
     $cc bench/kern_bench.c $libs -o "$WORK/bin/kern_bench" >>"$LOG" 2>&1 || return 1
 }
@@ -86,8 +86,14 @@ make_model() { # $1 shape (0.6b|1.7b)
     [ -e "$WORK/llama-bin/llama-quantize" ] || return 0
     if [ ! -f "$WORK/models/$1-bf16.gguf" ]; then
         if [ -f "$WORK/llama-py/convert_hf_to_gguf.py" ]; then
+            # the Qwen converter imports sentencepiece before falling back to the BPE vocab
+            if ! python3 -c "import sentencepiece" 2>/dev/null && [ ! -d "$WORK/pylib/sentencepiece" ]; then
+                say "installing sentencepiece into $WORK/pylib (the converter imports it)"
+                python3 -m pip install --quiet --target "$WORK/pylib" sentencepiece >>"$LOG" 2>&1 ||
+                    say "pip install sentencepiece failed; the conversion will likely fail"
+            fi
             say "convert $1 to GGUF (the sdist's convert_hf_to_gguf.py)"
-            PYTHONPATH="$WORK/llama-py/gguf-py" python3 "$WORK/llama-py/convert_hf_to_gguf.py" "$dir" \
+            PYTHONPATH="$WORK/llama-py/gguf-py:$WORK/pylib" python3 "$WORK/llama-py/convert_hf_to_gguf.py" "$dir" \
                 --outtype bf16 --outfile "$WORK/models/$1-bf16.gguf" >>"$LOG" 2>&1 ||
                 { say "SKIP peer for $1: GGUF conversion failed (see $LOG)"; rm -f "$WORK/models/$1-bf16.gguf"; return 0; }
         else

@@ -277,6 +277,8 @@ static kattn_src attn_src(const attn_fix *f, int layer, int h)
     s.blk_stride = (size_t)f->L * 2 * f->bs * row;
     s.pos_stride = row;
     s.block_size = f->bs;
+    s.sb = 1;
+    s.sb_stride = s.blk_stride;
     return s;
 }
 

@@ -27,15 +27,26 @@
 #define KATTN_CHUNK 256     /* keys per chunk: the unit of the split over positions */
 #define KATTN_MAX_GROUP 16  /* query heads per KV head handled in one call */
 
-/* Where one (sequence, layer, KV head)'s keys and values live: element i of
- * position j is the bf16 at base + blocks[j / block_size] * blk_stride +
- * (j % block_size) * pos_stride + 2 * i, base = k or v. */
+/* Where one (sequence, layer, KV head)'s keys and values live. Block ids are
+ * grouped in superblocks of sb consecutive ids: element i of position j is the
+ * bf16 at base + (id / sb) * sb_stride + (id % sb) * blk_stride +
+ * (j % block_size) * pos_stride + 2 * i, id = blocks[j / block_size],
+ * base = k or v (sb = 1 with sb_stride = blk_stride: plain blocks). */
 typedef struct kattn_src {
     const unsigned char *k, *v;
     const int32_t *blocks;
     size_t blk_stride, pos_stride;
     int block_size;
+    int sb;
+    size_t sb_stride;
 } kattn_src;
+
+/* Row 0 of the b-th block of a sequence (base = src->k or src->v). */
+static inline const unsigned char *kattn_block(const unsigned char *base, const kattn_src *src, int b)
+{
+    const size_t id = (size_t)src->blocks[b];
+    return base + id / (size_t)src->sb * src->sb_stride + id % (size_t)src->sb * src->blk_stride;
+}
 
 /* Chunks covering keys 0..pos. */
 static inline int kattn_n_chunks(int pos) { return pos / KATTN_CHUNK + 1; }

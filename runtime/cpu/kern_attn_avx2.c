@@ -15,7 +15,7 @@
 
 static inline const uint16_t *kv_pos(const unsigned char *base, const kattn_src *src, int j)
 {
-    return (const uint16_t *)(base + (size_t)src->blocks[j / src->block_size] * src->blk_stride +
+    return (const uint16_t *)(kattn_block(base, src, j / src->block_size) +
                               (size_t)(j % src->block_size) * src->pos_stride);
 }
 

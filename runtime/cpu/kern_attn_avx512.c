@@ -1,8 +1,8 @@
 /* kern_attn_avx512.c: the attention steps of kern_attn.h with AVX-512 BF16,
  * bit-identical to the scalar definitions in kern_attn.c.
- * Scores: 16 keys at a time, d/32 vdpbf16ps per key into its own
- * accumulator, then one transposing tree reduction (kern_avx512.h) gives the
- * 16 scores in one vector. Softmax: vector max, v_exp, 16 lane sums, the
+ * Scores: 16 / G keys at a time for all G query heads, each key row loaded
+ * once, d/32 vdpbf16ps per (head, key) into its own accumulator, then one
+ * transposing tree reduction (kern_avx512.h) gives the 16 scores in one vector. Softmax: vector max, v_exp, 16 lane sums, the
  * tree, bf16 rounding. P.V: each value row is widened to fp32 once and fed to
  * up to 4 query heads with one FMA per 16 dims. Head dims 64, 128, 256 only
  * (registers sized at compile time); others run the scalar code. */
@@ -12,42 +12,74 @@
 #include "kern_attn.h"
 #include "kern_avx512.h"
 
-/* Address of element 0 of position j (keys: base = src->k, values: src->v). */
-static inline const uint16_t *kv_pos(const unsigned char *base, const kattn_src *src, int j)
+/* Walks positions j0 .. j1-1 of one base (k or v) without a division per
+ * step, prefetching the first row of the next block of the range. */
+typedef struct kv_iter {
+    const unsigned char *base, *blk; /* blk: the current block's row 0 */
+    const kattn_src *src;
+    int b, o, last_b;                /* block index, offset in block, last block of the range */
+} kv_iter;
+
+static inline kv_iter kv_begin(const unsigned char *base, const kattn_src *src, int j0, int j1)
 {
-    return (const uint16_t *)(base + (size_t)src->blocks[j / src->block_size] * src->blk_stride +
-                              (size_t)(j % src->block_size) * src->pos_stride);
+    kv_iter it = {base, NULL, src, j0 / src->block_size, j0 % src->block_size, (j1 - 1) / src->block_size};
+    it.blk = kattn_block(base, src, it.b);
+    return it;
+}
+
+/* The current position's row; then advance. Call at most j1 - j0 times.
+ * Blocks may be scattered, so row o of the block a few ahead is prefetched
+ * with row o here (the hardware prefetcher sees only contiguous runs). */
+static inline const uint16_t *kv_next(kv_iter *it, const int row_bytes)
+{
+    if (it->o == it->src->block_size) {
+        it->o = 0;
+        it->b++;
+        it->blk = kattn_block(it->base, it->src, it->b);
+    }
+    if (it->b + 2 <= it->last_b) {
+        const char *pf = (const char *)(kattn_block(it->base, it->src, it->b + 2) + (size_t)it->o * it->src->pos_stride);
+        for (int c = 0; c < row_bytes; c += 64) _mm_prefetch(pf + c, _MM_HINT_T0);
+    }
+    return (const uint16_t *)(it->blk + (size_t)(it->o++) * it->src->pos_stride);
 }
 
 /* Mask of the first n (0..16) lanes. */
 static inline __mmask16 first(int n) { return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u); }
 
+/* Scores for keys [j0, j1): each pass takes kpp = 16 / G keys for all G heads
+ * (G * kpp <= 16 accumulators, one per (head, key)), so every key row is
+ * loaded once per pass; one transposing tree reduces the whole pass. */
 static inline __attribute__((always_inline)) void scores(const uint16_t *q, int G, const kattn_src *src, int j0,
                                                          int j1, float scale, float *s, size_t lds, const int D)
 {
     enum { NZ_MAX = 8 };
-    const int NZ = D / 32;
+    const int NZ = D / 32, kpp = 16 / G;
     const __m512 sc = _mm512_set1_ps(scale);
-    for (int g = 0; g < G; g++) {
-        __m512bh qz[NZ_MAX];
-#pragma GCC unroll 8
-        for (int z = 0; z < NZ; z++) qz[z] = (__m512bh)_mm512_loadu_si512(q + (size_t)g * D + 32 * z);
-        for (int j = j0; j < j1; j += 16) {
-            const int nk = j1 - j < 16 ? j1 - j : 16;
-            __m512 acc[16];
+    float red[16] __attribute__((aligned(64)));
+    kv_iter it = kv_begin(src->k, src, j0, j1);
+    for (int j = j0; j < j1; j += kpp) {
+        const int nk = j1 - j < kpp ? j1 - j : kpp;
+        __m512 acc[16];
 #pragma GCC unroll 16
-            for (int t = 0; t < 16; t++) {
-                acc[t] = _mm512_setzero_ps();
-                if (t < nk) {
-                    const uint16_t *kp = kv_pos(src->k, src, j + t);
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+        for (int t = 0; t < nk; t++) {
+            const uint16_t *kp = kv_next(&it, D * 2);
+            __m512bh kz[NZ_MAX];
 #pragma GCC unroll 8
-                    for (int z = 0; z < NZ; z++)
-                        acc[t] = _mm512_dpbf16_ps(acc[t], qz[z], (__m512bh)_mm512_loadu_si512(kp + 32 * z));
-                }
+            for (int z = 0; z < NZ; z++) kz[z] = (__m512bh)_mm512_loadu_si512(kp + 32 * z);
+            for (int g = 0; g < G; g++) {
+                __m512 a = _mm512_setzero_ps();
+#pragma GCC unroll 8
+                for (int z = 0; z < NZ; z++)
+                    a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(q + (size_t)g * D + 32 * z), kz[z]);
+                acc[g * kpp + t] = a;
             }
-            const __m512 sv = v_round_bf16(_mm512_mul_ps(v_round_bf16(v_tree16x16(acc)), sc));
-            _mm512_mask_storeu_ps(s + (size_t)g * lds + (size_t)j, first(nk), sv);
         }
+        /* red[g * kpp + t] = score of key j + t for head g */
+        _mm512_store_ps(red, v_round_bf16(_mm512_mul_ps(v_round_bf16(v_tree16x16(acc)), sc)));
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < nk; t++) s[(size_t)g * lds + (size_t)(j + t)] = red[g * kpp + t];
     }
 }
 
@@ -95,8 +127,9 @@ static inline __attribute__((always_inline)) void pv(const float *p, size_t lds,
         __m512 acc[NO_MAX];
 #pragma GCC unroll 16
         for (int i = 0; i < GS * NO; i++) acc[i] = _mm512_setzero_ps();
+        kv_iter it = kv_begin(src->v, src, j0, j1);
         for (int j = j0; j < j1; j++) {
-            const uint16_t *vp = kv_pos(src->v, src, j);
+            const uint16_t *vp = kv_next(&it, D * 2);
             __m512 vf[NO_MAX];
 #pragma GCC unroll 16
             for (int z = 0; z < NO; z++)

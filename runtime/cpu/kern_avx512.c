@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kern.h"
+#include "kern_avx512.h"
 
 #define MR_MAX 8
 
@@ -69,6 +70,24 @@ TILE_FN(6, 1)
 TILE_FN(7, 1)
 TILE_FN(8, 1)
 
+/* kern_store_tile with vectors: y = round_bf16(tile + bias) for the valid rows and columns. */
+static void store(const float *tile, int rows, int np, const kpack *w, int64_t panel, float *y, int64_t ldy,
+                  const float *bias)
+{
+    const int64_t n0 = panel * KERN_PW;
+    const int64_t ncols = w->n - n0 < (int64_t)np * KERN_PW ? w->n - n0 : (int64_t)np * KERN_PW;
+    for (int r = 0; r < rows; r++) {
+        const float *tr = tile + (size_t)r * (size_t)np * KERN_PW;
+        float *yr = y + (size_t)r * (size_t)ldy + n0;
+        for (int64_t c = 0; c < ncols; c += 16) {
+            const __mmask16 m = ncols - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (ncols - c)) - 1u);
+            __m512 v = _mm512_load_ps(tr + c);
+            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias + n0 + c));
+            _mm512_mask_storeu_ps(yr + c, m, v_round_bf16(v));
+        }
+    }
+}
+
 typedef void (*tile_fn)(const uint16_t *, int64_t, const uint16_t *, int64_t, float *);
 static const tile_fn TILES_1[MR_MAX + 1] = {NULL,     tile_1_1, tile_2_1, tile_3_1, tile_4_1,
                                             tile_5_1, tile_6_1, tile_7_1, tile_8_1};
@@ -83,7 +102,7 @@ void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T
         for (; p + 4 <= p1; p += 4) {
             if (T == 1) tile_1_4(x, ldx, w->data + (size_t)p * pstride, w->kp, out);
             else tile_2_4(x, ldx, w->data + (size_t)p * pstride, w->kp, out);
-            kern_store_tile(out, T, 4, w, p, y, ldy, bias);
+            store(out, T, 4, w, p, y, ldy, bias);
         }
     }
     for (; p < p1; p++) {
@@ -91,7 +110,7 @@ void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T
         for (int t0 = 0; t0 < T; t0 += MR_MAX) {
             const int mr = T - t0 < MR_MAX ? T - t0 : MR_MAX;
             TILES_1[mr](x + (size_t)t0 * (size_t)ldx, ldx, wp, w->kp, out);
-            kern_store_tile(out, mr, 1, w, p, y + (size_t)t0 * (size_t)ldy, ldy, bias);
+            store(out, mr, 1, w, p, y + (size_t)t0 * (size_t)ldy, ldy, bias);
         }
     }
 }

@@ -55,10 +55,14 @@ struct kfwd {
     kf_mat lm;
     float *final_norm;
     cpu_rope rope;
-    /* KV cache: [n_blocks][L][2 (K, V)][nkv][block_size][d] bf16 */
+    /* KV cache, bf16, in superblocks of sb consecutive block ids (sb * block_size
+     * = KATTN_CHUNK positions): [n_blocks / sb][L][2 (K, V)][nkv][sb][block_size][d],
+     * so one (layer, K or V, head) of a sequence with consecutive blocks is one
+     * contiguous run per superblock (streamed at memory speed), and a superblock's
+     * pages are touched only when its positions are used. */
     uint16_t *kv;
-    size_t kv_bytes, blk_stride;
-    int n_blocks, bs;
+    size_t kv_bytes, blk_bytes, sb_bytes;
+    int n_blocks, bs, sb;
     /* activations for max_tokens rows */
     float *x;                 /* [T, H] residual stream */
     float *y;                 /* [T, ydim] qkv or gate|up output */
@@ -126,25 +130,40 @@ static void drop_pages(const void *p, size_t bytes)
 }
 
 /* Packs srcs[0..n) stacked along rows into p (bf16 panels, or int8 when q8),
- * in parallel, then drops the sources' pages from this process. */
+ * in parallel, in slices of about PACK_SLICE source bytes whose mmap'd pages
+ * are dropped from this process as soon as they are packed (so the peak
+ * resident size never holds a whole source matrix and its copy). */
+#define PACK_SLICE ((int64_t)32 << 20)
 static ms_status pack(kf_mat *p, int q8, const wmat *const *srcs, int n, int nt, ms_error *err)
 {
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += srcs[i]->rows;
     ms_status st = q8 ? q8pack_alloc(&p->q8, rows, srcs[0]->cols, err) : kpack_alloc(&p->bf, rows, srcs[0]->cols, err);
     if (st != MS_OK) return st;
-    const int64_t np = q8 ? p->q8.n_panels : p->bf.n_panels;
+    int64_t row0 = 0;
+    for (int i = 0; i < n; i++) {
+        const wmat *w = srcs[i];
+        const size_t row_bytes = (size_t)w->cols * (w->dtype == ST_F32 ? 4 : 2);
+        /* panels holding this source's rows, cut into slices of whole panels */
+        const int64_t pa = row0 / KERN_PW, pb = (row0 + w->rows + KERN_PW - 1) / KERN_PW;
+        int64_t per = PACK_SLICE / (int64_t)(row_bytes * KERN_PW);
+        if (per < 1) per = 1;
+        for (int64_t s0 = pa; s0 < pb; s0 += per) {
+            const int64_t s1 = s0 + per < pb ? s0 + per : pb;
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int t = 0; t < nt; t++) {
-        int64_t p0 = np * t / nt, p1 = np * (t + 1) / nt, row0 = 0;
-        for (int i = 0; i < n; i++) {
-            if (q8) q8pack_fill(&p->q8, row0, srcs[i]->data, srcs[i]->dtype, srcs[i]->rows, p0, p1);
-            else kpack_fill(&p->bf, row0, srcs[i]->data, srcs[i]->rows, p0, p1);
-            row0 += srcs[i]->rows;
+            for (int t = 0; t < nt; t++) {
+                const int64_t p0 = s0 + (s1 - s0) * t / nt, p1 = s0 + (s1 - s0) * (t + 1) / nt;
+                if (q8) q8pack_fill(&p->q8, row0, w->data, w->dtype, w->rows, p0, p1);
+                else kpack_fill(&p->bf, row0, w->data, w->rows, p0, p1);
+            }
+            /* source rows [s0*PW - row0, s1*PW - row0) clipped to the matrix */
+            int64_t r0 = s0 * KERN_PW - row0, r1 = s1 * KERN_PW - row0;
+            r0 = r0 < 0 ? 0 : r0;
+            r1 = r1 > w->rows ? w->rows : r1;
+            if (r1 > r0) drop_pages((const unsigned char *)w->data + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);
         }
+        row0 += w->rows;
     }
-    for (int i = 0; i < n; i++)
-        drop_pages(srcs[i]->data, (size_t)(srcs[i]->rows * srcs[i]->cols) * (srcs[i]->dtype == ST_F32 ? 4 : 2));
     return MS_OK;
 }
 
@@ -177,7 +196,7 @@ void kfwd_free(kfwd *b)
     free(b->qa_lm.sx);
     free(b->qa_lm.corr);
     cpu_rope_free(&b->rope);
-    if (b->kv) munmap(b->kv, b->kv_bytes);
+    kern_free_huge(b->kv, b->kv_bytes);
     void *bufs[] = {b->x,  b->y,   b->o,   b->xb,    b->qb,     b->rcos,   b->rsin,  b->row_seq, b->row_pos,
                     b->sc, b->oc,  b->att, b->ssc,   b->soc,    b->lm_in,  b->lm_out, b->lm_row, b->lm_dst};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -274,22 +293,25 @@ ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_er
     }
     if ((st = cpu_rope_init(&b->rope, c, err)) != MS_OK) goto fail;
 
-    /* KV cache, checked: n_blocks * L * 2 * nkv * bs * d * 2 bytes */
+    /* KV cache, checked: n_sb * (sb * L * 2 * nkv * bs * d * 2) bytes */
+    b->sb = p->block_size < KATTN_CHUNK ? KATTN_CHUNK / p->block_size : 1;
+    const int n_sb = p->n_blocks / b->sb + (p->n_blocks % b->sb != 0);
     size_t kvb = 2;
-    const size_t f[6] = {(size_t)p->n_blocks, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
-    for (int i = 0; i < 6; i++)
+    const size_t f[7] = {(size_t)n_sb, (size_t)b->sb, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
+    for (int i = 0; i < 7; i++)
         if (__builtin_mul_overflow(kvb, f[i], &kvb)) {
             st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", p->n_blocks);
             goto fail;
         }
-    b->kv = mmap(NULL, kvb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (b->kv == MAP_FAILED) {
-        b->kv = NULL;
+    size_t kv_map = 0;
+    b->kv = kern_alloc_huge(kvb, &kv_map); /* pages are touched only as positions are used */
+    if (!b->kv) {
         st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
         goto fail;
     }
-    b->kv_bytes = kvb;
-    b->blk_stride = kvb / (size_t)p->n_blocks;
+    b->kv_bytes = kv_map;
+    b->sb_bytes = kvb / (size_t)n_sb;
+    b->blk_bytes = (size_t)b->bs * (size_t)b->d * 2;
 
     /* weights */
     b->layers = calloc((size_t)b->L, sizeof *b->layers);
@@ -396,22 +418,23 @@ static ms_status check_call(const kfwd *b, const fwd_seq *seqs, int n, int *T, m
     return MS_OK;
 }
 
-/* This thread's share [*p0, *p1) of n items. */
-static inline void share(int64_t n, int id, int nt, int64_t *p0, int64_t *p1)
-{
-    *p0 = n * id / nt;
-    *p1 = n * (id + 1) / nt;
-}
-
-/* y = x W^T over this thread's panels (x: bf16 rows with leading dim ldx, or
- * their int8 form qa in q8 mode), then a barrier. */
+/* y = x W^T (x: bf16 rows with leading dim ldx, or their int8 form qa in q8
+ * mode), panels handed out in chunks through a shared counter so a thread
+ * slowed down by the machine does not hold the others at the barrier; then
+ * a barrier. Which thread computes a panel never changes its bits. */
 static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
                  int ldy, const float *bias, int id, int nt)
 {
-    int64_t p0, p1;
-    share(b->q8 ? w->q8.n_panels : w->bf.n_panels, id, nt, &p0, &p1);
-    if (b->q8) q8_gemm(b->isa, &w->q8, qa, T, y, ldy, bias, p0, p1);
-    else kern_gemm_bf16(b->isa, &w->bf, x, ldx, T, y, ldy, bias, p0, p1);
+    (void)id;
+    (void)nt;
+    const int64_t np = b->q8 ? w->q8.n_panels : w->bf.n_panels, cs = T <= 2 ? 8 : 2;
+    const int64_t nc = (np + cs - 1) / cs;
+#pragma omp for schedule(dynamic, 1) nowait
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t p0 = c * cs, p1 = p0 + cs < np ? p0 + cs : np;
+        if (b->q8) q8_gemm(b->isa, &w->q8, qa, T, y, ldy, bias, p0, p1);
+        else kern_gemm_bf16(b->isa, &w->bf, x, ldx, T, y, ldy, bias, p0, p1);
+    }
 #pragma omp barrier
 }
 
@@ -421,12 +444,12 @@ static inline void quant(const kfwd *b, q8act *qa, int r, int k)
     if (b->q8) q8_quant_row_bf16(b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
-/* Where (layer, kind 0 K / 1 V, kv head) of one sequence lives. */
+/* Where (layer, kv head) of one sequence lives (K and V bases inside superblock 0). */
 static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
 {
-    const size_t head = (size_t)b->bs * (size_t)b->d * 2; /* bytes of one (kind, head) block slab */
-    const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * head;
-    kattn_src s = {base, base + (size_t)b->nkv * head, blocks, b->blk_stride, (size_t)b->d * 2, b->bs};
+    const size_t run = (size_t)b->sb * b->blk_bytes; /* one (layer, kind, head) slab of a superblock */
+    const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * run;
+    kattn_src s = {base, base + (size_t)b->nkv * run, blocks, b->blk_bytes, (size_t)b->d * 2, b->bs, b->sb, b->sb_bytes};
     return s;
 }
 
@@ -434,8 +457,7 @@ static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
 static void kv_put(kfwd *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
 {
     kattn_src s = kv_src(b, l, kh, blocks);
-    unsigned char *dst = (unsigned char *)(kind ? s.v : s.k) + (size_t)blocks[pos / b->bs] * b->blk_stride +
-                         (size_t)(pos % b->bs) * s.pos_stride;
+    unsigned char *dst = (unsigned char *)kattn_block(kind ? s.v : s.k, &s, pos / b->bs) + (size_t)(pos % b->bs) * s.pos_stride;
     kops_to_bf16(b->isa, v, b->d, (uint16_t *)dst);
 }
 

@@ -76,6 +76,7 @@ void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *
 
 void kops_to_bf16(kern_isa isa, const float *x, int n, uint16_t *out)
 {
-    (void)isa;
-    for (int i = 0; i < n; i++) out[i] = f32_to_bf16(x[i]);
+    int i = 0;
+    if (isa == KERN_AVX512) i = kops_to_bf16_avx512(x, n, out);
+    for (; i < n; i++) out[i] = f32_to_bf16(x[i]);
 }

@@ -32,5 +32,7 @@ void kops_swiglu_avx2(const float *g, const float *u, int n, uint16_t *out);
 void kops_add_norm_avx512(float *x, const float *o, const float *w, int n, float eps, uint16_t *hb);
 void kops_head_norm_rope_avx512(float *v, const float *w, int d, float eps, const float *cos, const float *sin);
 void kops_swiglu_avx512(const float *g, const float *u, int n, uint16_t *out);
+/* Converts the first n / 16 * 16 elements; returns how many it did. */
+int kops_to_bf16_avx512(const float *x, int n, uint16_t *out);
 
 #endif

@@ -72,3 +72,10 @@ void kops_swiglu_avx512(const float *g, const float *u, int n, uint16_t *out)
         _mm256_storeu_si256((__m256i *)(out + i), v_bits(v_round_bf16(_mm512_mul_ps(s, _mm512_loadu_ps(u + i)))));
     }
 }
+
+int kops_to_bf16_avx512(const float *x, int n, uint16_t *out)
+{
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(out + i), v_bits(_mm512_loadu_ps(x + i)));
+    return i;
+}
