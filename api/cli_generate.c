@@ -46,6 +46,7 @@ static void usage(FILE *f)
             "  --top-k N  --top-p X  --min-p X  --repetition-penalty X\n"
             "  --seed N                 sampling seed (default: random, printed in the summary)\n"
             "  --threads N              CPU threads (default: all)\n"
+            "  --weights native|q8      q8: quantise weights to int8 (per-row scales) at load\n"
             "  --ctx N                  context tokens (default: prompt + max tokens)\n"
             "Streams the text to stdout; a summary line goes to stderr.\n",
             GEN_DEFAULT_MAX_TOKENS);
@@ -53,7 +54,7 @@ static void usage(FILE *f)
 
 typedef struct gen_args {
     const char *dir, *prompt, *system, *messages;
-    int raw, no_think, threads, ctx, max_tokens, top_k;
+    int raw, no_think, threads, ctx, max_tokens, top_k, q8;
     int has_max_tokens, has_temperature, has_top_k, has_top_p, has_min_p, has_rep, has_seed;
     double temperature, top_p, min_p, rep;
     unsigned long long seed;
@@ -86,7 +87,8 @@ static int is_value_option(const char *o)
 {
     static const char *const opts[] = {"--prompt", "--system", "--messages", "--max-tokens",
                                        "--temperature", "--top-k", "--top-p", "--min-p",
-                                       "--repetition-penalty", "--seed", "--threads", "--ctx"};
+                                       "--repetition-penalty", "--seed", "--threads", "--ctx",
+                                       "--weights"};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (!strcmp(o, opts[i])) return 1;
     return 0;
@@ -138,6 +140,9 @@ static int parse_args(int argc, char **argv, gen_args *a)
             bad = parse_int(v, 1, 1024, &a->threads);
         } else if (!strcmp(o, "--ctx")) {
             bad = parse_int(v, 1, INT_MAX, &a->ctx);
+        } else if (!strcmp(o, "--weights")) {
+            bad = strcmp(v, "native") && strcmp(v, "q8");
+            a->q8 = !strcmp(v, "q8");
         } else if (o[0] == '-') {
             fprintf(stderr, "medserve generate: unknown option %s (see --help)\n", o);
             return 2;
@@ -366,6 +371,7 @@ int cli_generate(int argc, char **argv)
     ms_error err = {0};
     ms_load_params lp = ms_load_params_default();
     lp.n_threads = a.threads;
+    if (a.q8) lp.weights = MS_WEIGHTS_Q8;
     ms_model *m = ms_model_load(a.dir, &lp, &err);
     if (!m) {
         fprintf(stderr, "medserve generate: %s\n", err.message);

@@ -30,6 +30,7 @@ static void usage(FILE *f)
             "  --api-key-file F         keys, one 'id:key' per line; file mode must be 0600\n"
             "  --model-name NAME        model id in the API (default: DIR's basename)\n"
             "  --threads N              CPU threads (default: all)\n"
+            "  --weights native|q8      q8: quantise weights to int8 (per-row scales) at load\n"
             "  --ctx N                  tokens per sequence (default: model max, capped 4096)\n"
             "  --max-seqs N             sequences decoded together (default 8)\n"
             "  --queue N                waiting requests before 429 (default 64)\n"
@@ -130,6 +131,12 @@ static int parse_args(int argc, char **argv, srv_config *c)
         } else if (!strcmp(a, "--threads")) {
             if (parse_int(a, v, 1, 1024, &x)) return 2;
             c->threads = (int)x;
+        } else if (!strcmp(a, "--weights")) {
+            if (strcmp(v, "native") && strcmp(v, "q8")) {
+                fprintf(stderr, "medserve: --weights must be native or q8, not '%s'\n", v);
+                return 2;
+            }
+            c->q8 = !strcmp(v, "q8");
         } else if (!strcmp(a, "--ctx")) {
             if (parse_int(a, v, 16, 1 << 24, &x)) return 2;
             c->ctx = (int)x;
@@ -213,7 +220,7 @@ static int load(server *S)
                               S->cfg.fake_step_us, S->cfg.fake_fault_after};
         st = svc_fake_open(&fp, &s, &err);
     } else {
-        svc_ms_params p = {S->cfg.threads, S->cfg.ctx, S->cfg.max_seqs, S->cfg.queue};
+        svc_ms_params p = {S->cfg.threads, S->cfg.ctx, S->cfg.max_seqs, S->cfg.queue, S->cfg.q8};
         st = svc_ms_open(S->cfg.dir, &p, &s, &err);
     }
     if (st != MS_OK) {

@@ -31,6 +31,7 @@ typedef struct srv_config {
     int port;
     const char *api_key_file;
     int threads, ctx, max_seqs, queue, max_n;
+    int q8;            /* --weights q8 */
     double timeout_s, drain_timeout_s;
     const char *log_path;
     int log_text;

@@ -64,6 +64,7 @@ typedef struct svc_ms_params {
     int n_threads;     /* 0: all online CPUs */
     int n_ctx;         /* 0: the engine's default */
     int max_seqs, max_queue;
+    int q8;            /* quantise weights to int8 at load */
 } svc_ms_params;
 
 /* Loads dir with libmedserve and starts its engine. */

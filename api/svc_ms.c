@@ -83,6 +83,7 @@ ms_status svc_ms_open(const char *dir, const svc_ms_params *p, svc **out, ms_err
     *out = NULL;
     ms_load_params lp = ms_load_params_default();
     lp.n_threads = p->n_threads;
+    if (p->q8) lp.weights = MS_WEIGHTS_Q8;
     ms_model *m = ms_model_load(dir, &lp, err);
     if (!m) return err ? err->status : MS_ERR_INTERNAL;
     ms_engine_params ep = ms_engine_params_default();

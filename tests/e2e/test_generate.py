@@ -61,6 +61,18 @@ def test_greedy_reproducible(model):
     out.decode("utf-8")  # streamed text is whole UTF-8
 
 
+def test_weights_q8(model):
+    """--weights q8 quantises at load: it runs, is reproducible, and the text is whole UTF-8."""
+    args = ("--prompt", "What is sepsis?", "--temperature", "0", "--max-tokens", "16", "--weights", "q8")
+    rc, out, err = gen(model, *args)
+    assert rc == 0, err
+    n_prompt, n_gen, finish, prefill, decode, seed = summary(err)
+    assert n_gen >= 1 and seed == "greedy"
+    rc2, out2, err2 = gen(model, *args)
+    assert rc2 == 0 and out2 == out, "q8 greedy output changed between runs"
+    out.decode("utf-8")
+
+
 def test_seeds(model):
     base = ["--prompt", "Tell me a story", "--temperature", "1.5", "--top-k", "0", "--top-p", "1",
             "--max-tokens", "24"]
@@ -130,6 +142,7 @@ def test_ctrl_c_cancels(model):
     (["--raw", "--prompt", "x", "--system", "y"], "--raw"),
     ([], "exactly one of --prompt and --messages"),
     (["--prompt", "x", "--messages", "m.json"], "exactly one"),
+    (["--prompt", "x", "--weights", "q4"], "bad value for --weights"),
 ])
 def test_bad_input_exit_2(model, args, needle):
     rc, out, err = gen(model, *args)
