@@ -95,7 +95,9 @@ test:
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" tests
 
-demo: all
+demo:
+	@bash tools/install-deps.sh
+	@$(MAKE) --no-print-directory all
 	@bash tools/demo.sh
 
 bench: all
