@@ -1,7 +1,7 @@
 /* test_q8.c: int8 weights (q8.h) and the q8 mode of the fast forward.
  *
  *   - quantisation: every weight dequantises to within half a step of its
- *     row; zero rows stay zero;
+ *     row; zero rows stay zero; the AVX-512 loops give the scalar bytes;
  *   - GEMM: the VNNI and AVX2 paths equal the scalar definition bitwise; each row of a
  *     T-row call equals the row alone (T = 1..14, any panel split); the result
  *     is within the quantisation error bound of the exact float product;
@@ -93,6 +93,40 @@ static void test_quant(void)
     CHECK(q8pack_alloc(&p, 5, 0, &e) == MS_ERR_INVALID, "empty matrix accepted");
     q8pack_free(&p);
     q8pack_free(NULL);
+    free(w);
+}
+
+/* The AVX-512 quantisation loops give the scalar bytes, scales and corrections. */
+static void test_quant_isas(void)
+{
+    if (kern_isa_best() < KERN_AVX512) return;
+    q8pack a, b;
+    const int64_t n = 40, k = 301;
+    setenv("MEDSERVE_ISA", "scalar", 1);
+    uint16_t *w = make_w(n, k, &a);
+    unsetenv("MEDSERVE_ISA");
+    ms_error e = {0};
+    CHECK(w && q8pack_alloc(&b, n, k, &e) == MS_OK, "alloc");
+    q8pack_fill(&b, 0, w, ST_BF16, n, 0, b.n_panels);
+    CHECK(!memcmp(a.data, b.data, (size_t)a.n_panels * (size_t)a.kq * 128), "packed int8 weights differ");
+    CHECK(!memcmp(a.scale, b.scale, sizeof(float) * (size_t)n), "row scales differ");
+    /* activations: float scalar path vs bf16 AVX-512 path on the same values */
+    float xf[301], scratch[301];
+    uint16_t xb[301];
+    q8act s1 = make_act(1, k, scratch), s2 = make_act(1, k, scratch); /* buffers only */
+    for (int i = 0; i < k; i++) {
+        xb[i] = f32_to_bf16((float)((urand() - 0.5) * 6));
+        xf[i] = bf16_to_f32(xb[i]);
+    }
+    q8_quant_row(xf, k, &s1, 0);
+    q8_quant_row_bf16(KERN_AVX512, xb, k, &s2, 0);
+    CHECK(!memcmp(s1.q, s2.q, (size_t)s1.ld) && !memcmp(s1.sx, s2.sx, sizeof(float) * (size_t)s1.groups) &&
+              !memcmp(s1.corr, s2.corr, sizeof(int32_t) * (size_t)s1.groups),
+          "activation quantisation differs");
+    act_free(&s1);
+    act_free(&s2);
+    q8pack_free(&a);
+    q8pack_free(&b);
     free(w);
 }
 
@@ -267,6 +301,7 @@ int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"quant", test_quant},
+        {"quant_isas", test_quant_isas},
         {"gemm", test_gemm},
         {"accuracy", test_accuracy},
     };

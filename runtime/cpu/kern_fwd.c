@@ -441,7 +441,7 @@ static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, con
 /* q8 mode: row r of xb (width k) into its int8 form. */
 static inline void quant(const kfwd *b, q8act *qa, int r, int k)
 {
-    if (b->q8) q8_quant_row_bf16(b->xb + (size_t)r * b->ldxb, k, qa, r);
+    if (b->q8) q8_quant_row_bf16(b->isa, b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
 /* Where (layer, kv head) of one sequence lives (K and V bases inside superblock 0). */
@@ -615,7 +615,7 @@ ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
                 const int rr = b->lm_row[i0 + i];
                 kops_add_norm(b->isa, b->x + (size_t)rr * H, b->o + (size_t)rr * H, b->final_norm, H, b->eps,
                               b->lm_in + (size_t)i * H);
-                if (b->q8) q8_quant_row_bf16(b->lm_in + (size_t)i * H, H, &b->qa_lm, i);
+                if (b->q8) q8_quant_row_bf16(b->isa, b->lm_in + (size_t)i * H, H, &b->qa_lm, i);
             }
             gemm(b, &b->lm, b->lm_in, H, &b->qa_lm, cnt, b->lm_out, b->V, NULL, id, nt);
 #pragma omp for schedule(static)

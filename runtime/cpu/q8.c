@@ -72,6 +72,14 @@ void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t ro
     float *w = malloc(sizeof(float) * (size_t)p->k);
     if (!w) return; /* callers check q8pack_alloc; this small buffer failing is not recoverable here */
     const size_t es = dtype == ST_F32 ? 4 : 2;
+    if (dtype == ST_BF16 && kern_isa_best() == KERN_AVX512) {
+        /* bf16 rows may be only 2-byte aligned: read them as uint16 through the byte pointer */
+        for (int64_t r = lo; r < hi; r++)
+            q8_quant_wrow_avx512(p, r, (const uint16_t *)((const unsigned char *)src + (size_t)(r - row0) * (size_t)p->k * 2),
+                                 (uint8_t *)w);
+        free(w);
+        return;
+    }
     for (int64_t r = lo; r < hi; r++) {
         const unsigned char *sr = (const unsigned char *)src + (size_t)(r - row0) * (size_t)p->k * es;
         for (int64_t i = 0; i < p->k; i++) w[i] = elem_get(sr, (st_dtype)dtype, i);
@@ -101,8 +109,12 @@ void q8_quant_row(const float *x, int64_t k, q8act *a, int t)
     for (int64_t i = k; i < a->ld; i++) q[i] = 0;
 }
 
-void q8_quant_row_bf16(const uint16_t *x, int64_t k, q8act *a, int t)
+void q8_quant_row_bf16(kern_isa isa, const uint16_t *x, int64_t k, q8act *a, int t)
 {
+    if (isa == KERN_AVX512) {
+        q8_quant_act_avx512(x, k, a, t);
+        return;
+    }
     float buf[Q8_GROUP];
     int8_t *q = a->q + (size_t)t * (size_t)a->ld;
     for (int64_t g = 0; g * Q8_GROUP < k; g++) {
