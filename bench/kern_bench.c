@@ -39,7 +39,7 @@ static int cmp_d(const void *a, const void *b)
 static int make_pack(kpack *p, int64_t n, int64_t k, uint32_t seed)
 {
     ms_error e = {0};
-    if (kpack_alloc(p, n, k, &e) != MS_OK) {
+    if (kpack_alloc(p, n, k, kern_huge_default(), &e) != MS_OK) {
         fprintf(stderr, "%s\n", e.message);
         return -1;
     }
@@ -134,7 +134,7 @@ static int run_attn(int threads, int ctx, int reps)
     const int L = 28, nkv = 8, G = 2, d = 128, bs = 16, sb = 16, nb = (ctx + bs) / bs, nsb = (nb + sb - 1) / sb;
     const size_t blkb = (size_t)bs * d * 2, run = (size_t)sb * blkb, sbb = run * L * 2 * nkv;
     size_t kv_map = 0;
-    unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map); /* as the backend maps its KV */
+    unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map, kern_huge_default()); /* as the backend maps its KV */
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
     uint16_t q[KATTN_MAX_GROUP * 256];
     for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++) ((uint16_t *)kv)[i] = f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);

@@ -67,7 +67,7 @@ static int mat_make(mat *m, int64_t n, int64_t k)
     m->n = n;
     m->k = k;
     m->w = malloc(sizeof(uint16_t) * (size_t)(n * k));
-    if (!m->w || kpack_alloc(&m->p, n, k, &e) != MS_OK) return -1;
+    if (!m->w || kpack_alloc(&m->p, n, k, 1, &e) != MS_OK) return -1;
     for (int64_t i = 0; i < n * k; i++) m->w[i] = f32_to_bf16(rnd_bf16(0.05f));
     /* fill in two halves of the panel range to exercise p0/p1 */
     int64_t mid = m->p.n_panels / 2;
@@ -112,8 +112,8 @@ static void test_pack(void)
     }
     ms_error e = {0};
     kpack p;
-    CHECK(kpack_alloc(&p, 0, 5, &e) == MS_ERR_INVALID, "empty matrix accepted");
-    CHECK(kpack_alloc(&p, INT64_MAX / 4, INT64_MAX / 4, &e) == MS_ERR_NOMEM, "overflow not caught");
+    CHECK(kpack_alloc(&p, 0, 5, 1, &e) == MS_ERR_INVALID, "empty matrix accepted");
+    CHECK(kpack_alloc(&p, INT64_MAX / 4, INT64_MAX / 4, 1, &e) == MS_ERR_NOMEM, "overflow not caught");
     kpack_free(NULL);
 }
 

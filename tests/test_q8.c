@@ -45,7 +45,7 @@ static uint16_t *make_w(int64_t n, int64_t k, q8pack *p)
         w[i] = f32_to_bf16((float)v);
     }
     for (int64_t i = 0; i < k; i++) w[3 * k + i] = 0; /* row 3 is all zero (when n > 3) */
-    if (q8pack_alloc(p, n, k, &e) != MS_OK) return NULL;
+    if (q8pack_alloc(p, n, k, 0, &e) != MS_OK) return NULL;
     q8pack_fill(p, 0, w, ST_BF16, n, 0, p->n_panels / 2);
     q8pack_fill(p, 0, w, ST_BF16, n, p->n_panels / 2, p->n_panels);
     return w;
@@ -90,7 +90,7 @@ static void test_quant(void)
     CHECK(p.scale[3] == 0.0f, "zero row got scale %g", p.scale[3]);
     q8pack_free(&p);
     ms_error e = {0};
-    CHECK(q8pack_alloc(&p, 5, 0, &e) == MS_ERR_INVALID, "empty matrix accepted");
+    CHECK(q8pack_alloc(&p, 5, 0, 0, &e) == MS_ERR_INVALID, "empty matrix accepted");
     q8pack_free(&p);
     q8pack_free(NULL);
     free(w);
@@ -106,7 +106,7 @@ static void test_quant_isas(void)
     uint16_t *w = make_w(n, k, &a);
     unsetenv("MEDSERVE_ISA");
     ms_error e = {0};
-    CHECK(w && q8pack_alloc(&b, n, k, &e) == MS_OK, "alloc");
+    CHECK(w && q8pack_alloc(&b, n, k, 0, &e) == MS_OK, "alloc");
     q8pack_fill(&b, 0, w, ST_BF16, n, 0, b.n_panels);
     CHECK(!memcmp(a.data, b.data, (size_t)a.n_panels * (size_t)a.kq * 128), "packed int8 weights differ");
     CHECK(!memcmp(a.scale, b.scale, sizeof(float) * (size_t)n), "row scales differ");

@@ -48,7 +48,12 @@ const char *kern_isa_name(kern_isa isa)
     }
 }
 
-void *kern_alloc_huge(size_t bytes, size_t *mapped)
+int kern_huge_default(void)
+{
+    return getenv("MEDSERVE_NO_HUGEPAGES") == NULL;
+}
+
+void *kern_alloc_huge(size_t bytes, size_t *mapped, int huge)
 {
     if (bytes > SIZE_MAX - 2 * HUGE_ALIGN) return NULL;
     /* mmap gives zeroed memory; over-map to align to 2 MiB, then trim */
@@ -59,7 +64,7 @@ void *kern_alloc_huge(size_t bytes, size_t *mapped)
     size_t head = (HUGE_ALIGN - (uintptr_t)raw % HUGE_ALIGN) % HUGE_ALIGN;
     if (head) munmap(raw, head);
     if (HUGE_ALIGN - head) munmap(raw + head + map, HUGE_ALIGN - head);
-    if (!getenv("MEDSERVE_NO_HUGEPAGES")) madvise(raw + head, map, MADV_HUGEPAGE); /* advice only */
+    if (huge) madvise(raw + head, map, MADV_HUGEPAGE); /* advice only */
     *mapped = map;
     return raw + head;
 }
@@ -69,7 +74,7 @@ void kern_free_huge(void *p, size_t mapped)
     if (p) munmap(p, mapped);
 }
 
-ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
+ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, int huge, ms_error *err)
 {
     memset(p, 0, sizeof *p);
     if (n <= 0 || k <= 0)
@@ -82,7 +87,7 @@ ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
         return ms_seterr(err, MS_ERR_NOMEM, "kpack: matrix [%lld, %lld] overflows size_t", (long long)n,
                          (long long)k);
     size_t map = 0;
-    void *data = kern_alloc_huge(bytes, &map);
+    void *data = kern_alloc_huge(bytes, &map, huge);
     if (!data)
         return ms_seterr(err, MS_ERR_NOMEM, "kpack: cannot map %zu bytes for a [%lld, %lld] matrix", bytes,
                          (long long)n, (long long)k);

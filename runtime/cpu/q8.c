@@ -10,7 +10,7 @@
 #include "err.h"
 #include "q8.h"
 
-ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err)
+ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err)
 {
     memset(p, 0, sizeof *p);
     if (n <= 0 || k <= 0)
@@ -23,7 +23,7 @@ ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err)
         return ms_seterr(err, MS_ERR_NOMEM, "q8pack: matrix [%lld, %lld] overflows size_t", (long long)n,
                          (long long)k);
     size_t map = 0;
-    p->data = kern_alloc_huge(bytes, &map);
+    p->data = kern_alloc_huge(bytes, &map, huge);
     p->scale = calloc((size_t)np * KERN_PW, sizeof(float));
     if (!p->data || !p->scale) {
         kern_free_huge(p->data, map);

@@ -50,7 +50,8 @@ typedef struct q8act {
     int64_t ld, groups;
 } q8act;
 
-ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err);
+/* Allocates an [n, k] int8 matrix (huge: advise transparent huge pages, as kpack_alloc). */
+ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err);
 /* Quantises src, a row-major [rows, p->k] matrix of dtype (ST_BF16, ST_F16 or
  * ST_F32; element-aligned is enough), into rows [row0, row0 + rows) of p,
  * touching only panels in [p0, p1). */
