@@ -30,6 +30,7 @@
 #define GEN_MAX_MESSAGES_FILE ((size_t)64 << 20)
 #define GEN_DEFAULT_MAX_TOKENS 512
 
+/* Prints the options. */
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -191,6 +192,12 @@ static ms_status build_prompt(const ms_model *m, const gen_args *a, int32_t **id
             goto out;
         }
         if ((st = chat_conv_from_json(root, NULL, &conv, a->messages, err)) != MS_OK) goto out;
+        if (a->system && conv.n > 0 && conv.msgs[0].role && !strcmp(conv.msgs[0].role, "system")) {
+            st = ms_seterr(err, MS_ERR_INVALID,
+                           "%s: starts with a system message; drop --system or that message",
+                           a->messages);
+            goto out;
+        }
     }
     msgs = calloc(conv.n + 2, sizeof *msgs);
     if (!msgs) {
@@ -214,6 +221,7 @@ out:
 
 static volatile sig_atomic_t g_interrupted;
 
+/* Ctrl-C: ask the token callback to cancel. */
 static void on_sigint(int sig)
 {
     (void)sig;
@@ -232,6 +240,7 @@ typedef struct gen_state {
     int last_newline;
 } gen_state;
 
+/* Seconds from a to b. */
 static double secs(struct timespec a, struct timespec b)
 {
     return (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
@@ -266,6 +275,7 @@ static int on_token(const ms_token_event *ev, void *user)
     return g_interrupted != 0;
 }
 
+/* The summary word for a finish reason. */
 static const char *finish_name(ms_finish f)
 {
     switch (f) {
@@ -347,6 +357,7 @@ static int run(ms_engine *e, const ms_request *req)
     return rc;
 }
 
+/* medserve generate: load, build the prompt, generate, summarise. */
 int cli_generate(int argc, char **argv)
 {
     gen_args a;

@@ -21,6 +21,7 @@
 
 typedef enum { MODE_TOKENIZE, MODE_DETOKENIZE } tok_mode;
 
+/* Prints the usage of one subcommand. */
 static void usage(FILE *f, tok_mode m)
 {
     if (m == MODE_TOKENIZE)
@@ -54,6 +55,7 @@ static void put_json_string(FILE *f, const char *s, size_t n, int ascii_only)
     fputc('"', f);
 }
 
+/* Writes one {"error": ...} line. */
 static void put_error(const char *msg)
 {
     fputs("{\"error\":", stdout);
@@ -205,6 +207,8 @@ static int run(int argc, char **argv, tok_mode mode)
     return rc;
 }
 
+/* `medserve tokenize DIR`. */
 int cli_tokenize(int argc, char **argv) { return run(argc, argv, MODE_TOKENIZE); }
 
+/* `medserve detokenize DIR`. */
 int cli_detokenize(int argc, char **argv) { return run(argc, argv, MODE_DETOKENIZE); }

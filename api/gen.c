@@ -46,6 +46,7 @@ typedef struct gen {
     choice *ch;
     int n_ch, n_done;
     double deadline, t_start;
+    double idle_s;            /* longest silence on a stream: keep-alive after it */
     int fd;
     int first_token;
     char id[48];
@@ -249,7 +250,7 @@ static int step(gen *g, int *choice_out)
 {
     job_event *e = NULL;
     *choice_out = -1;
-    job_wait w = job_next(g->j, g->fd, g->deadline, SRV_KEEPALIVE_S, &e);
+    job_wait w = job_next(g->j, g->fd, g->deadline, g->idle_s, &e);
     switch (w) {
     case JOB_EVENT:
         *choice_out = e->choice;
@@ -632,6 +633,10 @@ void gen_run(server *S, http_req *r, reqinfo *info, const gen_spec *spec)
     g->n_ch = n_ch;
     g->t_start = http_t_start(r);
     g->deadline = g->t_start + S->cfg.timeout_s;
+    /* MHD drops a connection that stays silent for its idle timeout, even while
+     * the stream's reader waits for the engine: speak well before that */
+    g->idle_s = SRV_KEEPALIVE_S;
+    if (S->cfg.lim.idle_s && g->idle_s > S->cfg.lim.idle_s / 3.0) g->idle_s = S->cfg.lim.idle_s / 3.0;
     g->fd = http_fd(r);
     g->outcome = "error";
     snprintf(g->id, sizeof g->id, "%s", info->id);
@@ -644,7 +649,7 @@ void gen_run(server *S, http_req *r, reqinfo *info, const gen_spec *spec)
         seed &= ((uint64_t)1 << 53) - 1;
     }
     char seedtxt[24];
-    snprintf(seedtxt, sizeof seedtxt, "%llu", (unsigned long long)seed);
+    snprintf(seedtxt, sizeof seedtxt, "%lld", (long long)(int64_t)seed); /* as sent */
     http_add_header(r, "X-Medserve-Seed", seedtxt);
     info->has_seed = 1;
     info->seed = seed;

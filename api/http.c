@@ -1,9 +1,10 @@
 /* http.c: libmicrohttpd glue (see http.h). One thread per connection
  * (MHD's internal poll thread accepts), connection / per-IP / idle limits,
  * header memory cap (MHD answers 431 itself when headers overflow it),
- * body cap enforced from Content-Length before reading and while reading a
- * chunked body (the excess is discarded, never buffered; a client that keeps
- * sending far past the cap is disconnected), and rejection of ambiguous
+ * body cap: a Content-Length far over it is refused before reading; a body
+ * somewhat over it (declared or chunked) is read and discarded, never
+ * buffered, so the 413 reaches the client; a client that keeps sending far
+ * past the cap is disconnected. Also rejection of ambiguous
  * framing (Content-Length together with Transfer-Encoding, or twice). It does
  * not parse HTTP itself and knows nothing of routes or JSON. */
 #include <arpa/inet.h>
@@ -121,8 +122,10 @@ static void check_headers(http_req *r)
         long long cl = parse_content_length(http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH));
         if (cl < 0)
             r->flag = HTTP_FLAG_BAD_FRAMING;
-        else if ((unsigned long long)cl > r->srv->lim.max_body)
-            r->flag = HTTP_FLAG_TOO_LARGE;
+        else if ((unsigned long long)cl / HTTP_DISCARD_FACTOR > r->srv->lim.max_body)
+            r->flag = HTTP_FLAG_TOO_LARGE; /* refuse now, unread: the connection closes */
+        /* a body a little over the cap is read and discarded (take_body), so the
+         * 413 reaches a client still sending instead of being lost to a reset */
     }
 }
 

@@ -470,8 +470,11 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
             else
                 cJSON_AddNullToObject(o, "ttft_ms");
             cJSON_AddStringToObject(o, "finish_reason", in->finish);
-            if (in->has_seed)
-                cJSON_AddNumberToObject(o, "seed", (double)in->seed);
+            if (in->has_seed) { /* exact digits: a double would round 64-bit seeds */
+                char sd[24];
+                snprintf(sd, sizeof sd, "%lld", (long long)(int64_t)in->seed);
+                cJSON_AddRawToObject(o, "seed", sd);
+            }
             else
                 cJSON_AddNullToObject(o, "seed");
         }

@@ -17,7 +17,7 @@
 #include "svc.h"
 
 #define SRV_DEFAULT_MAX_N 8
-#define SRV_KEEPALIVE_S 15.0   /* SSE comment after this much silence */
+#define SRV_KEEPALIVE_S 5.0    /* SSE comment after this much silence (at most idle/3) */
 
 typedef enum srv_state {
     SRV_LOADING = 0,

@@ -108,7 +108,7 @@ ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_m
 
 typedef struct ms_sampling {
     int greedy;                 /* 1: argmax (temperature etc. ignored) */
-    float temperature;          /* > 0 when !greedy */
+    float temperature;          /* 0 means greedy too */
     int top_k;                  /* 0: off */
     float top_p;                /* 1: off */
     float min_p;                /* 0: off */
@@ -146,9 +146,15 @@ typedef struct ms_request {
     int logprobs;            /* report the chosen token's logprob */
 } ms_request;
 
-/* One event per generated token, plus a final event (finish != NONE) that may
- * carry no token (token == -1). text/text_len: the newly decodable UTF-8 bytes
- * (never a split character), with stop strings already cut. */
+/* One event per generated token; the event of the token that ends the
+ * request (eos, stop string, length) is the final one (finish != NONE). A
+ * request ended otherwise (cancel, error, shutdown) gets a final event without
+ * a token (token == -1). An eos token's final event carries its id and no
+ * text. text/text_len: the newly decodable UTF-8 bytes (never a split
+ * character), with stop strings cut and text that could start one held back
+ * until it cannot. logprob / top_*: log-softmax of the raw logits (only when
+ * ms_request.logprobs / ms_sampling.top_logprobs ask). Pointers are valid
+ * only during the callback. */
 typedef struct ms_token_event {
     uint64_t id;
     int32_t token;
@@ -164,7 +170,9 @@ typedef struct ms_token_event {
     size_t n_prompt, n_generated;
 } ms_token_event;
 
-/* Return nonzero to cancel the request; the final event still follows. */
+/* Return nonzero to cancel the request; the final event still follows (the
+ * return value of a final event is ignored). Callbacks may call
+ * ms_engine_submit / ms_engine_cancel, never ms_engine_free. */
 typedef int (*ms_token_fn)(const ms_token_event *ev, void *user);
 
 typedef struct ms_engine ms_engine;
@@ -193,7 +201,9 @@ typedef struct ms_engine_stats {
 } ms_engine_stats;
 
 void ms_engine_get_stats(ms_engine *e, ms_engine_stats *out);
-/* Stops accepting, finishes (drain_ms > 0) or cancels running requests, joins. */
+/* Stops accepting, cancels queued and running requests (each still gets its
+ * final event, on the worker thread), joins the worker and frees. NULL-safe.
+ * To drain first, wait until ms_engine_get_stats shows nothing running. */
 void ms_engine_free(ms_engine *e);
 
 #ifdef __cplusplus

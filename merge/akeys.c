@@ -27,6 +27,7 @@ const char *mg_slot_name(mg_slot s)
     static const char *const names[MG_SLOT_COUNT] = {
         "lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B",
         "lora_magnitude_vector", "base_layer", "full weight", "trainable_tokens_delta",
+        "modules_to_save copy", "original_module copy",
     };
     return (unsigned)s < MG_SLOT_COUNT ? names[s] : "?";
 }
@@ -114,10 +115,11 @@ static ms_status classify(char **seg, int ns, const char *path, const char *key,
             }
             break;
         }
-        if (!strcmp(s, "modules_to_save")) {
+        if (!strcmp(s, "modules_to_save") || !strcmp(s, "original_module")) {
+            *slot = s[0] == 'm' ? MG_SLOT_MTS : MG_SLOT_ORIG;
+            if (tail == 1 && !strcmp(t1, "weight")) return MS_OK;
             if (tail == 2 && !strcmp(t2, "weight")) {
                 *aname = t1;
-                *slot = MG_SLOT_FULL;
                 return MS_OK;
             }
             break;
@@ -196,7 +198,7 @@ ms_status mg_akeys_classify(const st_file *f, const char *path, mg_akeys *out, c
             st = ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has a malformed name", path, key);
             goto out;
         }
-        mg_slot slot;
+        mg_slot slot = MG_SLOT_FULL;
         int mod_end = 0;
         const char *aname;
         if ((st = classify(seg, ns, path, key, &slot, &mod_end, &aname, err))) goto out;

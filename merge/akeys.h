@@ -24,6 +24,9 @@ typedef enum mg_slot {
     MG_SLOT_BASE,     /* <m>.base_layer.weight: replaces <m>.weight */
     MG_SLOT_FULL,     /* <m>.weight (modules_to_save): replaces it */
     MG_SLOT_TOKENS,   /* <m>.token_adapter.trainable_tokens_delta [n, H] */
+    MG_SLOT_MTS,      /* <m>.modules_to_save.weight: the trained copy; replaces <m>.weight */
+    MG_SLOT_ORIG,     /* <m>.original_module.weight: PEFT's copy of the untrained module,
+                       * saved with a resized vocabulary; not used by merge_and_unload */
     MG_SLOT_COUNT
 } mg_slot;
 

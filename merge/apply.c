@@ -94,6 +94,28 @@ static ms_status prepare(const mg_kernels *k, const mg_otensor *o, const mg_op *
     return MS_OK;
 }
 
+/* L2 norm of a row in f32 with the summation order of torch.linalg.norm on
+ * CPU (checked bit for bit against torch 2.x for widths >= 8): eight lanes
+ * accumulate x*x (product rounded, then added: no FMA), the lanes are added
+ * in order, the tail elements follow one by one, then sqrtf. */
+static float row_norm(const float *x, size_t n)
+{
+    float lane[8] = {0};
+    size_t m = n - n % 8;
+    for (size_t j = 0; j < m; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float sq = x[j + l] * x[j + l];
+            lane[l] = lane[l] + sq;
+        }
+    float s = 0;
+    for (int l = 0; l < 8; l++) s = s + lane[l];
+    for (size_t j = m; j < n; j++) {
+        float sq = x[j] * x[j];
+        s = s + sq;
+    }
+    return sqrtf(s);
+}
+
 /* Applies one delta to rows [r0, r0+nr) of cur; returns the first bad row or -1. */
 static long apply_delta(const mg_kernels *k, const mg_op *op, const prepared *pp, float *cur, uint64_t r0,
                         size_t nr, size_t cols, st_dtype dt, float *tmp_all)
@@ -115,13 +137,8 @@ static long apply_delta(const mg_kernels *k, const mg_op *op, const prepared *pp
                 mg_round_inplace(k, y, dt, cols);
                 for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
             } else {
-                double ss = 0;
-                for (size_t j = 0; j < cols; j++) {
-                    float u = w[j] + y[j];
-                    w[j] = u;
-                    ss += (double)u * (double)u;
-                }
-                float norm = (float)sqrt(ss);
+                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+                float norm = row_norm(w, cols);
                 if (!(norm > 0) || !isfinite(norm)) {
 #pragma omp critical(mg_bad)
                     if (bad < 0 || (long)row < bad) bad = (long)row;
@@ -165,7 +182,7 @@ ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k,
     ms_status st = MS_OK;
     if (stats) memset(stats, 0, sizeof *stats);
     /* Fast path: untouched and already in the output dtype. */
-    if (o->n_ops == 0 && src->dtype == dt) {
+    if (o->n_ops == 0 && src->dtype == dt && o->src_rows == o->rows) {
         const char *p = src->data;
         uint64_t left = src->nbytes;
         while (left) {
@@ -195,9 +212,15 @@ ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k,
         if ((st = prepare(k, o, &o->ops[i], &pp[i], err))) goto out;
     for (size_t r0 = 0; r0 < rows; r0 += chunk_rows) {
         size_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows, n = nr * cols;
+        /* Rows past the base's (a resized vocabulary) start at zero; the
+         * plan guarantees a full replacement overwrites them first. */
+        size_t have = r0 >= o->src_rows ? 0 : (o->src_rows - r0 < nr ? (size_t)(o->src_rows - r0) : nr);
         const char *sp = (const char *)src->data + r0 * cols * src_es;
-        mg_to_f32(k, cur, sp, src->dtype, n);
-        mg_release_pages(sp, n * src_es);
+        if (have) {
+            mg_to_f32(k, cur, sp, src->dtype, have * cols);
+            mg_release_pages(sp, have * cols * src_es);
+        }
+        if (have < nr) memset(cur + have * cols, 0, (nr - have) * cols * sizeof(float));
         for (int i = 0; i < o->n_ops; i++) {
             const mg_op *op = &o->ops[i];
             memcpy(prev, cur, n * sizeof(float));

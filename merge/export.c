@@ -16,6 +16,7 @@
 #include "mg.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
@@ -42,6 +43,7 @@
 #include "plan.h"
 #include "sha256.h"
 #include "st.h"
+#include "st_shard.h"
 
 #define MG_PATH 4096
 #define MG_MAX_NOTES 8
@@ -82,6 +84,7 @@ typedef struct run {
     const char *notes[MG_MAX_NOTES];
     size_t n_notes;
     mg_progress prog;
+    mg_hashing hashing;
 } run;
 
 /* Output dtype name as config.json spells it. */
@@ -100,6 +103,28 @@ static void path_join(char *buf, size_t len, const char *dir, const char *name)
 static void progress(run *R, const char *phase)
 {
     R->prog.phase = phase;
+    if (R->o->progress) R->o->progress(R->o->progress_user, &R->prog);
+}
+
+/* The directory the tokenizer files come from: the base, or after a
+ * vocabulary resize the adapter that resized it. */
+static const char *tok_dir(const run *R)
+{
+    return R->plan.resized_by >= 0 ? R->ad[R->plan.resized_by].dir : R->base;
+}
+
+/* Size of a file, 0 if it cannot be read. */
+static uint64_t file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) ? 0 : (uint64_t)sb.st_size;
+}
+
+/* Hashing progress: bytes through the hash. */
+static void hash_tick(void *user, uint64_t n)
+{
+    run *R = user;
+    R->prog.bytes_done += n;
     if (R->o->progress) R->o->progress(R->o->progress_user, &R->prog);
 }
 
@@ -228,11 +253,60 @@ static ms_status check_space(run *R, ms_error *err)
     struct statvfs vs;
     if (statvfs(R->parent, &vs)) return ms_seterr(err, MS_ERR_IO, "%s: statvfs: %s", R->parent, strerror(errno));
     uint64_t avail = (uint64_t)vs.f_bavail * (uint64_t)vs.f_frsize;
-    /* data + headers (a generous 64 KiB per shard) + tokenizer files (64 MiB cap) */
-    uint64_t need = R->plan.total_bytes + (uint64_t)R->plan.n_shards * 65536 + (64u << 20);
+    /* data + headers (a generous 64 KiB per shard) + copied files + 1 MiB
+     * for configs, index and manifest */
+    uint64_t need = R->plan.total_bytes + (uint64_t)R->plan.n_shards * 65536 + (1u << 20);
+    for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
+        char p[MG_PATH * 2];
+        struct stat sb;
+        path_join(p, sizeof p, tok_dir(R), COPY_FILES[i]);
+        if (stat(p, &sb) == 0) need += (uint64_t)sb.st_size;
+    }
     if (avail < need)
-        return ms_seterr(err, MS_ERR_IO, "%s: %.2f GB free, the export needs about %.2f GB", R->parent, avail / 1e9,
-                         need / 1e9);
+        return ms_seterr(err, MS_ERR_IO, "%s: not enough free space: %.3f GB free, the export needs about %.3f GB",
+                         R->parent, avail / 1e9, need / 1e9);
+    return MS_OK;
+}
+
+/* Largest token id in a tokenizer.json (model.vocab values, added_tokens ids). */
+static ms_status tokenizer_max_id(const char *path, int64_t *max_id, ms_error *err)
+{
+    cJSON *j = json_load_file(path, MG_MAX_TEXT_FILE, err);
+    if (!j) return err ? err->status : MS_ERR_FORMAT;
+    int64_t mx = -1;
+    const cJSON *v = json_get(json_get(j, "model"), "vocab"), *x;
+    cJSON_ArrayForEach(x, v) if (cJSON_IsNumber(x) && x->valuedouble > (double)mx) mx = (int64_t)x->valuedouble;
+    cJSON_ArrayForEach(x, json_get(j, "added_tokens"))
+    {
+        const cJSON *id = json_get(x, "id");
+        if (cJSON_IsNumber(id) && id->valuedouble > (double)mx) mx = (int64_t)id->valuedouble;
+    }
+    cJSON_Delete(j);
+    *max_id = mx;
+    return MS_OK;
+}
+
+/* After a vocabulary resize the export needs the fine-tuned tokenizer: it
+ * must be in the resizing adapter's directory and fit the new size. */
+static ms_status check_resized_tokenizer(run *R, ms_error *err)
+{
+    if (R->plan.resized_by < 0) return MS_OK;
+    const run_adapter *a = &R->ad[R->plan.resized_by];
+    char p[MG_PATH * 2];
+    path_join(p, sizeof p, a->dir, "tokenizer.json");
+    if (!mg_exists(p))
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s resizes the vocabulary from %d to %d tokens, but its directory has no tokenizer.json; "
+                         "copy the fine-tuned tokenizer files there (the base tokenizer does not match)",
+                         a->label, R->cfg.vocab_size, R->plan.vocab_out);
+    int64_t mx = -1;
+    ms_status st = tokenizer_max_id(p, &mx, err);
+    if (st) return st;
+    if (mx >= R->plan.vocab_out)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: token id %lld does not fit the resized vocabulary of %d rows", p,
+                         (long long)mx, R->plan.vocab_out);
+    mg_logf(&R->o->log, MG_LOG_INFO, "vocabulary resized from %d to %d by %s; tokenizer files are taken from it",
+            R->cfg.vocab_size, R->plan.vocab_out, a->label);
     return MS_OK;
 }
 
@@ -240,28 +314,42 @@ static ms_status check_space(run *R, ms_error *err)
 static ms_status hash_inputs(run *R, ms_error *err)
 {
     ms_status st;
+    /* Progress: the bytes of every file hashed here. */
+    R->prog.bytes_done = 0;
+    R->prog.bytes_total = 0;
+    for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) R->prog.bytes_total += file_size(st_file_path(st_set_file(R->base_set, i)));
+    for (int i = 0; i < R->n_ad; i++) {
+        char p[MG_PATH * 2];
+        path_join(p, sizeof p, R->ad[i].dir, "adapter_model.safetensors");
+        R->prog.bytes_total += file_size(p);
+    }
     progress(R, "hash inputs");
     static const char *const extra[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, extra[i]);
         if (!strcmp(extra[i], "model.safetensors.index.json") && st_set_nfiles(R->base_set) == 1) continue;
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, extra[i], err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, extra[i], &R->hashing, err))) return st;
     }
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char p[MG_PATH * 2];
         path_join(p, sizeof p, R->base, COPY_FILES[i]);
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, COPY_FILES[i], &R->hashing, err))) return st;
+        if (R->plan.resized_by < 0) continue;
+        run_adapter *a = &R->ad[R->plan.resized_by];
+        path_join(p, sizeof p, a->dir, COPY_FILES[i]);
+        if (mg_exists(p) && (st = mg_filelist_add(&a->files, a->dir, COPY_FILES[i], &R->hashing, err))) return st;
     }
     for (size_t i = 0; i < st_set_nfiles(R->base_set); i++) {
         const char *fp = st_file_path(st_set_file(R->base_set, i));
         const char *slash = strrchr(fp, '/');
-        if ((st = mg_filelist_add(&R->base_files, R->base, slash ? slash + 1 : fp, err))) return st;
+        if ((st = mg_filelist_add(&R->base_files, R->base, slash ? slash + 1 : fp, &R->hashing, err))) return st;
     }
     mg_filelist_sort(&R->base_files);
     for (int i = 0; i < R->n_ad; i++) {
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", err))) return st;
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->hashing, err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->hashing, err))) return st;
+        mg_filelist_sort(&R->ad[i].files);
     }
     return MS_OK;
 }
@@ -354,44 +442,36 @@ out:
     return st;
 }
 
-/* Writes model.safetensors.index.json (HF layout: sorted keys, indent 2). */
+/* Writes model.safetensors.index.json (st_shard's text: as transformers). */
 static ms_status write_index(run *R, ms_error *err)
 {
     mg_plan *p = &R->plan;
-    size_t *ord = malloc(p->n * sizeof *ord);
-    cJSON *j = cJSON_CreateObject(), *meta = NULL, *wm = NULL;
-    ms_status st = MS_OK;
-    if (!ord || !j) goto oom;
-    for (size_t i = 0; i < p->n; i++) ord[i] = i;
-    /* insertion sort by name: a few hundred entries */
-    for (size_t i = 1; i < p->n; i++)
-        for (size_t k = i; k > 0 && strcmp(p->t[ord[k - 1]].name, p->t[ord[k]].name) > 0; k--) {
-            size_t t = ord[k];
-            ord[k] = ord[k - 1];
-            ord[k - 1] = t;
-        }
-    if (!(meta = cJSON_AddObjectToObject(j, "metadata"))) goto oom;
-    cJSON_AddNumberToObject(meta, "total_parameters", (double)p->total_params);
-    cJSON_AddNumberToObject(meta, "total_size", (double)p->total_bytes);
-    if (!(wm = cJSON_AddObjectToObject(j, "weight_map"))) goto oom;
-    for (size_t i = 0; i < p->n; i++) {
-        char name[64];
-        mg_shard_name(p->t[ord[i]].shard, p->n_shards, name, sizeof name);
-        if (!cJSON_AddStringToObject(wm, p->t[ord[i]].name, name)) goto oom;
+    st_wtensor *wt = calloc(p->n, sizeof *wt);
+    st_shard_plan sp = {0};
+    ms_status st;
+    if (!wt || !(sp.shard_of = calloc(p->n, sizeof *sp.shard_of))) {
+        free(wt);
+        st_shard_plan_free(&sp);
+        return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
     }
-    char *text = mg_json_pretty(j);
-    if (!text) goto oom;
-    char path[MG_PATH * 2];
-    path_join(path, sizeof path, R->tmp, "model.safetensors.index.json");
-    st = mg_write_file(&R->io, path, text, strlen(text), err);
+    mg_wtensors(p, wt);
+    sp.n = p->n;
+    sp.n_shards = (size_t)p->n_shards;
+    sp.total_size = p->total_bytes;
+    sp.total_params = p->total_params;
+    for (size_t i = 0; i < p->n; i++) sp.shard_of[i] = (size_t)p->t[i].shard;
+    char *text = NULL;
+    size_t len = 0;
+    st = st_shard_index_json(wt, &sp, &text, &len, err);
+    if (!st) {
+        char path[MG_PATH * 2];
+        path_join(path, sizeof path, R->tmp, ST_INDEX_FILE);
+        st = mg_write_file(&R->io, path, text, len, err);
+    }
     free(text);
-    free(ord);
-    cJSON_Delete(j);
+    free(wt);
+    st_shard_plan_free(&sp);
     return st;
-oom:
-    free(ord);
-    cJSON_Delete(j);
-    return ms_seterr(err, MS_ERR_NOMEM, "index: out of memory");
 }
 
 /* Sets obj[key] to item, in place if present, else appended. */
@@ -415,6 +495,7 @@ static ms_status write_configs(run *R, ms_error *err)
     if (json_get(c, "dtype")) set_item(c, "dtype", cJSON_CreateString(dw)), had = 1;
     if (!had) set_item(c, "dtype", cJSON_CreateString(dw));
     if (R->plan.untie) set_item(c, "tie_word_embeddings", cJSON_CreateFalse());
+    if (R->plan.vocab_out != R->cfg.vocab_size) set_item(c, "vocab_size", cJSON_CreateNumber(R->plan.vocab_out));
     char *text = mg_json_pretty(c);
     cJSON_Delete(c);
     if (!text) return ms_seterr(err, MS_ERR_NOMEM, "config: out of memory");
@@ -458,7 +539,7 @@ static ms_status copy_tokenizer(run *R, ms_error *err)
     int have_tok = 0;
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char src[MG_PATH * 2], dst[MG_PATH * 2];
-        path_join(src, sizeof src, R->base, COPY_FILES[i]);
+        path_join(src, sizeof src, tok_dir(R), COPY_FILES[i]);
         path_join(dst, sizeof dst, R->tmp, COPY_FILES[i]);
         if (!mg_exists(src)) continue;
         if (i == 0) have_tok = 1;
@@ -470,6 +551,102 @@ static ms_status copy_tokenizer(run *R, ms_error *err)
     return MS_OK;
 }
 
+/* Compares tensor data addresses (file order). */
+static int cmp_data(const void *a, const void *b)
+{
+    const char *x = (*(const st_tensor *const *)a)->data, *y = (*(const st_tensor *const *)b)->data;
+    return x < y ? -1 : x > y;
+}
+
+/* Reads one written weights file sequentially: SHA-256 of the whole file
+ * (recorded for the manifest) and, by offset, the checksum of each tensor,
+ * compared with the one computed while writing. The reads go through a
+ * small buffer, so memory stays flat for any tensor size. */
+static ms_status verify_file(run *R, const st_file *f, ms_error *err)
+{
+    enum { BLOCK = 4 << 20 };
+    const char *path = st_file_path(f);
+    size_t nt = st_file_count(f);
+    const st_tensor **ts = calloc(nt ? nt : 1, sizeof *ts);
+    unsigned char *buf = malloc(BLOCK);
+    long *idx = calloc(nt ? nt : 1, sizeof *idx);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ms_status st = MS_OK;
+    if (!ts || !buf || !idx || fd < 0) {
+        st = fd < 0 ? ms_seterr(err, MS_ERR_IO, "%s: open: %s", path, strerror(errno))
+                    : ms_seterr(err, MS_ERR_NOMEM, "verify: out of memory");
+        goto out;
+    }
+    uint64_t data_bytes = 0, size = file_size(path);
+    for (size_t i = 0; i < nt; i++) ts[i] = st_file_get(f, i), data_bytes += ts[i]->nbytes;
+    qsort(ts, nt, sizeof *ts, cmp_data);
+    for (size_t i = 0; i < nt; i++) {
+        idx[i] = -1;
+        for (size_t j = 0; j < R->plan.n; j++)
+            if (!strcmp(R->plan.t[j].name, ts[i]->name)) idx[i] = (long)j;
+        if (idx[i] < 0) {
+            st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: unexpected tensor \"%s\"", path, ts[i]->name);
+            goto out;
+        }
+    }
+    const uint64_t data0 = size - data_bytes; /* tensors tile the end of the file */
+    sha256_ctx sc;
+    sha256_init(&sc);
+    mg_fhash h;
+    mg_fhash_init(&h);
+    size_t ti = 0;
+    uint64_t pos = 0;
+    for (;;) {
+        if (R->o->cancel && *R->o->cancel) {
+            st = ms_seterr(err, MS_ERR_CANCELLED, "interrupted");
+            goto out;
+        }
+        ssize_t r = read(fd, buf, BLOCK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = ms_seterr(err, MS_ERR_IO, "%s: read: %s", path, strerror(errno));
+            goto out;
+        }
+        if (r == 0) break;
+        sha256_update(&sc, buf, (size_t)r);
+        uint64_t end = pos + (uint64_t)r;
+        while (ti < nt) {
+            uint64_t ts0 = data0 + (uint64_t)((const char *)ts[ti]->data - (const char *)ts[0]->data);
+            uint64_t ts1 = ts0 + ts[ti]->nbytes;
+            if (ts0 >= end) break;
+            uint64_t a = ts0 > pos ? ts0 : pos, b = ts1 < end ? ts1 : end;
+            if (b > a) mg_fhash_update(&h, buf + (a - pos), (size_t)(b - a));
+            if (ts1 > end) break;
+            if (mg_fhash_final(&h) != R->sums[idx[ti]]) {
+                st = ms_seterr(err, MS_ERR_IO, "verify %s: the bytes of tensor \"%s\" on disk differ from those written",
+                               path, ts[ti]->name);
+                goto out;
+            }
+            mg_fhash_init(&h);
+            ti++;
+        }
+        pos = end;
+        hash_tick(R, (uint64_t)r);
+    }
+    if (ti != nt || pos != size) {
+        st = ms_seterr(err, MS_ERR_IO, "verify %s: %zu of %zu tensors read back (%llu of %llu bytes)", path, ti, nt,
+                       (unsigned long long)pos, (unsigned long long)size);
+        goto out;
+    }
+    uint8_t d[32];
+    char hex[65];
+    sha256_final(&sc, d);
+    sha256_hex(d, hex);
+    const char *slash = strrchr(path, '/');
+    st = mg_filelist_add_known(&R->out_files, slash ? slash + 1 : path, hex, size, err);
+out:
+    if (fd >= 0) close(fd);
+    free(ts);
+    free(buf);
+    free(idx);
+    return st;
+}
+
 /* Step 6: re-opens the export strictly and checks every tensor's bytes;
  * hashes every file for the manifest. */
 static ms_status verify(run *R, ms_error *err)
@@ -477,6 +654,8 @@ static ms_status verify(run *R, ms_error *err)
     mg_plan *p = &R->plan;
     st_set *s = NULL;
     ms_status st;
+    R->prog.bytes_done = 0;
+    R->prog.bytes_total = p->total_bytes + (uint64_t)p->n_shards * 65536; /* about the weights files */
     progress(R, "verify");
     if ((st = st_set_open(R->tmp, &s, err))) return st;
     if (st_set_count(s) != p->n) {
@@ -486,6 +665,10 @@ static ms_status verify(run *R, ms_error *err)
     for (size_t i = 0; i < p->n; i++) {
         const mg_otensor *o = &p->t[i];
         const st_tensor *t = st_set_find(s, o->name);
+        if (R->o->cancel && *R->o->cancel) {
+            st = ms_seterr(err, MS_ERR_CANCELLED, "interrupted");
+            goto out;
+        }
         char name[64];
         mg_shard_name(o->shard, p->n_shards, name, sizeof name);
         const char *base = t && t->path ? strrchr(t->path, '/') : NULL;
@@ -494,32 +677,21 @@ static ms_status verify(run *R, ms_error *err)
             st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: tensor \"%s\" does not read back as written", R->tmp, o->name);
             goto out;
         }
-        mg_fhash h;
-        mg_fhash_init(&h);
-        mg_fhash_update(&h, t->data, (size_t)t->nbytes);
-        st_tensor_release(t);
-        if (mg_fhash_final(&h) != R->sums[i]) {
-            st = ms_seterr(err, MS_ERR_IO, "verify %s: the bytes of tensor \"%s\" on disk differ from those written",
-                           R->tmp, o->name);
-            goto out;
-        }
     }
-    /* Every file in the temp dir, hashed (the manifest comes later). */
-    for (int i = 0; i < p->n_shards; i++) {
-        char name[64];
-        mg_shard_name(i, p->n_shards, name, sizeof name);
-        if ((st = mg_filelist_add(&R->out_files, R->tmp, name, err))) goto out;
-    }
+    /* One sequential read per weights file: its SHA-256 for the manifest and
+     * each tensor's checksum against what was written. */
+    for (size_t i = 0; i < st_set_nfiles(s); i++)
+        if ((st = verify_file(R, st_set_file(s, i), err))) goto out;
     static const char *const more[] = {"config.json", "generation_config.json", "model.safetensors.index.json"};
     for (size_t i = 0; i < 3; i++) {
         char pth[MG_PATH * 2];
         path_join(pth, sizeof pth, R->tmp, more[i]);
-        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, more[i], err))) goto out;
+        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, more[i], &R->hashing, err))) goto out;
     }
     for (size_t i = 0; i < sizeof COPY_FILES / sizeof COPY_FILES[0]; i++) {
         char pth[MG_PATH * 2];
         path_join(pth, sizeof pth, R->tmp, COPY_FILES[i]);
-        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, COPY_FILES[i], err))) goto out;
+        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, COPY_FILES[i], &R->hashing, err))) goto out;
     }
     mg_filelist_sort(&R->out_files);
     /* The written config must load. */
@@ -615,28 +787,6 @@ static void run_free(run *R)
     mg_filelist_free(&R->out_files);
 }
 
-/* Parses a human size ("5GB") or a byte count. */
-int mg_parse_size(const char *s, uint64_t *out)
-{
-    if (!s || !*s) return -1;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !isfinite(v) || v <= 0) return -1;
-    while (*end == ' ') end++;
-    double mult = 1;
-    if (!*end) mult = 1;
-    else if (!strcasecmp(end, "KB")) mult = 1e3;
-    else if (!strcasecmp(end, "MB")) mult = 1e6;
-    else if (!strcasecmp(end, "GB")) mult = 1e9;
-    else if (!strcasecmp(end, "TB")) mult = 1e12;
-    else return -1;
-    double b = floor(v * mult); /* Python int(value * multiplier) */
-    if (b < 1 || b > 1.8e19) return -1;
-    *out = (uint64_t)b;
-    return 0;
-}
-
 /* The whole merge. */
 ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
 {
@@ -647,6 +797,9 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     memset(res, 0, sizeof *res);
     R.o = o;
     R.io.fail_at = o->fail_at_step;
+    R.hashing.cancel = o->cancel;
+    R.hashing.tick = hash_tick;
+    R.hashing.user = &R;
     ms_status st = MS_OK;
     if (o->n_adapters < 1 || o->n_adapters > MG_MAX_ADAPTERS)
         return ms_seterr(err, MS_ERR_INVALID, "give between 1 and %d --adapter", MG_MAX_ADAPTERS);
@@ -684,6 +837,10 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
                                "is untied (lm_head.weight = embedding + head changes, embedding changes only in "
                                "model.embed_tokens.weight, tie_word_embeddings false), which matches the unmerged "
                                "PEFT model.";
+    if ((st = check_resized_tokenizer(&R, err))) goto out;
+    if (R.plan.resized_by >= 0)
+        R.notes[R.n_notes++] = "The vocabulary was resized by full embedding/head weights in an adapter; vocab_size "
+                               "is updated and the tokenizer files come from that adapter's directory.";
     R.notes[R.n_notes++] = "Linear deltas are added in float32 and rounded once per adapter; embedding deltas are "
                            "rounded to the output dtype before the add, as PEFT does.";
     if (!(R.sums = calloc(R.plan.n, sizeof *R.sums)) || !(R.tensor_changed = calloc(R.plan.n, sizeof *R.tensor_changed))) {
@@ -707,10 +864,12 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     }
     R.prog.tensors_total = R.plan.n;
     R.prog.bytes_total = R.plan.total_bytes;
+    R.prog.bytes_done = 0;
     for (int s = 0; s < R.plan.n_shards; s++)
         if ((st = write_shard(&R, s, err))) goto out;
     if ((st = check_effect(&R, err))) goto out;
     if (R.plan.n_shards > 1 && (st = write_index(&R, err))) goto out;
+    if (o->after_write) o->after_write(o->after_write_user, R.tmp);
     if ((st = write_configs(&R, err)) || (st = copy_tokenizer(&R, err))) goto out;
     if ((st = verify(&R, err)) || (st = write_manifest(&R, res, err))) goto out;
     if ((st = mg_fsync_dir(&R.io, R.tmp, err))) goto out;
@@ -718,7 +877,13 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     if ((st = mg_rename_into_place(&R.io, R.tmp, R.out, o->force, err))) goto out;
     R.tmp_made = R.out_existed; /* after an exchange the old export sits at tmp */
     if ((st = mg_fsync_dir(&R.io, R.parent, err))) {
-        /* The new export is in place but its directory entry may not be durable yet. */
+        /* The rename may not be durable: undo it, so a failure never leaves
+         * the new export in place (the previous one, if any, returns). */
+        if (R.out_existed)
+            renameat2(AT_FDCWD, R.tmp, AT_FDCWD, R.out, RENAME_EXCHANGE);
+        else
+            rename(R.out, R.tmp);
+        R.tmp_made = 1;
         goto out;
     }
     res->n_files = (int)R.out_files.n + 1;

@@ -11,6 +11,7 @@
 
 #include "mg.h"
 #include "progress.h"
+#include "st_shard.h"
 
 static volatile int g_cancel;
 static int g_quiet;
@@ -98,8 +99,13 @@ int main(int argc, char **argv)
             o.force = 1;
         } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
             g_quiet = 1;
+        } else if (strcmp(a, "--base") && strcmp(a, "--out") && strcmp(a, "--adapter") && strcmp(a, "--dtype") &&
+                   strcmp(a, "--max-shard-size") && strcmp(a, "--threads")) {
+            fprintf(stderr, "lora-merge: error: unknown argument %s\n", a);
+            usage(stderr);
+            return 2;
         } else if (!v) {
-            fprintf(stderr, "lora-merge: error: %s needs a value (or is unknown)\n", a);
+            fprintf(stderr, "lora-merge: error: %s needs a value\n", a);
             usage(stderr);
             return 2;
         } else if (!strcmp(a, "--base")) {
@@ -126,7 +132,7 @@ int main(int argc, char **argv)
             }
             i++;
         } else if (!strcmp(a, "--max-shard-size")) {
-            if (mg_parse_size(v, &o.max_shard_bytes)) {
+            if (st_parse_size(v, &o.max_shard_bytes, NULL)) {
                 fprintf(stderr, "lora-merge: error: --max-shard-size %s: use e.g. 5GB, 500MB or a byte count\n", v);
                 return 2;
             }
@@ -162,6 +168,9 @@ int main(int argc, char **argv)
     o.progress = mg_bar_update;
     o.progress_user = &g_bar;
     o.cancel = &g_cancel;
+    /* Test hook (tests/e2e): fail the n-th checked I/O step. */
+    const char *fa = getenv("MEDSERVE_MERGE_FAIL_AT");
+    if (fa) o.fail_at_step = atoi(fa);
     mg_result res;
     ms_error err = {0};
     double t0 = mg_now();

@@ -3,10 +3,12 @@
 #include "manifest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "err.h"
 #include "jsonw.h"
@@ -39,16 +41,46 @@ ms_status mg_filelist_add_known(mg_filelist *l, const char *name, const char *sh
 }
 
 /* Hashes dir/name and appends it. */
-ms_status mg_filelist_add(mg_filelist *l, const char *dir, const char *name, ms_error *err)
+ms_status mg_filelist_add(mg_filelist *l, const char *dir, const char *name, const mg_hashing *h, ms_error *err)
 {
+    enum { BLOCK = 4 << 20 };
     char path[4352];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    struct stat sb;
-    if (stat(path, &sb)) return ms_seterr(err, MS_ERR_IO, "%s: stat: %s", path, strerror(errno));
-    char hex[65];
-    ms_status st = sha256_file(path, hex, err);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ms_seterr(err, MS_ERR_IO, "%s: open: %s", path, strerror(errno));
+    unsigned char *buf = malloc(BLOCK);
+    if (!buf) {
+        close(fd);
+        return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
+    }
+    sha256_ctx c;
+    sha256_init(&c);
+    uint64_t total = 0;
+    ms_status st = MS_OK;
+    for (;;) {
+        if (h && h->cancel && *h->cancel) {
+            st = ms_seterr(err, MS_ERR_CANCELLED, "interrupted");
+            break;
+        }
+        ssize_t r = read(fd, buf, BLOCK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = ms_seterr(err, MS_ERR_IO, "%s: read: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0) break;
+        sha256_update(&c, buf, (size_t)r);
+        total += (uint64_t)r;
+        if (h && h->tick) h->tick(h->user, (uint64_t)r);
+    }
+    free(buf);
+    close(fd);
     if (st) return st;
-    return mg_filelist_add_known(l, name, hex, (uint64_t)sb.st_size, err);
+    uint8_t d[32];
+    char hex[65];
+    sha256_final(&c, d);
+    sha256_hex(d, hex);
+    return mg_filelist_add_known(l, name, hex, total, err);
 }
 
 /* Orders records by name. */

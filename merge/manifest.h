@@ -25,8 +25,15 @@ typedef struct mg_filelist {
     size_t n, cap;
 } mg_filelist;
 
-/* Hashes dir/name and appends it. */
-ms_status mg_filelist_add(mg_filelist *l, const char *dir, const char *name, ms_error *err);
+/* How a long hash reports progress and stops early (all fields may be NULL). */
+typedef struct mg_hashing {
+    const volatile int *cancel;                 /* nonzero: stop with MS_ERR_CANCELLED */
+    void (*tick)(void *user, uint64_t bytes);   /* called after each block read */
+    void *user;
+} mg_hashing;
+
+/* Hashes dir/name (streaming reads, cancellable) and appends it. */
+ms_status mg_filelist_add(mg_filelist *l, const char *dir, const char *name, const mg_hashing *h, ms_error *err);
 /* Appends a record whose hash is already known. */
 ms_status mg_filelist_add_known(mg_filelist *l, const char *name, const char *sha256, uint64_t bytes, ms_error *err);
 /* Sorts by name. */

@@ -54,6 +54,10 @@ typedef struct mg_opts {
     /* Fault injection for tests: fail the n-th checked I/O step (1-based);
      * 0 = never. */
     int fail_at_step;
+    /* Test hook: called with the temp dir once the weights are written and
+     * before they are verified (a test corrupts a byte here). */
+    void (*after_write)(void *user, const char *tmp_dir);
+    void *after_write_user;
 } mg_opts;
 
 typedef struct mg_result {
@@ -63,10 +67,6 @@ typedef struct mg_result {
     int untied;                /* lm_head written separately from the embedding */
     char manifest_sha256[65];
 } mg_result;
-
-/* Parses "5GB", "500MB", "2.5GB", "10KB", "1TB" (decimal units as
- * huggingface_hub) or a plain byte count. Returns 0 on success. */
-int mg_parse_size(const char *s, uint64_t *out);
 
 /* The whole merge: validates inputs, plans, writes into a temp dir beside
  * out_dir, verifies, renames into place. On failure nothing is left behind

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "st_shard.h"
 
 enum { K_LINEAR, K_HEAD, K_EMBED, K_NORM, K_BIAS };
 
@@ -21,11 +22,11 @@ typedef struct expect {
     int kind;
 } expect;
 
-/* Writes the shard name. */
+/* Writes the shard name (as st_shard_filename). */
 void mg_shard_name(int i, int n, char *buf, size_t len)
 {
     if (n <= 1)
-        snprintf(buf, len, "model.safetensors");
+        snprintf(buf, len, "%s", ST_SINGLE_FILE);
     else
         snprintf(buf, len, "model-%05d-of-%05d.safetensors", i + 1, n);
 }
@@ -79,13 +80,14 @@ static int shape_is(const st_tensor *t, int64_t d0, int64_t d1)
     return t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1;
 }
 
-/* Lists the expected tensors of the config (lm_head only when with_head). */
-static size_t expected(const qwen3_config *c, int with_head, mg_otensor *t, expect *ex)
+/* Lists the expected tensors of the config (lm_head only when with_head;
+ * embedding and head with V rows). */
+static size_t expected(const qwen3_config *c, int with_head, int64_t V, mg_otensor *t, expect *ex)
 {
     size_t n = 0;
     char name[MG_MAX_NAME_LEN];
     int64_t H = c->hidden_size, d = c->head_dim, q = (int64_t)c->n_heads * d, kv = (int64_t)c->n_kv_heads * d;
-    int64_t I = c->intermediate_size, V = c->vocab_size;
+    int64_t I = c->intermediate_size;
     add(t, ex, &n, EMBED_NAME, K_EMBED, V, H);
     for (int i = 0; i < c->n_layers; i++) {
         static const char *const attn[4] = {"q_proj", "k_proj", "v_proj", "o_proj"};
@@ -130,20 +132,23 @@ static int touches_tied_pair(const mg_akeys *k)
 }
 
 /* Checks the base tensors against the expected list; fills src pointers. */
-static ms_status bind_base(const st_set *base, mg_plan *p, int tied, int *base_head_ignored, const mg_log *lg,
-                           ms_error *err)
+static ms_status bind_base(const st_set *base, mg_plan *p, int tied, int64_t base_vocab, int *base_head_ignored,
+                           const mg_log *lg, ms_error *err)
 {
     char sb[96];
     for (size_t i = 0; i < p->n; i++) {
         mg_otensor *o = &p->t[i];
         const char *src_name = (p->untie && !strcmp(o->name, HEAD_NAME)) ? EMBED_NAME : o->name;
         const st_tensor *t = st_set_find(base, src_name);
+        int vocab_rows = !strcmp(o->name, EMBED_NAME) || !strcmp(o->name, HEAD_NAME);
+        int64_t rows0 = vocab_rows ? base_vocab : o->shape[0];
         if (!t)
             return ms_seterr(err, MS_ERR_FORMAT, "base: tensor \"%s\" is missing (config.json describes it)", src_name);
-        if (!shape_is(t, o->shape[0], o->ndim == 2 ? o->shape[1] : 0))
+        if (!shape_is(t, rows0, o->ndim == 2 ? o->shape[1] : 0))
             return ms_seterr(err, MS_ERR_FORMAT, "base %s: tensor \"%s\" has shape %s; config.json implies [%lld%s%lld]",
-                             t->path ? t->path : "", src_name, shape_str(t, sb, sizeof sb), (long long)o->shape[0],
+                             t->path ? t->path : "", src_name, shape_str(t, sb, sizeof sb), (long long)rows0,
                              o->ndim == 2 ? ", " : "", o->ndim == 2 ? (long long)o->shape[1] : 0LL);
+        o->src_rows = o->ndim == 2 ? (uint64_t)rows0 : 1;
         if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32)
             return ms_seterr(err, MS_ERR_UNSUPPORTED, "base %s: tensor \"%s\" has dtype %s; only BF16, F16 and F32 bases can be merged",
                              t->path ? t->path : "", src_name, st_dtype_name(t->dtype));
@@ -216,19 +221,37 @@ static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad,
     int kind = ex[oi].kind;
     const st_tensor *const *T = m->t;
     mg_op *op = op_for(o, a);
-    /* 1. Full replacement. */
-    if (T[MG_SLOT_FULL] && T[MG_SLOT_BASE])
+    /* 1. Full replacement. A modules_to_save copy wins; PEFT saves the
+     * wrapper's plain weight beside it (the same bytes: checked) and the
+     * untrained original_module (not used by merge_and_unload). */
+    const st_tensor *mts = T[MG_SLOT_MTS], *full = T[MG_SLOT_FULL], *orig = T[MG_SLOT_ORIG];
+    if (mts && full) {
+        if (full->dtype != mts->dtype || full->nbytes != mts->nbytes || full->ndim != mts->ndim ||
+            memcmp(full->shape, mts->shape, sizeof full->shape) || memcmp(full->data, mts->data, (size_t)full->nbytes))
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\": \"%s\" and \"%s\" differ; which one was trained?",
+                             path, m->module, m->key[MG_SLOT_FULL], m->key[MG_SLOT_MTS]);
+        full = NULL;
+        (*used)++;
+    }
+    if (orig && !mts)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" without a modules_to_save copy", path,
+                         m->key[MG_SLOT_ORIG]);
+    if (orig) {
+        if (orig->ndim != mts->ndim || memcmp(orig->shape, mts->shape, sizeof orig->shape))
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, unlike its modules_to_save copy", path,
+                             orig->name, shape_str(orig, sb, sizeof sb));
+        (*used)++;
+    }
+    if ((mts || full) && T[MG_SLOT_BASE])
         return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has both \"%s\" and \"%s\" as full weights", path,
-                         m->module, m->key[MG_SLOT_FULL], m->key[MG_SLOT_BASE]);
-    const st_tensor *rep = T[MG_SLOT_FULL] ? T[MG_SLOT_FULL] : T[MG_SLOT_BASE];
+                         m->module, mts ? m->key[MG_SLOT_MTS] : m->key[MG_SLOT_FULL], m->key[MG_SLOT_BASE]);
+    const st_tensor *rep = mts ? mts : full ? full : T[MG_SLOT_BASE];
     if (rep) {
-        if (!shape_is(rep, o->shape[0], o->ndim == 2 ? o->shape[1] : 0)) {
-            int resized = (kind == K_EMBED || kind == K_HEAD) && rep->ndim == 2 && rep->shape[1] == o->shape[1];
-            return ms_seterr(err, resized ? MS_ERR_UNSUPPORTED : MS_ERR_FORMAT,
-                             "%s: tensor \"%s\" has shape %s but base \"%s\" is [%lld, %lld]%s", path, rep->name,
-                             shape_str(rep, sb, sizeof sb), o->name, (long long)o->shape[0], (long long)o->shape[1],
-                             resized ? "; a resized vocabulary is not supported by this tool" : "");
-        }
+        if (!shape_is(rep, o->shape[0], o->ndim == 2 ? o->shape[1] : 0))
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s but the export's \"%s\" is [%lld, %lld]%s",
+                             path, rep->name, shape_str(rep, sb, sizeof sb), o->name, (long long)o->shape[0],
+                             (long long)o->shape[1],
+                             (kind == K_EMBED || kind == K_HEAD) ? " (adapters disagree about the vocabulary size)" : "");
         op->replace = rep;
         (*used)++;
     }
@@ -237,10 +260,10 @@ static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad,
     if (has_lin && has_emb)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has both Linear and Embedding LoRA weights", path,
                          m->module);
-    if ((has_lin || has_emb) && T[MG_SLOT_FULL])
+    if ((has_lin || has_emb) && (T[MG_SLOT_FULL] || T[MG_SLOT_MTS]))
         return ms_seterr(err, MS_ERR_FORMAT,
                          "%s: module \"%s\" has LoRA weights and a modules_to_save weight \"%s\"; PEFT never saves both",
-                         path, m->module, m->key[MG_SLOT_FULL]);
+                         path, m->module, T[MG_SLOT_MTS] ? m->key[MG_SLOT_MTS] : m->key[MG_SLOT_FULL]);
     if (T[MG_SLOT_MAG] && !has_lin)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\": a DoRA magnitude without lora_A/lora_B weights", path,
                          m->key[MG_SLOT_MAG]);
@@ -383,38 +406,90 @@ static void warn_untrained(const mg_plan *p, const expect *ex, const mg_adapter 
                 path, n, first);
 }
 
-/* Assigns shards as huggingface_hub's split_state_dict_into_shards does:
- * walk in state_dict order; a tensor over the limit is appended at once as a
- * shard of its own; otherwise the shard being filled is closed (appended)
- * when the tensor would push it over the limit. Returns the shard count. */
+/* Assigns shards as transformers 5 save_pretrained does for a model loaded
+ * with from_pretrained (LLaMA-Factory's export): the state dict walked in
+ * dot_natural_key order, split with huggingface_hub's policy (st_shard.c).
+ * Fills the shard of every tensor; returns the shard count or a negative
+ * status. */
 static int assign_shards(mg_plan *p, uint64_t max, ms_error *err)
 {
-    size_t *cur = malloc(p->n * sizeof *cur);
-    if (!cur) return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
-    size_t nc = 0;
-    uint64_t cs = 0;
-    int id = 0;
+    st_wtensor *wt = calloc(p->n, sizeof *wt);
+    if (!wt) return -(int)ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
+    mg_wtensors(p, wt);
+    st_hf5_sort(wt, p->n);
+    st_shard_plan sp;
+    ms_status st = st_shard_plan_make(wt, p->n, max, &sp, err);
+    if (st) {
+        free(wt);
+        return -(int)st;
+    }
+    for (size_t k = 0; k < p->n; k++) p->t[find_out(p, wt[k].name)].shard = (int)sp.shard_of[k];
+    int n = (int)sp.n_shards;
+    st_shard_plan_free(&sp);
+    free(wt);
+    return n;
+}
+
+/* Fills wt[i] from output tensor i (names point into the plan). */
+void mg_wtensors(const mg_plan *p, st_wtensor *wt)
+{
     for (size_t i = 0; i < p->n; i++) {
-        mg_otensor *o = &p->t[i];
-        if (o->nbytes > max) {
-            o->shard = id++;
-            continue;
-        }
-        if (cs + o->nbytes > max) {
-            for (size_t j = 0; j < nc; j++) p->t[cur[j]].shard = id;
-            id++;
-            nc = 0;
-            cs = 0;
-        }
-        cur[nc++] = i;
-        cs += o->nbytes;
+        memset(&wt[i], 0, sizeof wt[i]);
+        wt[i].name = p->t[i].name;
+        wt[i].dtype = p->dtype;
+        wt[i].ndim = p->t[i].ndim;
+        wt[i].shape[0] = p->t[i].shape[0];
+        wt[i].shape[1] = p->t[i].shape[1];
     }
-    if (nc) {
-        for (size_t j = 0; j < nc; j++) p->t[cur[j]].shard = id;
-        id++;
+}
+
+/* The rows of a full embedding/head weight of module m, or 0. */
+static int64_t full_rows(const mg_akeys *k, const char *module, int64_t H)
+{
+    const mg_amod *m = mg_akeys_find(k, module);
+    if (!m) return 0;
+    const st_tensor *t = m->t[MG_SLOT_MTS] ? m->t[MG_SLOT_MTS] : m->t[MG_SLOT_FULL] ? m->t[MG_SLOT_FULL] : m->t[MG_SLOT_BASE];
+    return t && t->ndim == 2 && t->shape[1] == H ? t->shape[0] : 0;
+}
+
+/* Finds a vocabulary resize: full embedding/head weights whose row count
+ * differs from config.json's vocab_size (LLaMA-Factory's resize_vocab). */
+static ms_status find_resize(const qwen3_config *cfg, const mg_adapter *ad, int n_ad, mg_plan *p, ms_error *err)
+{
+    p->vocab_out = cfg->vocab_size;
+    p->resized_by = -1;
+    static const char *const mods[2] = {"model.embed_tokens", "lm_head"};
+    for (int a = 0; a < n_ad; a++)
+        for (int k = 0; k < 2; k++) {
+            int64_t v = full_rows(ad[a].keys, mods[k], cfg->hidden_size);
+            if (!v || v == cfg->vocab_size) continue;
+            if (v > 0x7fffffff) return ms_seterr(err, MS_ERR_FORMAT, "%s: vocabulary of %lld rows", ad[a].dir, (long long)v);
+            if (p->resized_by >= 0 && v != p->vocab_out)
+                return ms_seterr(err, MS_ERR_FORMAT,
+                                 "%s: full %s weights have %lld rows but an earlier adapter resized the vocabulary to %d",
+                                 ad[a].dir, mods[k], (long long)v, p->vocab_out);
+            if (p->resized_by < 0) {
+                p->vocab_out = (int)v;
+                p->resized_by = a;
+            }
+        }
+    return MS_OK;
+}
+
+/* After a resize, the first change to the embedding and to the head must be
+ * a full weight of the new size: their new rows have no base values. */
+static ms_status check_resize_ops(const mg_plan *p, const mg_adapter *ad, ms_error *err)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        const mg_otensor *o = &p->t[i];
+        if (o->src_rows == o->rows) continue;
+        if (!o->n_ops || !o->ops[0].replace)
+            return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                             "%s resizes the vocabulary to %d rows, but \"%s\" gets no full weight of that size first "
+                             "(add it to modules_to_save); its new rows would have no values",
+                             ad[p->resized_by].dir, p->vocab_out, o->name);
     }
-    free(cur);
-    return id;
+    return MS_OK;
 }
 
 /* Builds the whole plan. */
@@ -433,6 +508,7 @@ ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_ad
     for (int a = 0; a < n_ad && tied; a++)
         if (touches_tied_pair(ad[a].keys)) p->untie = 1;
     p->tied_out = tied && !p->untie;
+    if ((st = find_resize(cfg, ad, n_ad, p, err))) return st;
     size_t cap = 4 + (size_t)cfg->n_layers * 15;
     p->t = calloc(cap, sizeof *p->t);
     ex = calloc(cap, sizeof *ex);
@@ -440,9 +516,9 @@ ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_ad
         st = ms_seterr(err, MS_ERR_NOMEM, "plan: out of memory");
         goto fail;
     }
-    p->n = expected(cfg, !p->tied_out, p->t, ex);
+    p->n = expected(cfg, !p->tied_out, p->vocab_out, p->t, ex);
     int head_ignored = 0;
-    if ((st = bind_base(base, p, tied, &head_ignored, lg, err))) goto fail;
+    if ((st = bind_base(base, p, tied, cfg->vocab_size, &head_ignored, lg, err))) goto fail;
     if (p->untie)
         mg_logf(lg, MG_LOG_INFO,
                 "base ties lm_head to embed_tokens and an adapter changes one of them: writing them untied "
@@ -472,6 +548,7 @@ ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_ad
         p->adapter_tensors_used[a] = used;
         if (touches_tied_pair(ad[a].keys)) tied_now = 0;
     }
+    if (p->resized_by >= 0 && (st = check_resize_ops(p, ad, err))) goto fail;
     p->total_bytes = 0;
     for (size_t i = 0; i < p->n; i++) {
         mg_otensor *o = &p->t[i];

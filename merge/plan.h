@@ -49,6 +49,8 @@ typedef struct mg_otensor {
     int64_t shape[2];
     uint64_t rows, cols;       /* 1-D tensors: rows = 1 */
     const st_tensor *src;      /* base tensor the values start from */
+    uint64_t src_rows;         /* rows of src (fewer than rows after a vocabulary resize:
+                                * the first op is then a full replacement) */
     mg_op ops[MG_MAX_ADAPTERS];
     int n_ops;
     int shard;                 /* 0-based file index */
@@ -70,6 +72,9 @@ typedef struct mg_plan {
     int untie;                 /* tied base, written untied */
     int tied_out;              /* output config tie_word_embeddings */
     int n_shards;
+    int vocab_out;             /* vocab_size of the export */
+    int resized_by;            /* adapter whose full embedding/head weights resize the
+                                * vocabulary, or -1 */
     uint64_t total_bytes;      /* tensor data bytes */
     uint64_t total_params;
     size_t ops_total;
@@ -81,6 +86,8 @@ ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_ad
                         st_dtype out_dtype, uint64_t max_shard_bytes, mg_plan *out, const mg_log *lg,
                         ms_error *err);
 void mg_plan_free(mg_plan *p); /* NULL-safe */
+/* Fills wt[0..n) with the output tensors (names point into the plan). */
+void mg_wtensors(const mg_plan *p, st_wtensor *wt);
 /* The shard file name for shard i of n ("model.safetensors" when n == 1). */
 void mg_shard_name(int i, int n, char *buf, size_t len);
 

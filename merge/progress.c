@@ -31,30 +31,31 @@ void mg_bar_clear(mg_bar *b)
     b->drawn = 0;
 }
 
-/* Redraws the line (throttled). */
+/* Redraws the line (throttled); the rate and ETA restart with each phase. */
 void mg_bar_update(void *user, const mg_progress *p)
 {
     mg_bar *b = user;
     if (!b || !b->enabled) return;
     double now = mg_now();
-    int is_merge = p->phase && !strcmp(p->phase, "merge");
-    if (is_merge && b->merge_t0 == 0) b->merge_t0 = now;
-    int done = is_merge && p->tensors_done == p->tensors_total;
+    const char *ph = p->phase ? p->phase : "";
+    if (strcmp(ph, b->phase)) {
+        snprintf(b->phase, sizeof b->phase, "%s", ph);
+        b->phase_t0 = now;
+        b->drawn = 0;
+    }
+    int is_merge = !strcmp(ph, "merge");
+    int done = p->bytes_done >= p->bytes_total;
     if (!done && now - b->last < 0.2 && b->drawn) return;
     b->last = now;
-    if (!is_merge) {
-        fprintf(b->f, "\r\033[K[%s] ...", p->phase ? p->phase : "");
-    } else {
-        double el = now - b->merge_t0, frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 1;
-        double eta = frac > 0.001 ? el * (1 - frac) / frac : 0;
-        int w = 30, fill = (int)(frac * w + 0.5);
-        char bar[64];
-        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
-        bar[w] = '\0';
-        fprintf(b->f, "\r\033[K[merge] %s %zu/%zu tensors  %.2f/%.2f GB  %.0f MB/s  ETA %d:%02d", bar,
-                p->tensors_done, p->tensors_total, p->bytes_done / 1e9, p->bytes_total / 1e9,
-                el > 0 ? p->bytes_done / 1e6 / el : 0.0, (int)eta / 60, (int)eta % 60);
-    }
+    double el = now - b->phase_t0, frac = p->bytes_total ? (double)p->bytes_done / (double)p->bytes_total : 1;
+    double eta = frac > 0.001 ? el * (1 - frac) / frac : 0;
+    int w = 24, fill = (int)(frac * w + 0.5);
+    char bar[32], tens[64] = "";
+    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+    bar[w] = '\0';
+    if (is_merge) snprintf(tens, sizeof tens, "  %zu/%zu tensors", p->tensors_done, p->tensors_total);
+    fprintf(b->f, "\r\033[K[%s] %s%s  %.2f/%.2f GB  %.0f MB/s  ETA %d:%02d", ph, bar, tens, p->bytes_done / 1e9,
+            p->bytes_total / 1e9, el > 0 ? p->bytes_done / 1e6 / el : 0.0, (int)eta / 60, (int)eta % 60);
     fflush(b->f);
     b->drawn = 1;
 }

@@ -22,12 +22,14 @@ struct ms_model {
     const backend_ops *ops;
 };
 
+/* All CPUs, native weights, CPU backend. */
 ms_load_params ms_load_params_default(void)
 {
     ms_load_params p = {.n_threads = 0, .weights = MS_WEIGHTS_NATIVE, .backend = MS_BACKEND_CPU};
     return p;
 }
 
+/* Checks the load parameters, picks the backend and loads the directory. */
 ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err)
 {
     ms_clearerr(err);
@@ -61,6 +63,7 @@ ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err)
     return mm;
 }
 
+/* Frees the model; NULL-safe. */
 void ms_model_free(ms_model *m)
 {
     if (!m) return;
@@ -79,6 +82,7 @@ static const char *dtype_name(st_dtype t)
     }
 }
 
+/* Copies the config numbers and the generation limits into out. */
 void ms_model_get_info(const ms_model *m, ms_model_info *out)
 {
     memset(out, 0, sizeof *out);
@@ -99,6 +103,7 @@ void ms_model_get_info(const ms_model *m, ms_model_info *out)
     out->n_text_ids = tok_n_ids(m->m->tok);
 }
 
+/* HF encode (allow_special) or the whole text as untrusted. */
 ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow_special,
                       int32_t **ids, size_t *n_ids, ms_error *err)
 {
@@ -110,6 +115,7 @@ ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow
     return tok_encode_masked(m->m->tok, text, len, whole, len ? 1 : 0, ids, n_ids, err);
 }
 
+/* Checks the ids against the vocab and decodes them. */
 ms_status ms_detokenize(const ms_model *m, const int32_t *ids, size_t n_ids, int skip_special,
                         char **text, size_t *len, ms_error *err)
 {
@@ -122,6 +128,7 @@ ms_status ms_detokenize(const ms_model *m, const int32_t *ids, size_t n_ids, int
     return tok_decode(m->m->tok, ids, n_ids, skip_special, text, len, err);
 }
 
+/* Renders with the Qwen3 template and encodes with message text untrusted. */
 ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_msgs,
                            const char *tools_json, int add_generation_prompt, int enable_thinking,
                            int32_t **ids, size_t *n_ids, char **text, ms_error *err)
@@ -156,6 +163,7 @@ ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_m
     return st;
 }
 
+/* generation_config.json values (HF defaults where absent). */
 ms_sampling ms_sampling_default(const ms_model *m)
 {
     ms_sampling s = {.greedy = 1, .temperature = 1.0f, .top_k = 50, .top_p = 1.0f,
@@ -177,12 +185,14 @@ static size_t feed_text(void *ctx, tok_stream *s, int32_t id, char *out, size_t 
     return tok_stream_feed((const tokenizer *)ctx, s, id, 1, out, cap);
 }
 
+/* Emits the held bytes of a stream (an incomplete tail becomes U+FFFD). */
 static size_t flush_text(void *ctx, tok_stream *s, char *out, size_t cap)
 {
     (void)ctx;
     return tok_stream_flush(s, out, cap);
 }
 
+/* Describes the loaded model to the engine and creates it. */
 ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *err)
 {
     ms_clearerr(err);

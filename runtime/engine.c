@@ -19,7 +19,10 @@
  * allocate. Does not tokenize, render chat or parse requests (api.c, chat.c). */
 #include "engine.h"
 
+#ifdef _OPENMP
 #include <omp.h>
+#endif
+
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,6 +87,7 @@ struct ms_engine {
     float *sampled_lp;     /* [max_seqs] */
 };
 
+/* 8 sequences, 64 waiting, prompt chunks of 512, n_ctx from the model. */
 ms_engine_params ms_engine_params_default(void)
 {
     ms_engine_params p = {.n_ctx = 0, .max_seqs = 8, .max_queue = 64, .prefill_chunk = 512};
@@ -207,6 +211,7 @@ nomem:
                      q->n_prompt, q->max_tokens);
 }
 
+/* Flags a queued or running request; the worker finishes it next step. */
 ms_status ms_engine_cancel(ms_engine *e, uint64_t id)
 {
     if (!e) return MS_ERR_INVALID;
@@ -221,6 +226,7 @@ ms_status ms_engine_cancel(ms_engine *e, uint64_t id)
     return found ? MS_OK : MS_ERR_NOTFOUND;
 }
 
+/* A consistent snapshot of the counters for /metrics. */
 void ms_engine_get_stats(ms_engine *e, ms_engine_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -382,8 +388,10 @@ static void step(ms_engine *e)
     }
     for (int j = 0; j < n; j++) e->batch_req[j]->n_kv += e->batch[j].n_tokens;
     /* sampling is per request (own sampler, RNG and slot rows): in parallel */
+#ifdef _OPENMP
     int nt = e->em.n_threads > 0 ? e->em.n_threads : omp_get_max_threads();
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n > 1 && nt > 1)
+#endif
     for (int j = 0; j < n; j++)
         if (e->batch[j].logits_mode)
             sample_one(e, e->batch_req[j], e->batch[j].logits, &e->sampled[j], &e->sampled_lp[j]);
@@ -504,6 +512,7 @@ void ms_engine_free(ms_engine *e)
     free(e);
 }
 
+/* Validates the parameters, sizes every buffer, creates the backend and starts the worker. */
 ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_engine **out,
                         ms_error *err)
 {

@@ -45,6 +45,7 @@ static uint64_t splitmix64(uint64_t *x)
     return z ^ (z >> 31);
 }
 
+/* Seeds the xoshiro256** state from one 64-bit seed. */
 void sampler_rng_seed(sampler_rng *r, uint64_t seed)
 {
     uint64_t x = seed;
@@ -54,6 +55,7 @@ void sampler_rng_seed(sampler_rng *r, uint64_t seed)
 /* Rotates x left by k bits. */
 static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
+/* Next 64 random bits (xoshiro256**). */
 uint64_t sampler_rng_next(sampler_rng *r)
 {
     uint64_t *s = r->s;
@@ -68,6 +70,7 @@ uint64_t sampler_rng_next(sampler_rng *r)
     return out;
 }
 
+/* Uniform double in [0, 1) from the top 53 bits. */
 double sampler_rng_uniform(sampler_rng *r)
 {
     return (double)(sampler_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
@@ -125,6 +128,7 @@ ms_status sampler_validate(const ms_sampling *p, int vocab, ms_error *err)
     return MS_OK;
 }
 
+/* Frees s and its buffers; NULL-safe. */
 void sampler_free(sampler *s)
 {
     if (!s) return;
@@ -148,6 +152,7 @@ static void seen_add(sampler *s, int32_t id)
     s->seen_list[s->n_seen++] = id;
 }
 
+/* Validates p, copies the bias, seeds the RNG and allocates every buffer. */
 ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int32_t *prompt,
                          size_t n_prompt, sampler **out, ms_error *err)
 {
@@ -210,6 +215,7 @@ nomem:
     return ms_seterr(err, MS_ERR_NOMEM, "sampler: out of memory for vocab %d", vocab);
 }
 
+/* Counts a generated token for the penalties. */
 void sampler_accept(sampler *s, int32_t token)
 {
     if (!s || token < 0 || token >= s->vocab) return;
@@ -225,6 +231,7 @@ static inline int ranks_before(const float *l, int32_t a, int32_t b)
     return l[a] > l[b] || (l[a] == l[b] && a < b);
 }
 
+/* Swaps two ids. */
 static inline void swap_i32(int32_t *a, int32_t *b)
 {
     int32_t t = *a;
@@ -526,6 +533,7 @@ static int32_t draw(sampler *s, const float *logits, int n)
     return chosen;
 }
 
+/* Checks the row, records logprobs, filters and draws one token. */
 int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int32_t *top_ids,
                        float *top_lps)
 {
@@ -545,6 +553,7 @@ int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int
     return chosen;
 }
 
+/* The candidate set sampler_sample would draw from (tests). */
 int sampler_candidates(sampler *s, float *logits, int32_t *ids)
 {
     for (int i = 0; i < s->n_valid; i++)

@@ -20,6 +20,10 @@ void sha256_final(sha256_ctx *c, uint8_t out[32]);
 void sha256(const void *data, size_t n, uint8_t out[32]);
 /* 64 lowercase hex chars + NUL. */
 void sha256_hex(const uint8_t d[32], char out[65]);
+/* Which compression function is used: "sha-ni" or "generic". */
+const char *sha256_impl(void);
+/* Forces the portable compression function (on = 1) or the fastest (0). Tests. */
+void sha256_set_generic(int on);
 /* Hashes a file by streaming reads; out is hex. */
 ms_status sha256_file(const char *path, char out[65], ms_error *err);
 

@@ -43,6 +43,7 @@ static int utf8_valid(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* Checks each stop string: non-empty, bounded, valid UTF-8. */
 ms_status stop_validate(const char *const *stops, ms_error *err)
 {
     for (int i = 0; stops && i < MS_MAX_STOP && stops[i]; i++) {
@@ -56,6 +57,7 @@ ms_status stop_validate(const char *const *stops, ms_error *err)
     return MS_OK;
 }
 
+/* Frees the copies and the buffer; NULL-safe. */
 void stop_free(stop_matcher *m)
 {
     if (!m) return;
@@ -64,6 +66,7 @@ void stop_free(stop_matcher *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Copies the stop strings and sizes the buffer for one piece plus a held tail. */
 ms_status stop_init(stop_matcher *m, const char *const *stops, size_t max_piece, ms_error *err)
 {
     memset(m, 0, sizeof *m);
@@ -100,6 +103,7 @@ static size_t held_tail(const stop_matcher *m, const char *buf, size_t n)
     return 0;
 }
 
+/* Adds a piece of text; releases what can no longer start a stop string. */
 int stop_feed(stop_matcher *m, const char *text, size_t len, const char **out, size_t *out_len)
 {
     *out = m->buf;
@@ -135,6 +139,7 @@ int stop_feed(stop_matcher *m, const char *text, size_t len, const char **out, s
     return 0;
 }
 
+/* Releases the held tail at the end of generation. */
 void stop_finish(stop_matcher *m, const char **out, size_t *out_len)
 {
     *out = m->buf + m->n_out;

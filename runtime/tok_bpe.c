@@ -70,6 +70,7 @@ static void heap_push(uint64_t *h, size_t *n, uint64_t v)
     h[i] = v;
 }
 
+/* Removes and returns the smallest entry. */
 static uint64_t heap_pop(uint64_t *h, size_t *n)
 {
     uint64_t top = h[0], v = h[--*n];
@@ -192,6 +193,7 @@ out:
     return rc;
 }
 
+/* Byte-level BPE of one piece, choosing the algorithm by its length. */
 int tok_bpe(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc, tok_ids *out)
 {
     if (n == 0) return 0;
@@ -205,6 +207,7 @@ int tok_bpe(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_s
     return 0;
 }
 
+/* One piece: a single vocab id when BPE would reach it anyway, else BPE. */
 int tok_encode_piece(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc,
                      tok_ids *out)
 {

@@ -377,6 +377,10 @@ static ms_status build_tables(struct tokenizer *t, const char *path, ms_error *e
         if (!(t->flags[id] & TOKF_ADDED)) continue;
         const uint8_t *s = (const uint8_t *)t->str_blob + t->str_off[id];
         size_t n = t->str_len[id];
+        int32_t vid = tok_map_find(&t->str_map, &str, s, n);
+        if (vid >= 0 && vid != id) /* HF would silently use the vocab id: refuse the ambiguity */
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: added_tokens: \"%.40s\" has id %d but is vocab token %d", path,
+                             (const char *)s, (int)id, (int)vid);
         int rc;
         if (t->flags[id] & TOKF_NORMALIZED && t->nfc) {
             uint8_t *norm;
@@ -418,6 +422,7 @@ static ms_status mark_self(struct tokenizer *t, const char *path, ms_error *err)
     return MS_OK;
 }
 
+/* Reads, validates and indexes dir/tokenizer.json into t. */
 ms_status tok_load_json(struct tokenizer *t, const char *dir, ms_error *err)
 {
     char path[4096];
@@ -480,6 +485,7 @@ static ms_status token_field(const cJSON *cfg, const char *key, const char **out
     return MS_OK;
 }
 
+/* Reads dir/tokenizer_config.json (optional) and dir/chat_template.jinja (optional, wins). */
 ms_status tok_load_config(struct tokenizer *t, const char *dir, ms_error *err)
 {
     char path[4096];

@@ -75,6 +75,7 @@ static size_t contraction(const uint8_t *s, size_t n, size_t i)
     return 0;
 }
 
+/* Tries the seven alternatives in order at byte i; returns the end of the match. */
 size_t tok_split_next(const uint8_t *s, size_t n, size_t i)
 {
     size_t k0, k1 = 0;

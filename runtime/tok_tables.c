@@ -8,6 +8,7 @@
 
 #include "tok_internal.h"
 
+/* 32-bit hash of n bytes, a word at a time. */
 uint32_t tok_hash(const void *p, size_t n)
 {
     const uint8_t *s = p;
@@ -37,6 +38,7 @@ static size_t table_size(size_t n)
     return s;
 }
 
+/* Allocates an empty map for about n_keys keys. */
 int tok_map_init(tok_map *m, size_t n_keys)
 {
     size_t s = table_size(n_keys);
@@ -45,6 +47,7 @@ int tok_map_init(tok_map *m, size_t n_keys)
     return m->slots ? 0 : -1;
 }
 
+/* Frees the slots (NULL-safe). */
 void tok_map_free(tok_map *m)
 {
     if (!m) return;
@@ -52,6 +55,7 @@ void tok_map_free(tok_map *m)
     m->slots = NULL;
 }
 
+/* Inserts id under its key; reports an equal key already present. */
 int32_t tok_map_put(tok_map *m, const tok_keys *k, int32_t id)
 {
     const char *key = k->blob + k->off[id];
@@ -71,6 +75,7 @@ int32_t tok_map_put(tok_map *m, const tok_keys *k, int32_t id)
     }
 }
 
+/* Id whose key equals key[0..n), or -1. */
 int32_t tok_map_find(const tok_map *m, const tok_keys *k, const void *key, size_t n)
 {
     uint32_t h = tok_hash(key, n);
@@ -85,6 +90,7 @@ int32_t tok_map_find(const tok_map *m, const tok_keys *k, const void *key, size_
     }
 }
 
+/* Allocates an empty merge table for n merges. */
 int tok_merges_init(struct tokenizer *t, size_t n)
 {
     size_t s = table_size(n);
@@ -96,6 +102,7 @@ int tok_merges_init(struct tokenizer *t, size_t n)
     return 0;
 }
 
+/* Inserts one merge (a, b) -> (rank, id). */
 int tok_merges_put(struct tokenizer *t, int32_t a, int32_t b, int32_t rank, int32_t id)
 {
     uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
@@ -111,6 +118,7 @@ int tok_merges_put(struct tokenizer *t, int32_t a, int32_t b, int32_t rank, int3
     return 0;
 }
 
+/* An empty trie with only its root. */
 int tok_trie_init(tok_trie *tr)
 {
     memset(tr, 0, sizeof *tr);
@@ -128,6 +136,7 @@ int tok_trie_init(tok_trie *tr)
     return 0;
 }
 
+/* Frees the trie (NULL-safe). */
 void tok_trie_free(tok_trie *tr)
 {
     if (!tr) return;
@@ -178,6 +187,7 @@ static int32_t trie_new_child(tok_trie *tr, int32_t parent, uint8_t b)
     return c;
 }
 
+/* Adds the token s[0..n) with its id. */
 int tok_trie_add(tok_trie *tr, const uint8_t *s, size_t n, int32_t id)
 {
     int32_t node = 0;
@@ -195,6 +205,7 @@ int tok_trie_add(tok_trie *tr, const uint8_t *s, size_t n, int32_t id)
     return 0;
 }
 
+/* Walks s from the root, remembering the last node that ends a token. */
 int32_t tok_trie_longest(const tok_trie *tr, const uint8_t *s, size_t n, size_t *len)
 {
     int32_t node = 0, best = -1;
@@ -209,6 +220,7 @@ int32_t tok_trie_longest(const tok_trie *tr, const uint8_t *s, size_t n, size_t 
     return best;
 }
 
+/* Appends one id, doubling the capacity when full. */
 int tok_ids_push(tok_ids *v, int32_t id)
 {
     if (v->n == v->cap) {
@@ -223,6 +235,7 @@ int tok_ids_push(tok_ids *v, int32_t id)
     return 0;
 }
 
+/* Frees the scratch arrays (NULL-safe). */
 void tok_bpe_scratch_free(tok_bpe_scratch *sc)
 {
     if (!sc) return;

@@ -76,6 +76,7 @@ static uint8_t cp_class(uint32_t c)
     }
 }
 
+/* UTF-16 surrogate code points (never valid in UTF-8). */
 static int is_surrogate(uint32_t c) { return c >= 0xD800 && c <= 0xDFFF; }
 
 /* Canonical full decomposition of c into d (up to 8); returns its length (1 and d[0]==c if none). */
@@ -101,6 +102,7 @@ static int nfc_fixed(uint32_t c)
     return same;
 }
 
+/* FNV-1a of one 256-entry block, to share identical blocks. */
 static uint32_t hash_block(const uint8_t *b)
 {
     uint32_t h = 2166136261u;
@@ -164,12 +166,14 @@ out:
     free(hashes);
 }
 
+/* Builds the tables once per process. */
 int tok_unicode_init(void)
 {
     pthread_once(&g_once, build_tables);
     return g_init_status;
 }
 
+/* Two-stage table lookup. */
 uint8_t tok_cp_info(uint32_t cp)
 {
     if (cp >= CP_LIMIT) return TOKC_O;
@@ -194,6 +198,7 @@ static size_t seq_prefix(const uint8_t *s, size_t n, size_t *need)
     return j;
 }
 
+/* Validates UTF-8, eight ASCII bytes at a time where possible. */
 size_t tok_utf8_valid_prefix(const uint8_t *s, size_t n)
 {
     size_t i = 0;
@@ -215,6 +220,7 @@ size_t tok_utf8_valid_prefix(const uint8_t *s, size_t n)
     return n;
 }
 
+/* Checks every code point of s for the inert bit. */
 int tok_nfc_inert(const uint8_t *s, size_t n)
 {
     size_t i = 0;
@@ -263,6 +269,7 @@ static int append_nfc(const uint8_t *s, size_t n, uint8_t **buf, size_t *len, si
     return 0;
 }
 
+/* utf8proc NFC of each stretch between code points unknown to HF's NFC. */
 int tok_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
 {
     *out = NULL;
@@ -296,6 +303,7 @@ int tok_nfc(const uint8_t *s, size_t n, uint8_t **out, size_t *out_len)
     return 0;
 }
 
+/* Copies valid sequences, U+FFFD for each maximal invalid subpart. */
 size_t tok_utf8_repair(const uint8_t *s, size_t n, uint8_t *out)
 {
     size_t i = 0, o = 0;
@@ -313,6 +321,7 @@ size_t tok_utf8_repair(const uint8_t *s, size_t n, uint8_t *out)
     return o;
 }
 
+/* Looks back at most three bytes for a lead byte whose sequence is cut by the end. */
 size_t tok_utf8_incomplete_tail(const uint8_t *s, size_t n)
 {
     for (size_t back = 1; back <= 3 && back <= n; back++) {

@@ -34,6 +34,7 @@ typedef struct enc {
     tok_bpe_scratch sc;
 } enc;
 
+/* Frees a tokenizer (NULL-safe). */
 void tok_free(tokenizer *t)
 {
     if (!t) return;
@@ -54,6 +55,7 @@ void tok_free(tokenizer *t)
     free(t);
 }
 
+/* Loads tokenizer.json, then the optional config files. */
 ms_status tok_load(const char *dir, tokenizer **out, ms_error *err)
 {
     if (!out) return ms_seterr(err, MS_ERR_INVALID, "tok_load: out is NULL");
@@ -73,6 +75,7 @@ ms_status tok_load(const char *dir, tokenizer **out, ms_error *err)
     return MS_OK;
 }
 
+/* Max id + 1. */
 int tok_n_ids(const tokenizer *t) { return t ? t->n_ids : 0; }
 
 /* Encodes normalized text s[0..n) with no added tokens left in it. */
@@ -211,12 +214,14 @@ static int encode_segment(enc *e, const uint8_t *s, size_t n, size_t base, const
     return rc;
 }
 
+/* Orders spans by their start. */
 static int cmp_span(const void *a, const void *b)
 {
     const span *x = a, *y = b;
     return x->b < y->b ? -1 : x->b > y->b;
 }
 
+/* Checks the arguments and the UTF-8, merges the ranges, then splits on added tokens. */
 ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len, const size_t *untrusted,
                             size_t n_ranges, int32_t **ids, size_t *n, ms_error *err)
 {
@@ -271,6 +276,7 @@ ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len, co
     return MS_OK;
 }
 
+/* tok_encode_masked with no untrusted range. */
 ms_status tok_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n, ms_error *err)
 {
     return tok_encode_masked(t, text, len, NULL, 0, ids, n, err);
@@ -286,6 +292,7 @@ static const char *id_bytes(const tokenizer *t, int32_t id, int skip_special, si
     return t->raw_blob + t->raw_off[id];
 }
 
+/* Joins the bytes of all ids, then repairs the UTF-8 once. */
 ms_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **out, size_t *len,
                      ms_error *err)
 {
@@ -321,6 +328,7 @@ ms_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_
     return MS_OK;
 }
 
+/* Decoded bytes of one id (added tokens included). */
 const char *tok_token_bytes(const tokenizer *t, int32_t id, size_t *len)
 {
     size_t k = 0;
@@ -329,11 +337,13 @@ const char *tok_token_bytes(const tokenizer *t, int32_t id, size_t *len)
     return p;
 }
 
+/* Whether id is an added token with special: true. */
 int tok_is_special(const tokenizer *t, int32_t id)
 {
     return t && id >= 0 && id < t->n_ids && (t->flags[id] & TOKF_SPECIAL) != 0;
 }
 
+/* Added tokens first (as HF), then the vocab. */
 int32_t tok_lookup(const tokenizer *t, const char *s)
 {
     if (!t || !s) return -1;
@@ -346,8 +356,10 @@ int32_t tok_lookup(const tokenizer *t, const char *s)
     return tok_map_find(&t->str_map, &k, s, n);
 }
 
+/* The chat template text, or NULL. */
 const char *tok_chat_template(const tokenizer *t) { return t ? t->chat_template : NULL; }
 
+/* Id of tokenizer_config.json eos_token, or -1. */
 int32_t tok_eos_id(const tokenizer *t) { return t ? t->eos_id : -1; }
 
 /* Walks buf[0..n): writes complete sequences and U+FFFD for invalid ones to
@@ -362,6 +374,7 @@ static size_t stream_walk(const uint8_t *buf, size_t n, uint8_t *out, size_t *he
     return tok_utf8_repair(buf, body, tmp);
 }
 
+/* Appends id's bytes to the held tail and emits what is complete. */
 size_t tok_stream_feed(const tokenizer *t, tok_stream *s, int32_t id, int skip_special, char *out, size_t cap)
 {
     if (!t || !s || !out || s->n_pending > 3) return 0;
@@ -379,6 +392,7 @@ size_t tok_stream_feed(const tokenizer *t, tok_stream *s, int32_t id, int skip_s
     return m;
 }
 
+/* Emits one U+FFFD for a held incomplete tail and resets the stream. */
 size_t tok_stream_flush(tok_stream *s, char *out, size_t cap)
 {
     if (!s || !out || cap < 3 || !s->n_pending) {

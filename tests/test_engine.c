@@ -169,6 +169,9 @@ typedef struct collector {
     char error[600];
     int cancel_after;  /* return 1 from the callback at this many tokens (0: never) */
     int32_t top0[1100];
+    int32_t tops[64][3];
+    float top_lps[64][3];
+    int n_top_seen;
 } collector;
 
 static void coll_init(collector *c)
@@ -194,6 +197,13 @@ static int on_event(const ms_token_event *ev, void *user)
     if (ev->token >= 0 && c->n_tokens < 1100) {
         c->lps[c->n_tokens] = ev->logprob;
         c->top0[c->n_tokens] = ev->n_top > 0 ? ev->top_ids[0] : -1;
+        if (c->n_tokens < 64 && ev->n_top >= 3) {
+            for (int k = 0; k < 3; k++) {
+                c->tops[c->n_tokens][k] = ev->top_ids[k];
+                c->top_lps[c->n_tokens][k] = ev->top_logprobs[k];
+            }
+            c->n_top_seen++;
+        }
         c->tokens[c->n_tokens++] = ev->token;
     }
     if (ev->text_len && c->text_len + ev->text_len < sizeof c->text) {
@@ -695,6 +705,41 @@ static void t_logprobs(void)
             seq[8 + k] = c.tokens[k];
         }
     }
+    /* top_logprobs without logprobs: the 3 best raw ids (< N_VALID) with their logprobs */
+    collector d;
+    coll_init(&d);
+    ms_request r2 = greedy_req(prompt, 8, 5);
+    r2.sampling = (ms_sampling){.temperature = 0.8f, .top_p = 0.9f, .repetition_penalty = 1.0f,
+                                .seed = 4, .top_logprobs = 3};
+    if (e && submit(e, &r2, &d) == MS_OK) {
+        CHECK(coll_wait(&d), "no final event");
+        CHECK(d.n_top_seen == d.n_tokens && d.n_tokens == 5, "%d of %d events had 3 alternatives",
+              d.n_top_seen, d.n_tokens);
+        int32_t seq[20];
+        memcpy(seq, prompt, sizeof prompt);
+        for (int k = 0; k < d.n_tokens && k < 64; k++) {
+            float l[V];
+            fake_logits(seq, 8 + k, l);
+            double mx = -INFINITY, z = 0;
+            for (int v = 0; v < V; v++) mx = fmax(mx, l[v]);
+            for (int v = 0; v < V; v++) z += exp(l[v] - mx);
+            int32_t best[3] = {-1, -1, -1};
+            for (int j = 0; j < 3; j++) /* j-th best among valid ids, lowest id on ties */
+                for (int v = 0; v < N_VALID; v++) {
+                    int taken = 0;
+                    for (int q = 0; q < j; q++) taken |= best[q] == v;
+                    if (!taken && (best[j] < 0 || l[v] > l[best[j]])) best[j] = v;
+                }
+            for (int j = 0; j < 3; j++) {
+                CHECK(d.tops[k][j] == best[j], "token %d alternative %d is %d, want %d", k, j,
+                      d.tops[k][j], best[j]);
+                CHECK(fabs(d.top_lps[k][j] - (l[best[j]] - mx - log(z))) < 1e-4,
+                      "token %d alternative %d logprob %g", k, j, d.top_lps[k][j]);
+            }
+            seq[8 + k] = d.tokens[k];
+        }
+    }
+    coll_destroy(&d);
     ms_engine_free(e);
     coll_destroy(&c);
 }

@@ -80,12 +80,46 @@ static void t_file(void)
     CHECK(strstr(e.message, path) != NULL, "message names the path: %s", e.message);
 }
 
+/* The same vectors with the portable compression function forced. */
+static void t_generic(void)
+{
+    const char *fast = sha256_impl();
+    sha256_set_generic(1);
+    CHECK(!strcmp(sha256_impl(), "generic"), "forcing generic: %s", sha256_impl());
+    t_vectors();
+    t_million_a();
+    sha256_set_generic(0);
+    printf("  fast implementation on this CPU: %s\n", fast);
+}
+
+/* Random lengths: the fast and generic implementations agree. */
+static void t_agree(void)
+{
+    size_t n = 1 << 16;
+    unsigned char *b = malloc(n);
+    CHECK(b != NULL, "malloc");
+    if (!b) return;
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)((x = x * 1103515245u + 12345u) >> 16);
+    for (size_t len = 0; len < n; len = len * 3 + 1) {
+        uint8_t d1[32], d2[32];
+        sha256(b, len, d1);
+        sha256_set_generic(1);
+        sha256(b, len, d2);
+        sha256_set_generic(0);
+        CHECK(!memcmp(d1, d2, 32), "len %zu: implementations disagree", len);
+    }
+    free(b);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"sha256_vectors", t_vectors},
         {"sha256_million_a", t_million_a},
         {"sha256_file", t_file},
+        {"sha256_generic", t_generic},
+        {"sha256_impls_agree", t_agree},
     };
-    return test_main(argc, argv, cases, 3);
+    return test_main(argc, argv, cases, 5);
 }

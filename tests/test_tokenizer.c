@@ -437,6 +437,10 @@ static void t_load_errors(void)
                                            cJSON_CreateNumber(100));
     expect_error(j, "is vocab token", "added token reusing a vocab id with other text");
     j = cJSON_Duplicate(base, 1);
+    cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetArrayItem(path_get(j, "added_tokens", NULL), 2), "content",
+                                           cJSON_CreateString("\xc4\xa0t")); /* "Ġt": a vocab token */
+    expect_error(j, "is vocab token", "added token whose text is a vocab token with another id");
+    j = cJSON_Duplicate(base, 1);
     cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetArrayItem(path_get(j, "added_tokens", NULL), 2), "lstrip",
                                            cJSON_CreateTrue());
     expect_error(j, "lstrip", "lstrip added token");

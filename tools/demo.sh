@@ -22,8 +22,8 @@ mkdir -p "$DIR"
 echo "demo: 1/4 synthetic base model -> $DIR/base"
 "$B/tools/synth" --shape tiny --out "$DIR/base" --force --quiet
 echo "demo: 2/4 synthetic LoRA adapter -> $DIR/adapter"
-"$B/tools/synth_lora" --base "$DIR/base" --out "$DIR/adapter" --rank 8 --alpha 16 \
-    --targets all-linear --seed 7 --force >/dev/null
+"$B/tools/synth_lora" --base "$DIR/base" --out "$DIR/adapter" --r 8 --alpha 16 \
+    --targets all-linear --seed 7 --force --quiet
 echo "demo: 3/4 merge -> $DIR/merged"
 "$B/lora-merge" --base "$DIR/base" --adapter "$DIR/adapter" --out "$DIR/merged" --force --quiet
 

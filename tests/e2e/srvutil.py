@@ -55,6 +55,10 @@ class Server:
         if "--port" not in args:
             self.args += ["--port", "0"]
         self.lines = []
+        if env is None:
+            # OpenMP's default spin-waiting collapses on a shared, oversubscribed machine
+            env = dict(os.environ)
+            env.setdefault("OMP_WAIT_POLICY", "passive")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env=env)
         self.port = None

@@ -10,6 +10,7 @@ message. Needs no transformers."""
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import time
@@ -99,7 +100,14 @@ def test_ctrl_c_cancels(model):
     p = subprocess.Popen([BIN, "generate", model, "--threads", "1", "--prompt", "Go on", "--max-tokens",
                           "20000", "--temperature", "0.8"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1.5)
+    # wait until text streams (the model is loaded and generating), then Ctrl-C
+    deadline = time.time() + 60
+    first = b""
+    while not first and time.time() < deadline:
+        r, _, _ = select.select([p.stdout], [], [], 1.0)
+        if r:
+            first = os.read(p.stdout.fileno(), 4096)
+    assert first, "no streamed text within 60 s"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     err = err.decode()
@@ -142,6 +150,13 @@ def test_bad_messages_file(model, tmp_path, content, needle):
     rc, out, err = gen(model, "--messages", str(f))
     assert rc == 2, err
     assert needle in err, err
+
+
+def test_system_twice(model, tmp_path):
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps([{"role": "system", "content": "a"}, {"role": "user", "content": "b"}]))
+    rc, _, err = gen(model, "--messages", str(f), "--system", "c")
+    assert rc == 2 and "system message" in err, err
 
 
 def test_bad_model_dir(tmp_path):
