@@ -28,7 +28,7 @@ for r in $(seq 1 "$ROUNDS"); do
     tail -n 3 "$OUT/tok-rounds.jsonl"
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$OUT/tok-rounds.jsonl" "$CORPUS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc)" <<'PY'
+python3 - "$OUT/tok-rounds.jsonl" "$CORPUS" "$LOAD_BEFORE" "$LOAD_AFTER" "$(nproc --all)" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 hashes = {r["ids_fnv"] for r in rows}
