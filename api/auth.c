@@ -23,6 +23,7 @@ struct auth {
     int n;
 };
 
+/* Ors the XOR of every byte pair: no early exit, no data-dependent branch. */
 int auth_ct_diff(const uint8_t *a, const uint8_t *b, size_t n)
 {
     volatile uint8_t d = 0;
@@ -90,6 +91,7 @@ static ms_status add_line(auth *a, const char *line, size_t len, const char *wha
     return MS_OK;
 }
 
+/* Parses lines "id:key" (blank lines and # comments skipped) into digests. */
 ms_status auth_from_text(const char *text, size_t len, const char *what, auth **out,
                          ms_error *err)
 {
@@ -128,6 +130,7 @@ ms_status auth_from_text(const char *text, size_t len, const char *what, auth **
     return MS_OK;
 }
 
+/* Opens without following links, checks mode and type on the open file, then parses. */
 ms_status auth_load(const char *path, auth **out, ms_error *err)
 {
     *out = NULL;
@@ -168,6 +171,7 @@ ms_status auth_load(const char *path, auth **out, ms_error *err)
     return s;
 }
 
+/* Wipes the digests and frees. */
 void auth_free(auth *a)
 {
     if (!a) return;
@@ -178,6 +182,7 @@ void auth_free(auth *a)
 
 int auth_count(const auth *a) { return a ? a->n : 0; }
 
+/* Hashes the presented key once and compares it with every stored digest. */
 int auth_check(const auth *a, const char *v, const char **id)
 {
     static const char prefix[] = "Bearer ";

@@ -606,6 +606,7 @@ static int submit_all(gen *g, const int *max_tokens, uint64_t base_seed)
     return 0;
 }
 
+/* Plans, submits and then either waits (JSON) or hands the job to an SSE stream. */
 void gen_run(server *S, http_req *r, reqinfo *info, const gen_spec *spec)
 {
     const oai_gen *og = spec->g;

@@ -48,6 +48,7 @@ struct http_req {
     int n_hdr;
 };
 
+/* The T4 defaults of threats.md. */
 http_limits http_limits_default(void)
 {
     http_limits l = {HTTP_DEFAULT_MAX_BODY, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,
@@ -55,6 +56,7 @@ http_limits http_limits_default(void)
     return l;
 }
 
+/* CLOCK_MONOTONIC in seconds. */
 double http_now(void)
 {
     struct timespec ts;
@@ -234,6 +236,7 @@ static void queue(http_req *r, int status, struct MHD_Response *resp, const char
     r->status = status;
 }
 
+/* Copies name and value; silently capped at HTTP_MAX_REPLY_HEADERS. */
 void http_add_header(http_req *r, const char *name, const char *value)
 {
     if (r->n_hdr >= HTTP_MAX_REPLY_HEADERS) return;
@@ -248,6 +251,7 @@ void http_add_header(http_req *r, const char *name, const char *value)
     r->n_hdr++;
 }
 
+/* Queues a copy of body with status and content type. */
 void http_reply(http_req *r, int status, const char *content_type, const char *body, size_t len)
 {
     if (r->replied) return;
@@ -281,6 +285,7 @@ static void stream_free(void *cls)
     free(g);
 }
 
+/* Queues a chunked response whose body comes from fn (see http.h). */
 void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn,
                        void *ctx, void (*free_fn)(void *ctx))
 {
@@ -303,6 +308,7 @@ void http_reply_stream(http_req *r, int status, const char *content_type, http_s
     queue(r, status, resp, content_type);
 }
 
+/* Marks the request so the access handler returns MHD_NO (connection closed). */
 void http_abort(http_req *r)
 {
     if (!r->replied) r->replied = -1;
@@ -318,12 +324,14 @@ void *http_user(const http_req *r) { return r->user; }
 int http_replied(const http_req *r) { return r->replied != 0; }
 int http_status(const http_req *r) { return r->status; }
 
+/* The collected body, "" when there is none. */
 const char *http_body(const http_req *r, size_t *len)
 {
     if (len) *len = r->body ? r->body_len : 0;
     return r->body ? r->body : "";
 }
 
+/* First value of a header (MHD compares names case-insensitively). */
 const char *http_header(const http_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
@@ -345,6 +353,7 @@ static enum MHD_Result count_iter(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
+/* Counts every occurrence of a header name. */
 int http_header_count(const http_req *r, const char *name)
 {
     count_ctx c = {name, 0};
@@ -352,6 +361,7 @@ int http_header_count(const http_req *r, const char *name)
     return c.n;
 }
 
+/* The connection's socket descriptor from MHD. */
 int http_fd(const http_req *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -369,6 +379,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
      * request log already records what matters, so these are dropped. */
 }
 
+/* Binds host:port and starts MHD with one thread per connection and the limits. */
 http_server *http_start(const char *host, int port, const http_limits *lim,
                         const http_handlers *h, ms_error *err)
 {
@@ -390,6 +401,7 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
     const struct sockaddr *sa;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    if (!strcmp(host, "localhost")) host = "127.0.0.1"; /* the one name taken; no resolver */
     if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
         a4.sin_family = AF_INET;
         a4.sin_port = htons((uint16_t)port);
@@ -426,6 +438,7 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
 
 int http_port(const http_server *s) { return s->port; }
 
+/* Stops MHD (closing connections, joining threads) and frees. */
 void http_stop(http_server *s)
 {
     if (!s) return;

@@ -47,6 +47,7 @@ struct job {
 
 void job_event_free(job_event *ev) { free(ev); }
 
+/* An empty registry. */
 job_registry *job_registry_create(void)
 {
     job_registry *g = calloc(1, sizeof *g);
@@ -54,6 +55,7 @@ job_registry *job_registry_create(void)
     return g;
 }
 
+/* Frees an (empty) registry; NULL-safe. */
 void job_registry_free(job_registry *g)
 {
     if (!g) return;
@@ -61,6 +63,7 @@ void job_registry_free(job_registry *g)
     free(g);
 }
 
+/* Jobs whose HTTP side is still alive. */
 int job_registry_count(job_registry *g)
 {
     pthread_mutex_lock(&g->mu);
@@ -77,6 +80,7 @@ static void wake(job *j)
     (void)w; /* EAGAIN means the counter is already non-zero: awake anyway */
 }
 
+/* Sets every job aborted and wakes its waiter. */
 void job_registry_abort(job_registry *g, const char *reason)
 {
     pthread_mutex_lock(&g->mu);
@@ -90,6 +94,7 @@ void job_registry_abort(job_registry *g, const char *reason)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* Cancels the submitted sequences of every registered job. */
 void job_registry_cancel(job_registry *g)
 {
     pthread_mutex_lock(&g->mu);
@@ -112,6 +117,7 @@ static void job_destroy(job *j)
     free(j);
 }
 
+/* Allocates the job and its eventfd and registers it. */
 job *job_create(svc *s, job_registry *g, int n_choices, ms_error *err)
 {
     if (n_choices < 1 || n_choices > JOB_MAX_CHOICES) {
@@ -220,6 +226,7 @@ static int on_token(const ms_token_event *ev, void *user)
     return cancel;
 }
 
+/* Takes a reference for the sequence before submitting (the callback may run first). */
 ms_status job_submit(job *j, int choice, const ms_request *r, ms_error *err)
 {
     if (choice < 0 || choice >= j->n || j->seqs[choice].submitted)
@@ -242,6 +249,7 @@ ms_status job_submit(job *j, int choice, const ms_request *r, ms_error *err)
     return st;
 }
 
+/* Pops an event, else polls the eventfd and the socket until the deadline or idle time. */
 job_wait job_next(job *j, int sock_fd, double deadline, double idle_s, job_event **ev)
 {
     *ev = NULL;
@@ -280,11 +288,13 @@ job_wait job_next(job *j, int sock_fd, double deadline, double idle_s, job_event
     }
 }
 
+/* The reason text, or "aborted". */
 const char *job_abort_reason(job *j)
 {
     return j->abort_reason[0] ? j->abort_reason : "aborted";
 }
 
+/* Cancels, outside the lock, every submitted sequence without a final event. */
 void job_cancel(job *j)
 {
     uint64_t ids[64];
@@ -299,6 +309,7 @@ void job_cancel(job *j)
     }
 }
 
+/* Counts submitted sequences still waiting for their final event. */
 int job_pending(job *j)
 {
     pthread_mutex_lock(&j->mu);
@@ -308,6 +319,7 @@ int job_pending(job *j)
     return n;
 }
 
+/* Unregisters, cancels what runs, and drops the HTTP reference. */
 void job_release(job *j)
 {
     if (!j) return;

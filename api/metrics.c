@@ -38,6 +38,7 @@ static const char *const ROUTE_NAMES[ROUTE_COUNT] = {
     "/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
     "/metrics",             "/tokenize",       "/detokenize", "other"};
 
+/* Label value of a route. */
 const char *metrics_route_name(metrics_route r)
 {
     return r < ROUTE_COUNT ? ROUTE_NAMES[r] : "other";
@@ -64,6 +65,7 @@ static void histo_add(histo *h, double v)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* Zeroed counters and the three histograms. */
 metrics *metrics_create(void)
 {
     metrics *m = calloc(1, sizeof *m);
@@ -74,6 +76,7 @@ metrics *metrics_create(void)
     return m;
 }
 
+/* Frees; NULL-safe. */
 void metrics_free(metrics *m)
 {
     if (!m) return;
@@ -83,6 +86,7 @@ void metrics_free(metrics *m)
     free(m);
 }
 
+/* Counts one finished request; generation routes also feed the duration histogram. */
 void metrics_request(metrics *m, metrics_route route, int status, double seconds)
 {
     if (route >= ROUTE_COUNT) route = ROUTE_OTHER;
@@ -91,6 +95,7 @@ void metrics_request(metrics *m, metrics_route route, int status, double seconds
     if (route == ROUTE_CHAT || route == ROUTE_COMPLETIONS) histo_add(&m->duration, seconds);
 }
 
+/* Adds a finished generation's prompt and generated tokens. */
 void metrics_tokens(metrics *m, uint64_t prompt, uint64_t generated)
 {
     __atomic_add_fetch(&m->prompt_tokens, prompt, __ATOMIC_RELAXED);
@@ -108,6 +113,7 @@ typedef struct buf {
 
 /* printf into the growing buffer. */
 static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends printf output to b, growing it. */
 static void bprintf(buf *b, const char *fmt, ...)
 {
     if (b->oom) return;
@@ -159,6 +165,7 @@ static void scalar(buf *b, const char *name, const char *type, const char *help,
     bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+/* Prints every counter, gauge and histogram in exposition format 0.0.4. */
 ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state,
                          char **out, size_t *len)
 {

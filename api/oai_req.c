@@ -13,6 +13,7 @@
 
 #define BAD "invalid_request_error"
 
+/* Fills e with an OpenAI-shaped error and its HTTP status. */
 int oai_fail(oai_err *e, int http, const char *type, const char *param, const char *code,
              const char *fmt, ...)
 {
@@ -45,6 +46,7 @@ static const cJSON *opt(const cJSON *o, const char *key)
     return v && !cJSON_IsNull(v) ? v : NULL;
 }
 
+/* 1 if k is one of the NULL-terminated list. */
 static int in_list(const char *k, const char *const *list)
 {
     for (; *list; list++)
@@ -495,6 +497,7 @@ static int parse_response_format(const cJSON *root, oai_err *e)
     return 0;
 }
 
+/* Frees what oai_parse_chat allocated; the JSON tree is the caller's. */
 void oai_chat_free(oai_chat *c)
 {
     if (!c) return;
@@ -506,6 +509,7 @@ void oai_chat_free(oai_chat *c)
     memset(c, 0, sizeof *c);
 }
 
+/* Keys, model, sampling, template kwargs, response_format, max tokens, logprobs, messages. */
 int oai_parse_chat(const cJSON *root, const oai_limits *lim, oai_chat *out, oai_err *e)
 {
     static const char *const keys[] = {
@@ -542,6 +546,7 @@ int oai_parse_chat(const cJSON *root, const oai_limits *lim, oai_chat *out, oai_
     return parse_messages(root, out, e);
 }
 
+/* Frees the prompt tables and any id arrays still owned. */
 void oai_completion_free(oai_completion *c)
 {
     if (!c) return;
@@ -639,6 +644,7 @@ static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion
     return 0;
 }
 
+/* Keys, model, sampling, max_tokens, logprobs (int), echo, then the prompt. */
 int oai_parse_completion(const cJSON *root, const oai_limits *lim, oai_completion *out,
                          oai_err *e)
 {
@@ -670,6 +676,7 @@ int oai_parse_completion(const cJSON *root, const oai_limits *lim, oai_completio
     return parse_prompt(root, lim, out, e);
 }
 
+/* Frees the messages of a /tokenize request. */
 void oai_tokenize_free(oai_tokenize *t)
 {
     if (!t) return;
@@ -677,6 +684,7 @@ void oai_tokenize_free(oai_tokenize *t)
     memset(t, 0, sizeof *t);
 }
 
+/* Exactly one of prompt and messages; model optional. */
 int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *out, oai_err *e)
 {
     static const char *const keys[] = {"prompt", "messages", "model", "add_generation_prompt",
@@ -713,6 +721,7 @@ int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *o
     return parse_messages(root, &out->chat, e);
 }
 
+/* Only "tokens" (ids in range) and an optional matching "model". */
 int oai_parse_detokenize(const cJSON *root, const oai_limits *lim, int32_t **ids, size_t *n,
                          oai_err *e)
 {

@@ -5,6 +5,7 @@
 
 #include "oai_resp.h"
 
+/* Builds the error object with cJSON (null param/code when empty). */
 char *oai_error_body(const oai_err *e)
 {
     cJSON *root = cJSON_CreateObject();
@@ -28,6 +29,7 @@ char *oai_error_body(const oai_err *e)
     return s;
 }
 
+/* Sends the error body, with Retry-After / WWW-Authenticate where they apply. */
 void oai_reply_error(http_req *r, const oai_err *e)
 {
     char *body = oai_error_body(e);
@@ -43,6 +45,7 @@ void oai_reply_error(http_req *r, const oai_err *e)
     }
 }
 
+/* Prints obj, frees it and sends it; 500 if printing runs out of memory. */
 void oai_reply_json(http_req *r, int status, cJSON *obj)
 {
     char *s = obj ? cJSON_PrintUnformatted(obj) : NULL;
@@ -57,6 +60,7 @@ void oai_reply_json(http_req *r, int status, cJSON *obj)
     free(s);
 }
 
+/* The fields every completion object and chunk starts with. */
 cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model,
                     const char *fingerprint)
 {
@@ -70,6 +74,7 @@ cJSON *oai_envelope(const char *id, const char *object, time_t created, const ch
     return o;
 }
 
+/* The usage object with its details sub-objects. */
 cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning)
 {
     cJSON *u = cJSON_CreateObject();
@@ -84,6 +89,7 @@ cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning)
     return u;
 }
 
+/* "stop" or "length"; NULL for the other finish kinds. */
 const char *oai_finish_name(int f)
 {
     switch (f) {
@@ -93,6 +99,7 @@ const char *oai_finish_name(int f)
     }
 }
 
+/* One HTTP status and error type per library status. */
 void oai_err_from_status(oai_err *e, ms_status st, const char *message)
 {
     switch (st) {

@@ -43,6 +43,7 @@ static void *flush_main(void *arg)
     return NULL;
 }
 
+/* O_APPEND|O_CREAT, mode 0600, no symlinks; starts the fsync thread for files. */
 ms_status reqlog_open(const char *path, reqlog **out, ms_error *err)
 {
     *out = NULL;
@@ -67,6 +68,7 @@ ms_status reqlog_open(const char *path, reqlog **out, ms_error *err)
     return MS_OK;
 }
 
+/* One write(2) per line so concurrent lines never interleave. */
 void reqlog_write(reqlog *l, const char *line, size_t len)
 {
     if (!l || !line) return;
@@ -98,11 +100,13 @@ void reqlog_write(reqlog *l, const char *line, size_t len)
     }
 }
 
+/* Count of short or failed writes. */
 uint64_t reqlog_errors(const reqlog *l)
 {
     return l ? __atomic_load_n(&l->errors, __ATOMIC_RELAXED) : 0;
 }
 
+/* Stops the flusher, fsyncs and closes. */
 void reqlog_close(reqlog *l)
 {
     if (!l) return;

@@ -20,6 +20,7 @@
 int srv_state_get(server *s) { return __atomic_load_n(&s->state, __ATOMIC_SEQ_CST); }
 void srv_state_set(server *s, int st) { __atomic_store_n(&s->state, st, __ATOMIC_SEQ_CST); }
 
+/* Random id from getrandom (clock-derived if that fails). */
 void srv_new_id(char *id, size_t cap, const char *prefix)
 {
     unsigned char b[12];
@@ -495,6 +496,7 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     http_set_user(r, NULL);
 }
 
+/* Points the three HTTP callbacks at this file's handlers. */
 void routes_handlers(server *S, http_handlers *h)
 {
     h->on_headers = on_headers;

@@ -14,6 +14,7 @@ struct rsplit {
     int failed;   /* the splitter reported an error: pass text through as content */
 };
 
+/* Chooses the splitter mode from the decoded prompt tail. */
 rsplit *rsplit_create(const svc *s, const int32_t *prompt, size_t n_prompt)
 {
     rsplit *r = calloc(1, sizeof *r);
@@ -38,6 +39,7 @@ static void put(const chat_delta *d, strbuf *reasoning, strbuf *content)
     if (d->content_len) sb_append(content, d->content, d->content_len);
 }
 
+/* Feeds one token; after a splitter error the rest passes through as content. */
 void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf *reasoning,
                  strbuf *content)
 {
@@ -56,6 +58,7 @@ void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf 
     put(&d, reasoning, content);
 }
 
+/* Emits what the splitter held back at the end of the output. */
 void rsplit_flush(rsplit *r, strbuf *reasoning, strbuf *content)
 {
     if (r->failed) return;
@@ -67,6 +70,7 @@ void rsplit_flush(rsplit *r, strbuf *reasoning, strbuf *content)
 
 size_t rsplit_reasoning_tokens(const rsplit *r) { return r->sp.n_reasoning_tokens; }
 
+/* Frees the splitter; NULL-safe. */
 void rsplit_free(rsplit *r)
 {
     if (!r) return;

@@ -20,11 +20,12 @@
 
 #define ABORT_GRACE_S 3.0  /* after aborting, how long requests get to send their error */
 
+/* Prints the options of `medserve DIR`. */
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: medserve DIR [options]        serve an export directory (OpenAI API)\n"
-            "  --host ADDR              numeric address to bind (default 127.0.0.1)\n"
+            "  --host ADDR              numeric IPv4/IPv6 address or localhost (default 127.0.0.1)\n"
             "  --port N                 TCP port (default 8080; 0 picks a free one)\n"
             "  --api-key-file F         keys, one 'id:key' per line; file mode must be 0600\n"
             "  --model-name NAME        model id in the API (default: DIR's basename)\n"
@@ -42,7 +43,8 @@ static void usage(FILE *f)
             "  --max-connections-per-ip N  (default %d)\n"
             "  --idle-timeout S         close idle or slow connections (default %d)\n"
             "  --fake-engine            no model: a deterministic fake engine (tests, load tests)\n"
-            "  --fake-step-us N         fake engine: microseconds per decode step (default 2000)\n",
+            "  --fake-step-us N         fake engine: microseconds per decode step (default 2000)\n"
+            "  --fake-fault-after N     fake engine: fail like a broken engine after N tokens\n",
             SRV_DEFAULT_MAX_N, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,
             HTTP_DEFAULT_IDLE_S);
 }
@@ -161,6 +163,9 @@ static int parse_args(int argc, char **argv, srv_config *c)
         } else if (!strcmp(a, "--fake-step-us")) {
             if (parse_int(a, v, 0, 10000000, &x)) return 2;
             c->fake_step_us = (int)x;
+        } else if (!strcmp(a, "--fake-fault-after")) {
+            if (parse_int(a, v, 1, 1LL << 40, &x)) return 2;
+            c->fake_fault_after = (long)x;
         } else {
             fprintf(stderr, "medserve: unknown option '%s' (see medserve --help)\n", a);
             return 2;
@@ -205,7 +210,7 @@ static int load(server *S)
     svc *s = NULL;
     if (S->cfg.fake) {
         svc_fake_params fp = {S->cfg.ctx ? S->cfg.ctx : 4096, S->cfg.max_seqs, S->cfg.queue,
-                              S->cfg.fake_step_us};
+                              S->cfg.fake_step_us, S->cfg.fake_fault_after};
         st = svc_fake_open(&fp, &s, &err);
     } else {
         svc_ms_params p = {S->cfg.threads, S->cfg.ctx, S->cfg.max_seqs, S->cfg.queue};
@@ -262,6 +267,7 @@ static int serve_loop(server *S, const sigset_t *sigs)
     return __atomic_load_n(&S->fatal, __ATOMIC_SEQ_CST) ? 1 : 0;
 }
 
+/* Entry point of `medserve DIR`: see the top of this file. */
 int cli_serve(int argc, char **argv)
 {
     server S;

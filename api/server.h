@@ -38,6 +38,7 @@ typedef struct srv_config {
     http_limits lim;
     int fake;           /* --fake-engine: no model, deterministic fake tokens */
     int fake_step_us;
+    long fake_fault_after;
 } srv_config;
 
 typedef struct server {

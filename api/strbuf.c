@@ -4,6 +4,7 @@
 
 #include "strbuf.h"
 
+/* Appends n bytes (overflow-checked), keeping a NUL after them. */
 void sb_append(strbuf *b, const char *s, size_t n)
 {
     if (b->oom) return;
@@ -29,12 +30,14 @@ void sb_append(strbuf *b, const char *s, size_t n)
 
 void sb_puts(strbuf *b, const char *s) { sb_append(b, s, strlen(s)); }
 
+/* Empties the buffer. */
 void sb_reset(strbuf *b)
 {
     b->n = 0;
     if (b->p) b->p[0] = 0;
 }
 
+/* Frees the storage. */
 void sb_free(strbuf *b)
 {
     if (!b) return;
@@ -44,6 +47,7 @@ void sb_free(strbuf *b)
     b->oom = 0;
 }
 
+/* Moves the tail forward over the first n bytes. */
 void sb_consume(strbuf *b, size_t n)
 {
     if (n >= b->n) {

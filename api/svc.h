@@ -49,6 +49,8 @@ void svc_free(svc *s);
 typedef struct svc_fake_params {
     int n_ctx, max_seqs, max_queue;
     int step_us;       /* wall time of one decode step */
+    long fault_after;  /* > 0: after this many tokens every sequence ends with an
+                        * internal error, as a broken engine would (tests) */
 } svc_fake_params;
 
 /* A deterministic fake engine: byte-level "tokenizer" (ids 0..255 are bytes,

@@ -9,7 +9,8 @@
  * never on its neighbours, so batch invariance holds by construction. After a
  * chat prompt with thinking on, output opens with a <think> block. Stop
  * strings are refused: matching them is the real engine's job. It does not
- * model any real language model. */
+ * model any real language model. svc_free (for any service) lives here too,
+ * since this file is always built. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,7 +377,22 @@ static int step_seq(fake *f, fseq *q)
 {
     pthread_mutex_lock(&f->mu);
     int cancelled = q->cancelled;
+    int fault = f->p.fault_after > 0 && f->generated_tokens >= (uint64_t)f->p.fault_after;
     pthread_mutex_unlock(&f->mu);
+    if (fault) {
+        ms_token_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.id = q->id;
+        ev.token = -1;
+        ev.text = "";
+        ev.finish = MS_FINISH_ERROR;
+        ev.status = MS_ERR_INTERNAL;
+        ev.error = "fake engine: injected fault";
+        ev.n_prompt = q->n_prompt;
+        ev.n_generated = (size_t)q->n_gen;
+        q->fn(&ev, q->user);
+        return 1;
+    }
     if (cancelled) {
         emit_final(q, MS_FINISH_CANCELLED);
         return 1;
@@ -486,6 +502,7 @@ static const svc_ops FAKE_OPS = {
     fake_submit,   fake_cancel,     fake_stats,         fake_free,
 };
 
+/* Starts the fake engine's worker thread. */
 ms_status svc_fake_open(const svc_fake_params *p, svc **out, ms_error *err)
 {
     *out = NULL;
@@ -519,6 +536,7 @@ ms_status svc_fake_open(const svc_fake_params *p, svc **out, ms_error *err)
     return MS_OK;
 }
 
+/* Frees the service through its ops; NULL-safe. */
 void svc_free(svc *s)
 {
     if (!s) return;

@@ -77,6 +77,7 @@ static int32_t single_id(ms_model *m, const char *text)
     return id;
 }
 
+/* Loads the model, creates its engine and fills the service description. */
 ms_status svc_ms_open(const char *dir, const svc_ms_params *p, svc **out, ms_error *err)
 {
     *out = NULL;

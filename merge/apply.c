@@ -37,9 +37,10 @@ void mg_release_pages(const void *p, size_t n)
 
 /* Per-op f32 factors. */
 typedef struct prepared {
-    float *c;   /* [rows, r] coefficients per output row */
-    float *M;   /* [r, cols] */
-    float *mag; /* [rows] (DoRA) */
+    float *c;           /* [rows, r] coefficients per output row */
+    float *M;           /* [r, cols] */
+    float *mag;         /* [rows] (DoRA) */
+    int32_t *tok_of_row; /* [rows]: index into the token rows, or -1 */
 } prepared;
 
 /* Frees prepared factors. */
@@ -49,6 +50,7 @@ static void prep_free(prepared *pp, int n)
         free(pp[i].c);
         free(pp[i].M);
         free(pp[i].mag);
+        free(pp[i].tok_of_row);
     }
 }
 
@@ -64,6 +66,12 @@ static float *to_f32_alloc(const mg_kernels *k, const st_tensor *t)
 static ms_status prepare(const mg_kernels *k, const mg_otensor *o, const mg_op *op, prepared *pp, ms_error *err)
 {
     memset(pp, 0, sizeof *pp);
+    if (op->tokens) {
+        if (!(pp->tok_of_row = malloc(o->rows * sizeof(int32_t) + 1)))
+            return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", o->name);
+        for (uint64_t i = 0; i < o->rows; i++) pp->tok_of_row[i] = -1;
+        for (size_t i = 0; i < op->n_tok; i++) pp->tok_of_row[op->tok_idx[i]] = (int32_t)i;
+    }
     if (op->delta == MG_DELTA_NONE) return MS_OK;
     size_t r = (size_t)op->r, rows = o->rows, cols = o->cols;
     if (op->delta == MG_DELTA_EMBED) {
@@ -116,51 +124,25 @@ static float row_norm(const float *x, size_t n)
     return sqrtf(s);
 }
 
-/* Applies one delta to rows [r0, r0+nr) of cur; returns the first bad row or -1. */
-static long apply_delta(const mg_kernels *k, const mg_op *op, const prepared *pp, float *cur, uint64_t r0,
-                        size_t nr, size_t cols, st_dtype dt, float *tmp_all)
+/* Applies one delta to one row w (row index `row` of the tensor) using the
+ * thread's scratch y [cols]; returns 0, or -1 for a DoRA row of zero norm. */
+static int delta_row(const mg_kernels *k, const mg_op *op, const prepared *pp, float *w, uint64_t row, size_t cols,
+                     st_dtype dt, float *y)
 {
-    long bad = -1;
-    const int r = op->r;
-    const float s = op->scale;
-#pragma omp parallel
-    {
-        float *y = tmp_all + (size_t)omp_get_thread_num() * cols;
-#pragma omp for schedule(static)
-        for (size_t i = 0; i < nr; i++) {
-            uint64_t row = r0 + i;
-            float *w = cur + i * cols;
-            k->lora_row(y, pp->c + row * (size_t)r, pp->M, cols, r, cols, s);
-            if (op->delta == MG_DELTA_LORA) {
-                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
-            } else if (op->delta == MG_DELTA_EMBED) {
-                mg_round_inplace(k, y, dt, cols);
-                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
-            } else {
-                for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
-                float norm = row_norm(w, cols);
-                if (!(norm > 0) || !isfinite(norm)) {
-#pragma omp critical(mg_bad)
-                    if (bad < 0 || (long)row < bad) bad = (long)row;
-                } else {
-                    float f = pp->mag[row] / norm;
-                    for (size_t j = 0; j < cols; j++) w[j] = f * w[j];
-                }
-            }
-        }
+    k->lora_row(y, pp->c + row * (size_t)op->r, pp->M, cols, op->r, cols, op->scale);
+    if (op->delta == MG_DELTA_LORA) {
+        for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+    } else if (op->delta == MG_DELTA_EMBED) {
+        mg_round_inplace(k, y, dt, cols);
+        for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+    } else {
+        for (size_t j = 0; j < cols; j++) w[j] = w[j] + y[j];
+        float norm = row_norm(w, cols);
+        if (!(norm > 0) || !isfinite(norm)) return -1;
+        float f = pp->mag[row] / norm;
+        for (size_t j = 0; j < cols; j++) w[j] = f * w[j];
     }
-    return bad;
-}
-
-/* Overwrites the rows of [r0, r0+nr) listed in the op's token indices. */
-static void apply_tokens(const mg_kernels *k, const mg_op *op, float *cur, uint64_t r0, size_t nr, size_t cols)
-{
-    size_t es = st_dtype_size(op->tokens->dtype);
-    for (size_t i = 0; i < op->n_tok; i++) {
-        uint64_t row = (uint64_t)op->tok_idx[i];
-        if (row < r0 || row >= r0 + nr) continue;
-        mg_to_f32(k, cur + (row - r0) * cols, (const char *)op->tokens->data + i * cols * es, op->tokens->dtype, cols);
-    }
+    return 0;
 }
 
 /* Counts elements whose bits differ. */
@@ -170,6 +152,85 @@ static uint64_t count_changed(const float *a, const float *b, size_t n)
     const uint32_t *x = (const uint32_t *)a, *y = (const uint32_t *)b;
     for (size_t i = 0; i < n; i++) c += x[i] != y[i];
     return c;
+}
+
+/* Work below this many elements runs on one thread (a parallel region's
+ * barrier costs more than it saves, a lot more on a busy machine). */
+#define MG_PAR_MIN (1u << 18)
+
+typedef struct chunk_job {
+    const mg_otensor *o;
+    const mg_kernels *k;
+    const prepared *pp;
+    st_dtype dt;
+    float *cur;         /* [nr, cols] */
+    void *out;          /* [nr, cols] in dt */
+    uint64_t r0;
+    size_t nr;
+    float *scratch;     /* per thread: 2 * cols floats */
+    /* results */
+    uint64_t changed[MG_MAX_ADAPTERS];
+    long bad_dora_row;  /* first row with DoRA norm zero, or -1 (op in bad_op) */
+    int bad_op;
+    long bad_value_idx; /* first non-finite element (chunk index), or -1 */
+} chunk_job;
+
+/* One row through the whole pipeline: source, each adapter's op, rounding,
+ * change count, non-finite check, conversion to the output dtype. */
+static void row_pipeline(chunk_job *J, size_t i, float *y, float *prev, uint64_t *changed)
+{
+    const mg_otensor *o = J->o;
+    const mg_kernels *k = J->k;
+    const size_t cols = (size_t)o->cols;
+    const uint64_t row = J->r0 + i;
+    float *w = J->cur + i * cols;
+    const st_tensor *src = o->src;
+    if (row < o->src_rows)
+        mg_to_f32(k, w, (const char *)src->data + row * cols * st_dtype_size(src->dtype), src->dtype, cols);
+    else
+        memset(w, 0, cols * sizeof(float)); /* resized vocabulary: replaced below */
+    for (int q = 0; q < o->n_ops; q++) {
+        const mg_op *op = &o->ops[q];
+        memcpy(prev, w, cols * sizeof(float));
+        mg_round_inplace(k, prev, J->dt, cols);
+        if (op->replace)
+            mg_to_f32(k, w, (const char *)op->replace->data + row * cols * st_dtype_size(op->replace->dtype),
+                      op->replace->dtype, cols);
+        if (op->delta != MG_DELTA_NONE && delta_row(k, op, &J->pp[q], w, row, cols, J->dt, y)) {
+#pragma omp critical(mg_bad)
+            if (J->bad_dora_row < 0 || (long)row < J->bad_dora_row) J->bad_dora_row = (long)row, J->bad_op = q;
+        }
+        if (op->tokens && J->pp[q].tok_of_row && J->pp[q].tok_of_row[row] >= 0) {
+            size_t t = (size_t)J->pp[q].tok_of_row[row], es = st_dtype_size(op->tokens->dtype);
+            mg_to_f32(k, w, (const char *)op->tokens->data + t * cols * es, op->tokens->dtype, cols);
+        }
+        mg_round_inplace(k, w, J->dt, cols);
+        changed[op->adapter] += count_changed(prev, w, cols);
+    }
+    if (o->n_ops)
+        for (size_t j = 0; j < cols; j++)
+            if (!isfinite(w[j])) {
+#pragma omp critical(mg_bad)
+                if (J->bad_value_idx < 0 || (long)(i * cols + j) < J->bad_value_idx) J->bad_value_idx = (long)(i * cols + j);
+                break;
+            }
+    mg_from_f32(k, (char *)J->out + i * cols * st_dtype_size(J->dt), w, J->dt, cols);
+}
+
+/* Runs the rows of a chunk, in parallel when it is big enough. */
+static void run_chunk(chunk_job *J)
+{
+    const size_t cols = (size_t)J->o->cols;
+    int par = J->nr > 1 && J->nr * cols * (size_t)(1 + J->o->n_ops) >= MG_PAR_MIN;
+#pragma omp parallel if (par)
+    {
+        uint64_t changed[MG_MAX_ADAPTERS] = {0};
+        float *y = J->scratch + (size_t)omp_get_thread_num() * 2 * cols, *prev = y + cols;
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < J->nr; i++) row_pipeline(J, i, y, prev, changed);
+#pragma omp critical(mg_count)
+        for (int a = 0; a < MG_MAX_ADAPTERS; a++) J->changed[a] += changed[a];
+    }
 }
 
 /* Computes one output tensor chunk by chunk and streams it to the sink. */
@@ -200,64 +261,52 @@ ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k,
     int nthreads = omp_get_max_threads();
     prepared pp[MG_MAX_ADAPTERS];
     memset(pp, 0, sizeof pp);
-    float *cur = malloc(chunk_rows * cols * sizeof(float) + 1);
-    float *prev = o->n_ops ? malloc(chunk_rows * cols * sizeof(float) + 1) : NULL;
-    float *tmp = malloc((size_t)nthreads * cols * sizeof(float) + 1);
-    void *out = malloc(chunk_rows * cols * out_es + 1);
-    if (!cur || !tmp || !out || (o->n_ops && !prev)) {
+    chunk_job J;
+    memset(&J, 0, sizeof J);
+    J.o = o, J.k = k, J.pp = pp, J.dt = dt;
+    J.cur = malloc(chunk_rows * cols * sizeof(float) + 1);
+    J.scratch = malloc((size_t)nthreads * 2 * cols * sizeof(float) + 1);
+    J.out = malloc(chunk_rows * cols * out_es + 1);
+    if (!J.cur || !J.scratch || !J.out) {
         st = ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory for a %zu x %zu chunk", o->name, chunk_rows, cols);
         goto out;
     }
     for (int i = 0; i < o->n_ops; i++)
         if ((st = prepare(k, o, &o->ops[i], &pp[i], err))) goto out;
     for (size_t r0 = 0; r0 < rows; r0 += chunk_rows) {
-        size_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows, n = nr * cols;
-        /* Rows past the base's (a resized vocabulary) start at zero; the
-         * plan guarantees a full replacement overwrites them first. */
-        size_t have = r0 >= o->src_rows ? 0 : (o->src_rows - r0 < nr ? (size_t)(o->src_rows - r0) : nr);
-        const char *sp = (const char *)src->data + r0 * cols * src_es;
-        if (have) {
-            mg_to_f32(k, cur, sp, src->dtype, have * cols);
-            mg_release_pages(sp, have * cols * src_es);
+        size_t nr = rows - r0 < chunk_rows ? rows - r0 : chunk_rows;
+        J.r0 = r0, J.nr = nr, J.bad_dora_row = -1, J.bad_value_idx = -1;
+        run_chunk(&J);
+        /* the source rows and replacement rows of this chunk are consumed */
+        if (r0 < o->src_rows) {
+            size_t have = o->src_rows - r0 < nr ? (size_t)(o->src_rows - r0) : nr;
+            mg_release_pages((const char *)src->data + r0 * cols * src_es, have * cols * src_es);
         }
-        if (have < nr) memset(cur + have * cols, 0, (nr - have) * cols * sizeof(float));
-        for (int i = 0; i < o->n_ops; i++) {
-            const mg_op *op = &o->ops[i];
-            memcpy(prev, cur, n * sizeof(float));
-            mg_round_inplace(k, prev, dt, n);
-            if (op->replace) {
-                const char *rp = (const char *)op->replace->data + r0 * cols * st_dtype_size(op->replace->dtype);
-                mg_to_f32(k, cur, rp, op->replace->dtype, n);
-                mg_release_pages(rp, n * st_dtype_size(op->replace->dtype));
+        for (int i = 0; i < o->n_ops; i++)
+            if (o->ops[i].replace) {
+                size_t es = st_dtype_size(o->ops[i].replace->dtype);
+                mg_release_pages((const char *)o->ops[i].replace->data + r0 * cols * es, nr * cols * es);
             }
-            if (op->delta != MG_DELTA_NONE) {
-                long bad = apply_delta(k, op, &pp[i], cur, r0, nr, cols, dt, tmp);
-                if (bad >= 0) {
-                    st = ms_seterr(err, MS_ERR_INVALID,
-                                   "%s: DoRA on \"%s\": row %ld of W + BA·s has norm zero (or non-finite); PEFT "
-                                   "divides by it without epsilon, so this adapter cannot be merged",
-                                   labels[op->adapter], o->name, bad);
-                    goto out;
-                }
-            }
-            if (op->tokens) apply_tokens(k, op, cur, r0, nr, cols);
-            mg_round_inplace(k, cur, dt, n);
-            if (stats) stats->changed[op->adapter] += count_changed(prev, cur, n);
+        if (J.bad_dora_row >= 0) {
+            st = ms_seterr(err, MS_ERR_INVALID,
+                           "%s: DoRA on \"%s\": row %ld of W + BA·s has norm zero (or non-finite); PEFT divides by it "
+                           "without epsilon, so this adapter cannot be merged",
+                           labels[o->ops[J.bad_op].adapter], o->name, J.bad_dora_row);
+            goto out;
         }
-        if (o->n_ops) {
-            for (size_t j = 0; j < n; j++)
-                if (!isfinite(cur[j])) {
-                    st = ms_seterr(err, MS_ERR_INVALID,
-                                   "%s: merged tensor \"%s\" has a non-finite value (%g) at row %zu, column %zu; the "
-                                   "adapter(s) (%s%s) seem broken or overflow the output dtype",
-                                   labels[o->ops[0].adapter], o->name, (double)cur[j], r0 + j / cols, j % cols,
-                                   labels[o->ops[0].adapter], o->n_ops > 1 ? ", ..." : "");
-                    goto out;
-                }
+        if (J.bad_value_idx >= 0) {
+            size_t j = (size_t)J.bad_value_idx;
+            st = ms_seterr(err, MS_ERR_INVALID,
+                           "merged tensor \"%s\" has a non-finite value (%g) at row %zu, column %zu; the adapter(s) "
+                           "(%s%s) seem broken or overflow the output dtype",
+                           o->name, (double)J.cur[j], r0 + j / cols, j % cols, labels[o->ops[0].adapter],
+                           o->n_ops > 1 ? ", ..." : "");
+            goto out;
         }
-        mg_from_f32(k, out, cur, dt, n);
-        if ((st = sink->write(sink->user, out, n * out_es, err))) goto out;
+        if ((st = sink->write(sink->user, J.out, nr * cols * out_es, err))) goto out;
     }
+    if (stats)
+        for (int a = 0; a < MG_MAX_ADAPTERS; a++) stats->changed[a] = J.changed[a];
     for (int i = 0; i < o->n_ops; i++) {
         const mg_op *op = &o->ops[i];
         if (op->tokens) mg_release_pages(op->tokens->data, (size_t)op->tokens->nbytes);
@@ -265,9 +314,8 @@ ms_status mg_apply_tensor(const mg_otensor *o, st_dtype dt, const mg_kernels *k,
     }
 out:
     prep_free(pp, o->n_ops);
-    free(cur);
-    free(prev);
-    free(tmp);
-    free(out);
+    free(J.cur);
+    free(J.scratch);
+    free(J.out);
     return st;
 }

@@ -182,8 +182,10 @@ int main(int argc, char **argv)
     }
     if (!g_quiet)
         fprintf(stderr,
-                "lora-merge: wrote %s: %d files, %.3f GB, %zu tensors (%zu changed)%s in %.1f s; manifest sha256 %s\n",
+                "lora-merge: wrote %s: %d files, %.3f GB, %zu tensors (%zu changed)%s in %.1f s (merge %.1f with "
+                "inputs hashed meanwhile in %.1f, fsync %.1f, verify %.1f); manifest sha256 %s\n",
                 o.out_dir, res.n_files, res.bytes_written / 1e9, res.tensors_written, res.tensors_changed,
-                res.untied ? ", embeddings untied" : "", mg_now() - t0, res.manifest_sha256);
+                res.untied ? ", embeddings untied" : "", mg_now() - t0, res.t_merge, res.t_hash, res.t_sync,
+                res.t_verify, res.manifest_sha256);
     return 0;
 }

@@ -66,6 +66,9 @@ typedef struct mg_result {
     size_t tensors_written, tensors_changed;
     int untied;                /* lm_head written separately from the embedding */
     char manifest_sha256[65];
+    /* seconds spent: hashing inputs, computing + writing tensors, fsync of
+     * the weights files, re-reading and verifying, total */
+    double t_hash, t_merge, t_sync, t_verify, t_total;
 } mg_result;
 
 /* The whole merge: validates inputs, plans, writes into a temp dir beside

@@ -56,8 +56,8 @@ static void set_delta(chat_splitter *s, chat_delta *d)
 /* Appends n newlines to b. */
 static ms_status add_newlines(chat_buf *b, size_t n, ms_error *err)
 {
-    static const char nl[64] = "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n"
-                               "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n";
+    char nl[64];
+    memset(nl, '\n', sizeof nl);
     while (n) {
         size_t k = n < sizeof nl ? n : sizeof nl;
         ms_status s = chat_buf_add(b, nl, k, err);

@@ -13,6 +13,7 @@
 #define K1 "k1-0123456789abcdef"
 #define K2 "k2-fedcba9876543210"
 
+/* A key set parsed from text (NULL on error). */
 static auth *from(const char *text, ms_error *e)
 {
     auth *a = NULL;
@@ -20,6 +21,7 @@ static auth *from(const char *text, ms_error *e)
     return a;
 }
 
+/* Accepted and refused key-file contents. */
 static void t_format(void)
 {
     ms_error e;
@@ -78,6 +80,7 @@ static void t_check(void)
     auth_free(a);
 }
 
+/* Every single-bit difference is detected. */
 static void t_ct_diff(void)
 {
     uint8_t x[32], y[32];
@@ -104,6 +107,7 @@ static const char *write_keys(const char *text, mode_t mode)
     return path;
 }
 
+/* Key files: modes 0600/0400 accepted, group/other bits refused. */
 static void t_file(void)
 {
     ms_error e;
@@ -154,6 +158,7 @@ static void t_timing_report(void)
     auth_free(a);
 }
 
+/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

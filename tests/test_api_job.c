@@ -11,15 +11,17 @@
 #include "svc.h"
 #include "test.h"
 
+/* A fake engine with a 256-token context. */
 static svc *open_fake(int max_seqs, int max_queue, int step_us)
 {
-    svc_fake_params p = {256, max_seqs, max_queue, step_us};
+    svc_fake_params p = {256, max_seqs, max_queue, step_us, 0};
     svc *s = NULL;
     ms_error e;
     if (svc_fake_open(&p, &s, &e) != MS_OK) printf("  fake: %s\n", e.message);
     return s;
 }
 
+/* A greedy request for prompt. */
 static ms_request request(const int32_t *prompt, size_t n, int max_tokens)
 {
     ms_request r;
@@ -66,6 +68,7 @@ static int run_all(svc *s, job_registry *g, int n, int max_tokens, int32_t *firs
     return tokens;
 }
 
+/* Choices complete with one final each; greedy repeats; the engine ends idle. */
 static void t_complete(void)
 {
     svc *s = open_fake(4, 16, 100);
@@ -83,6 +86,7 @@ static void t_complete(void)
     svc_free(s);
 }
 
+/* Cancel and release free the engine's sequences quickly. */
 static void t_cancel_release(void)
 {
     svc *s = open_fake(2, 16, 2000);
@@ -125,6 +129,7 @@ static void t_cancel_release(void)
     svc_free(s);
 }
 
+/* Queue full, context too long, deadline and registry abort. */
 static void t_busy_abort_timeout(void)
 {
     svc *s = open_fake(1, 1, 5000);
@@ -177,6 +182,7 @@ static void t_hangup(void)
     svc_free(s);
 }
 
+/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

@@ -50,6 +50,7 @@ static int well_formed(const char *text)
     return 1;
 }
 
+/* Counters, gauges and cumulative histogram buckets in valid exposition format. */
 static void t_render(void)
 {
     metrics *m = metrics_create();
@@ -114,6 +115,7 @@ static void *writer(void *p)
     return NULL;
 }
 
+/* Four threads writing 800 lines of up to 8 KiB: every line whole, none lost. */
 static void t_reqlog(void)
 {
     char path[] = "/tmp/ms_reqlog_XXXXXX";
@@ -167,6 +169,7 @@ static void t_reqlog(void)
           "unwritable log path");
 }
 
+/* Append, consume, growth and double free. */
 static void t_strbuf(void)
 {
     strbuf b = {0};
@@ -184,6 +187,7 @@ static void t_strbuf(void)
     CHECK(b.p == NULL, "free twice");
 }
 
+/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

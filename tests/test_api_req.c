@@ -40,6 +40,7 @@ static int chat_rejects(const char *src, int http, const char *param, const char
     return ok;
 }
 
+/* 1 when chat src parses (prints the error otherwise). */
 static int chat_accepts(const char *src)
 {
     oai_chat c;
@@ -53,6 +54,7 @@ static int chat_accepts(const char *src)
 
 #define MSGS "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 
+/* Every supported field of a full chat request lands in the struct. */
 static void t_chat_fields(void)
 {
     /* strings in the parsed struct point into the tree: keep it alive */
@@ -179,6 +181,7 @@ static void t_numeric_table(void)
           "disagreeing max tokens");
 }
 
+/* Unsupported, unknown, malformed and out-of-range fields name their param. */
 static void t_chat_rejections(void)
 {
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"tools\":[]}", 400, "tools", "unsupported_parameter"),
@@ -254,6 +257,7 @@ static int completion(const char *src, oai_completion *c, oai_err *e, cJSON **ro
     return oai_parse_completion(*root, &LIM, c, e);
 }
 
+/* Prompt forms, id ranges and completion-only fields. */
 static void t_completions(void)
 {
     oai_completion c;
@@ -311,6 +315,7 @@ static void t_completions(void)
     cJSON_Delete(root);
 }
 
+/* /tokenize and /detokenize bodies. */
 static void t_tokenize(void)
 {
     ms_error je;
@@ -354,6 +359,7 @@ static void t_tokenize(void)
     cJSON_Delete(root);
 }
 
+/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

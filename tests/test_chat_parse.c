@@ -301,12 +301,46 @@ static void t_tool_calls(void)
     chat_splitter_free(NULL);
 }
 
+/* Regression (found by the chat_parse fuzz target): a run of 64 or more held
+ * reasoning newlines must come out as newlines, not with a NUL in place of
+ * every 64th. */
+static void t_long_newline_run(void)
+{
+    chat_splitter sp;
+    chat_splitter_init(&sp, CHAT_SPLIT_IN_THINK, CHAT_THINK_START_ID, CHAT_THINK_END_ID);
+    char want[200], got[256];
+    size_t n = 0, wn = 0;
+    want[wn++] = 'x';
+    for (int i = 0; i < 130; i++) want[wn++] = '\n';
+    want[wn++] = 'y';
+    ms_error e = {0};
+    chat_delta d;
+    const char *pieces[] = {"x", NULL, "y"};
+    for (int p = 0; p < 3; p++) {
+        int reps = pieces[p] ? 1 : 130;
+        for (int r = 0; r < reps; r++) {
+            const char *t = pieces[p] ? pieces[p] : "\n";
+            CHECK(chat_splitter_feed(&sp, 100 + p, t, 1, &d, &e) == MS_OK, "%s", e.message);
+            CHECK(d.content_len == 0, "content before </think>");
+            if (d.reasoning_len && n + d.reasoning_len <= sizeof got) {
+                memcpy(got + n, d.reasoning, d.reasoning_len);
+                n += d.reasoning_len;
+            }
+        }
+    }
+    CHECK(chat_splitter_feed(&sp, CHAT_THINK_END_ID, "</think>", 8, &d, &e) == MS_OK, "%s", e.message);
+    CHECK(chat_splitter_flush(&sp, &d, &e) == MS_OK, "%s", e.message);
+    CHECK(n == wn && memcmp(got, want, wn) == 0, "reasoning differs: got %zu bytes, want %zu", n, wn);
+    chat_splitter_free(&sp);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"chat_split_random", t_split_random},
         {"chat_split_mode_for_prompt", t_mode_for_prompt},
         {"chat_tool_calls", t_tool_calls},
+        {"chat_long_newline_run", t_long_newline_run},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof *cases);
 }

@@ -7,6 +7,7 @@
  * Also: atomicity under injected I/O faults at every step (the out dir is
  * absent or the previous one, no temp dir is left), and --force semantics. */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -324,6 +325,49 @@ static void t_verify_catches(void)
     mg_rmtree(dir);
 }
 
+/* after_write hook: rewrites the base weights file in place (same bytes, new mtime). */
+static void touch_base(void *user, const char *tmp)
+{
+    (void)tmp;
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors", (const char *)user);
+    struct timespec ts[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
+    ts[1].tv_sec = 12345; /* an mtime the file surely did not have */
+    ts[1].tv_nsec = 0;
+    utimensat(AT_FDCWD, p, ts, 0);
+}
+
+/* An input replaced or rewritten during the run fails it. */
+static void t_input_changed(void)
+{
+    char dir[256], out[300], base[300], bufs[MG_MAX_ADAPTERS + 1][512];
+    tmpdir(dir, sizeof dir);
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(base, sizeof base, "%s/base", dir);
+    mg_opts o;
+    cJSON *c = case_opts("lora_all7", &o, bufs, out);
+    CHECK(c != NULL, "case");
+    if (!c) return;
+    cJSON_Delete(c);
+    mkdir(base, 0755);
+    static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors"};
+    for (int i = 0; i < 3; i++) {
+        char a[700], b[700];
+        snprintf(a, sizeof a, "%s/%s", o.base_dir, files[i]);
+        snprintf(b, sizeof b, "%s/%s", base, files[i]);
+        CHECK(mg_copy_file(NULL, a, b, 1 << 24, NULL) == MS_OK, "copy %s", files[i]);
+    }
+    o.base_dir = base;
+    o.after_write = touch_base;
+    o.after_write_user = base;
+    ms_error e = {0};
+    mg_result res;
+    ms_status st = mg_run(&o, &res, &e);
+    CHECK(st != MS_OK && strstr(e.message, "model.safetensors"), "a changed input must fail the run: %s", e.message);
+    CHECK(!mg_exists(out) && count_prefix(dir, ".out.tmp-") == 0, "left behind after a failed run");
+    mg_rmtree(dir);
+}
+
 /* Refusals about paths and an existing out. */
 static void t_paths(void)
 {
@@ -361,6 +405,7 @@ int main(int argc, char **argv)
         {"merge_faults_atomic", t_faults},
         {"merge_paths", t_paths},
         {"merge_verify_catches_corruption", t_verify_catches},
+        {"merge_input_changed", t_input_changed},
     };
-    return test_main(argc, argv, cases, 4);
+    return test_main(argc, argv, cases, 5);
 }

@@ -38,7 +38,9 @@ def timed(cmd, env=None):
     h, m, s = wall.groups()
     secs = int(h or 0) * 3600 + int(m) * 60 + float(s)
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
-    return secs, rss, r.stdout, r.stderr
+    cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", r.stderr).group(1)) + \
+        float(re.search(r"System time \(seconds\): ([\d.]+)", r.stderr).group(1))
+    return secs, rss, cpu, r.stdout, r.stderr
 
 
 def tensors_equal(a_dir, b_dir):
@@ -65,6 +67,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
     results = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                           "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
                            "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                                         if l.startswith("model name")), "?")},
                "threads": a.threads, "runs": a.runs, "shapes": {}}
@@ -83,17 +86,22 @@ def main():
                 shutil.rmtree(out, ignore_errors=True)
                 subprocess.run(["sync"])
                 if tool == "lora-merge":
-                    wall, rss, _, err = timed([f"{B}/lora-merge", "--base", base, "--adapter", lora, "--out", out,
-                                               "--threads", str(a.threads), "--quiet"])
-                    rows[tool].append({"wall_s": wall, "rss_mib": rss})
+                    wall, rss, cpu, _, err = timed([f"{B}/lora-merge", "--base", base, "--adapter", lora, "--out", out,
+                                                    "--threads", str(a.threads)])
+                    ph = re.search(r"merge ([\d.]+) with inputs hashed meanwhile in ([\d.]+), fsync ([\d.]+), "
+                                   r"verify ([\d.]+)", err)
+                    rows[tool].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu,
+                                       **({"merge_s": float(ph.group(1)), "hash_inputs_s": float(ph.group(2)),
+                                           "fsync_s": float(ph.group(3)), "verify_s": float(ph.group(4))} if ph else {})})
                 else:
-                    wall, rss, so, _ = timed([sys.executable, os.path.join(HERE, "peft_merge.py"), base, lora, out],
-                                             env={"BENCH_THREADS": str(a.threads), "OMP_NUM_THREADS": str(a.threads)})
+                    wall, rss, cpu, so, _ = timed([sys.executable, os.path.join(HERE, "peft_merge.py"), base, lora, out],
+                                                  env={"BENCH_THREADS": str(a.threads), "OMP_NUM_THREADS": str(a.threads)})
                     ph = json.loads(so.strip().splitlines()[-1])
-                    rows[tool].append({"wall_s": wall, "rss_mib": rss, **ph})
+                    rows[tool].append({"wall_s": wall, "rss_mib": rss, "cpu_s": cpu, **ph})
                 print(shape, tool, i, rows[tool][-1], flush=True)
         same, detail = tensors_equal(os.path.join(WORK, f"out-lora-merge-{shape}"), os.path.join(WORK, f"out-peft-{shape}"))
         results["shapes"][shape] = {"runs": rows, "bit_identical": same, "compare": detail,
+                                    "loadavg_at_end": open("/proc/loadavg").read().split()[:3],
                                     "base_bytes": sum(os.path.getsize(os.path.join(base, f)) for f in os.listdir(base))}
         print(shape, "bit identical:", same, detail, flush=True)
         if not a.keep:
@@ -110,16 +118,29 @@ def med(xs):
     return xs[len(xs) // 2]
 
 
+def a_runs(rows, k):
+    return ", ".join(f"{x[k]:.1f}" for x in rows)
+
+
 def write_table(res):
-    lines = ["| shape | tool | wall s (median) | peak RSS MiB (median) | notes |", "|---|---|---|---|---|"]
+    lines = ["| shape | tool | wall s | CPU s (user+sys) | peak RSS MiB | notes |", "|---|---|---|---|---|---|"]
     for shape, r in res["shapes"].items():
         lm, pf = r["runs"]["lora-merge"], r["runs"]["peft"]
-        lw, lr = med([x["wall_s"] for x in lm]), med([x["rss_mib"] for x in lm])
-        pw, pr = med([x["wall_s"] for x in pf]), med([x["rss_mib"] for x in pf])
-        ps, pfs = med([x["save_s"] for x in pf]), med([x["fsync_s"] for x in pf])
-        lines.append(f"| {shape} | lora-merge | {lw:.1f} | {lr:.0f} | hashes inputs and outputs, fsyncs, re-reads and verifies |")
-        lines.append(f"| {shape} | PEFT + save_pretrained | {pw:.1f} | {pr:.0f} | save done at {ps:.1f} s, all files fsynced at {pfs:.1f} s (incl. ~python/torch import) |")
-        lines.append(f"| {shape} | ratio | {pw / lw:.1f}x faster | {lr / pr:.2f} of PEFT's | tensors bit-identical: {r['bit_identical']} ({r['compare']}) |")
+        lw, lc, lr = (med([x[k] for x in lm]) for k in ("wall_s", "cpu_s", "rss_mib"))
+        pw, pc, pr = (med([x[k] for x in pf]) for k in ("wall_s", "cpu_s", "rss_mib"))
+        ps, pfs, pi = (med([x[k] for x in pf]) for k in ("save_s", "fsync_s", "import_s"))
+        lph = ""
+        if all("merge_s" in x for x in lm):
+            lph = (f"; phases: merge {med([x['merge_s'] for x in lm]):.1f} (inputs hashed meanwhile), fsync "
+                   f"{med([x['fsync_s'] for x in lm]):.1f}, verify {med([x['verify_s'] for x in lm]):.1f}")
+        lines.append(f"| {shape} | lora-merge | {lw:.1f} | {lc:.1f} | {lr:.0f} | hashes inputs and outputs, fsyncs, "
+                     f"re-reads and verifies{lph} |")
+        lines.append(f"| {shape} | PEFT + save_pretrained | {pw:.1f} | {pc:.1f} | {pr:.0f} | import {pi:.1f}, save "
+                     f"done at {ps:.1f}, all files fsynced at {pfs:.1f} |")
+        lines.append(f"| {shape} | ratio | **{pw / lw:.1f}x** faster | {pc / lc:.1f}x less CPU | **{lr / pr:.3f}** of "
+                     f"PEFT's | tensors bit-identical: {r['bit_identical']} ({r['compare']}) |")
+        lines.append(f"| {shape} | runs | {a_runs(lm, 'wall_s')} / {a_runs(pf, 'wall_s')} | | | load average "
+                     f"{' '.join(res['machine']['loadavg_at_start'])} at start, {' '.join(r['loadavg_at_end'])} at end |")
     table = "\n".join(lines)
     p = os.path.join(HERE, "README.md")
     text = open(p).read() if os.path.exists(p) else "<!-- RESULTS -->\n<!-- /RESULTS -->\n"

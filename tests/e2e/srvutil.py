@@ -50,8 +50,8 @@ def synth_model(name="tiny", *extra):
 class Server:
     """A running `medserve` process. args: options after the directory."""
 
-    def __init__(self, args, ready_timeout=60, env=None):
-        self.args = [BIN] + list(args)
+    def __init__(self, args, ready_timeout=60, env=None, binary=None):
+        self.args = [binary or BIN] + list(args)
         if "--port" not in args:
             self.args += ["--port", "0"]
         self.lines = []

@@ -423,3 +423,63 @@ def test_slow_engine_outlives_idle_timeout():
         assert ev[-1] == "[DONE]" and json.loads(ev[-2])["choices"][0]["finish_reason"] == "length"
         st, out = s.json("POST", "/v1/completions", {"model": "fake", "prompt": "hi", "max_tokens": 2})
         assert st == 200 and out["usage"]["completion_tokens"] == 2
+
+
+def test_engine_fault_ends_every_request_and_exits_1():
+    s = fake("--fake-step-us", "5000", "--fake-fault-after", "30", "--max-seqs", "4")
+    results = {}
+
+    def run(i):
+        if i % 2:
+            results[i] = ("json",) + s.request("POST", "/v1/chat/completions", body=dict(CHAT, max_tokens=500))
+        else:
+            results[i] = ("sse",) + stream_chat(s, dict(CHAT, max_tokens=500))
+
+    th = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    t0 = time.time()
+    for t in th:
+        t.start()
+    for t in th:
+        t.join(30)
+    assert time.time() - t0 < 10
+    for i, r in results.items():
+        if r[0] == "json":
+            assert r[1] == 500 and error_of(r[3])["code"] == "engine_error", r
+        else:
+            assert r[1] == 200 and json.loads(r[2][-1])["error"]["code"] == "engine_error", r[2][-1]
+    assert len(results) == 4
+    assert s.proc.wait(30) == 1
+    assert "engine fault" in "".join(s.lines)
+
+
+def test_overload_fake_engine():
+    """threats.md T5 in small: more clients than slots + queue. Every request
+    either completes with [DONE] or is refused with 429 + Retry-After; the
+    server ends idle with as many open files as before."""
+    with fake("--fake-step-us", "2000", "--max-seqs", "8", "--queue", "16") as s:
+        fds = lambda: len(os.listdir("/proc/%d/fd" % s.proc.pid))  # noqa: E731
+        base = fds()
+        out = [None] * 48
+
+        def run(i):
+            c = s.conn(60)
+            c.request("POST", "/v1/chat/completions", body=json.dumps(dict(CHAT, max_tokens=12, stream=True)),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            out[i] = (r.status, r.getheader("Retry-After"), r.read())
+            c.close()
+
+        th = [threading.Thread(target=run, args=(i,)) for i in range(48)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join(60)
+        ok = [o for o in out if o and o[0] == 200]
+        busy = [o for o in out if o and o[0] == 429]
+        assert len(ok) + len(busy) == 48, [o[0] for o in out if o]
+        assert len(ok) >= 24
+        assert all(sse_events(o[2])[-1] == "[DONE]" for o in ok)
+        assert all(o[1] == "1" and error_of(o[2])["code"] == "queue_full" for o in busy)
+        assert wait_for(lambda: s.metric("medserve_running_sequences") == 0 and
+                        s.metric("medserve_queue_depth") == 0 and s.metric("medserve_requests_in_flight") == 0)
+        assert wait_for(lambda: fds() <= base + 1, timeout=10), (fds(), base)
