@@ -190,13 +190,14 @@ static void mat_mem(const kf_mat *m, void **p, size_t *bytes)
  *
  * Huge pages: faulting them in stalls while the kernel compacts fragmented
  * memory (seen here: all weights packed in 0.25 s on a quiet machine, 1-3 s
- * right after another large process exited). Once three slices have packed
- * slower than 0.8 GB/s, every packed matrix is re-advised to ordinary pages
- * from then on: the decode is then about 10 % slower, but the load never stalls
- * for long. */
+ * right after another large process exited). Once at least 8 slices, and
+ * more than a tenth of those done, have packed slower than 0.8 GB/s (a single
+ * slow slice happens anyway), every packed matrix is re-advised to ordinary
+ * pages from then on: the decode is then about 10 % slower, but the load
+ * never stalls for long. */
 static void pack_run(kfwd *b, const pack_list *pl)
 {
-    int slow = 0, advised = 0;
+    int slow = 0, done = 0, advised = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(b->nt)
     for (size_t i = 0; i < pl->n; i++) {
         const pack_job *j = &pl->jobs[i];
@@ -210,8 +211,10 @@ static void pack_run(kfwd *b, const pack_list *pl)
         r1 = r1 > w->rows ? w->rows : r1;
         if (r1 > r0) drop_pages((const unsigned char *)w->data + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);
         const double dt = omp_get_wtime() - t0, bytes = (double)(r1 > r0 ? r1 - r0 : 0) * (double)row_bytes;
-        if (b->huge && dt > 0.005 && bytes / dt < 0.8e9) __atomic_add_fetch(&slow, 1, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&slow, __ATOMIC_RELAXED) >= 3 && !__atomic_exchange_n(&advised, 1, __ATOMIC_ACQ_REL)) {
+        const int nd = __atomic_add_fetch(&done, 1, __ATOMIC_RELAXED);
+        const int ns = b->huge && dt > 0.005 && bytes / dt < 0.8e9 ? __atomic_add_fetch(&slow, 1, __ATOMIC_RELAXED)
+                                                                  : __atomic_load_n(&slow, __ATOMIC_RELAXED);
+        if (ns >= 8 && ns * 10 > nd && !__atomic_exchange_n(&advised, 1, __ATOMIC_ACQ_REL)) {
             for (size_t k = 0; k < pl->n; k++)
                 if (k == 0 || pl->jobs[k].dst != pl->jobs[k - 1].dst) {
                     void *mem;
