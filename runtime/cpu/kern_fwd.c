@@ -88,6 +88,7 @@ struct kfwd {
     float **lm_dst;           /* [max_tokens] where each goes */
 };
 
+/* Checks dtypes and sizes against what the fast path handles. */
 int kfwd_supported(const model *m, int q8, const char **why)
 {
     const char *r = NULL;
@@ -227,6 +228,7 @@ static void pack_run(kfwd *b, const pack_list *pl)
     if (advised) b->huge = 0;
 }
 
+/* Frees the packed weights, KV cache and buffers; NULL-safe. */
 void kfwd_free(kfwd *b)
 {
     if (!b) return;
@@ -304,6 +306,7 @@ static ms_status pack_layer(kfwd *b, pack_list *pl, int l, ms_error *err)
     return MS_OK;
 }
 
+/* Packs the weights and sizes every buffer once for the given limits. */
 ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_error *err)
 {
     *out = NULL;
@@ -640,6 +643,7 @@ static void layer(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
     gemm(b, &w->down, b->xb, b->ldxb, &b->qa_i, T, b->o, H, NULL, id, nt);
 }
 
+/* One batched forward step: checks the call, then one parallel region for every layer and the logits. */
 ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
@@ -689,6 +693,7 @@ ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
     return MS_OK;
 }
 
+/* Which variant this backend runs. */
 const char *kfwd_name(const kfwd *b)
 {
     return b->q8 ? "cpu-fast-q8" : "cpu-fast-bf16";

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "q8.h"
 
+/* Sizes (overflow-checked) and maps an [n, k] int8 matrix and its row scales. */
 ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -41,6 +42,7 @@ ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err)
     return MS_OK;
 }
 
+/* Frees the int8 panels and scales; NULL-safe. */
 void q8pack_free(q8pack *p)
 {
     if (!p) return;
@@ -64,6 +66,7 @@ static void quant_wrow(q8pack *p, int64_t r, const float *w)
     }
 }
 
+/* Quantises source rows into the panels [p0, p1) (vector path for bf16 on AVX-512). */
 void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t rows, int64_t p0, int64_t p1)
 {
     int64_t lo = row0 > p0 * KERN_PW ? row0 : p0 * KERN_PW;
@@ -88,6 +91,7 @@ void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t ro
     free(w);
 }
 
+/* Quantises one float activation row in groups of Q8_GROUP. */
 void q8_quant_row(const float *x, int64_t k, q8act *a, int t)
 {
     int8_t *q = a->q + (size_t)t * (size_t)a->ld;
@@ -109,6 +113,7 @@ void q8_quant_row(const float *x, int64_t k, q8act *a, int t)
     for (int64_t i = k; i < a->ld; i++) q[i] = 0;
 }
 
+/* Quantises one bf16 activation row in groups of Q8_GROUP. */
 void q8_quant_row_bf16(kern_isa isa, const uint16_t *x, int64_t k, q8act *a, int t)
 {
     if (isa == KERN_AVX512) {

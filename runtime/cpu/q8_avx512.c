@@ -15,6 +15,7 @@
 
 #define MR_MAX 6
 
+/* MR tokens x NP panels: int32 group sums folded into fp32 accumulators (see q8.h). */
 static inline __attribute__((always_inline)) void tile(const q8pack *w, const q8act *x, int t0, int64_t p,
                                                        float *out, const int MR, const int NP)
 {
@@ -163,6 +164,7 @@ static float amax_bf16(const uint16_t *x, int64_t n)
     return bf16_to_f32(best);
 }
 
+/* One weight row: scale, bytes (+128) into tmp, then into the panel layout. */
 void q8_quant_wrow_avx512(q8pack *p, int64_t r, const uint16_t *w, uint8_t *tmp)
 {
     const float amax = amax_bf16(w, p->k);
@@ -174,6 +176,7 @@ void q8_quant_wrow_avx512(q8pack *p, int64_t r, const uint16_t *w, uint8_t *tmp)
     for (int64_t i = full * 4; i < p->k; i++) d[(size_t)full * 128 + (size_t)(i - full * 4)] = tmp[i];
 }
 
+/* One activation row in groups: scales, bytes and corrections. */
 void q8_quant_act_avx512(const uint16_t *x, int64_t k, q8act *a, int t)
 {
     int8_t *q = a->q + (size_t)t * (size_t)a->ld;
