@@ -22,6 +22,7 @@
 #include "cpu/kern.h"
 #include "cpu/kern_attn.h"
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -29,6 +30,7 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* qsort order for doubles. */
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -52,6 +54,7 @@ static int make_pack(kpack *p, int64_t n, int64_t k, uint32_t seed)
     return 0;
 }
 
+/* Decode GEMV over every matrix of one token, one region per token. */
 static int run_gemv(int threads, int shape17, int reps)
 {
     const int64_t H = shape17 ? 2048 : 1024, I = shape17 ? 6144 : 3072, L = 28, V = 151936;
@@ -96,6 +99,7 @@ static int run_gemv(int threads, int shape17, int reps)
     return 0;
 }
 
+/* One GEMM of the given shape, panels split over threads. */
 static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
 {
     kpack w;
@@ -128,6 +132,7 @@ static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
     return 0;
 }
 
+/* Decode attention of one token at the given context. */
 static int run_attn(int threads, int ctx, int reps)
 {
     /* the backend's layout: superblocks of 16 blocks of 16 positions, blocks of a sequence consecutive */
@@ -176,6 +181,7 @@ static int run_attn(int threads, int ctx, int reps)
     return 0;
 }
 
+/* Parses the mode and options. */
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "attn"))) {

@@ -27,6 +27,7 @@
 
 static uint64_t rs = 0x243f6a8885a308d3ull;
 
+/* Uniform in [0, 1), deterministic. */
 static double urand(void)
 {
     rs ^= rs >> 12;
@@ -51,6 +52,7 @@ static uint16_t *make_w(int64_t n, int64_t k, q8pack *p)
     return w;
 }
 
+/* T random activation rows (written to xf) and their int8 form. */
 static q8act make_act(int T, int64_t k, float *xf)
 {
     q8act a;
@@ -66,6 +68,7 @@ static q8act make_act(int T, int64_t k, float *xf)
     return a;
 }
 
+/* Frees make_act buffers. */
 static void act_free(q8act *a)
 {
     free(a->q);
@@ -73,6 +76,7 @@ static void act_free(q8act *a)
     free(a->corr);
 }
 
+/* Every weight within half a step; zero rows; bad sizes refused. */
 static void test_quant(void)
 {
     q8pack p;
@@ -130,6 +134,7 @@ static void test_quant_isas(void)
     free(w);
 }
 
+/* ISAs bitwise, batch invariance, and the quantisation error bound. */
 static void test_gemm(void)
 {
     const int TMAX = 14;
@@ -206,6 +211,7 @@ static void test_gemm(void)
 
 static const char *const FIXTURES[] = {"b_untied_gqa4_bf16", "d_tied_bf16_v5config"};
 
+/* int8 against the transformers bf16 fixtures: top-1 and logit drift. */
 static void test_accuracy(void)
 {
     const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL;
@@ -297,6 +303,7 @@ static void test_accuracy(void)
     CHECK(drift <= 0.25, "max logit drift %.4f above 0.25", drift);
 }
 
+/* Runs the cases (or those matching argv[1]). */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
