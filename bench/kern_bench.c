@@ -22,6 +22,7 @@
 #include "cpu/kern.h"
 #include "cpu/kern_attn.h"
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -29,6 +30,7 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* qsort order for doubles. */
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -39,7 +41,7 @@ static int cmp_d(const void *a, const void *b)
 static int make_pack(kpack *p, int64_t n, int64_t k, uint32_t seed)
 {
     ms_error e = {0};
-    if (kpack_alloc(p, n, k, &e) != MS_OK) {
+    if (kpack_alloc(p, n, k, kern_huge_default(), &e) != MS_OK) {
         fprintf(stderr, "%s\n", e.message);
         return -1;
     }
@@ -52,6 +54,7 @@ static int make_pack(kpack *p, int64_t n, int64_t k, uint32_t seed)
     return 0;
 }
 
+/* Decode GEMV over every matrix of one token, one region per token. */
 static int run_gemv(int threads, int shape17, int reps)
 {
     const int64_t H = shape17 ? 2048 : 1024, I = shape17 ? 6144 : 3072, L = 28, V = 151936;
@@ -96,6 +99,7 @@ static int run_gemv(int threads, int shape17, int reps)
     return 0;
 }
 
+/* One GEMM of the given shape, panels split over threads. */
 static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
 {
     kpack w;
@@ -128,13 +132,14 @@ static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
     return 0;
 }
 
+/* Decode attention of one token at the given context. */
 static int run_attn(int threads, int ctx, int reps)
 {
     /* the backend's layout: superblocks of 16 blocks of 16 positions, blocks of a sequence consecutive */
     const int L = 28, nkv = 8, G = 2, d = 128, bs = 16, sb = 16, nb = (ctx + bs) / bs, nsb = (nb + sb - 1) / sb;
     const size_t blkb = (size_t)bs * d * 2, run = (size_t)sb * blkb, sbb = run * L * 2 * nkv;
     size_t kv_map = 0;
-    unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map); /* as the backend maps its KV */
+    unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map, kern_huge_default()); /* as the backend maps its KV */
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
     uint16_t q[KATTN_MAX_GROUP * 256];
     for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++) ((uint16_t *)kv)[i] = f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);
@@ -176,6 +181,7 @@ static int run_attn(int threads, int ctx, int reps)
     return 0;
 }
 
+/* Parses the mode and options. */
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "attn"))) {

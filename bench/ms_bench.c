@@ -29,6 +29,7 @@
 
 #define BLOCK 16
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -51,6 +52,7 @@ static void mem_kb(long *hwm, long *rss)
 }
 
 static uint32_t rng_s = 12345;
+/* Next pseudo-random plain-text token id. */
 static int32_t rand_tok(void)
 {
     rng_s = rng_s * 1664525u + 1013904223u;
@@ -105,6 +107,7 @@ static int bench_open(bench *B, const opts *o, int n_seqs, int ctx)
     return B->logits ? 0 : -1;
 }
 
+/* Frees what bench_open made. */
 static void bench_close(bench *B)
 {
     free(B->logits);
@@ -138,6 +141,7 @@ static void stats(const double *v, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
 }
 
+/* One JSON line: tok/s samples, load times, memory. */
 static void print_result(const opts *o, const bench *B, const double *ts, int n, const char *extra)
 {
     double mean, sd;
@@ -153,6 +157,7 @@ static void print_result(const opts *o, const bench *B, const double *ts, int n,
     fflush(stdout);
 }
 
+/* Prompt processing: P tokens, logits of the last. */
 static int run_pp(const opts *o)
 {
     bench B = {0};
@@ -175,6 +180,7 @@ out:
     return rc;
 }
 
+/* Generation: N one-token steps after D prompt tokens. */
 static int run_tg(const opts *o)
 {
     bench B = {0};
@@ -207,6 +213,7 @@ out:
     return rc;
 }
 
+/* B prompts, then N steps of B tokens: aggregate decode tok/s. */
 static int run_batched(const opts *o)
 {
     bench B = {0};
@@ -280,6 +287,7 @@ static char *read_text(const char *path, size_t *len)
     return buf;
 }
 
+/* Load, tokenize, prefill, first token; times from process start. */
 static int run_ttft(const opts *o, double t_start)
 {
     bench B = {0};
@@ -367,6 +375,7 @@ out:
     return rc;
 }
 
+/* Parses the mode and options. */
 int main(int argc, char **argv)
 {
     const double t_start = now_s();

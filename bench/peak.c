@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -56,6 +57,7 @@ static float chains(long iters)
 #endif
 }
 
+/* Calibrates, then the best of 5 timed runs on N threads. */
 int main(int argc, char **argv)
 {
     int threads = 1, ms = 300;

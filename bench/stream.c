@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+/* Monotonic seconds. */
 static double now_s(void)
 {
     struct timespec ts;
@@ -22,12 +23,14 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* qsort order for doubles. */
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
+/* Allocates, touches, then times R summing passes. */
 int main(int argc, char **argv)
 {
     int threads = 1, reps = 10, json = 0;

@@ -67,7 +67,7 @@ static int mat_make(mat *m, int64_t n, int64_t k)
     m->n = n;
     m->k = k;
     m->w = malloc(sizeof(uint16_t) * (size_t)(n * k));
-    if (!m->w || kpack_alloc(&m->p, n, k, &e) != MS_OK) return -1;
+    if (!m->w || kpack_alloc(&m->p, n, k, 1, &e) != MS_OK) return -1;
     for (int64_t i = 0; i < n * k; i++) m->w[i] = f32_to_bf16(rnd_bf16(0.05f));
     /* fill in two halves of the panel range to exercise p0/p1 */
     int64_t mid = m->p.n_panels / 2;
@@ -76,6 +76,7 @@ static int mat_make(mat *m, int64_t n, int64_t k)
     return 0;
 }
 
+/* Frees a test matrix and its pack. */
 static void mat_free(mat *m)
 {
     free(m->w);
@@ -93,6 +94,7 @@ static void make_x(float *xf, uint16_t *xb, int T, int64_t k, int64_t kp)
 
 static const kern_isa ALL_ISAS[] = {KERN_SCALAR, KERN_AVX2, KERN_AVX512};
 
+/* Packing reads back exactly, padding is zero, bad sizes are refused. */
 static void test_pack(void)
 {
     const int64_t shapes[][2] = {{1, 1}, {31, 7}, {32, 64}, {33, 65}, {100, 128}, {64, 3}, {80, 70}, {96, 1031}};
@@ -112,8 +114,8 @@ static void test_pack(void)
     }
     ms_error e = {0};
     kpack p;
-    CHECK(kpack_alloc(&p, 0, 5, &e) == MS_ERR_INVALID, "empty matrix accepted");
-    CHECK(kpack_alloc(&p, INT64_MAX / 4, INT64_MAX / 4, &e) == MS_ERR_NOMEM, "overflow not caught");
+    CHECK(kpack_alloc(&p, 0, 5, 1, &e) == MS_ERR_INVALID, "empty matrix accepted");
+    CHECK(kpack_alloc(&p, INT64_MAX / 4, INT64_MAX / 4, 1, &e) == MS_ERR_NOMEM, "overflow not caught");
     kpack_free(NULL);
 }
 
@@ -244,6 +246,7 @@ typedef struct attn_fix {
     int L, nkv, d, bs;
 } attn_fix;
 
+/* Fills a reference-layout KV cache with random bf16 values. */
 static void attn_fix_make(attn_fix *f, int d, int max_pos)
 {
     f->L = 2;
@@ -296,6 +299,7 @@ static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G,
     for (int g = 0; g < G; g++) kattn_sum(oc + (size_t)g * d, gd, nc, d, out + (size_t)g * d);
 }
 
+/* kern_attn vs cpu_attend, ISAs and head grouping bitwise. */
 static void test_attention(void)
 {
     kern_isa best = kern_isa_best();
@@ -405,6 +409,7 @@ static void test_ops(void)
     }
 }
 
+/* kattn_exp against libm exp. */
 static void test_exp(void)
 {
     double worst = 0;
@@ -429,6 +434,7 @@ typedef struct fwd_run {
     kv_pool *kv;
 } fwd_run;
 
+/* Creates a backend and a KV pool with every slot reserved. */
 static int fwd_open(fwd_run *r, const backend_ops *ops, const model *m, int threads, int seqs)
 {
     ms_error e = {0};
@@ -445,6 +451,7 @@ static int fwd_open(fwd_run *r, const backend_ops *ops, const model *m, int thre
     return 0;
 }
 
+/* Frees what fwd_open made. */
 static void fwd_close(fwd_run *r)
 {
     if (r->b) r->ops->free(r->b);
@@ -468,11 +475,13 @@ static int fwd_prefill_m(fwd_run *r, int slot, const int32_t *ids, int n, int ch
     return 0;
 }
 
+/* Prefill keeping every position's logits. */
 static int fwd_prefill(fwd_run *r, int slot, const int32_t *ids, int n, int chunk, float *out, int V)
 {
     return fwd_prefill_m(r, slot, ids, n, chunk, out, V, 0);
 }
 
+/* Index of the largest value (lowest on ties). */
 static int argmax_f(const float *x, int n)
 {
     int b = 0;
@@ -481,6 +490,7 @@ static int argmax_f(const float *x, int n)
     return b;
 }
 
+/* The whole fast forward vs the reference, and its invariances. */
 static void test_forward_fast(void)
 {
     const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL;
@@ -613,6 +623,7 @@ static void test_forward_fast(void)
     CHECK(system(cmd) == 0, "cleanup");
 }
 
+/* Runs the cases (or those matching argv[1]). */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

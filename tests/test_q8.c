@@ -1,7 +1,7 @@
 /* test_q8.c: int8 weights (q8.h) and the q8 mode of the fast forward.
  *
  *   - quantisation: every weight dequantises to within half a step of its
- *     row; zero rows stay zero;
+ *     row; zero rows stay zero; the AVX-512 loops give the scalar bytes;
  *   - GEMM: the VNNI and AVX2 paths equal the scalar definition bitwise; each row of a
  *     T-row call equals the row alone (T = 1..14, any panel split); the result
  *     is within the quantisation error bound of the exact float product;
@@ -27,6 +27,7 @@
 
 static uint64_t rs = 0x243f6a8885a308d3ull;
 
+/* Uniform in [0, 1), deterministic. */
 static double urand(void)
 {
     rs ^= rs >> 12;
@@ -45,12 +46,13 @@ static uint16_t *make_w(int64_t n, int64_t k, q8pack *p)
         w[i] = f32_to_bf16((float)v);
     }
     for (int64_t i = 0; i < k; i++) w[3 * k + i] = 0; /* row 3 is all zero (when n > 3) */
-    if (q8pack_alloc(p, n, k, &e) != MS_OK) return NULL;
+    if (q8pack_alloc(p, n, k, 0, &e) != MS_OK) return NULL;
     q8pack_fill(p, 0, w, ST_BF16, n, 0, p->n_panels / 2);
     q8pack_fill(p, 0, w, ST_BF16, n, p->n_panels / 2, p->n_panels);
     return w;
 }
 
+/* T random activation rows (written to xf) and their int8 form. */
 static q8act make_act(int T, int64_t k, float *xf)
 {
     q8act a;
@@ -66,6 +68,7 @@ static q8act make_act(int T, int64_t k, float *xf)
     return a;
 }
 
+/* Frees make_act buffers. */
 static void act_free(q8act *a)
 {
     free(a->q);
@@ -73,6 +76,7 @@ static void act_free(q8act *a)
     free(a->corr);
 }
 
+/* Every weight within half a step; zero rows; bad sizes refused. */
 static void test_quant(void)
 {
     q8pack p;
@@ -90,12 +94,47 @@ static void test_quant(void)
     CHECK(p.scale[3] == 0.0f, "zero row got scale %g", p.scale[3]);
     q8pack_free(&p);
     ms_error e = {0};
-    CHECK(q8pack_alloc(&p, 5, 0, &e) == MS_ERR_INVALID, "empty matrix accepted");
+    CHECK(q8pack_alloc(&p, 5, 0, 0, &e) == MS_ERR_INVALID, "empty matrix accepted");
     q8pack_free(&p);
     q8pack_free(NULL);
     free(w);
 }
 
+/* The AVX-512 quantisation loops give the scalar bytes, scales and corrections. */
+static void test_quant_isas(void)
+{
+    if (kern_isa_best() < KERN_AVX512) return;
+    q8pack a, b;
+    const int64_t n = 40, k = 301;
+    setenv("MEDSERVE_ISA", "scalar", 1);
+    uint16_t *w = make_w(n, k, &a);
+    unsetenv("MEDSERVE_ISA");
+    ms_error e = {0};
+    CHECK(w && q8pack_alloc(&b, n, k, 0, &e) == MS_OK, "alloc");
+    q8pack_fill(&b, 0, w, ST_BF16, n, 0, b.n_panels);
+    CHECK(!memcmp(a.data, b.data, (size_t)a.n_panels * (size_t)a.kq * 128), "packed int8 weights differ");
+    CHECK(!memcmp(a.scale, b.scale, sizeof(float) * (size_t)n), "row scales differ");
+    /* activations: float scalar path vs bf16 AVX-512 path on the same values */
+    float xf[301], scratch[301];
+    uint16_t xb[301];
+    q8act s1 = make_act(1, k, scratch), s2 = make_act(1, k, scratch); /* buffers only */
+    for (int i = 0; i < k; i++) {
+        xb[i] = f32_to_bf16((float)((urand() - 0.5) * 6));
+        xf[i] = bf16_to_f32(xb[i]);
+    }
+    q8_quant_row(xf, k, &s1, 0);
+    q8_quant_row_bf16(KERN_AVX512, xb, k, &s2, 0);
+    CHECK(!memcmp(s1.q, s2.q, (size_t)s1.ld) && !memcmp(s1.sx, s2.sx, sizeof(float) * (size_t)s1.groups) &&
+              !memcmp(s1.corr, s2.corr, sizeof(int32_t) * (size_t)s1.groups),
+          "activation quantisation differs");
+    act_free(&s1);
+    act_free(&s2);
+    q8pack_free(&a);
+    q8pack_free(&b);
+    free(w);
+}
+
+/* ISAs bitwise, batch invariance, and the quantisation error bound. */
 static void test_gemm(void)
 {
     const int TMAX = 14;
@@ -172,6 +211,7 @@ static void test_gemm(void)
 
 static const char *const FIXTURES[] = {"b_untied_gqa4_bf16", "d_tied_bf16_v5config"};
 
+/* int8 against the transformers bf16 fixtures: top-1 and logit drift. */
 static void test_accuracy(void)
 {
     const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL;
@@ -263,10 +303,12 @@ static void test_accuracy(void)
     CHECK(drift <= 0.25, "max logit drift %.4f above 0.25", drift);
 }
 
+/* Runs the cases (or those matching argv[1]). */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
         {"quant", test_quant},
+        {"quant_isas", test_quant_isas},
         {"gemm", test_gemm},
         {"accuracy", test_accuracy},
     };

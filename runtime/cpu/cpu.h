@@ -11,8 +11,10 @@
  * Batch invariance: each output element is computed by one kernel with one
  * fixed summation order (cpu_dot), whatever the batch, so a sequence's result
  * never depends on its neighbours in a forward call, on how a prompt is split
- * into chunks, or on the thread count. A faster kernel (AVX-512, a later task)
- * must keep that property; it would replace cpu_dot and cpu_matmul_n. */
+ * into chunks, or on the thread count. The fast path (kern_fwd.h: packed
+ * kernels, AVX-512/AVX2 with run-time dispatch) keeps the same property with
+ * its own fixed sequences; cpu_backend.c sends bf16 and int8 models there and
+ * keeps this reference code for the others (and for tests). */
 #ifndef MS_CPU_H
 #define MS_CPU_H
 

@@ -307,6 +307,7 @@ static ms_status cpu_create(const model *m, const backend_params *p, backend **o
     return MS_OK;
 }
 
+/* Which path this backend runs (for reports). */
 const char *cpu_backend_path(const backend *b)
 {
     return !b ? "none" : b->fast ? kfwd_name(b->fast) : "cpu-reference";

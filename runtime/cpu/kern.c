@@ -14,6 +14,7 @@
 
 #define HUGE_ALIGN ((size_t)2 << 20) /* THP size: packed panels are streamed, TLB misses matter */
 
+/* The best ISA of this CPU, possibly lowered by MEDSERVE_ISA (kern.h). */
 kern_isa kern_isa_best(void)
 {
     kern_isa best = KERN_SCALAR;
@@ -39,6 +40,7 @@ kern_isa kern_isa_best(void)
     return best;
 }
 
+/* A short printable name of isa. */
 const char *kern_isa_name(kern_isa isa)
 {
     switch (isa) {
@@ -48,7 +50,14 @@ const char *kern_isa_name(kern_isa isa)
     }
 }
 
-void *kern_alloc_huge(size_t bytes, size_t *mapped)
+/* Whether huge pages are wanted at all (MEDSERVE_NO_HUGEPAGES unset). */
+int kern_huge_default(void)
+{
+    return getenv("MEDSERVE_NO_HUGEPAGES") == NULL;
+}
+
+/* Maps zeroed, 2 MiB aligned anonymous memory, advised for huge pages when huge. */
+void *kern_alloc_huge(size_t bytes, size_t *mapped, int huge)
 {
     if (bytes > SIZE_MAX - 2 * HUGE_ALIGN) return NULL;
     /* mmap gives zeroed memory; over-map to align to 2 MiB, then trim */
@@ -59,17 +68,19 @@ void *kern_alloc_huge(size_t bytes, size_t *mapped)
     size_t head = (HUGE_ALIGN - (uintptr_t)raw % HUGE_ALIGN) % HUGE_ALIGN;
     if (head) munmap(raw, head);
     if (HUGE_ALIGN - head) munmap(raw + head + map, HUGE_ALIGN - head);
-    if (!getenv("MEDSERVE_NO_HUGEPAGES")) madvise(raw + head, map, MADV_HUGEPAGE); /* advice only */
+    if (huge) madvise(raw + head, map, MADV_HUGEPAGE); /* advice only */
     *mapped = map;
     return raw + head;
 }
 
+/* Unmaps memory from kern_alloc_huge; NULL-safe. */
 void kern_free_huge(void *p, size_t mapped)
 {
     if (p) munmap(p, mapped);
 }
 
-ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
+/* Sizes (overflow-checked) and maps the panels of an [n, k] bf16 matrix. */
+ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, int huge, ms_error *err)
 {
     memset(p, 0, sizeof *p);
     if (n <= 0 || k <= 0)
@@ -82,7 +93,7 @@ ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
         return ms_seterr(err, MS_ERR_NOMEM, "kpack: matrix [%lld, %lld] overflows size_t", (long long)n,
                          (long long)k);
     size_t map = 0;
-    void *data = kern_alloc_huge(bytes, &map);
+    void *data = kern_alloc_huge(bytes, &map, huge);
     if (!data)
         return ms_seterr(err, MS_ERR_NOMEM, "kpack: cannot map %zu bytes for a [%lld, %lld] matrix", bytes,
                          (long long)n, (long long)k);
@@ -95,6 +106,7 @@ ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err)
     return MS_OK;
 }
 
+/* Copies source rows into the panels [p0, p1), 16-row transposes where the CPU has AVX-512. */
 void kpack_fill(kpack *p, int64_t row0, const void *src, int64_t rows, int64_t p0, int64_t p1)
 {
     const unsigned char *s = (const unsigned char *)src;
@@ -125,12 +137,14 @@ void kpack_fill(kpack *p, int64_t row0, const void *src, int64_t rows, int64_t p
     }
 }
 
+/* Reads one packed element back (tests). */
 uint16_t kpack_get(const kpack *p, int64_t row, int64_t col)
 {
     return p->data[((size_t)(row / KERN_PW) * (size_t)p->kp + (size_t)(col / 2)) * 64 +
                    2 * (size_t)(row % KERN_PW) + (size_t)(col % 2)];
 }
 
+/* Unmaps the panels and zeroes p; NULL-safe. */
 void kpack_free(kpack *p)
 {
     if (!p) return;
@@ -138,6 +152,7 @@ void kpack_free(kpack *p)
     memset(p, 0, sizeof *p);
 }
 
+/* Writes bf16 bits of k floats and zero padding up to kpad. */
 void kern_to_bf16(uint16_t *dst, const float *src, int64_t k, int64_t kpad)
 {
     for (int64_t i = 0; i < k; i++) dst[i] = f32_to_bf16(src[i]);

@@ -47,16 +47,18 @@ typedef struct kpack {
     size_t bytes;
 } kpack;
 
-/* Zeroed anonymous memory of at least bytes, 2 MiB aligned and advised for
- * transparent huge pages (unless MEDSERVE_NO_HUGEPAGES is set); *mapped gets
- * the size to pass to kern_free_huge. NULL if it cannot be mapped. */
-void *kern_alloc_huge(size_t bytes, size_t *mapped);
+/* Zeroed anonymous memory of at least bytes, 2 MiB aligned and, if huge,
+ * advised for transparent huge pages; *mapped gets the size to pass to
+ * kern_free_huge. NULL if it cannot be mapped. */
+void *kern_alloc_huge(size_t bytes, size_t *mapped, int huge);
+/* 1 unless the environment sets MEDSERVE_NO_HUGEPAGES. */
+int kern_huge_default(void);
 void kern_free_huge(void *p, size_t mapped); /* NULL-safe */
 
-/* Allocates (zeroed) room for an [n, k] matrix; sizes checked. The memory is
- * advised for transparent huge pages (fewer TLB misses when streaming)
- * unless the environment sets MEDSERVE_NO_HUGEPAGES. */
-ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, ms_error *err);
+/* Allocates (zeroed) room for an [n, k] matrix; sizes checked. With huge the
+ * memory is advised for transparent huge pages (fewer TLB misses when
+ * streaming; faulting them in can stall while the kernel compacts memory). */
+ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, int huge, ms_error *err);
 /* Copies src, a row-major bf16 [rows, p->k] matrix (2-byte aligned is
  * enough), into rows [row0, row0 + rows) of p, touching only panels in
  * [p0, p1) so threads can split the work by panel. */

@@ -19,6 +19,7 @@ static float tree16(float a[16])
     return a[0];
 }
 
+/* exp(x) by the fixed Cephes-form polynomial shared with the vector code. */
 float kattn_exp(float x)
 {
     x = x < -87.3f ? -87.3f : x > 88.0f ? 88.0f : x;
@@ -86,6 +87,7 @@ void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src
                 rb(rb(dot_lanes(q + (size_t)g * (size_t)d, kv_pos(src->k, src, j), d)) * scale);
 }
 
+/* Scores to bf16-rounded probabilities in place (max, exp, lane sums, 1/l). */
 void kattn_softmax(kern_isa isa, float *s, int n)
 {
     if (isa == KERN_AVX512) {
@@ -130,6 +132,7 @@ void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const katt
     }
 }
 
+/* Adds the chunk partials in chunk order and rounds to bf16. */
 void kattn_sum(const float *oc, size_t stride, int n_chunks, int d, float *out)
 {
     for (int i = 0; i < d; i++) {

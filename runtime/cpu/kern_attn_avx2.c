@@ -13,12 +13,14 @@
 #include "kern_attn.h"
 #include "kern_avx2.h"
 
+/* Address of element 0 of position j (base = src->k or src->v). */
 static inline const uint16_t *kv_pos(const unsigned char *base, const kattn_src *src, int j)
 {
     return (const uint16_t *)(kattn_block(base, src, j / src->block_size) +
                               (size_t)(j % src->block_size) * src->pos_stride);
 }
 
+/* Rounds to the nearest bf16 value (ties to even), as a float. */
 static inline float rb(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
 void kattn_scores_avx2(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale, float *s,
@@ -49,6 +51,7 @@ void kattn_scores_avx2(const uint16_t *q, int G, int d, const kattn_src *src, in
     }
 }
 
+/* kattn_softmax with 8-lane vectors (16 lane sums in two registers). */
 void kattn_softmax_avx2(float *s, int n)
 {
     const int nv = n / 16 * 16;
@@ -84,6 +87,7 @@ void kattn_softmax_avx2(float *s, int n)
     for (; j < n; j++) s[j] = rb(s[j] * inv);
 }
 
+/* P.V for keys [j0, j1), 64 dims per pass over the values. */
 void kattn_pv_avx2(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o)
 {
     for (int g = 0; g < G; g++) {

@@ -20,6 +20,7 @@ typedef struct kv_iter {
     int b, o, last_b;                /* block index, offset in block, last block of the range */
 } kv_iter;
 
+/* Starts a walk over positions j0 .. j1-1. */
 static inline kv_iter kv_begin(const unsigned char *base, const kattn_src *src, int j0, int j1)
 {
     kv_iter it = {base, NULL, src, j0 / src->block_size, j0 % src->block_size, (j1 - 1) / src->block_size};
@@ -93,6 +94,7 @@ void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, 
     }
 }
 
+/* kattn_softmax with 16-lane vectors and masked tails. */
 void kattn_softmax_avx512(float *s, int n)
 {
     __m512 mv = _mm512_set1_ps(-INFINITY);
@@ -116,6 +118,7 @@ void kattn_softmax_avx512(float *s, int n)
     }
 }
 
+/* P.V for keys [j0, j1): each value row widened once, then GS heads per pass. */
 static inline __attribute__((always_inline)) void pv(const float *p, size_t lds, int G, const kattn_src *src,
                                                      int j0, int j1, float *o, const int D)
 {
@@ -148,6 +151,7 @@ static inline __attribute__((always_inline)) void pv(const float *p, size_t lds,
     }
 }
 
+/* Dispatches P.V to the head-dim specialisation. */
 void kattn_pv_avx512(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o)
 {
     switch (d) {

@@ -54,16 +54,19 @@ static inline __attribute__((always_inline)) void tile(const uint16_t *x, int64_
         for (int c = 0; c < 4 * NP; c++) _mm256_storeu_ps(out + r * NP * 32 + c * 8, acc[r][c]);
 }
 
+/* Decode tile: 1 row x 2 panels. */
 static void tile_1_2(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp, float *out)
 {
     tile(x, ldx, w, kp, out, 1, 2);
 }
 
+/* Tail tile: 1 row x 1 panel. */
 static void tile_1_1(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp, float *out)
 {
     tile(x, ldx, w, kp, out, 1, 1);
 }
 
+/* Prefill tile: 2 rows x 1 panel. */
 static void tile_2_1(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp, float *out)
 {
     tile(x, ldx, w, kp, out, 2, 1);

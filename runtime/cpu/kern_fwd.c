@@ -48,6 +48,7 @@ struct kfwd {
     const model *m;
     kern_isa isa;
     int q8;                   /* int8 weights (q8.h) instead of bf16 panels */
+    int huge;                 /* asking for transparent huge pages (see pack_run) */
     int nt, max_seqs, max_tokens, max_pos, max_chunks;
     int H, L, nh, nkv, d, G, I, V, qdim, kvdim, qkvdim;
     float eps, scale;
@@ -87,6 +88,7 @@ struct kfwd {
     float **lm_dst;           /* [max_tokens] where each goes */
 };
 
+/* Checks dtypes and sizes against what the fast path handles. */
 int kfwd_supported(const model *m, int q8, const char **why)
 {
     const char *r = NULL;
@@ -129,44 +131,104 @@ static void drop_pages(const void *p, size_t bytes)
     if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
-/* Packs srcs[0..n) stacked along rows into p (bf16 panels, or int8 when q8),
- * in parallel, in slices of about PACK_SLICE source bytes whose mmap'd pages
- * are dropped from this process as soon as they are packed (so the peak
- * resident size never holds a whole source matrix and its copy). */
-#define PACK_SLICE ((int64_t)32 << 20)
-static ms_status pack(kf_mat *p, int q8, const wmat *const *srcs, int n, int nt, ms_error *err)
+/* One slice of packing work: panels [p0, p1) of dst taken from source src,
+ * whose rows start at row0 of dst. */
+typedef struct pack_job {
+    kf_mat *dst;
+    const wmat *src;
+    int64_t row0, p0, p1;
+} pack_job;
+
+/* Packing work list: every matrix allocated up front, its panels cut into
+ * slices of about PACK_SLICE source bytes. */
+#define PACK_SLICE ((int64_t)16 << 20)
+typedef struct pack_list {
+    pack_job *jobs;
+    size_t n, cap;
+} pack_list;
+
+/* Allocates dst for srcs[0..n) stacked along rows and queues its slices. */
+static ms_status pack_add(kfwd *b, pack_list *pl, kf_mat *dst, const wmat *const *srcs, int n, ms_error *err)
 {
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += srcs[i]->rows;
-    ms_status st = q8 ? q8pack_alloc(&p->q8, rows, srcs[0]->cols, err) : kpack_alloc(&p->bf, rows, srcs[0]->cols, err);
+    ms_status st = b->q8 ? q8pack_alloc(&dst->q8, rows, srcs[0]->cols, b->huge, err)
+                         : kpack_alloc(&dst->bf, rows, srcs[0]->cols, b->huge, err);
     if (st != MS_OK) return st;
     int64_t row0 = 0;
     for (int i = 0; i < n; i++) {
         const wmat *w = srcs[i];
-        const size_t row_bytes = (size_t)w->cols * (w->dtype == ST_F32 ? 4 : 2);
-        /* panels holding this source's rows, cut into slices of whole panels */
+        const int64_t row_bytes = w->cols * (w->dtype == ST_F32 ? 4 : 2);
         const int64_t pa = row0 / KERN_PW, pb = (row0 + w->rows + KERN_PW - 1) / KERN_PW;
-        int64_t per = PACK_SLICE / (int64_t)(row_bytes * KERN_PW);
+        int64_t per = PACK_SLICE / (row_bytes * KERN_PW);
         if (per < 1) per = 1;
         for (int64_t s0 = pa; s0 < pb; s0 += per) {
-            const int64_t s1 = s0 + per < pb ? s0 + per : pb;
-#pragma omp parallel for schedule(static) num_threads(nt)
-            for (int t = 0; t < nt; t++) {
-                const int64_t p0 = s0 + (s1 - s0) * t / nt, p1 = s0 + (s1 - s0) * (t + 1) / nt;
-                if (q8) q8pack_fill(&p->q8, row0, w->data, w->dtype, w->rows, p0, p1);
-                else kpack_fill(&p->bf, row0, w->data, w->rows, p0, p1);
+            if (pl->n == pl->cap) {
+                size_t cap = pl->cap ? 2 * pl->cap : 256;
+                pack_job *nj = realloc(pl->jobs, cap * sizeof *nj);
+                if (!nj) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory for the packing list");
+                pl->jobs = nj;
+                pl->cap = cap;
             }
-            /* source rows [s0*PW - row0, s1*PW - row0) clipped to the matrix */
-            int64_t r0 = s0 * KERN_PW - row0, r1 = s1 * KERN_PW - row0;
-            r0 = r0 < 0 ? 0 : r0;
-            r1 = r1 > w->rows ? w->rows : r1;
-            if (r1 > r0) drop_pages((const unsigned char *)w->data + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);
+            pl->jobs[pl->n++] = (pack_job){dst, w, row0, s0, s0 + per < pb ? s0 + per : pb};
         }
         row0 += w->rows;
     }
     return MS_OK;
 }
 
+/* The packed memory of m (bf16 or int8 form). */
+static void mat_mem(const kf_mat *m, void **p, size_t *bytes)
+{
+    *p = m->bf.data ? (void *)m->bf.data : (void *)m->q8.data;
+    *bytes = m->bf.data ? m->bf.bytes : m->q8.bytes;
+}
+
+/* Runs every queued slice in one parallel region (threads never sleep between
+ * matrices) and drops each slice's mmap'd source pages from this process as
+ * soon as it is packed, so the peak resident size never holds a whole source
+ * matrix and its copy.
+ *
+ * Huge pages: faulting them in stalls while the kernel compacts fragmented
+ * memory (seen here: all weights packed in 0.25 s on a quiet machine, 1-3 s
+ * right after another large process exited). Once at least 8 slices, and
+ * more than a tenth of those done, have packed slower than 0.8 GB/s (a single
+ * slow slice happens anyway), every packed matrix is re-advised to ordinary
+ * pages from then on: the decode is then about 10 % slower, but the load
+ * never stalls for long. */
+static void pack_run(kfwd *b, const pack_list *pl)
+{
+    int slow = 0, done = 0, advised = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(b->nt)
+    for (size_t i = 0; i < pl->n; i++) {
+        const pack_job *j = &pl->jobs[i];
+        const wmat *w = j->src;
+        const double t0 = omp_get_wtime();
+        if (b->q8) q8pack_fill(&j->dst->q8, j->row0, w->data, w->dtype, w->rows, j->p0, j->p1);
+        else kpack_fill(&j->dst->bf, j->row0, w->data, w->rows, j->p0, j->p1);
+        const size_t row_bytes = (size_t)w->cols * (w->dtype == ST_F32 ? 4 : 2);
+        int64_t r0 = j->p0 * KERN_PW - j->row0, r1 = j->p1 * KERN_PW - j->row0; /* source rows of the slice */
+        r0 = r0 < 0 ? 0 : r0;
+        r1 = r1 > w->rows ? w->rows : r1;
+        if (r1 > r0) drop_pages((const unsigned char *)w->data + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);
+        const double dt = omp_get_wtime() - t0, bytes = (double)(r1 > r0 ? r1 - r0 : 0) * (double)row_bytes;
+        const int nd = __atomic_add_fetch(&done, 1, __ATOMIC_RELAXED);
+        const int ns = b->huge && dt > 0.005 && bytes / dt < 0.8e9 ? __atomic_add_fetch(&slow, 1, __ATOMIC_RELAXED)
+                                                                  : __atomic_load_n(&slow, __ATOMIC_RELAXED);
+        if (ns >= 8 && ns * 10 > nd && !__atomic_exchange_n(&advised, 1, __ATOMIC_ACQ_REL)) {
+            for (size_t k = 0; k < pl->n; k++)
+                if (k == 0 || pl->jobs[k].dst != pl->jobs[k - 1].dst) {
+                    void *mem;
+                    size_t len;
+                    mat_mem(pl->jobs[k].dst, &mem, &len);
+                    madvise(mem, len, MADV_NOHUGEPAGE);
+                }
+        }
+    }
+    if (advised) b->huge = 0;
+}
+
+/* Frees the packed weights, KV cache and buffers; NULL-safe. */
 void kfwd_free(kfwd *b)
 {
     if (!b) return;
@@ -213,17 +275,16 @@ static void *alloc3(size_t a, size_t b, size_t c, size_t es)
     return malloc(n ? n : 1);
 }
 
-/* Packs one layer's matrices and converts its vectors. */
-static ms_status pack_layer(kfwd *b, int l, ms_error *err)
+/* Queues one layer's matrices for packing and converts its vectors. */
+static ms_status pack_layer(kfwd *b, pack_list *pl, int l, ms_error *err)
 {
     const layer_weights *w = &b->m->layers[l];
     kf_layer *k = &b->layers[l];
     const wmat *qkv[] = {&w->wq, &w->wk, &w->wv}, *o[] = {&w->wo}, *gu[] = {&w->w_gate, &w->w_up},
                *down[] = {&w->w_down};
     ms_status st;
-    if ((st = pack(&k->qkv, b->q8, qkv, 3, b->nt, err)) != MS_OK || (st = pack(&k->o, b->q8, o, 1, b->nt, err)) != MS_OK ||
-        (st = pack(&k->gu, b->q8, gu, 2, b->nt, err)) != MS_OK ||
-        (st = pack(&k->down, b->q8, down, 1, b->nt, err)) != MS_OK)
+    if ((st = pack_add(b, pl, &k->qkv, qkv, 3, err)) != MS_OK || (st = pack_add(b, pl, &k->o, o, 1, err)) != MS_OK ||
+        (st = pack_add(b, pl, &k->gu, gu, 2, err)) != MS_OK || (st = pack_add(b, pl, &k->down, down, 1, err)) != MS_OK)
         return st;
     k->attn_norm = vec_f32(&w->attn_norm, b->H);
     k->ffn_norm = vec_f32(&w->ffn_norm, b->H);
@@ -245,6 +306,7 @@ static ms_status pack_layer(kfwd *b, int l, ms_error *err)
     return MS_OK;
 }
 
+/* Packs the weights and sizes every buffer once for the given limits. */
 ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_error *err)
 {
     *out = NULL;
@@ -265,6 +327,7 @@ ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_er
     b->m = m;
     b->isa = kern_isa_best();
     b->q8 = p->weights_q8 != 0;
+    b->huge = kern_huge_default();
     b->nt = p->n_threads > 0 ? p->n_threads : omp_get_num_procs();
     b->max_seqs = p->max_seqs;
     b->max_tokens = p->max_tokens;
@@ -304,7 +367,7 @@ ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_er
             goto fail;
         }
     size_t kv_map = 0;
-    b->kv = kern_alloc_huge(kvb, &kv_map); /* pages are touched only as positions are used */
+    b->kv = kern_alloc_huge(kvb, &kv_map, b->huge); /* pages are touched only as positions are used */
     if (!b->kv) {
         st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
         goto fail;
@@ -319,10 +382,13 @@ ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_er
         st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
         goto fail;
     }
-    for (int l = 0; l < b->L; l++)
-        if ((st = pack_layer(b, l, err)) != MS_OK) goto fail;
+    pack_list pl = {0};
+    for (int l = 0; l < b->L && st == MS_OK; l++) st = pack_layer(b, &pl, l, err);
     const wmat *lm[] = {&m->lm_head};
-    if ((st = pack(&b->lm, b->q8, lm, 1, b->nt, err)) != MS_OK) goto fail;
+    if (st == MS_OK) st = pack_add(b, &pl, &b->lm, lm, 1, err);
+    if (st == MS_OK) pack_run(b, &pl);
+    free(pl.jobs);
+    if (st != MS_OK) goto fail;
     b->final_norm = vec_f32(&m->final_norm, b->H);
 
     /* activations */
@@ -441,7 +507,7 @@ static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, con
 /* q8 mode: row r of xb (width k) into its int8 form. */
 static inline void quant(const kfwd *b, q8act *qa, int r, int k)
 {
-    if (b->q8) q8_quant_row_bf16(b->xb + (size_t)r * b->ldxb, k, qa, r);
+    if (b->q8) q8_quant_row_bf16(b->isa, b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
 /* Where (layer, kv head) of one sequence lives (K and V bases inside superblock 0). */
@@ -577,6 +643,7 @@ static void layer(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
     gemm(b, &w->down, b->xb, b->ldxb, &b->qa_i, T, b->o, H, NULL, id, nt);
 }
 
+/* One batched forward step: checks the call, then one parallel region for every layer and the logits. */
 ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
@@ -615,7 +682,7 @@ ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
                 const int rr = b->lm_row[i0 + i];
                 kops_add_norm(b->isa, b->x + (size_t)rr * H, b->o + (size_t)rr * H, b->final_norm, H, b->eps,
                               b->lm_in + (size_t)i * H);
-                if (b->q8) q8_quant_row_bf16(b->lm_in + (size_t)i * H, H, &b->qa_lm, i);
+                if (b->q8) q8_quant_row_bf16(b->isa, b->lm_in + (size_t)i * H, H, &b->qa_lm, i);
             }
             gemm(b, &b->lm, b->lm_in, H, &b->qa_lm, cnt, b->lm_out, b->V, NULL, id, nt);
 #pragma omp for schedule(static)
@@ -626,6 +693,7 @@ ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
     return MS_OK;
 }
 
+/* Which variant this backend runs. */
 const char *kfwd_name(const kfwd *b)
 {
     return b->q8 ? "cpu-fast-q8" : "cpu-fast-bf16";

@@ -9,6 +9,7 @@
 #include "kern_attn.h"
 #include "kern_ops.h"
 
+/* Rounds to the nearest bf16 value (ties to even), as a float. */
 static inline float rb(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 
 /* 1 / sqrt(mean(x^2) + eps) with the fixed 16-lane order. */
@@ -21,6 +22,7 @@ static float rms_scale(const float *x, int n, float eps)
     return 1.0f / sqrtf(acc[0] / (float)n + eps);
 }
 
+/* Residual add then RMSNorm, written as bf16 (scalar definition or vector copy). */
 void kops_add_norm(kern_isa isa, float *x, const float *o, const float *w, int n, float eps, uint16_t *hb)
 {
     if (isa == KERN_AVX512 && n % 16 == 0) {
@@ -58,6 +60,7 @@ void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float ep
     }
 }
 
+/* silu(gate) * up, written as bf16. */
 void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *out)
 {
     if (isa == KERN_AVX512 && n % 16 == 0) {
@@ -74,6 +77,7 @@ void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *
     }
 }
 
+/* Float to bf16 bits (values already bf16-representable). */
 void kops_to_bf16(kern_isa isa, const float *x, int n, uint16_t *out)
 {
     int i = 0;

@@ -21,6 +21,7 @@ static float rms_scale(const float *x, int n, float eps)
     return 1.0f / sqrtf(v8_tree16(lo, hi) / (float)n + eps);
 }
 
+/* kops_add_norm with 8-lane vectors. */
 void kops_add_norm_avx2(float *x, const float *o, const float *w, int n, float eps, uint16_t *hb)
 {
     if (o)
@@ -33,6 +34,7 @@ void kops_add_norm_avx2(float *x, const float *o, const float *w, int n, float e
     }
 }
 
+/* kops_head_norm_rope with 8-lane vectors. */
 void kops_head_norm_rope_avx2(float *v, const float *w, int d, float eps, const float *cos, const float *sin)
 {
     const __m256 r = _mm256_set1_ps(rms_scale(v, d, eps));
@@ -53,6 +55,7 @@ void kops_head_norm_rope_avx2(float *v, const float *w, int d, float eps, const 
     }
 }
 
+/* kops_swiglu with 8-lane vectors. */
 void kops_swiglu_avx2(const float *g, const float *u, int n, uint16_t *out)
 {
     const __m256 one = _mm256_set1_ps(1.0f), neg = _mm256_set1_ps(-0.0f);

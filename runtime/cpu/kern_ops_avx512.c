@@ -29,6 +29,7 @@ static float rms_scale(const float *x, int n, float eps)
     return 1.0f / sqrtf(a[0] / (float)n + eps);
 }
 
+/* kops_add_norm with 16-lane vectors. */
 void kops_add_norm_avx512(float *x, const float *o, const float *w, int n, float eps, uint16_t *hb)
 {
     if (o)
@@ -42,6 +43,7 @@ void kops_add_norm_avx512(float *x, const float *o, const float *w, int n, float
     }
 }
 
+/* kops_head_norm_rope with 16-lane vectors. */
 void kops_head_norm_rope_avx512(float *v, const float *w, int d, float eps, const float *cos, const float *sin)
 {
     const __m512 r = _mm512_set1_ps(rms_scale(v, d, eps));
@@ -62,6 +64,7 @@ void kops_head_norm_rope_avx512(float *v, const float *w, int d, float eps, cons
     }
 }
 
+/* kops_swiglu with 16-lane vectors. */
 void kops_swiglu_avx512(const float *g, const float *u, int n, uint16_t *out)
 {
     const __m512 one = _mm512_set1_ps(1.0f), neg = _mm512_set1_ps(-0.0f);
@@ -73,6 +76,7 @@ void kops_swiglu_avx512(const float *g, const float *u, int n, uint16_t *out)
     }
 }
 
+/* Converts whole blocks of 16; the caller does the tail. */
 int kops_to_bf16_avx512(const float *x, int n, uint16_t *out)
 {
     int i = 0;

@@ -10,7 +10,8 @@
 #include "err.h"
 #include "q8.h"
 
-ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err)
+/* Sizes (overflow-checked) and maps an [n, k] int8 matrix and its row scales. */
+ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err)
 {
     memset(p, 0, sizeof *p);
     if (n <= 0 || k <= 0)
@@ -23,7 +24,7 @@ ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err)
         return ms_seterr(err, MS_ERR_NOMEM, "q8pack: matrix [%lld, %lld] overflows size_t", (long long)n,
                          (long long)k);
     size_t map = 0;
-    p->data = kern_alloc_huge(bytes, &map);
+    p->data = kern_alloc_huge(bytes, &map, huge);
     p->scale = calloc((size_t)np * KERN_PW, sizeof(float));
     if (!p->data || !p->scale) {
         kern_free_huge(p->data, map);
@@ -41,6 +42,7 @@ ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err)
     return MS_OK;
 }
 
+/* Frees the int8 panels and scales; NULL-safe. */
 void q8pack_free(q8pack *p)
 {
     if (!p) return;
@@ -64,6 +66,7 @@ static void quant_wrow(q8pack *p, int64_t r, const float *w)
     }
 }
 
+/* Quantises source rows into the panels [p0, p1) (vector path for bf16 on AVX-512). */
 void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t rows, int64_t p0, int64_t p1)
 {
     int64_t lo = row0 > p0 * KERN_PW ? row0 : p0 * KERN_PW;
@@ -72,6 +75,14 @@ void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t ro
     float *w = malloc(sizeof(float) * (size_t)p->k);
     if (!w) return; /* callers check q8pack_alloc; this small buffer failing is not recoverable here */
     const size_t es = dtype == ST_F32 ? 4 : 2;
+    if (dtype == ST_BF16 && kern_isa_best() == KERN_AVX512) {
+        /* bf16 rows may be only 2-byte aligned: read them as uint16 through the byte pointer */
+        for (int64_t r = lo; r < hi; r++)
+            q8_quant_wrow_avx512(p, r, (const uint16_t *)((const unsigned char *)src + (size_t)(r - row0) * (size_t)p->k * 2),
+                                 (uint8_t *)w);
+        free(w);
+        return;
+    }
     for (int64_t r = lo; r < hi; r++) {
         const unsigned char *sr = (const unsigned char *)src + (size_t)(r - row0) * (size_t)p->k * es;
         for (int64_t i = 0; i < p->k; i++) w[i] = elem_get(sr, (st_dtype)dtype, i);
@@ -80,6 +91,7 @@ void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t ro
     free(w);
 }
 
+/* Quantises one float activation row in groups of Q8_GROUP. */
 void q8_quant_row(const float *x, int64_t k, q8act *a, int t)
 {
     int8_t *q = a->q + (size_t)t * (size_t)a->ld;
@@ -101,8 +113,13 @@ void q8_quant_row(const float *x, int64_t k, q8act *a, int t)
     for (int64_t i = k; i < a->ld; i++) q[i] = 0;
 }
 
-void q8_quant_row_bf16(const uint16_t *x, int64_t k, q8act *a, int t)
+/* Quantises one bf16 activation row in groups of Q8_GROUP. */
+void q8_quant_row_bf16(kern_isa isa, const uint16_t *x, int64_t k, q8act *a, int t)
 {
+    if (isa == KERN_AVX512) {
+        q8_quant_act_avx512(x, k, a, t);
+        return;
+    }
     float buf[Q8_GROUP];
     int8_t *q = a->q + (size_t)t * (size_t)a->ld;
     for (int64_t g = 0; g * Q8_GROUP < k; g++) {

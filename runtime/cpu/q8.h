@@ -50,7 +50,8 @@ typedef struct q8act {
     int64_t ld, groups;
 } q8act;
 
-ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, ms_error *err);
+/* Allocates an [n, k] int8 matrix (huge: advise transparent huge pages, as kpack_alloc). */
+ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err);
 /* Quantises src, a row-major [rows, p->k] matrix of dtype (ST_BF16, ST_F16 or
  * ST_F32; element-aligned is enough), into rows [row0, row0 + rows) of p,
  * touching only panels in [p0, p1). */
@@ -59,14 +60,18 @@ void q8pack_free(q8pack *p); /* NULL-safe; leaves p zeroed */
 
 /* Quantises one activation row x[k] (floats) into row t of a (groups of Q8_GROUP). */
 void q8_quant_row(const float *x, int64_t k, q8act *a, int t);
-/* Same from bf16 bits. */
-void q8_quant_row_bf16(const uint16_t *x, int64_t k, q8act *a, int t);
+/* Same from bf16 bits (the AVX-512 copy when isa allows; same bytes). */
+void q8_quant_row_bf16(kern_isa isa, const uint16_t *x, int64_t k, q8act *a, int t);
 
 /* y[t * ldy + n] for t < T, rows n of panels [p0, p1): the sequence above. */
 void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias,
              int64_t p0, int64_t p1);
 void q8_gemm_scalar(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
                     int64_t p1);
+/* AVX-512 copies of the bf16 quantisation loops (same bytes as the scalar ones);
+ * tmp holds k bytes. */
+void q8_quant_wrow_avx512(q8pack *p, int64_t r, const uint16_t *w, uint8_t *tmp);
+void q8_quant_act_avx512(const uint16_t *x, int64_t k, q8act *a, int t);
 void q8_gemm_avx2(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
                   int64_t p1);
 void q8_gemm_avx512(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,

@@ -7,6 +7,7 @@
  * prefill walks one panel at a time for blocks of 6 tokens. Compiled with the
  * AVX-512 flags; called only when kern_isa_best() says the CPU has them. */
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #include "cpu.h"
@@ -14,6 +15,7 @@
 
 #define MR_MAX 6
 
+/* MR tokens x NP panels: int32 group sums folded into fp32 accumulators (see q8.h). */
 static inline __attribute__((always_inline)) void tile(const q8pack *w, const q8act *x, int t0, int64_t p,
                                                        float *out, const int MR, const int NP)
 {
@@ -118,4 +120,72 @@ void q8_gemm_avx512(const q8pack *w, const q8act *x, int T, float *y, int64_t ld
             TILES_1[mr](w, x, t0, p, out);
             store(w, out, t0, mr, p, 1, y, ldy, bias);
         }
+}
+
+/* The quantised bytes of n bf16 values x with multiplier inv (clamp(round(x * inv), -127, 127)
+ * + off, off = 128 for weights, 0 for activations) into out; returns the sum of the
+ * unoffset values. Same operations as q8.c's scalar loops. */
+static int32_t quant_bf16(const uint16_t *x, int64_t n, float inv, int off, uint8_t *out)
+{
+    const __m512 vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    const __m512i vo = _mm512_set1_epi32(off);
+    __m512i sum = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_castsi512_ps(
+            _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(x + i))), 16));
+        __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(v, vi), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        q = _mm512_min_ps(_mm512_max_ps(q, lo), hi);
+        const __m512i qi = _mm512_cvtps_epi32(q);
+        sum = _mm512_add_epi32(sum, qi);
+        _mm_storeu_si128((__m128i *)(out + i), _mm512_cvtepi32_epi8(_mm512_add_epi32(qi, vo)));
+    }
+    int32_t total = _mm512_reduce_add_epi32(sum);
+    for (; i < n; i++) {
+        float q = nearbyintf(bf16_to_f32(x[i]) * inv);
+        q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+        out[i] = (uint8_t)((int)q + off);
+        total += (int32_t)q;
+    }
+    return total;
+}
+
+/* Largest |x| of n bf16 values (exact). */
+static float amax_bf16(const uint16_t *x, int64_t n)
+{
+    __m512i m = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) /* |bf16| as 15-bit integers orders like the values */
+        m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi16(0x7fff)));
+    uint16_t lanes[32], best = 0;
+    _mm512_storeu_si512(lanes, m);
+    for (int j = 0; j < 32; j++) best = lanes[j] > best ? lanes[j] : best;
+    for (; i < n; i++) best = (uint16_t)(x[i] & 0x7fff) > best ? (uint16_t)(x[i] & 0x7fff) : best;
+    return bf16_to_f32(best);
+}
+
+/* One weight row: scale, bytes (+128) into tmp, then into the panel layout. */
+void q8_quant_wrow_avx512(q8pack *p, int64_t r, const uint16_t *w, uint8_t *tmp)
+{
+    const float amax = amax_bf16(w, p->k);
+    p->scale[r] = amax / 127.0f;
+    quant_bf16(w, p->k, amax > 0.0f ? 127.0f / amax : 0.0f, 128, tmp);
+    uint8_t *d = p->data + (size_t)(r / KERN_PW) * (size_t)p->kq * 128 + 4 * (size_t)(r % KERN_PW);
+    const int64_t full = p->k / 4;
+    for (int64_t j = 0; j < full; j++) memcpy(d + (size_t)j * 128, tmp + 4 * j, 4);
+    for (int64_t i = full * 4; i < p->k; i++) d[(size_t)full * 128 + (size_t)(i - full * 4)] = tmp[i];
+}
+
+/* One activation row in groups: scales, bytes and corrections. */
+void q8_quant_act_avx512(const uint16_t *x, int64_t k, q8act *a, int t)
+{
+    int8_t *q = a->q + (size_t)t * (size_t)a->ld;
+    for (int64_t g = 0; g * Q8_GROUP < k; g++) {
+        const int64_t i0 = g * Q8_GROUP, n = i0 + Q8_GROUP < k ? Q8_GROUP : k - i0;
+        const float amax = amax_bf16(x + i0, n);
+        const int32_t sum = quant_bf16(x + i0, n, amax > 0.0f ? 127.0f / amax : 0.0f, 0, (uint8_t *)q + i0);
+        a->sx[(size_t)t * (size_t)a->groups + (size_t)g] = amax / 127.0f;
+        a->corr[(size_t)t * (size_t)a->groups + (size_t)g] = 128 * sum;
+    }
+    for (int64_t i = k; i < a->ld; i++) q[i] = 0;
 }
