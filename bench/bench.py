@@ -353,19 +353,22 @@ def main():
     print(md)
 
 
-def cold(b, prompt):
-    """Load time and start-to-first-token with a cold page cache, once per runtime."""
-    for who in ("ours", "peer"):
-        if not drop_caches():
-            b.emit({"kind": "cold", "error": "cannot drop caches (not root?)"})
-            return
-        res = b.ours(("ttft", prompt), "0.6b", "bf16", b.threads) if who == "ours" else \
-            b.peer(("ttft", prompt), "0.6b", "bf16", b.threads)
-        rec = {"kind": "cold", "runtime": "medserve" if who == "ours" else "llama.cpp", "shape": "0.6b",
-               "fmt": "bf16"}
-        rec.update(res)
-        b.emit(rec)
-        print("[bench] cold start %s: %s" % (rec["runtime"], res), flush=True)
+def cold(b, prompt, rounds=3):
+    """Start-to-first-token with a cold page cache: both runtimes, alternating
+    (order swapped every round), caches dropped before every run."""
+    for rnd in range(rounds):
+        order = ("ours", "peer") if rnd % 2 == 0 else ("peer", "ours")
+        for who in order:
+            if not drop_caches():
+                b.emit({"kind": "cold", "error": "cannot drop caches (not root?)"})
+                return
+            res = b.ours(("ttft", prompt), "0.6b", "bf16", b.threads) if who == "ours" else \
+                b.peer(("ttft", prompt), "0.6b", "bf16", b.threads)
+            rec = {"kind": "cold", "round": rnd, "runtime": "medserve" if who == "ours" else "llama.cpp",
+                   "shape": "0.6b", "fmt": "bf16"}
+            rec.update(res)
+            b.emit(rec)
+            print("[bench] cold start %s: %s" % (rec["runtime"], res), flush=True)
 
 
 def agreement(b):

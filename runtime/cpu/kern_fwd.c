@@ -184,6 +184,30 @@ static void mat_mem(const kf_mat *m, void **p, size_t *bytes)
     *bytes = m->bf.data ? m->bf.bytes : m->q8.bytes;
 }
 
+/* The mmap'd source bytes of job j (whole rows of its slice). */
+static void job_src(const pack_job *j, const unsigned char **p, size_t *bytes)
+{
+    const wmat *w = j->src;
+    const size_t row_bytes = (size_t)w->cols * (w->dtype == ST_F32 ? 4 : 2);
+    int64_t r0 = j->p0 * KERN_PW - j->row0, r1 = j->p1 * KERN_PW - j->row0;
+    r0 = r0 < 0 ? 0 : r0;
+    r1 = r1 > w->rows ? w->rows : r1;
+    *p = (const unsigned char *)w->data + (size_t)(r1 > r0 ? r0 : 0) * row_bytes;
+    *bytes = r1 > r0 ? (size_t)(r1 - r0) * row_bytes : 0;
+}
+
+/* Asks the kernel to start reading the source of job j from disk now
+ * (advice; a cold page cache is then read in large requests ahead of the
+ * packing threads instead of page fault by page fault). */
+static void prefetch_job(const pack_job *j)
+{
+    const unsigned char *p;
+    size_t bytes;
+    job_src(j, &p, &bytes);
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)p / pg * pg;
+    if (bytes) madvise((void *)a, (uintptr_t)p + bytes - a, MADV_WILLNEED);
+}
+
 /* Runs every queued slice in one parallel region (threads never sleep between
  * matrices) and drops each slice's mmap'd source pages from this process as
  * soon as it is packed, so the peak resident size never holds a whole source
@@ -199,19 +223,21 @@ static void mat_mem(const kf_mat *m, void **p, size_t *bytes)
 static void pack_run(kfwd *b, const pack_list *pl)
 {
     int slow = 0, done = 0, advised = 0;
+    const size_t ahead = (size_t)(2 * b->nt); /* slices read ahead of the packing threads */
+    for (size_t i = 0; i < ahead && i < pl->n; i++) prefetch_job(&pl->jobs[i]);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(b->nt)
     for (size_t i = 0; i < pl->n; i++) {
         const pack_job *j = &pl->jobs[i];
         const wmat *w = j->src;
+        if (i + ahead < pl->n) prefetch_job(&pl->jobs[i + ahead]);
         const double t0 = omp_get_wtime();
         if (b->q8) q8pack_fill(&j->dst->q8, j->row0, w->data, w->dtype, w->rows, j->p0, j->p1);
         else kpack_fill(&j->dst->bf, j->row0, w->data, w->rows, j->p0, j->p1);
-        const size_t row_bytes = (size_t)w->cols * (w->dtype == ST_F32 ? 4 : 2);
-        int64_t r0 = j->p0 * KERN_PW - j->row0, r1 = j->p1 * KERN_PW - j->row0; /* source rows of the slice */
-        r0 = r0 < 0 ? 0 : r0;
-        r1 = r1 > w->rows ? w->rows : r1;
-        if (r1 > r0) drop_pages((const unsigned char *)w->data + (size_t)r0 * row_bytes, (size_t)(r1 - r0) * row_bytes);
-        const double dt = omp_get_wtime() - t0, bytes = (double)(r1 > r0 ? r1 - r0 : 0) * (double)row_bytes;
+        const unsigned char *src;
+        size_t src_bytes;
+        job_src(j, &src, &src_bytes);
+        if (src_bytes) drop_pages(src, src_bytes);
+        const double dt = omp_get_wtime() - t0, bytes = (double)src_bytes;
         const int nd = __atomic_add_fetch(&done, 1, __ATOMIC_RELAXED);
         const int ns = b->huge && dt > 0.005 && bytes / dt < 0.8e9 ? __atomic_add_fetch(&slow, 1, __ATOMIC_RELAXED)
                                                                   : __atomic_load_n(&slow, __ATOMIC_RELAXED);
