@@ -48,39 +48,63 @@ static inline const uint16_t *kv_next(kv_iter *it, const int row_bytes)
 /* Mask of the first n (0..16) lanes. */
 static inline __mmask16 first(int n) { return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u); }
 
-/* Scores for keys [j0, j1): each pass takes kpp = 16 / G keys for all G heads
- * (G * kpp <= 16 accumulators, one per (head, key)), so every key row is
- * loaded once per pass; one transposing tree reduces the whole pass. */
-static inline __attribute__((always_inline)) void scores(const uint16_t *q, int G, const kattn_src *src, int j0,
-                                                         int j1, float scale, float *s, size_t lds, const int D)
+/* Scores for keys [j0, j1): each pass takes KPP = 16 / G keys for all G heads
+ * (G * KPP = 16 accumulators, one per (head, key)), so every key row is
+ * loaded once per pass; one transposing tree reduces the whole pass. G and D
+ * are compile-time constants here, so the accumulators stay in registers;
+ * a short last pass zeroes the accumulators of the keys it does not have. */
+static inline __attribute__((always_inline)) void scores(const uint16_t *q, const kattn_src *src, int j0, int j1,
+                                                         float scale, float *s, size_t lds, const int D,
+                                                         const int G)
 {
     enum { NZ_MAX = 8 };
-    const int NZ = D / 32, kpp = 16 / G;
+    const int NZ = D / 32, KPP = 16 / G;
     const __m512 sc = _mm512_set1_ps(scale);
-    float red[16] __attribute__((aligned(64)));
     kv_iter it = kv_begin(src->k, src, j0, j1);
-    for (int j = j0; j < j1; j += kpp) {
-        const int nk = j1 - j < kpp ? j1 - j : kpp;
+    for (int j = j0; j < j1; j += KPP) {
+        const int nk = j1 - j < KPP ? j1 - j : KPP;
         __m512 acc[16];
 #pragma GCC unroll 16
-        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-        for (int t = 0; t < nk; t++) {
+        for (int t = 0; t < KPP; t++) {
+            if (t >= nk) {
+#pragma GCC unroll 16
+                for (int g = 0; g < G; g++) acc[g * KPP + t] = _mm512_setzero_ps();
+                continue;
+            }
             const uint16_t *kp = kv_next(&it, D * 2);
             __m512bh kz[NZ_MAX];
 #pragma GCC unroll 8
             for (int z = 0; z < NZ; z++) kz[z] = (__m512bh)_mm512_loadu_si512(kp + 32 * z);
+#pragma GCC unroll 16
             for (int g = 0; g < G; g++) {
                 __m512 a = _mm512_setzero_ps();
 #pragma GCC unroll 8
                 for (int z = 0; z < NZ; z++)
                     a = _mm512_dpbf16_ps(a, (__m512bh)_mm512_loadu_si512(q + (size_t)g * D + 32 * z), kz[z]);
-                acc[g * kpp + t] = a;
+                acc[g * KPP + t] = a;
             }
         }
-        /* red[g * kpp + t] = score of key j + t for head g */
-        _mm512_store_ps(red, v_round_bf16(_mm512_mul_ps(v_round_bf16(v_tree16x16(acc)), sc)));
+        /* lane g * KPP + t = score of key j + t for head g: lanes [g*KPP, g*KPP + nk) go to row g */
+        const __m512 red = v_round_bf16(_mm512_mul_ps(v_round_bf16(v_tree16x16(acc)), sc));
+#pragma GCC unroll 16
         for (int g = 0; g < G; g++)
-            for (int t = 0; t < nk; t++) s[(size_t)g * lds + (size_t)(j + t)] = red[g * kpp + t];
+            _mm512_mask_storeu_ps(s + (size_t)g * lds + (size_t)j - (size_t)(g * KPP),
+                                  (__mmask16)((first(nk) << (g * KPP)) & 0xffffu), red);
+    }
+}
+
+/* scores() for a head dim known at compile time and any G in 1..16. */
+static inline __attribute__((always_inline)) void scores_d(const uint16_t *q, int G, const kattn_src *src, int j0,
+                                                           int j1, float scale, float *s, size_t lds, const int D)
+{
+    switch (G) {
+    case 1: scores(q, src, j0, j1, scale, s, lds, D, 1); break;
+    case 2: scores(q, src, j0, j1, scale, s, lds, D, 2); break;
+    case 4: scores(q, src, j0, j1, scale, s, lds, D, 4); break;
+    case 8: scores(q, src, j0, j1, scale, s, lds, D, 8); break;
+    case 16: scores(q, src, j0, j1, scale, s, lds, D, 16); break;
+    default: /* G not a power of two: one head at a time (same bits per head) */
+        for (int g = 0; g < G; g++) scores(q + (size_t)g * D, src, j0, j1, scale, s + (size_t)g * lds, lds, D, 1);
     }
 }
 
@@ -88,9 +112,9 @@ void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, 
                          float *s, size_t lds)
 {
     switch (d) {
-    case 64: scores(q, G, src, j0, j1, scale, s, lds, 64); break;
-    case 128: scores(q, G, src, j0, j1, scale, s, lds, 128); break;
-    default: scores(q, G, src, j0, j1, scale, s, lds, 256); break; /* kattn_scores passes 64/128/256 only */
+    case 64: scores_d(q, G, src, j0, j1, scale, s, lds, 64); break;
+    case 128: scores_d(q, G, src, j0, j1, scale, s, lds, 128); break;
+    default: scores_d(q, G, src, j0, j1, scale, s, lds, 256); break; /* kattn_scores passes 64/128/256 only */
     }
 }
 
@@ -118,13 +142,21 @@ void kattn_softmax_avx512(float *s, int n)
     }
 }
 
-/* P.V for keys [j0, j1): each value row widened once, then GS heads per pass. */
+/* P.V for keys [j0, j1): each value row widened once, then GS heads per pass.
+ * Widening without lane crossing: a 64-byte load holds dims 32z .. 32z+31 as
+ * 16 pairs; shifting each 32-bit lane left by 16 gives the even dims as fp32,
+ * masking its low half gives the odd dims. The accumulators hold the dims in
+ * that (even | odd) order and are interleaved back at the store; the
+ * arithmetic per dim is the same fma chain in key order. */
 static inline __attribute__((always_inline)) void pv(const float *p, size_t lds, int G, const kattn_src *src,
                                                      int j0, int j1, float *o, const int D)
 {
     enum { NO_MAX = 16 };
     const int NO = D / 16;                        /* fp32 zmm per row */
     const int GS = NO <= 4 ? 4 : NO <= 8 ? 2 : 1; /* heads per pass over the values (<= 16 accumulators) */
+    const __m512i hi_mask = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (int g0 = 0; g0 < G; g0 += GS) {
         const int gs = G - g0 < GS ? G - g0 : GS;
         __m512 acc[NO_MAX];
@@ -133,11 +165,13 @@ static inline __attribute__((always_inline)) void pv(const float *p, size_t lds,
         kv_iter it = kv_begin(src->v, src, j0, j1);
         for (int j = j0; j < j1; j++) {
             const uint16_t *vp = kv_next(&it, D * 2);
-            __m512 vf[NO_MAX];
-#pragma GCC unroll 16
-            for (int z = 0; z < NO; z++)
-                vf[z] = _mm512_castsi512_ps(_mm512_slli_epi32(
-                    _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(vp + 16 * z))), 16));
+            __m512 vf[NO_MAX]; /* vf[2z]: even dims of 32z.., vf[2z + 1]: odd dims */
+#pragma GCC unroll 8
+            for (int z = 0; z < NO / 2; z++) {
+                const __m512i w = _mm512_loadu_si512(vp + 32 * z);
+                vf[2 * z] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+                vf[2 * z + 1] = _mm512_castsi512_ps(_mm512_and_si512(w, hi_mask));
+            }
 #pragma GCC unroll 4
             for (int g = 0; g < GS; g++) {
                 if (g >= gs) break;
@@ -147,7 +181,12 @@ static inline __attribute__((always_inline)) void pv(const float *p, size_t lds,
             }
         }
         for (int g = 0; g < gs; g++)
-            for (int z = 0; z < NO; z++) _mm512_storeu_ps(o + (size_t)(g0 + g) * D + 16 * z, acc[g * NO + z]);
+            for (int z = 0; z < NO / 2; z++) {
+                const __m512 ev = acc[g * NO + 2 * z], od = acc[g * NO + 2 * z + 1];
+                float *dst = o + (size_t)(g0 + g) * D + 32 * z;
+                _mm512_storeu_ps(dst, _mm512_permutex2var_ps(ev, lo_idx, od));
+                _mm512_storeu_ps(dst + 16, _mm512_permutex2var_ps(ev, hi_idx, od));
+            }
     }
 }
 

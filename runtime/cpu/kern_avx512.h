@@ -41,7 +41,7 @@ static inline __m512 v_exp(__m512 x)
 
 /* Reduces a[0..15] (16 lanes each) to one vector whose lane t is a[t]
  * summed by the tree (i, i+8), (i, i+4), (i, i+2), (i, i+1). a is clobbered. */
-static inline __m512 v_tree16x16(__m512 a[16])
+static inline __attribute__((always_inline)) __m512 v_tree16x16(__m512 a[16])
 {
     /* fold 8: key pairs (2m, 2m+1) -> [lo 8 of 2m | lo 8 of 2m+1] */
     for (int m = 0; m < 8; m++)
