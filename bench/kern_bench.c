@@ -162,7 +162,7 @@ static int run_attn(int threads, int ctx, int reps)
                     for (int c = 0; c < nc; c++) kattn_scores(isa, q, G, d, &src, pos, c, 0.088f, sc, (size_t)pos + 16);
                     for (int g = 0; g < G; g++) kattn_softmax(isa, sc + (size_t)g * (pos + 16), pos + 1);
                     for (int c = 0; c < nc; c++) kattn_pv(isa, sc, (size_t)pos + 16, G, d, &src, pos, c, oc + (size_t)c * G * d);
-                    for (int g = 0; g < G; g++) kattn_sum(oc + (size_t)g * d, (size_t)G * d, nc, d, out);
+                    for (int g = 0; g < G; g++) kattn_sum(isa, oc + (size_t)g * d, (size_t)G * d, nc, d, out);
                 }
             }
             free(sc);

@@ -296,7 +296,36 @@ static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G,
     for (int c = 0; c < nc; c++) kattn_scores(isa, q, G, d, &src, pos, c, scale, s, lds);
     for (int g = 0; g < G; g++) kattn_softmax(isa, s + g * lds, pos + 1);
     for (int c = 0; c < nc; c++) kattn_pv(isa, s, lds, G, d, &src, pos, c, oc + c * gd);
-    for (int g = 0; g < G; g++) kattn_sum(oc + (size_t)g * d, gd, nc, d, out + (size_t)g * d);
+    for (int g = 0; g < G; g++) kattn_sum(isa, oc + (size_t)g * d, gd, nc, d, out + (size_t)g * d);
+}
+
+/* kattn_sum: every ISA gives the scalar bits, including NaN (quieted, not
+ * rounded into another value), infinities, round-to-even ties and values
+ * that round up into the next binade. */
+static void test_attn_sum(void)
+{
+    enum { D = 64, NC = 3 };
+    float oc[NC * D], want[D], got[D];
+    const uint32_t special[] = {0x7fc00001u, 0x7f800001u, 0xffffffffu, 0x7f800000u, 0xff800000u, 0x3f808000u,
+                                0x3f818000u, 0x3f7fffffu, 0x7f7fffffu, 0x00000001u};
+    for (int i = 0; i < NC * D; i++) oc[i] = rnd_bf16(4.0f) + rnd_bf16(0.01f);
+    for (int i = 0; i < (int)(sizeof special / sizeof *special); i++) {
+        memcpy(&oc[i], &special[i], 4); /* chunk 0 holds it, chunks 1 and 2 add zero */
+        oc[D + i] = 0.0f;
+        oc[2 * D + i] = 0.0f;
+    }
+    int bad = 0;
+    for (int nc = 1; nc <= NC; nc++) {
+        kattn_sum(KERN_SCALAR, oc, D, nc, D, want);
+        for (kern_isa isa = KERN_AVX2; isa <= kern_isa_best(); isa++) {
+            kattn_sum(isa, oc, D, nc, D, got);
+            bad += memcmp(got, want, sizeof want) != 0;
+        }
+    }
+    uint32_t w0;
+    memcpy(&w0, &want[0], 4);
+    CHECK(w0 == 0x7fc00000u, "NaN quieted and truncated as f32_to_bf16 does (got %08x)", w0);
+    CHECK(bad == 0, "%d ISA/chunk-count combinations differ from scalar", bad);
 }
 
 /* kern_attn vs cpu_attend, ISAs and head grouping bitwise (G query heads per
@@ -634,6 +663,7 @@ int main(int argc, char **argv)
         {"gemm_batch_invariance", test_batch_invariance},
         {"gemm_isas_agree", test_isas_agree},
         {"attention", test_attention},
+        {"attn_sum", test_attn_sum},
         {"exp", test_exp},
         {"ops", test_ops},
         {"forward_fast", test_forward_fast},

@@ -133,8 +133,12 @@ void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const katt
 }
 
 /* Adds the chunk partials in chunk order and rounds to bf16. */
-void kattn_sum(const float *oc, size_t stride, int n_chunks, int d, float *out)
+void kattn_sum(kern_isa isa, const float *oc, size_t stride, int n_chunks, int d, float *out)
 {
+    if (isa == KERN_AVX512 && d % 16 == 0) {
+        kattn_sum_avx512(oc, stride, n_chunks, d, out);
+        return;
+    }
     for (int i = 0; i < d; i++) {
         float v = oc[i];
         for (int c = 1; c < n_chunks; c++) v = v + oc[(size_t)c * stride + (size_t)i];

@@ -61,8 +61,9 @@ void kattn_softmax(kern_isa isa, float *s, int n);
 /* o[g * d + i] = sum over the keys j of chunk c of p[g * lds + j] * v_j[i] (fma chain, key order). */
 void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c,
               float *o);
-/* out[i] = round_bf16(sum_c o_c[i]) over n_chunks partials o_c = oc + c * stride, in order. */
-void kattn_sum(const float *oc, size_t stride, int n_chunks, int d, float *out);
+/* out[i] = round_bf16(sum_c o_c[i]) over n_chunks partials o_c = oc + c * stride, in order
+ * (NaN stays NaN, quieted, as f32_to_bf16 does). */
+void kattn_sum(kern_isa isa, const float *oc, size_t stride, int n_chunks, int d, float *out);
 
 /* The exp of the header comment, scalar form: any finite x, clamped to [-87.3, 88]. */
 float kattn_exp(float x);
@@ -78,5 +79,6 @@ void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, 
                          float *s, size_t lds);
 void kattn_softmax_avx512(float *s, int n);
 void kattn_pv_avx512(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o);
+void kattn_sum_avx512(const float *oc, size_t stride, int n_chunks, int d, float *out); /* d % 16 == 0 */
 
 #endif

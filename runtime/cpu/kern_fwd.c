@@ -566,7 +566,7 @@ static void attend_row(kfwd *b, int l, int r, int kh, const fwd_seq *seqs, int i
     for (int g = 0; g < G; g++) kattn_softmax(b->isa, sc + (size_t)g * lds, pos + 1);
     for (int c = 0; c < nc; c++) kattn_pv(b->isa, sc, lds, G, d, &src, pos, c, oc + (size_t)c * gd);
     for (int g = 0; g < G; g++) {
-        kattn_sum(oc + (size_t)g * d, gd, nc, d, att);
+        kattn_sum(b->isa, oc + (size_t)g * d, gd, nc, d, att);
         kops_to_bf16(b->isa, att, d, b->xb + (size_t)r * b->ldxb + (size_t)(kh * G + g) * d);
     }
 }
@@ -606,7 +606,7 @@ static void attention(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt
     for (int64_t it = 0; it < (int64_t)T * nh; it++) {
         const int r = (int)(it / nh), hq = (int)(it % nh), kh = hq / G, g = hq % G;
         float *att = b->att + (size_t)id * (size_t)d;
-        kattn_sum(b->soc + ((size_t)r * nkv + kh) * mc * gd + (size_t)g * d, gd, kattn_n_chunks(b->row_pos[r]), d, att);
+        kattn_sum(b->isa, b->soc + ((size_t)r * nkv + kh) * mc * gd + (size_t)g * d, gd, kattn_n_chunks(b->row_pos[r]), d, att);
         kops_to_bf16(b->isa, att, d, b->xb + (size_t)r * b->ldxb + (size_t)hq * d);
     }
 }
