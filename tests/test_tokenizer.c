@@ -742,8 +742,9 @@ static void t_stream(void)
           "cap contract");
 }
 
-/* Linear time on adversarial input: 1 MB in under 1 s (a quadratic step
- * would take minutes), each size timed as the best of a few runs since the
+/* Linear time on adversarial input: 1 MB in under 5 s (0.1-0.4 s here; a
+ * quadratic step would take minutes, so the bound has room for a slow or
+ * loaded CI machine), each size timed as the best of a few runs since the
  * machine is shared. The 4x-size time ratio is printed, not checked: on a
  * loaded machine cache and page-fault effects make it noisy. */
 static void t_linear(void)
@@ -753,7 +754,7 @@ static void t_linear(void)
     const char *units[] = {"a", " ", "\n ", "1", ".", "\xe4\xb8\xad", "'s", "e\xcc\x81", "<|", "<|im_end",
                            "\xcc\x81", " \t", "a1", "\xf0\x9f\x98\x80"};
     size_t big = sanitized() ? ((size_t)256 << 10) : ((size_t)1 << 20);
-    double limit = sanitized() ? 10.0 : 1.0, worst = 0, worst_ratio = 0;
+    double limit = sanitized() ? 30.0 : 5.0, worst = 0, worst_ratio = 0;
     char *buf = malloc(big + 16);
     for (size_t u = 0; u < sizeof units / sizeof *units; u++) {
         double tm[2] = {1e9, 1e9};
