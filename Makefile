@@ -100,7 +100,9 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@bash tools/demo.sh
 
-bench: all
+bench:
+	@bash tools/install-deps.sh
+	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
 
 deps:

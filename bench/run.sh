@@ -24,6 +24,32 @@ LOG=$WORK/run.log
 say() { echo "[bench] $*" | tee -a "$LOG"; }
 has_step() { case ",$STEPS," in *",$1,"*) return 0;; esac; return 1; }
 
+# ---- what the peers need: cmake and a C++ compiler to build llama.cpp,
+# torch/transformers/numpy/sentencepiece for its GGUF converter and for the
+# transformers column. Installed when missing (apt-get as root, pip); a
+# failure is reported and the affected peer is skipped later, never fatal. ----
+bench_deps() {
+    local miss="" p
+    for p in cmake g++; do command -v "$p" >/dev/null || miss="$miss $p"; done
+    if [ -n "$miss" ]; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+            say "apt-get install$miss (to build llama.cpp)"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $miss >>"$LOG" 2>&1 ||
+                { apt-get update -qq >>"$LOG" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $miss >>"$LOG" 2>&1; } ||
+                say "apt-get install$miss failed: the llama.cpp build will be skipped"
+        else
+            say "missing$miss (not root): the llama.cpp build will be skipped unless they are installed"
+        fi
+    fi
+    miss=""
+    for p in numpy torch transformers sentencepiece; do python3 -c "import $p" 2>/dev/null || miss="$miss $p"; done
+    if [ -n "$miss" ]; then
+        say "pip install$miss (GGUF converter and the transformers column; torch is large)"
+        python3 -m pip install -q $miss >>"$LOG" 2>&1 || python3 -m pip install -q --break-system-packages $miss >>"$LOG" 2>&1 ||
+            say "pip install$miss failed: GGUF conversion and the transformers column may be skipped"
+    fi
+}
+
 # ---- our binaries: library + bench driver + probes ----
 build_ours() {
     say "building medserve (make all) and the bench tools"
@@ -86,14 +112,8 @@ make_model() { # $1 shape (0.6b|1.7b)
     [ -e "$WORK/llama-bin/llama-quantize" ] || return 0
     if [ ! -f "$WORK/models/$1-bf16.gguf" ]; then
         if [ -f "$WORK/llama-py/convert_hf_to_gguf.py" ]; then
-            # the Qwen converter imports sentencepiece before falling back to the BPE vocab
-            if ! python3 -c "import sentencepiece" 2>/dev/null && [ ! -d "$WORK/pylib/sentencepiece" ]; then
-                say "installing sentencepiece into $WORK/pylib (the converter imports it)"
-                python3 -m pip install --quiet --target "$WORK/pylib" sentencepiece >>"$LOG" 2>&1 ||
-                    say "pip install sentencepiece failed; the conversion will likely fail"
-            fi
             say "convert $1 to GGUF (the sdist's convert_hf_to_gguf.py)"
-            PYTHONPATH="$WORK/llama-py/gguf-py:$WORK/pylib" python3 "$WORK/llama-py/convert_hf_to_gguf.py" "$dir" \
+            PYTHONPATH="$WORK/llama-py/gguf-py" python3 "$WORK/llama-py/convert_hf_to_gguf.py" "$dir" \
                 --outtype bf16 --outfile "$WORK/models/$1-bf16.gguf" >>"$LOG" 2>&1 ||
                 { say "SKIP peer for $1: GGUF conversion failed (see $LOG)"; rm -f "$WORK/models/$1-bf16.gguf"; return 0; }
         else
@@ -110,6 +130,7 @@ make_model() { # $1 shape (0.6b|1.7b)
 : >"$LOG"
 say "$(date -u +%FT%TZ) medserve $(git describe --always --dirty 2>/dev/null), $THREADS threads, quick=${BENCH_QUICK:-0}"
 if has_step build; then
+    bench_deps
     build_ours || { say "cannot build our side; stopping"; exit 1; }
     build_llama || true
 fi
