@@ -308,11 +308,11 @@ def main():
                       ("batched", 4), ("batched", 8), ("batched", 16),
                       ("ttft", prompts[128]), ("ttft", prompts[512])]
         plan = [("0.6b", "bf16", T, 3, main_cases),
-                ("0.6b", "q8", T, 2, main_cases),
-                ("1.7b", "bf16", T, 1, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])]),
-                ("1.7b", "q8", T, 1, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])])]
+                ("0.6b", "q8", T, 3, main_cases),
+                ("1.7b", "bf16", T, 2, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])]),
+                ("1.7b", "q8", T, 2, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])])]
         if T > 1:
-            plan.append(("0.6b", "bf16", 1, 1, [("pp", 512), ("tg", 64, 0, 3)]))
+            plan.append(("0.6b", "bf16", 1, 2, [("pp", 512), ("tg", 64, 0, 3)]))
 
     for shape, fmt, threads, rounds, cases in plan:
         if not os.path.isdir(b.model_dir(shape)):

@@ -5,7 +5,7 @@
 # round; results go to bench/work/results.jsonl and the tables to
 # bench/work/results.md (copy them into bench/README.md when committing).
 #
-#   bash bench/run.sh            full matrix (~30 min on 2 cores)
+#   bash bench/run.sh            full matrix (~35 min on an idle 2-core machine)
 #   BENCH_QUICK=1 bash bench/run.sh   pp512, tg128, batch 8, 2 threads, bf16 0.6b, 3 rounds (~3 min)
 #   BENCH_STEPS=build|models|run ... only those steps (comma list; default all)
 #
