@@ -1,6 +1,7 @@
 # medserve: one small Makefile. Objects go to $(BUILD) with -MMD -MP.
 #   make            libmedserve (static + shared), medserve, lora-merge, tools
-#   make CUDA=1     adds the CUDA/cuBLAS backend (runtime/cuda/*.cu)
+#   make CUDA=1     would add a CUDA/cuBLAS backend from runtime/cuda/*.cu: none is
+#                   written yet, so it stops with a message (the CPU backend ships)
 #   make test       every test, normal build and ASan+UBSan build; ends "N passed, N failed"
 #   make asan       the ASan+UBSan build only
 #   make demo       synthetic model + synthetic LoRA, merged, served on localhost
@@ -31,6 +32,9 @@ ifeq ($(CUDA),1)
 CFLAGS   += -DMS_CUDA
 CUDA_HOME ?= /usr/local/cuda
 CU_SRC   := $(wildcard runtime/cuda/*.cu)
+ifeq ($(CU_SRC),)
+$(error CUDA=1: there is no CUDA backend yet (runtime/cuda/ has no sources); build without CUDA=1 for the CPU backend)
+endif
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 NVFLAGS  := -O2 -std=c++17 -Iinclude -Iruntime -DMS_CUDA -Xcompiler -fPIC \
