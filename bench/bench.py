@@ -273,7 +273,9 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--shapes", default="0.6b,1.7b", help="comma list of shapes to measure (default both)")
     args = ap.parse_args()
+    shapes = set(args.shapes.split(","))
     work = args.work
     T = args.threads
     log = open(os.path.join(work, "results.jsonl"), "a")
@@ -309,11 +311,12 @@ def main():
                       ("ttft", prompts[128]), ("ttft", prompts[512])]
         plan = [("0.6b", "bf16", T, 3, main_cases),
                 ("0.6b", "q8", T, 3, main_cases),
-                ("1.7b", "bf16", T, 2, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])]),
-                ("1.7b", "q8", T, 2, [("pp", 512), ("tg", 64, 0, 3), ("batched", 8), ("ttft", prompts[128])])]
+                ("1.7b", "bf16", T, 2, main_cases),
+                ("1.7b", "q8", T, 2, main_cases)]
         if T > 1:
             plan.append(("0.6b", "bf16", 1, 2, [("pp", 512), ("tg", 64, 0, 3)]))
 
+    plan = [step for step in plan if step[0] in shapes]
     for shape, fmt, threads, rounds, cases in plan:
         if not os.path.isdir(b.model_dir(shape)):
             print("[bench] no %s model; skipped" % shape)
@@ -341,9 +344,11 @@ def main():
                     "regime_changed": bool(bw0 and bw1 and max(bw0, bw1) / min(bw0, bw1) > 1.5)})
 
     if not args.quick:
-        cold(b, prompts[128])
-        agreement(b)
-        hf_column(b, work)
+        if "0.6b" in shapes:
+            cold(b, prompts[128])
+        agreement(b, shapes)
+        if "0.6b" in shapes:
+            hf_column(b, work)
     b.emit({"kind": "done", "seconds": time.time() - started})
     log.close()
     import report
@@ -371,10 +376,10 @@ def cold(b, prompt, rounds=3):
             print("[bench] cold start %s: %s" % (rec["runtime"], res), flush=True)
 
 
-def agreement(b):
+def agreement(b, shapes):
     """int8 against bf16 weights on one 256-token prompt, per shape: top-1 agreement and logit drift."""
     for shape in ("0.6b", "1.7b"):
-        if not os.path.isdir(b.model_dir(shape)):
+        if shape not in shapes or not os.path.isdir(b.model_dir(shape)):
             continue
         rc, out, err, wall, rss = run([os.path.join(b.bin, "ms_bench"), b.model_dir(shape), "agree", "--p", "256",
                                        "--threads", str(b.threads)], 900)

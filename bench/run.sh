@@ -5,9 +5,10 @@
 # round; results go to bench/work/results.jsonl and the tables to
 # bench/work/results.md (copy them into bench/README.md when committing).
 #
-#   bash bench/run.sh            full matrix (~35 min on an idle 2-core machine)
+#   bash bench/run.sh            full matrix (~50 min on an idle 2-core machine)
 #   BENCH_QUICK=1 bash bench/run.sh   pp512, tg128, batch 8, 2 threads, bf16 0.6b, 3 rounds (~3 min)
 #   BENCH_STEPS=build|models|run ... only those steps (comma list; default all)
+#   BENCH_SHAPES=0.6b|1.7b ...   only those shapes (comma list; default both)
 #
 # Everything downloaded or built is cached under bench/work/ (git-ignored).
 # LLAMA_BIN=DIR uses an existing llama.cpp build instead of building one.
@@ -141,6 +142,7 @@ fi
 if has_step run; then
     QUICK_ARG=""
     [ "${BENCH_QUICK:-0}" = 1 ] && QUICK_ARG=--quick
-    python3 bench/bench.py --work "$WORK" --threads "$THREADS" $QUICK_ARG 2>&1 | tee -a "$LOG"
+    python3 bench/bench.py --work "$WORK" --threads "$THREADS" --shapes "${BENCH_SHAPES:-0.6b,1.7b}" $QUICK_ARG 2>&1 |
+        tee -a "$LOG"
     exit "${PIPESTATUS[0]}"
 fi
