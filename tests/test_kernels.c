@@ -329,12 +329,12 @@ static void test_attn_sum(void)
 }
 
 /* kern_attn vs cpu_attend, ISAs and head grouping bitwise (G query heads per
- * KV head: the vector code is specialised for G = 1, 2, 4, 8, 16, others
- * go head by head). */
+ * KV head: the vector code is specialised for G = 1-6, 8, 16, others go head
+ * by head). */
 static void test_attention(void)
 {
     kern_isa best = kern_isa_best();
-    const int dims[] = {128, 64, 96, 160, 128, 256}, groups[] = {2, 4, 3, 3, 3, 16};
+    const int dims[] = {128, 64, 96, 160, 128, 256, 128, 64, 256}, groups[] = {2, 4, 3, 3, 3, 16, 5, 7, 6};
     const int positions[] = {0, 1, 15, 16, 255, 256, 300, 700};
     for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++) {
         const int d = dims[di], G = groups[di], max_pos = 701;

@@ -49,10 +49,10 @@ static inline const uint16_t *kv_next(kv_iter *it, const int row_bytes)
 static inline __mmask16 first(int n) { return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u); }
 
 /* Scores for keys [j0, j1): each pass takes KPP = 16 / G keys for all G heads
- * (G * KPP = 16 accumulators, one per (head, key)), so every key row is
+ * (G * KPP <= 16 accumulators, one per (head, key)), so every key row is
  * loaded once per pass; one transposing tree reduces the whole pass. G and D
  * are compile-time constants here, so the accumulators stay in registers;
- * a short last pass zeroes the accumulators of the keys it does not have. */
+ * accumulators without a key (a short last pass, or 16 % G) are zero. */
 static inline __attribute__((always_inline)) void scores(const uint16_t *q, const kattn_src *src, int j0, int j1,
                                                          float scale, float *s, size_t lds, const int D,
                                                          const int G)
@@ -64,6 +64,8 @@ static inline __attribute__((always_inline)) void scores(const uint16_t *q, cons
     for (int j = j0; j < j1; j += KPP) {
         const int nk = j1 - j < KPP ? j1 - j : KPP;
         __m512 acc[16];
+#pragma GCC unroll 16
+        for (int i = G * KPP; i < 16; i++) acc[i] = _mm512_setzero_ps();
 #pragma GCC unroll 16
         for (int t = 0; t < KPP; t++) {
             if (t >= nk) {
@@ -84,26 +86,36 @@ static inline __attribute__((always_inline)) void scores(const uint16_t *q, cons
                 acc[g * KPP + t] = a;
             }
         }
-        /* lane g * KPP + t = score of key j + t for head g: lanes [g*KPP, g*KPP + nk) go to row g */
+        /* lane g * KPP + t = score of key j + t for head g: rotate head g's lanes
+         * down to 0 .. nk-1 and store those */
         const __m512 red = v_round_bf16(_mm512_mul_ps(v_round_bf16(v_tree16x16(acc)), sc));
+        const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #pragma GCC unroll 16
-        for (int g = 0; g < G; g++)
-            _mm512_mask_storeu_ps(s + (size_t)g * lds + (size_t)j - (size_t)(g * KPP),
-                                  (__mmask16)((first(nk) << (g * KPP)) & 0xffffu), red);
+        for (int g = 0; g < G; g++) {
+            const __m512 rg = g == 0 ? red
+                                     : _mm512_permutexvar_ps(_mm512_and_si512(_mm512_add_epi32(iota, _mm512_set1_epi32(g * KPP)),
+                                                                              _mm512_set1_epi32(15)),
+                                                             red);
+            _mm512_mask_storeu_ps(s + (size_t)g * lds + (size_t)j, first(nk), rg);
+        }
     }
 }
 
-/* scores() for a head dim known at compile time and any G in 1..16. */
+/* scores() for a head dim known at compile time and any G in 1..16 (Qwen3
+ * models have G = 2, 4, 5 or 8). */
 static inline __attribute__((always_inline)) void scores_d(const uint16_t *q, int G, const kattn_src *src, int j0,
                                                            int j1, float scale, float *s, size_t lds, const int D)
 {
     switch (G) {
     case 1: scores(q, src, j0, j1, scale, s, lds, D, 1); break;
     case 2: scores(q, src, j0, j1, scale, s, lds, D, 2); break;
+    case 3: scores(q, src, j0, j1, scale, s, lds, D, 3); break;
     case 4: scores(q, src, j0, j1, scale, s, lds, D, 4); break;
+    case 5: scores(q, src, j0, j1, scale, s, lds, D, 5); break;
+    case 6: scores(q, src, j0, j1, scale, s, lds, D, 6); break;
     case 8: scores(q, src, j0, j1, scale, s, lds, D, 8); break;
     case 16: scores(q, src, j0, j1, scale, s, lds, D, 16); break;
-    default: /* G not a power of two: one head at a time (same bits per head) */
+    default: /* 7, 9..15: one head at a time (the same bits per head) */
         for (int g = 0; g < G; g++) scores(q + (size_t)g * D, src, j0, j1, scale, s + (size_t)g * lds, lds, D, 1);
     }
 }
