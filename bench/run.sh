@@ -5,7 +5,7 @@
 # round; results go to bench/work/results.jsonl and the tables to
 # bench/work/results.md (copy them into bench/README.md when committing).
 #
-#   bash bench/run.sh            full matrix (~50 min on an idle 2-core machine)
+#   bash bench/run.sh            full matrix (~55 min on an idle 2-core machine)
 #   BENCH_QUICK=1 bash bench/run.sh   pp512, tg128, batch 8, 2 threads, bf16 0.6b, 3 rounds (~3 min)
 #   BENCH_STEPS=build|models|run ... only those steps (comma list; default all)
 #   BENCH_SHAPES=0.6b|1.7b ...   only those shapes (comma list; default both)
