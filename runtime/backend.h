@@ -42,6 +42,16 @@ typedef struct backend_ops {
     void (*free)(backend *b);
 } backend_ops;
 
+/* What a backend was sized for: the limits every forward call is checked against. */
+typedef struct fwd_limits {
+    int max_seqs, max_tokens, max_pos, block_size, n_blocks, vocab;
+} fwd_limits;
+
+/* The checks of a forward call that every backend makes before touching
+ * anything (sequence count, token count and ids, positions, block ids,
+ * logits buffers); *T gets the total token count. */
+ms_status fwd_check(const fwd_limits *lim, const fwd_seq *seqs, int n, int *T, ms_error *err);
+
 /* The ops table for kind, or NULL if not built in (sets err). */
 const backend_ops *backend_get(ms_backend_kind kind, ms_error *err);
 

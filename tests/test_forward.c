@@ -345,9 +345,47 @@ static void t_c(void) { run_fixture(FIXTURES[2]); }
 static void t_d(void) { run_fixture(FIXTURES[3]); }
 static void t_e(void) { run_fixture(FIXTURES[4]); }
 
+/* fwd_check: the call checks every backend makes, each bad field refused with its status. */
+static void t_fwd_check(void)
+{
+    const fwd_limits lim = {2, 8, 32, 16, 2, 100}; /* 2 seqs, 8 tokens, 32 positions, blocks of 16, 2 blocks, vocab 100 */
+    int32_t tok[4] = {1, 2, 3, 99}, blocks[2] = {0, 1}, bad_blocks[2] = {0, 2};
+    float logits[100];
+    ms_error e = {0};
+    int T = -1;
+    fwd_seq ok = {tok, 4, 28, blocks, 1, logits};
+    CHECK(fwd_check(&lim, &ok, 1, &T, &e) == MS_OK && T == 4, "valid call refused: %s", e.message);
+    fwd_seq two[2] = {ok, ok};
+    two[1].pos0 = 0;
+    CHECK(fwd_check(&lim, two, 2, &T, &e) == MS_OK && T == 8, "two sequences, 8 tokens refused: %s", e.message);
+    CHECK(fwd_check(&lim, two, 3, &T, &e) == MS_ERR_INVALID, "3 sequences accepted");
+    fwd_seq s = ok;
+    s.pos0 = 29; /* positions 29..32: one past the cache */
+    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_CONTEXT && strstr(e.message, "cached positions"), "past the cache");
+    s = ok;
+    s.blocks = bad_blocks;
+    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "block 1 id 2"), "bad block id");
+    s = ok;
+    tok[3] = 100;
+    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "token 3 id 100"), "token id = vocab");
+    tok[3] = 99;
+    s.logits = NULL;
+    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "without a buffer"), "no logits buffer");
+    s = ok;
+    s.n_tokens = 0;
+    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "no tokens"), "empty sequence");
+    two[0].pos0 = two[1].pos0 = 0;
+    two[1].n_tokens = 4;
+    int32_t five[5] = {1, 2, 3, 4, 5};
+    two[0].tokens = five;
+    two[0].n_tokens = 5; /* 9 tokens > 8 */
+    CHECK(fwd_check(&lim, two, 2, &T, &e) == MS_ERR_INVALID && strstr(e.message, "more than 8"), "token budget");
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
+        {"fwd_check", t_fwd_check},
         {"forward_a_tied_gqa2_f32", t_a},
         {"forward_b_untied_gqa4_bf16", t_b},
         {"forward_c_bias_yarn_f32", t_c},

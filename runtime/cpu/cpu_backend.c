@@ -157,41 +157,6 @@ fail:
     return st;
 }
 
-/* Checks one call's arguments before anything is touched; returns the row count in *T. */
-static ms_status check_call(const backend *b, const fwd_seq *seqs, int n, int *T, ms_error *err)
-{
-    if (!seqs || n <= 0 || n > b->max_seqs)
-        return ms_seterr(err, MS_ERR_INVALID, "forward: %d sequences, expected 1..%d", n, b->max_seqs);
-    int total = 0;
-    for (int s = 0; s < n; s++) {
-        const fwd_seq *q = &seqs[s];
-        if (!q->tokens || q->n_tokens <= 0)
-            return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d has no tokens", s);
-        if (__builtin_add_overflow(total, q->n_tokens, &total) || total > b->max_tokens)
-            return ms_seterr(err, MS_ERR_INVALID, "forward: more than %d tokens in one call",
-                             b->max_tokens);
-        if (q->pos0 < 0 || q->pos0 > b->max_pos - q->n_tokens)
-            return ms_seterr(err, MS_ERR_CONTEXT,
-                             "forward: sequence %d positions %d..%lld exceed the %d cached positions", s,
-                             q->pos0, (long long)q->pos0 + q->n_tokens - 1, b->max_pos);
-        if (!q->blocks) return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d has no block table", s);
-        int last_block = (q->pos0 + q->n_tokens - 1) / b->kv.block_size;
-        for (int i = 0; i <= last_block; i++)
-            if (q->blocks[i] < 0 || q->blocks[i] >= b->kv.n_blocks)
-                return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d block %d id %d not in [0, %d)",
-                                 s, i, q->blocks[i], b->kv.n_blocks);
-        for (int t = 0; t < q->n_tokens; t++)
-            if (q->tokens[t] < 0 || q->tokens[t] >= b->V)
-                return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d token %d id %d not in [0, %d)",
-                                 s, t, q->tokens[t], b->V);
-        if (q->logits_mode < 0 || q->logits_mode > 2 || (q->logits_mode && !q->logits))
-            return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d logits_mode %d without a buffer",
-                             s, q->logits_mode);
-    }
-    *T = total;
-    return MS_OK;
-}
-
 /* Row-wise RMSNorm of x [T, H] into out, parallel over rows. */
 static void norm_rows(backend *b, float *out, const float *x, const wmat *w, int T)
 {
@@ -319,7 +284,8 @@ static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *e
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
     if (b->fast) return kfwd_forward(b->fast, seqs, n, err);
     int T = 0;
-    ms_status st = check_call(b, seqs, n, &T, err);
+    const fwd_limits lim = {b->max_seqs, b->max_tokens, b->max_pos, b->kv.block_size, b->kv.n_blocks, b->V};
+    ms_status st = fwd_check(&lim, seqs, n, &T, err);
     if (st != MS_OK) return st;
 
     /* 1. x = E[ids]; each row remembers its sequence and position; RoPE tables per row */

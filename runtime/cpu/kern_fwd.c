@@ -477,39 +477,6 @@ fail:
 
 /* ---- forward ---- */
 
-/* Checks one call's arguments before anything is touched; returns the row count in *T. */
-static ms_status check_call(const kfwd *b, const fwd_seq *seqs, int n, int *T, ms_error *err)
-{
-    if (!seqs || n <= 0 || n > b->max_seqs)
-        return ms_seterr(err, MS_ERR_INVALID, "forward: %d sequences, expected 1..%d", n, b->max_seqs);
-    int total = 0;
-    for (int s = 0; s < n; s++) {
-        const fwd_seq *q = &seqs[s];
-        if (!q->tokens || q->n_tokens <= 0)
-            return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d has no tokens", s);
-        if (__builtin_add_overflow(total, q->n_tokens, &total) || total > b->max_tokens)
-            return ms_seterr(err, MS_ERR_INVALID, "forward: more than %d tokens in one call", b->max_tokens);
-        if (q->pos0 < 0 || q->pos0 > b->max_pos - q->n_tokens)
-            return ms_seterr(err, MS_ERR_CONTEXT, "forward: sequence %d positions %d..%lld exceed the %d cached positions",
-                             s, q->pos0, (long long)q->pos0 + q->n_tokens - 1, b->max_pos);
-        if (!q->blocks) return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d has no block table", s);
-        const int last_block = (q->pos0 + q->n_tokens - 1) / b->bs;
-        for (int i = 0; i <= last_block; i++)
-            if (q->blocks[i] < 0 || q->blocks[i] >= b->n_blocks)
-                return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d block %d id %d not in [0, %d)", s, i,
-                                 q->blocks[i], b->n_blocks);
-        for (int t = 0; t < q->n_tokens; t++)
-            if (q->tokens[t] < 0 || q->tokens[t] >= b->V)
-                return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d token %d id %d not in [0, %d)", s, t,
-                                 q->tokens[t], b->V);
-        if (q->logits_mode < 0 || q->logits_mode > 2 || (q->logits_mode && !q->logits))
-            return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d logits_mode %d without a buffer", s,
-                             q->logits_mode);
-    }
-    *T = total;
-    return MS_OK;
-}
-
 /* y = x W^T (x: bf16 rows with leading dim ldx, or their int8 form qa in q8
  * mode), panels handed out in chunks through a shared counter so a thread
  * slowed down by the machine does not hold the others at the barrier; then
@@ -674,7 +641,8 @@ ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
     int T = 0;
-    ms_status st = check_call(b, seqs, n, &T, err);
+    const fwd_limits lim = {b->max_seqs, b->max_tokens, b->max_pos, b->bs, b->n_blocks, b->V};
+    ms_status st = fwd_check(&lim, seqs, n, &T, err);
     if (st != MS_OK) return st;
     int r = 0, nl = 0;
     for (int s = 0; s < n; s++)
