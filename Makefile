@@ -11,8 +11,12 @@ NVCC    ?= nvcc
 BUILD   ?= build
 OPT     ?= -O2
 SAN     ?=
+# Every object sees include/ and runtime/ (headers named by stage: "io/st.h").
+# Only merge/ objects see merge/, only server/ and cli/ objects see server/:
+# the include paths state the layering runtime <- merge, runtime <- server <- cli,
+# and an include the wrong way fails to build. Tests see what they test.
 CFLAGS  := -std=c11 -Wall -Wextra -Werror $(OPT) -g -fPIC -fopenmp -D_GNU_SOURCE \
-           -Iinclude -Iruntime -Imerge -Iapi -MMD -MP $(SAN) $(EXTRA_CFLAGS)
+           -Iinclude -Iruntime -MMD -MP $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
 SRV_LIBS := -lmicrohttpd
@@ -22,9 +26,10 @@ SRV_LIBS := -lmicrohttpd
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx512vnni -mfma -mf16c
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
 
-LIB_SRC   := $(wildcard runtime/*.c runtime/cpu/*.c)
+LIB_SRC   := $(wildcard runtime/*/*.c runtime/cpu/*/*.c)
 MERGE_SRC := $(filter-out merge/main.c,$(wildcard merge/*.c))
-API_SRC   := $(filter-out api/main.c,$(wildcard api/*.c))
+SRV_SRC   := $(wildcard server/*.c)
+CLI_SRC   := $(wildcard cli/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/test_*.c)
 
@@ -43,9 +48,13 @@ endif
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CU_OBJ)
 MERGE_OBJ := $(MERGE_SRC:%.c=$(BUILD)/%.o)
-API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o)
+SRV_OBJ   := $(SRV_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TOOLS     := $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%)
 TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TESTS_MERGE  := $(filter $(BUILD)/tests/test_merge%,$(TESTS))
+TESTS_SERVER := $(filter $(BUILD)/tests/test_server_%,$(TESTS))
+TESTS_LIB    := $(filter-out $(TESTS_MERGE) $(TESTS_SERVER),$(TESTS))
 STATIC    := $(BUILD)/libmedserve.a
 SHARED    := $(BUILD)/libmedserve.so
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
@@ -63,7 +72,7 @@ $(STATIC): $(LIB_OBJ)
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/medserve: $(BUILD)/api/main.o $(API_OBJ) $(MERGE_OBJ) $(STATIC)
+$(BUILD)/medserve: $(CLI_OBJ) $(SRV_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
 
 $(BUILD)/lora-merge: $(BUILD)/merge/main.o $(MERGE_OBJ) $(STATIC)
@@ -72,43 +81,55 @@ $(BUILD)/lora-merge: $(BUILD)/merge/main.o $(MERGE_OBJ) $(STATIC)
 $(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: $(BUILD)/tests/%.o $(API_OBJ) $(MERGE_OBJ) $(STATIC)
+$(TESTS_LIB): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TESTS_MERGE): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(MERGE_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(TESTS_SERVER): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(SRV_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
+
+# Include paths beyond include/ and runtime/, per layer (see CFLAGS).
+$(BUILD)/merge/%.o: LAYER_INC := -Imerge
+$(BUILD)/server/%.o: LAYER_INC := -Iserver
+$(BUILD)/cli/%.o: LAYER_INC := -Iserver
+$(BUILD)/tests/test_merge%: LAYER_INC := -Imerge
+$(BUILD)/tests/test_server_%: LAYER_INC := -Iserver
 
 $(BUILD)/%_avx512.o: %_avx512.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LAYER_INC) $(AVX512_FLAGS) -c $< -o $@
 
 $(BUILD)/%_avx2.o: %_avx2.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(AVX2_FLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LAYER_INC) $(AVX2_FLAGS) -c $< -o $@
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LAYER_INC) -c $< -o $@
 
 $(BUILD)/%.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
-# The test command of the README: installs missing dependencies (or names
-# them), then runs the suite in a normal and an ASan+UBSan build.
-test:
+# The test command of the README: `make deps` installs what is missing (or
+# names it), then the suite runs in a normal and an ASan+UBSan build.
+test: deps
 	@bash tests/run.sh
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" tests
 
-demo:
-	@bash tools/install-deps.sh
+demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash tools/demo.sh
 
-bench:
-	@bash tools/install-deps.sh
+bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
 
+# The one place that installs packages (apt-get, pip); test, demo and bench call it first.
 deps:
 	@bash tools/install-deps.sh
 

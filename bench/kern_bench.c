@@ -18,9 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu/cpu.h"
-#include "cpu/kern.h"
-#include "cpu/kern_attn.h"
+#include "cpu/ref/cpu.h"
+#include "cpu/fast/kern.h"
+#include "cpu/fast/kern_attn.h"
 
 /* Monotonic seconds. */
 static double now_s(void)

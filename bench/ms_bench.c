@@ -21,11 +21,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
-#include "cpu/cpu.h"
-#include "kv.h"
-#include "model.h"
-#include "tokenizer.h"
+#include "engine/backend.h"
+#include "cpu/ref/cpu.h"
+#include "engine/kv.h"
+#include "model/model.h"
+#include "text/tokenizer.h"
 
 #define BLOCK 16
 

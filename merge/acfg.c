@@ -16,8 +16,8 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
-#include "err.h"
-#include "json.h"
+#include "base/err.h"
+#include "base/json.h"
 
 #define MG_MAX_LIST 65536     /* entries in any list field */
 #define MG_PCRE_MATCH_LIMIT 1000000u

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define MG_MAX_SEGS 64
 #define MG_MAX_NAME 1024

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "mg.h"
-#include "st.h"
+#include "io/st.h"
 
 #define MG_PEFT_PREFIX "base_model.model."
 

@@ -19,7 +19,7 @@
 
 #include <omp.h>
 
-#include "err.h"
+#include "base/err.h"
 
 #define MG_CHUNK_ELEMS (1u << 22) /* f32 elements per row chunk (16 MiB) */
 

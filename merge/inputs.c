@@ -10,8 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "json.h"
+#include "base/err.h"
+#include "base/json.h"
 #include "run.h"
 
 /* Largest token id in a tokenizer.json (model.vocab values, added_tokens ids). */

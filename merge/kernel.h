@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "st.h"
+#include "io/st.h"
 
 typedef struct mg_kernels {
     const char *name; /* "generic", "avx2", "avx512" */

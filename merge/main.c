@@ -11,7 +11,7 @@
 
 #include "mg.h"
 #include "progress.h"
-#include "st_shard.h"
+#include "io/st_shard.h"
 
 static volatile int g_cancel;
 static int g_quiet;

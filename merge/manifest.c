@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
+#include "base/err.h"
 #include "jsonw.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 /* Grows the list by one record. */
 static mg_filerec *grow(mg_filelist *l)

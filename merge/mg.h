@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "medserve.h"
-#include "st.h"
+#include "io/st.h"
 
 #define MG_TOOL_NAME "lora-merge"
 #define MG_MAX_ADAPTERS 16

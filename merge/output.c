@@ -10,14 +10,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "json.h"
+#include "base/err.h"
+#include "base/json.h"
 #include "run.h"
 #include "apply.h"
 #include "fhash.h"
 #include "jsonw.h"
-#include "sha256.h"
-#include "st_shard.h"
+#include "base/sha256.h"
+#include "io/st_shard.h"
 
 typedef struct sink_ctx {
     run *R;

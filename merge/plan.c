@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "err.h"
-#include "st_shard.h"
+#include "base/err.h"
+#include "io/st_shard.h"
 
 enum { K_LINEAR, K_HEAD, K_EMBED, K_NORM, K_BIAS };
 

@@ -15,9 +15,9 @@
 
 #include "acfg.h"
 #include "akeys.h"
-#include "config.h"
+#include "model/config.h"
 #include "mg.h"
-#include "st.h"
+#include "io/st.h"
 
 #define MG_MAX_NAME_LEN 128
 

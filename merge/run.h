@@ -13,13 +13,13 @@
 
 #include "acfg.h"
 #include "akeys.h"
-#include "config.h"
+#include "model/config.h"
 #include "kernel.h"
 #include "manifest.h"
 #include "fsio.h"
 #include "mg.h"
 #include "plan.h"
-#include "st.h"
+#include "io/st.h"
 
 #define MG_PATH 4096
 #define MG_MAX_NOTES 8

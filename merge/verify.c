@@ -12,11 +12,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "json.h"
+#include "base/err.h"
+#include "base/json.h"
 #include "run.h"
 #include "fhash.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 /* Compares tensor data addresses (file order). */
 static int cmp_data(const void *a, const void *b)

@@ -1,15 +1,13 @@
 #!/usr/bin/env bash
-# tests/run.sh: what `make test` runs. Installs missing dependencies (or names
-# them), builds, runs every C test in a normal build and again under
-# ASan+UBSan, then the Python end-to-end tests against real processes, and
-# ends with one line "N passed, N failed".
+# tests/run.sh: what `make test` runs after `make deps`: builds, runs every C
+# test in a normal build and again under ASan+UBSan, then the Python
+# end-to-end tests against real processes, and ends with one line
+# "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 export LC_ALL=C
 JOBS=$(nproc 2>/dev/null || echo 2)
 pass=0; fail=0; failed_names=()
-
-bash tools/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 run_c_tests() { # $1 build dir, $2 label
     local t out

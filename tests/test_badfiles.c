@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "config.h"
-#include "err.h"
-#include "json.h"
-#include "st.h"
+#include "model/config.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "io/st.h"
 #include "test.h"
 
 #define BAD_DIR "tests/data/bad"

@@ -7,9 +7,9 @@
  * JSON number handling, content parts and the refusals. */
 #include <stdlib.h>
 
-#include "chat.h"
-#include "chat_json.h"
-#include "json.h"
+#include "text/chat.h"
+#include "text/chat_json.h"
+#include "base/json.h"
 #include "test.h"
 
 #define CASES "tests/data/chat-cases.jsonl"

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "chat.h"
-#include "chat_parse.h"
+#include "text/chat.h"
+#include "text/chat_parse.h"
 #include "test.h"
 
 #define MAXTOK 512

@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "model/config.h"
 #include "test.h"
 
 static char g_dir[64];

@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine.h"
-#include "err.h"
-#include "kv.h"
+#include "engine/engine.h"
+#include "base/err.h"
+#include "engine/kv.h"
 #include "test.h"
 
 #define V 64

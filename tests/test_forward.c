@@ -21,11 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "json.h"
-#include "kv.h"
-#include "model.h"
-#include "sha256.h"
+#include "engine/backend.h"
+#include "base/json.h"
+#include "engine/kv.h"
+#include "model/model.h"
+#include "base/sha256.h"
 #include "test.h"
 
 #define FIXTURE_DIR "tests/data/infer"

@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "base/json.h"
 #include "medserve.h"
 #include "test.h"
 

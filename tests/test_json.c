@@ -1,7 +1,7 @@
 /* test_json.c: strict JSON parsing (duplicates, \u0000, UTF-8, depth, trailing data). */
 #include <stdlib.h>
 
-#include "json.h"
+#include "base/json.h"
 #include "test.h"
 
 static int rejects(const char *s, const char *msg_part)

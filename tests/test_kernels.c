@@ -26,14 +26,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cpu/cpu.h"
-#include "cpu/kern.h"
-#include "cpu/kern_attn.h"
-#include "backend.h"
-#include "cpu/kern_fwd.h"
-#include "cpu/kern_ops.h"
-#include "kv.h"
-#include "model.h"
+#include "cpu/ref/cpu.h"
+#include "cpu/fast/kern.h"
+#include "cpu/fast/kern_attn.h"
+#include "engine/backend.h"
+#include "cpu/fast/kern_fwd.h"
+#include "cpu/fast/kern_ops.h"
+#include "engine/kv.h"
+#include "model/model.h"
 #include "test.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;

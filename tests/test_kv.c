@@ -3,7 +3,7 @@
  * block is ever handed to two slots at once (random workload). */
 #include <stdlib.h>
 
-#include "kv.h"
+#include "engine/kv.h"
 #include "test.h"
 
 /* Bad arguments and overflowing sizes are refused. */

@@ -12,12 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "model/config.h"
 #include "fsio.h"
-#include "json.h"
+#include "base/json.h"
 #include "mg.h"
-#include "sha256.h"
-#include "st.h"
+#include "base/sha256.h"
+#include "io/st.h"
 #include "test.h"
 
 #define DATA "tests/data/merge"

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "fsio.h"
-#include "json.h"
+#include "base/json.h"
 #include "mg.h"
-#include "st.h"
+#include "io/st.h"
 #include "test.h"
 
 #define DATA "tests/data/merge"

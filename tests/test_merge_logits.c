@@ -16,13 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
+#include "engine/backend.h"
 #include "fsio.h"
-#include "json.h"
-#include "kv.h"
+#include "base/json.h"
+#include "engine/kv.h"
 #include "mg.h"
-#include "model.h"
-#include "sha256.h"
+#include "model/model.h"
+#include "base/sha256.h"
 #include "test.h"
 
 #define FX "tests/data/merge/logits"

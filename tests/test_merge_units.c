@@ -18,7 +18,7 @@
 #include "acfg.h"
 #include "akeys.h"
 #include "apply.h"
-#include "err.h"
+#include "base/err.h"
 #include "fsio.h"
 #include "kernel.h"
 #include "test.h"

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "json.h"
-#include "model.h"
-#include "sha256.h"
-#include "st.h"
+#include "base/json.h"
+#include "model/model.h"
+#include "base/sha256.h"
+#include "io/st.h"
 #include "test.h"
 
 #define SYNTH "build/tools/synth"

@@ -16,13 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cpu/cpu.h"
-#include "backend.h"
-#include "cpu/kern_fwd.h"
-#include "cpu/q8.h"
-#include "json.h"
-#include "kv.h"
-#include "model.h"
+#include "cpu/ref/cpu.h"
+#include "engine/backend.h"
+#include "cpu/fast/kern_fwd.h"
+#include "cpu/fast/q8.h"
+#include "base/json.h"
+#include "engine/kv.h"
+#include "model/model.h"
 #include "test.h"
 
 static uint64_t rs = 0x243f6a8885a308d3ull;

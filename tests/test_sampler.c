@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "json.h"
-#include "sampler.h"
+#include "base/json.h"
+#include "engine/sampler.h"
 #include "test.h"
 
 #define FIXTURE "tests/data/sampler_hf_cases.json"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "sha256.h"
+#include "base/sha256.h"
 #include "test.h"
 
 /* Hex digest of a buffer fed in pieces of size step. */

@@ -12,9 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "err.h"
-#include "st.h"
-#include "st_shard.h"
+#include "base/err.h"
+#include "io/st.h"
+#include "io/st_shard.h"
 #include "test.h"
 
 static char g_tmp[256];

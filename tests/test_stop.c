@@ -1,4 +1,4 @@
-/* test_stop.c: the stop-string matcher (runtime/stop.c) against a brute-force
+/* test_stop.c: the stop-string matcher (runtime/text/stop.c) against a brute-force
  * statement of its contract, on 20,000 random cases: texts over a small
  * alphabet (ASCII and a 2-byte character) split into random pieces, 1-4
  * random stop strings. After every piece the released text must equal the
@@ -8,7 +8,7 @@
  * rules and the pass-through without stop strings. */
 #include <stdlib.h>
 
-#include "stop.h"
+#include "text/stop.h"
 #include "test.h"
 
 static uint64_t rng = 88172645463325252ull;

@@ -11,9 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
+#include "base/json.h"
 #include "test.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 #define TOK_DIR "tests/data/qwen3-tokenizer"
 

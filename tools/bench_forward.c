@@ -10,9 +10,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
-#include "kv.h"
-#include "model.h"
+#include "engine/backend.h"
+#include "engine/kv.h"
+#include "model/model.h"
 
 #define BLOCK 16
 

@@ -2,7 +2,7 @@
  * deterministic random weights, for tests, demos and benchmarks:
  * config.json (transformers 4.x or 5.x spelling), generation_config.json
  * (Qwen3's values), the tokenizer files copied from --tokenizer DIR, and the
- * weights as model.safetensors or shards + index (runtime/st_shard.c).
+ * weights as model.safetensors or shards + index (runtime/io/st_shard.c).
  *
  * Weights are a pure function of (seed, tensor name, element index):
  * splitmix64 finalisers over a counter, four 16-bit uniforms summed (Irwin-
@@ -23,11 +23,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "err.h"
-#include "json.h"
-#include "st.h"
-#include "st_shard.h"
+#include "model/config.h"
+#include "base/err.h"
+#include "base/json.h"
+#include "io/st.h"
+#include "io/st_shard.h"
 
 #define CHUNK (1u << 20)
 /* standard deviation of the sum of four uniform 16-bit integers:
@@ -396,7 +396,7 @@ static void usage(FILE *f)
             "  --max-shard-size BYTES|5GB --config-style 4|5 --hf-order 4|5 --tokenizer DIR|none\n"
             "  --force --quiet\n"
             "--hf-order: which transformers' save order decides the shards (default: the\n"
-            "config style): 4 = module order, 5 = 5.x natural order (runtime/st_shard.h).\n"
+            "config style): 4 = module order, 5 = 5.x natural order (runtime/io/st_shard.h).\n"
             "Writes config.json, generation_config.json, tokenizer files and deterministic\n"
             "random weights (same arguments -> identical bytes).\n");
 }

@@ -19,9 +19,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "config.h"
-#include "err.h"
-#include "st.h"
+#include "model/config.h"
+#include "base/err.h"
+#include "io/st.h"
 
 #define CHUNK (1u << 20)
 #define SUM4_SD 37837.22723720648 /* sd of a sum of four uniform 16-bit integers */

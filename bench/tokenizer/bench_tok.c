@@ -10,8 +10,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "json.h"
-#include "tokenizer.h"
+#include "base/json.h"
+#include "text/tokenizer.h"
 
 /* Monotonic time in seconds. */
 static double now_s(void)

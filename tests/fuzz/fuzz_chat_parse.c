@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat_json.h"
-#include "chat_parse.h"
+#include "text/chat_json.h"
+#include "text/chat_parse.h"
 #include "fuzz_util.h"
 
 /* Appends n bytes to a growing buffer; aborts when out of memory. */

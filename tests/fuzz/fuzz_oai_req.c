@@ -1,5 +1,5 @@
 /* fuzz_oai_req.c: libFuzzer target for the server's OpenAI request parser
- * (api/oai_req.c) as routes.c drives it: the input is a request body, parsed
+ * (server/oai_req.c) as routes.c drives it: the input is a request body, parsed
  * with json_parse_strict and then given to each of oai_parse_chat,
  * oai_parse_completion, oai_parse_tokenize and oai_parse_detokenize (model
  * "m", n <= 4, vocab 151936). Accepted requests are checked against the
@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "chat.h"
+#include "text/chat.h"
 #include "fuzz_util.h"
-#include "json.h"
+#include "base/json.h"
 #include "oai_req.h"
 
 static const oai_limits LIM = {"m", 4, 151936};

@@ -15,7 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "fuzz_util.h"
-#include "st.h"
+#include "io/st.h"
 
 /* Aborts (a fuzzer finding) when an invariant of an opened file fails. */
 static void check_file(const st_file *f)

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "st.h"
+#include "io/st.h"
 
 /* Writes a safetensors file with the given header JSON and zeroed data. */
 static void make_shard(const char *name, const char *header, size_t data_bytes)

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static tokenizer *T;
 

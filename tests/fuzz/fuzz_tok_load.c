@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "fuzz_util.h"
-#include "tokenizer.h"
+#include "text/tokenizer.h"
 
 static const char SEP[] = "\n#tokenizer_config.json\n";
 

@@ -25,9 +25,9 @@ if ! command -v "$CC" >/dev/null; then
 fi
 
 # Library sources the targets link: the runtime (no kernels) and the request parser.
-SRC="$(ls runtime/*.c) api/oai_req.c"
+SRC="$(ls runtime/base/*.c runtime/io/*.c runtime/model/*.c runtime/text/*.c runtime/engine/*.c) server/oai_req.c"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -Wall -Wextra -Wno-source-uses-openmp \
- -Wno-unknown-pragmas -Iinclude -Iruntime -Iapi -Itests/fuzz \
+ -Wno-unknown-pragmas -Iinclude -Iruntime -Iserver -Itests/fuzz \
  -fsanitize=address,undefined -fno-sanitize-recover=all"
 LIBS="-lcjson -lpcre2-8 -lutf8proc -lm -lpthread"
 
@@ -35,7 +35,7 @@ mkdir -p "$OUT/obj" "$OUT/bin"
 objs=()
 for s in $SRC; do
     o="$OUT/obj/$(echo "${s%.c}" | tr / _).o"
-    if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ -n "$(find runtime include api -name '*.h' -newer "$o" 2>/dev/null | head -1)" ]; then
+    if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ -n "$(find runtime include server -name '*.h' -newer "$o" 2>/dev/null | head -1)" ]; then
         $CC $CFLAGS -fsanitize=fuzzer-no-link -c "$s" -o "$o" || { echo "fuzz: build failed: $s" >&2; exit 2; }
     fi
     objs+=("$o")

@@ -144,7 +144,7 @@ def run_variant(tmp, name, args, dt):
     # Module order (--hf-order 4, default for 4.x configs) is what 4.x saves
     # and what 5.x saves with save_original_format=False; natural order
     # (--hf-order 5, default for 5.x configs) is 5.x's default save of a
-    # from_pretrained model (see runtime/st_shard.h).
+    # from_pretrained model (see runtime/io/st_shard.h).
     resave = os.path.join(tmp, name + "-hf")
     mss = args[args.index("--max-shard-size") + 1] if "--max-shard-size" in args else "50GB"
     order = args[args.index("--hf-order") + 1] if "--hf-order" in args else (

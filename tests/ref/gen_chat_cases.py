@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gen_chat_cases.py: writes tests/data/chat-cases.jsonl, the reference for
-runtime/chat.c. Each line is one conversation rendered by transformers'
+runtime/text/chat.c. Each line is one conversation rendered by transformers'
 apply_chat_template(tokenize=False) with the Qwen3 tokenizer in
 tests/data/qwen3-tokenizer/:
 

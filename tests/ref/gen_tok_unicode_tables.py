@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gen_tok_unicode_tables.py: writes runtime/tok_unicode_hf.h, the few
+"""gen_tok_unicode_tables.py: writes runtime/text/tok_unicode_hf.h, the few
 places where HF tokenizers' Unicode data differs from utf8proc's, found by
 asking HF tokenizers itself (the oracle) about every code point.
 
@@ -28,7 +28,7 @@ import sys
 from tokenizers import Tokenizer
 
 TOK_JSON = "tests/data/qwen3-tokenizer/tokenizer.json"
-OUT = "runtime/tok_unicode_hf.h"
+OUT = "runtime/text/tok_unicode_hf.h"
 
 u = ctypes.CDLL("libutf8proc.so.2")
 u.utf8proc_unicode_version.restype = ctypes.c_char_p

@@ -196,9 +196,9 @@ def random_utf8():
 
 
 def hf_table_chars():
-    """Code points of runtime/tok_unicode_hf.h (where HF's Unicode data is not utf8proc's)."""
+    """Code points of runtime/text/tok_unicode_hf.h (where HF's Unicode data is not utf8proc's)."""
     import re
-    text = open("runtime/tok_unicode_hf.h", encoding="utf-8").read()
+    text = open("runtime/text/tok_unicode_hf.h", encoding="utf-8").read()
     out = []
     for a, b in re.findall(r"\{0x([0-9A-F]+), 0x([0-9A-F]+)\}", text):
         lo, hi = int(a, 16), int(b, 16)

@@ -1,0 +1,219 @@
+/* metrics.c: counters and fixed-bucket histograms (see metrics.h). Output
+ * is built in a growing buffer; label values are from fixed tables, so no
+ * escaping is needed. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/err.h"
+#include "metrics.h"
+
+#define MAX_STATUS 600
+
+static const double TTFT_BUCKETS[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+static const double ITL_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                     0.1,   0.25,   0.5,   1,    2.5};
+static const double DUR_BUCKETS[] = {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+#define NB(a) (sizeof(a) / sizeof((a)[0]))
+#define MAX_BUCKETS 16
+
+typedef struct histo {
+    pthread_mutex_t mu;
+    const double *bounds;
+    size_t nb;
+    uint64_t counts[MAX_BUCKETS + 1]; /* last: +Inf */
+    uint64_t n;
+    double sum;
+} histo;
+
+struct metrics {
+    uint64_t requests[ROUTE_COUNT][MAX_STATUS];
+    uint64_t prompt_tokens, generated_tokens;
+    histo ttft, itl, duration;
+};
+
+static const char *const ROUTE_NAMES[ROUTE_COUNT] = {
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
+    "/metrics",             "/tokenize",       "/detokenize", "other"};
+
+/* Label value of a route. */
+const char *metrics_route_name(metrics_route r)
+{
+    return r < ROUTE_COUNT ? ROUTE_NAMES[r] : "other";
+}
+
+/* Initialises h with its bucket bounds. */
+static void histo_init(histo *h, const double *b, size_t nb)
+{
+    memset(h, 0, sizeof *h);
+    pthread_mutex_init(&h->mu, NULL);
+    h->bounds = b;
+    h->nb = nb;
+}
+
+/* Records one observation. */
+static void histo_add(histo *h, double v)
+{
+    size_t i = 0;
+    while (i < h->nb && v > h->bounds[i]) i++;
+    pthread_mutex_lock(&h->mu);
+    h->counts[i]++;
+    h->n++;
+    h->sum += v;
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Zeroed counters and the three histograms. */
+metrics *metrics_create(void)
+{
+    metrics *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    histo_init(&m->ttft, TTFT_BUCKETS, NB(TTFT_BUCKETS));
+    histo_init(&m->itl, ITL_BUCKETS, NB(ITL_BUCKETS));
+    histo_init(&m->duration, DUR_BUCKETS, NB(DUR_BUCKETS));
+    return m;
+}
+
+/* Frees; NULL-safe. */
+void metrics_free(metrics *m)
+{
+    if (!m) return;
+    pthread_mutex_destroy(&m->ttft.mu);
+    pthread_mutex_destroy(&m->itl.mu);
+    pthread_mutex_destroy(&m->duration.mu);
+    free(m);
+}
+
+/* Counts one finished request; generation routes also feed the duration histogram. */
+void metrics_request(metrics *m, metrics_route route, int status, double seconds)
+{
+    if (route >= ROUTE_COUNT) route = ROUTE_OTHER;
+    if (status < 0 || status >= MAX_STATUS) status = 0;
+    __atomic_add_fetch(&m->requests[route][status], 1, __ATOMIC_RELAXED);
+    if (route == ROUTE_CHAT || route == ROUTE_COMPLETIONS) histo_add(&m->duration, seconds);
+}
+
+/* Adds a finished generation's prompt and generated tokens. */
+void metrics_tokens(metrics *m, uint64_t prompt, uint64_t generated)
+{
+    __atomic_add_fetch(&m->prompt_tokens, prompt, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->generated_tokens, generated, __ATOMIC_RELAXED);
+}
+
+void metrics_ttft(metrics *m, double s) { histo_add(&m->ttft, s); }
+void metrics_itl(metrics *m, double s) { histo_add(&m->itl, s); }
+
+typedef struct buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} buf;
+
+/* printf into the growing buffer. */
+static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends printf output to b, growing it. */
+static void bprintf(buf *b, const char *fmt, ...)
+{
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+        va_end(ap);
+        if (k < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t nc = b->cap * 2 + (size_t)k;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+}
+
+/* One histogram in Prometheus form. */
+static void histo_render(buf *b, histo *h, const char *name, const char *help)
+{
+    pthread_mutex_lock(&h->mu);
+    uint64_t counts[MAX_BUCKETS + 1], n = h->n;
+    double sum = h->sum;
+    memcpy(counts, h->counts, sizeof counts);
+    pthread_mutex_unlock(&h->mu);
+    bprintf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < h->nb; i++) {
+        cum += counts[i];
+        bprintf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], (unsigned long long)cum);
+    }
+    bprintf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+            (unsigned long long)n, name, sum, name, (unsigned long long)n);
+}
+
+/* A gauge or counter line with its HELP and TYPE. */
+static void scalar(buf *b, const char *name, const char *type, const char *help, double v)
+{
+    bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+/* Prints every counter, gauge and histogram in exposition format 0.0.4. */
+ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state,
+                         char **out, size_t *len)
+{
+    buf b = {malloc(8192), 0, 8192, 0};
+    if (!b.p) return MS_ERR_NOMEM;
+    b.p[0] = 0;
+    bprintf(&b, "# HELP medserve_requests_total HTTP requests by route and status code.\n"
+                "# TYPE medserve_requests_total counter\n");
+    for (int r = 0; r < ROUTE_COUNT; r++)
+        for (int s = 0; s < MAX_STATUS; s++) {
+            uint64_t v = __atomic_load_n(&m->requests[r][s], __ATOMIC_RELAXED);
+            if (v)
+                bprintf(&b, "medserve_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+                        ROUTE_NAMES[r], s, (unsigned long long)v);
+        }
+    scalar(&b, "medserve_ready", "gauge", "1 when serving, 0 while loading or draining.",
+           state == 1);
+    scalar(&b, "medserve_draining", "gauge", "1 while draining after SIGTERM.", state == 2);
+    scalar(&b, "medserve_requests_in_flight", "gauge", "Generation requests being served.",
+           in_flight);
+    scalar(&b, "medserve_queue_depth", "gauge", "Requests waiting for a sequence slot.",
+           st->queued);
+    scalar(&b, "medserve_running_sequences", "gauge", "Sequences being decoded.", st->running);
+    scalar(&b, "medserve_max_sequences", "gauge", "Sequences decoded together at most.",
+           st->max_seqs);
+    scalar(&b, "medserve_context_tokens", "gauge", "Context length per sequence.", st->n_ctx);
+    scalar(&b, "medserve_kv_blocks_used", "gauge", "KV-cache blocks in use.",
+           (double)st->kv_blocks_used);
+    scalar(&b, "medserve_kv_blocks_total", "gauge", "KV-cache blocks in all.",
+           (double)st->kv_blocks_total);
+    scalar(&b, "medserve_kv_usage_ratio", "gauge", "KV-cache blocks used / total.",
+           st->kv_blocks_total ? (double)st->kv_blocks_used / (double)st->kv_blocks_total : 0.0);
+    scalar(&b, "medserve_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
+           (double)__atomic_load_n(&m->prompt_tokens, __ATOMIC_RELAXED));
+    scalar(&b, "medserve_generation_tokens_total", "counter",
+           "Generated tokens of finished requests.",
+           (double)__atomic_load_n(&m->generated_tokens, __ATOMIC_RELAXED));
+    histo_render(&b, &m->ttft, "medserve_time_to_first_token_seconds",
+                 "Time from request arrival to the first generated token.");
+    histo_render(&b, &m->itl, "medserve_inter_token_latency_seconds",
+                 "Time between consecutive tokens of one sequence.");
+    histo_render(&b, &m->duration, "medserve_request_duration_seconds",
+                 "Duration of generation requests.");
+    if (b.oom) {
+        free(b.p);
+        return MS_ERR_NOMEM;
+    }
+    *out = b.p;
+    *len = b.n;
+    return MS_OK;
+}

@@ -1,0 +1,506 @@
+/* routes.c: the HTTP routes of medserve on top of http.h: early refusals
+ * once the headers are in (framing, size, unknown route, method, auth,
+ * lifecycle), then per route: /v1/chat/completions, /v1/completions,
+ * /v1/models, /health, /metrics, /tokenize, /detokenize. Also the per-request
+ * record: metrics and one request-log line when the request ends. Request
+ * validation is in oai_req.c, generation in gen.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "gen.h"
+#include "base/json.h"
+#include "oai_resp.h"
+#include "routes.h"
+
+#define BAD "invalid_request_error"
+
+int srv_state_get(server *s) { return __atomic_load_n(&s->state, __ATOMIC_SEQ_CST); }
+void srv_state_set(server *s, int st) { __atomic_store_n(&s->state, st, __ATOMIC_SEQ_CST); }
+
+/* Random id from getrandom (clock-derived if that fails). */
+void srv_new_id(char *id, size_t cap, const char *prefix)
+{
+    unsigned char b[12];
+    if (getrandom(b, sizeof b, 0) != sizeof b) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)(x >> (8 * (i % 8)));
+    }
+    static const char hex[] = "0123456789abcdef";
+    char h[25];
+    for (size_t i = 0; i < sizeof b; i++) {
+        h[2 * i] = hex[b[i] >> 4];
+        h[2 * i + 1] = hex[b[i] & 15];
+    }
+    h[24] = 0;
+    snprintf(id, cap, "%s%s", prefix, h);
+}
+
+/* The route of a path (exact match; /v1/models/<id> counts as models). */
+static metrics_route route_of(const char *path)
+{
+    if (!strcmp(path, "/v1/chat/completions")) return ROUTE_CHAT;
+    if (!strcmp(path, "/v1/completions")) return ROUTE_COMPLETIONS;
+    if (!strcmp(path, "/v1/models") || !strncmp(path, "/v1/models/", 11)) return ROUTE_MODELS;
+    if (!strcmp(path, "/health")) return ROUTE_HEALTH;
+    if (!strcmp(path, "/metrics")) return ROUTE_METRICS;
+    if (!strcmp(path, "/tokenize")) return ROUTE_TOKENIZE;
+    if (!strcmp(path, "/detokenize")) return ROUTE_DETOKENIZE;
+    return ROUTE_OTHER;
+}
+
+/* Replies with an error built from the arguments. */
+static void reply_err(http_req *r, int status, const char *type, const char *param,
+                      const char *code, const char *msg)
+{
+    oai_err e;
+    oai_fail(&e, status, type, param, code, "%s", msg);
+    oai_reply_error(r, &e);
+}
+
+/* Auth for routes other than /health: exactly one "Authorization: Bearer KEY"
+ * with a configured key. Returns 0 when allowed. */
+static int check_auth(server *S, http_req *r, reqinfo *in)
+{
+    if (!S->auth) return 0;
+    const char *key_id = NULL;
+    if (http_header_count(r, "Authorization") == 1 &&
+        auth_check(S->auth, http_header(r, "Authorization"), &key_id) >= 0) {
+        in->key_id = key_id;
+        return 0;
+    }
+    reply_err(r, 401, "authentication_error", NULL, "invalid_api_key",
+              "a valid API key is required: send 'Authorization: Bearer <key>'");
+    return -1;
+}
+
+/* Runs when the headers are in: refuses what must not be read any further. */
+static void on_headers(void *ctx, http_req *r)
+{
+    server *S = ctx;
+    reqinfo *in = calloc(1, sizeof *in);
+    if (!in) {
+        http_abort(r);
+        return;
+    }
+    http_set_user(r, in);
+    in->route = route_of(http_path(r));
+    in->ttft_s = -1;
+    srv_new_id(in->id, sizeof in->id,
+               in->route == ROUTE_CHAT ? "chatcmpl-" : in->route == ROUTE_COMPLETIONS ? "cmpl-"
+                                                                                     : "req-");
+    http_add_header(r, "X-Request-Id", in->id);
+    switch (http_flags(r)) {
+    case HTTP_FLAG_TOO_MANY_HEADERS:
+        reply_err(r, 431, BAD, NULL, "headers_too_large", "too many header fields");
+        return;
+    case HTTP_FLAG_BAD_FRAMING:
+        reply_err(r, 400, BAD, NULL, "bad_framing",
+                  "ambiguous body framing (Content-Length with Transfer-Encoding, repeated, or "
+                  "malformed)");
+        return;
+    case HTTP_FLAG_TOO_LARGE: {
+        char msg[96];
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes",
+                 S->cfg.lim.max_body);
+        reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+        return;
+    }
+    case HTTP_FLAG_NONE:
+        break;
+    }
+    if (in->route != ROUTE_HEALTH && check_auth(S, r, in)) return;
+    if (in->route == ROUTE_OTHER) {
+        reply_err(r, 404, BAD, NULL, "not_found", "no such route");
+        return;
+    }
+    int get = in->route == ROUTE_MODELS || in->route == ROUTE_HEALTH ||
+              in->route == ROUTE_METRICS;
+    if (strcmp(http_method(r), get ? "GET" : "POST")) {
+        http_add_header(r, "Allow", get ? "GET" : "POST");
+        reply_err(r, 405, BAD, NULL, "method_not_allowed",
+                  get ? "this route takes GET" : "this route takes POST");
+        return;
+    }
+    int st = srv_state_get(S);
+    if (in->route != ROUTE_HEALTH && in->route != ROUTE_METRICS &&
+        (st == SRV_LOADING || (st == SRV_DRAINING && !get))) {
+        reply_err(r, 503, "server_error", NULL,
+                  st == SRV_LOADING ? "loading" : "shutting_down",
+                  st == SRV_LOADING ? "the model is still loading" : "the server is shutting down");
+        return;
+    }
+}
+
+/* Parses the body as strict JSON; NULL after replying 400. */
+static cJSON *parse_body(http_req *r)
+{
+    size_t len;
+    const char *body = http_body(r, &len);
+    if (len == 0) {
+        reply_err(r, 400, BAD, NULL, "invalid_json", "the request body is empty");
+        return NULL;
+    }
+    ms_error err;
+    cJSON *root = json_parse_strict(body, len, "request body", &err);
+    if (!root) reply_err(r, 400, BAD, NULL, "invalid_json", err.message);
+    return root;
+}
+
+/* The limits requests are validated against. */
+static oai_limits limits_of(server *S)
+{
+    oai_limits l = {S->model_name, S->cfg.max_n, S->svc->vocab_size};
+    return l;
+}
+
+/* Detokenized text for --log-text (malloc'd or NULL). */
+static char *log_text_of(server *S, const int32_t *ids, size_t n)
+{
+    char *t = NULL;
+    size_t len;
+    ms_error err;
+    if (S->svc->ops->detokenize(S->svc->self, ids, n, 0, &t, &len, &err) != MS_OK) return NULL;
+    return t;
+}
+
+/* POST /v1/chat/completions. */
+static void route_chat(server *S, http_req *r, reqinfo *in, cJSON *root)
+{
+    oai_chat c;
+    oai_err e;
+    oai_limits lim = limits_of(S);
+    if (oai_parse_chat(root, &lim, &c, &e)) {
+        oai_reply_error(r, &e);
+        oai_chat_free(&c);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ms_error err;
+    ms_status st = S->svc->ops->chat_tokenize(S->svc->self, c.msgs, c.n_msgs, 1,
+                                              c.g.enable_thinking, &ids, &n, &err);
+    if (st != MS_OK) {
+        oai_err_from_status(&e, st, err.message);
+        if (e.http == 400) snprintf(e.param, sizeof e.param, "messages");
+        oai_reply_error(r, &e);
+    } else {
+        if (S->cfg.log_text) in->prompt_text = log_text_of(S, ids, n);
+        gen_prompt p = {ids, n, NULL, 0};
+        gen_spec spec = {1, &c.g, &p, 1, "messages"};
+        gen_run(S, r, in, &spec);
+    }
+    free(ids);
+    oai_chat_free(&c);
+}
+
+/* POST /v1/completions. */
+static void route_completions(server *S, http_req *r, reqinfo *in, cJSON *root)
+{
+    oai_completion c;
+    oai_err e;
+    oai_limits lim = limits_of(S);
+    if (oai_parse_completion(root, &lim, &c, &e)) {
+        oai_reply_error(r, &e);
+        oai_completion_free(&c);
+        return;
+    }
+    gen_prompt *ps = calloc(c.n_prompts, sizeof *ps);
+    char **echo = calloc(c.n_prompts, sizeof *echo);
+    size_t i = 0;
+    if (!ps || !echo) {
+        reply_err(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        goto done;
+    }
+    for (; i < c.n_prompts; i++) {
+        ms_error err;
+        if (c.texts[i]) {
+            /* the caller writes the whole prompt, so added tokens are matched */
+            ms_status st = S->svc->ops->tokenize(S->svc->self, c.texts[i], c.text_lens[i], 1,
+                                                 &ps[i].ids, &ps[i].n, &err);
+            if (st != MS_OK) {
+                oai_err_from_status(&e, st, err.message);
+                oai_reply_error(r, &e);
+                goto done;
+            }
+            if (c.g.echo) {
+                ps[i].echo = c.texts[i];
+                ps[i].echo_len = c.text_lens[i];
+            }
+        } else {
+            ps[i].ids = c.ids[i];
+            ps[i].n = c.n_ids[i];
+            c.ids[i] = NULL; /* ownership moves to ps */
+            if (c.g.echo) {
+                size_t len = 0;
+                if (S->svc->ops->detokenize(S->svc->self, ps[i].ids, ps[i].n, 0, &echo[i], &len,
+                                            &err) == MS_OK) {
+                    ps[i].echo = echo[i];
+                    ps[i].echo_len = len;
+                }
+            }
+        }
+    }
+    if (S->cfg.log_text && c.n_prompts) in->prompt_text = log_text_of(S, ps[0].ids, ps[0].n);
+    gen_spec spec = {0, &c.g, ps, c.n_prompts, "prompt"};
+    gen_run(S, r, in, &spec);
+done:
+    for (size_t k = 0; ps && k < c.n_prompts; k++) free(ps[k].ids);
+    for (size_t k = 0; echo && k < c.n_prompts; k++) free(echo[k]);
+    free(ps);
+    free(echo);
+    oai_completion_free(&c);
+}
+
+/* One model object of /v1/models. */
+static cJSON *model_object(server *S)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return NULL;
+    cJSON_AddStringToObject(m, "id", S->model_name);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)S->created);
+    cJSON_AddStringToObject(m, "owned_by", "medserve");
+    cJSON_AddNumberToObject(m, "max_model_len", S->svc->n_ctx);
+    cJSON_AddStringToObject(m, "manifest_sha256", S->svc->manifest_sha256);
+    return m;
+}
+
+/* GET /v1/models and /v1/models/<id>. */
+static void route_models(server *S, http_req *r)
+{
+    const char *path = http_path(r);
+    if (!strncmp(path, "/v1/models/", 11)) {
+        if (strcmp(path + 11, S->model_name)) {
+            reply_err(r, 404, BAD, "model", "model_not_found", "no such model");
+            return;
+        }
+        oai_reply_json(r, 200, model_object(S));
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *d = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddItemToArray(d, model_object(S));
+    oai_reply_json(r, 200, o);
+}
+
+/* GET /health: 200 when ready; 503 while loading, draining, or after an engine fault. */
+static void route_health(server *S, http_req *r)
+{
+    int st = srv_state_get(S);
+    int fatal = __atomic_load_n(&S->fatal, __ATOMIC_SEQ_CST);
+    const char *s = fatal                ? "unhealthy"
+                    : st == SRV_READY    ? "ok"
+                    : st == SRV_LOADING  ? "loading"
+                                         : "draining";
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", s);
+    if (strcmp(s, "ok")) http_add_header(r, "Retry-After", "1");
+    oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, o);
+}
+
+/* GET /metrics. */
+static void route_metrics(server *S, http_req *r)
+{
+    ms_engine_stats st;
+    memset(&st, 0, sizeof st);
+    if (S->svc) S->svc->ops->stats(S->svc->self, &st);
+    char *text = NULL;
+    size_t len = 0;
+    if (metrics_render(S->metrics, &st, job_registry_count(S->jobs), srv_state_get(S), &text,
+                       &len) != MS_OK) {
+        reply_err(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
+        return;
+    }
+    http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+/* An id array as JSON. */
+static cJSON *ids_json(const int32_t *ids, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    return a;
+}
+
+/* POST /tokenize. */
+static void route_tokenize(server *S, http_req *r, cJSON *root)
+{
+    oai_tokenize t;
+    oai_err e;
+    oai_limits lim = limits_of(S);
+    if (oai_parse_tokenize(root, &lim, &t, &e)) {
+        oai_reply_error(r, &e);
+        oai_tokenize_free(&t);
+        return;
+    }
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ms_error err;
+    ms_status st = t.prompt ? S->svc->ops->tokenize(S->svc->self, t.prompt, t.prompt_len, 1, &ids,
+                                                    &n, &err)
+                            : S->svc->ops->chat_tokenize(S->svc->self, t.chat.msgs,
+                                                         t.chat.n_msgs, t.add_generation_prompt,
+                                                         t.chat.g.enable_thinking, &ids, &n, &err);
+    if (st != MS_OK) {
+        oai_err_from_status(&e, st, err.message);
+        oai_reply_error(r, &e);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToObject(o, "tokens", ids_json(ids, n));
+        cJSON_AddNumberToObject(o, "count", (double)n);
+        cJSON_AddNumberToObject(o, "max_model_len", S->svc->n_ctx);
+        oai_reply_json(r, 200, o);
+    }
+    free(ids);
+    oai_tokenize_free(&t);
+}
+
+/* POST /detokenize. */
+static void route_detokenize(server *S, http_req *r, cJSON *root)
+{
+    int32_t *ids = NULL;
+    size_t n = 0, len = 0;
+    oai_err e;
+    oai_limits lim = limits_of(S);
+    if (oai_parse_detokenize(root, &lim, &ids, &n, &e)) {
+        oai_reply_error(r, &e);
+        free(ids);
+        return;
+    }
+    char *text = NULL;
+    ms_error err;
+    ms_status st = S->svc->ops->detokenize(S->svc->self, ids, n, 0, &text, &len, &err);
+    if (st != MS_OK) {
+        oai_err_from_status(&e, st, err.message);
+        oai_reply_error(r, &e);
+    } else {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "prompt", text);
+        oai_reply_json(r, 200, o);
+    }
+    free(text);
+    free(ids);
+}
+
+/* Runs with the whole body: dispatches to the route. */
+static void on_request(void *ctx, http_req *r)
+{
+    server *S = ctx;
+    reqinfo *in = http_user(r);
+    if (http_flags(r) == HTTP_FLAG_TOO_LARGE) { /* a chunked body went over the cap */
+        char msg[96];
+        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes",
+                 S->cfg.lim.max_body);
+        reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+        return;
+    }
+    switch (in->route) {
+    case ROUTE_HEALTH: route_health(S, r); return;
+    case ROUTE_METRICS: route_metrics(S, r); return;
+    case ROUTE_MODELS: route_models(S, r); return;
+    default: break;
+    }
+    cJSON *root = parse_body(r);
+    if (!root) return;
+    switch (in->route) {
+    case ROUTE_CHAT: route_chat(S, r, in, root); break;
+    case ROUTE_COMPLETIONS: route_completions(S, r, in, root); break;
+    case ROUTE_TOKENIZE: route_tokenize(S, r, root); break;
+    case ROUTE_DETOKENIZE: route_detokenize(S, r, root); break;
+    default: reply_err(r, 404, BAD, NULL, "not_found", "no such route"); break;
+    }
+    cJSON_Delete(root);
+}
+
+/* UTC wall time as ISO 8601 with milliseconds. */
+static void iso_now(char *out, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+/* Writes the request's log line and metrics; frees its record. */
+static void on_done(void *ctx, http_req *r, int completed_ok)
+{
+    server *S = ctx;
+    reqinfo *in = http_user(r);
+    if (!in) return;
+    double dur = http_now() - http_t_start(r);
+    int status = http_status(r) ? http_status(r) : 499;
+    const char *outcome = in->outcome;
+    if (!outcome) outcome = status < 400 ? "ok" : "error";
+    if (!strcmp(outcome, "streaming") || (!completed_ok && !strcmp(outcome, "ok")))
+        outcome = "client_closed";
+    if (status == 499) outcome = "client_closed";
+    metrics_request(S->metrics, in->route, status, dur);
+    char ts[96];
+    iso_now(ts, sizeof ts);
+    cJSON *o = cJSON_CreateObject();
+    if (o) {
+        cJSON_AddStringToObject(o, "ts", ts);
+        cJSON_AddStringToObject(o, "id", in->id);
+        if (in->key_id)
+            cJSON_AddStringToObject(o, "key_id", in->key_id);
+        else
+            cJSON_AddNullToObject(o, "key_id");
+        cJSON_AddStringToObject(o, "client", http_peer(r));
+        cJSON_AddStringToObject(o, "method", http_method(r));
+        cJSON_AddStringToObject(o, "route", metrics_route_name(in->route));
+        cJSON_AddNumberToObject(o, "status", status);
+        cJSON_AddStringToObject(o, "outcome", outcome);
+        cJSON_AddNumberToObject(o, "duration_ms", (double)(long long)(dur * 1e6) / 1e3);
+        if (in->route == ROUTE_CHAT || in->route == ROUTE_COMPLETIONS) {
+            cJSON_AddBoolToObject(o, "stream", in->stream);
+            cJSON_AddNumberToObject(o, "n", in->n);
+            cJSON_AddNumberToObject(o, "prompt_tokens", (double)in->prompt_tokens);
+            cJSON_AddNumberToObject(o, "completion_tokens", (double)in->completion_tokens);
+            cJSON_AddNumberToObject(o, "reasoning_tokens", (double)in->reasoning_tokens);
+            if (in->ttft_s >= 0)
+                cJSON_AddNumberToObject(o, "ttft_ms", (double)(long long)(in->ttft_s * 1e6) / 1e3);
+            else
+                cJSON_AddNullToObject(o, "ttft_ms");
+            cJSON_AddStringToObject(o, "finish_reason", in->finish);
+            if (in->has_seed) { /* exact digits: a double would round 64-bit seeds */
+                char sd[24];
+                snprintf(sd, sizeof sd, "%lld", (long long)(int64_t)in->seed);
+                cJSON_AddRawToObject(o, "seed", sd);
+            }
+            else
+                cJSON_AddNullToObject(o, "seed");
+        }
+        if (in->error[0]) cJSON_AddStringToObject(o, "error", in->error);
+        if (S->cfg.log_text) {
+            if (in->prompt_text) cJSON_AddStringToObject(o, "prompt", in->prompt_text);
+            cJSON *ct = in->completion_text ? cJSON_Parse(in->completion_text) : NULL;
+            if (ct) cJSON_AddItemToObject(o, "completions", ct);
+        }
+        char *line = cJSON_PrintUnformatted(o);
+        if (line) reqlog_write(S->log, line, strlen(line));
+        free(line);
+        cJSON_Delete(o);
+    }
+    free(in->prompt_text);
+    free(in->completion_text);
+    free(in);
+    http_set_user(r, NULL);
+}
+
+/* Points the three HTTP callbacks at this file's handlers. */
+void routes_handlers(server *S, http_handlers *h)
+{
+    h->on_headers = on_headers;
+    h->on_request = on_request;
+    h->on_done = on_done;
+    h->ctx = S;
+}

@@ -1,0 +1,199 @@
+/* test_server_metrics.c: Prometheus text of server/metrics.c (format, counters,
+ * cumulative histograms), the request log of server/reqlog.c (whole lines
+ * under concurrent writers), and runtime/base/strbuf.c. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/json.h"
+#include "metrics.h"
+#include "reqlog.h"
+#include "base/strbuf.h"
+#include "test.h"
+
+/* Value of the sample line starting with prefix (name plus labels), or -1. */
+static double sample(const char *text, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    for (const char *p = text; p && *p;) {
+        if (!strncmp(p, prefix, pl) && p[pl] == ' ') return atof(p + pl + 1);
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return -1;
+}
+
+/* 1 if every line is a comment (# HELP/# TYPE) or "name[{labels}] number". */
+static int well_formed(const char *text)
+{
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        if (!e) return 0; /* must end with a newline */
+        if (*p == '#') {
+            if (strncmp(p, "# HELP ", 7) && strncmp(p, "# TYPE ", 7)) return 0;
+        } else {
+            const char *q = p;
+            while (q < e && ((*q >= 'a' && *q <= 'z') || *q == '_')) q++;
+            if (q == p) return 0;
+            if (*q == '{') {
+                while (q < e && *q != '}') q++;
+                if (q == e) return 0;
+                q++;
+            }
+            if (*q != ' ') return 0;
+            char *end;
+            strtod(q + 1, &end);
+            if (end != e) return 0;
+        }
+        p = e + 1;
+    }
+    return 1;
+}
+
+/* Counters, gauges and cumulative histogram buckets in valid exposition format. */
+static void t_render(void)
+{
+    metrics *m = metrics_create();
+    metrics_request(m, ROUTE_CHAT, 200, 0.3);
+    metrics_request(m, ROUTE_CHAT, 200, 0.3);
+    metrics_request(m, ROUTE_CHAT, 429, 0.001);
+    metrics_request(m, ROUTE_HEALTH, 503, 0.001);
+    metrics_tokens(m, 10, 20);
+    metrics_tokens(m, 1, 2);
+    metrics_ttft(m, 0.02);  /* bucket 0.025 */
+    metrics_ttft(m, 0.7);   /* bucket 1 */
+    metrics_ttft(m, 100);   /* +Inf only */
+    metrics_itl(m, 0.004);
+    ms_engine_stats st = {3, 2, 8, 4096, 5, 20, 0, 0};
+    char *t = NULL;
+    size_t len = 0;
+    CHECK(metrics_render(m, &st, 4, 1, &t, &len) == MS_OK && t && strlen(t) == len, "render");
+    if (!t) return;
+    CHECK(well_formed(t), "exposition format:\n%s", t);
+    CHECK(sample(t, "medserve_requests_total{route=\"/v1/chat/completions\",code=\"200\"}") == 2, "200s");
+    CHECK(sample(t, "medserve_requests_total{route=\"/v1/chat/completions\",code=\"429\"}") == 1, "429");
+    CHECK(sample(t, "medserve_requests_total{route=\"/health\",code=\"503\"}") == 1, "health");
+    CHECK(sample(t, "medserve_requests_total{route=\"/metrics\",code=\"200\"}") == -1, "zero counters omitted");
+    CHECK(sample(t, "medserve_queue_depth") == 3 && sample(t, "medserve_running_sequences") == 2,
+          "queue/running");
+    CHECK(sample(t, "medserve_kv_usage_ratio") == 0.25, "kv ratio");
+    CHECK(sample(t, "medserve_requests_in_flight") == 4 && sample(t, "medserve_ready") == 1, "gauges");
+    CHECK(sample(t, "medserve_prompt_tokens_total") == 11 &&
+              sample(t, "medserve_generation_tokens_total") == 22,
+          "token counters");
+    CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"0.01\"}") == 0, "ttft le 0.01");
+    CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"0.025\"}") == 1, "ttft le 0.025");
+    CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"1\"}") == 2, "ttft le 1 (cumulative)");
+    CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"60\"}") == 2, "ttft le 60");
+    CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"+Inf\"}") == 3, "ttft +Inf");
+    CHECK(sample(t, "medserve_time_to_first_token_seconds_count") == 3, "ttft count");
+    CHECK(fabs(sample(t, "medserve_time_to_first_token_seconds_sum") - 100.72) < 1e-6, "ttft sum");
+    CHECK(sample(t, "medserve_inter_token_latency_seconds_bucket{le=\"0.005\"}") == 1, "itl");
+    CHECK(sample(t, "medserve_request_duration_seconds_count") == 3, "duration counts generation routes");
+    free(t);
+    metrics_free(m);
+}
+
+typedef struct writer_arg {
+    reqlog *l;
+    int id, n;
+} writer_arg;
+
+/* Writes n lines of growing size. */
+static void *writer(void *p)
+{
+    writer_arg *a = p;
+    char line[9000];
+    for (int i = 0; i < a->n; i++) {
+        int pad = (i * 131 + a->id * 17) % 8000;
+        int k = snprintf(line, sizeof line, "{\"w\":%d,\"i\":%d,\"pad\":\"", a->id, i);
+        memset(line + k, 'x', (size_t)pad);
+        k += pad;
+        k += snprintf(line + k, sizeof line - (size_t)k, "\"}");
+        reqlog_write(a->l, line, (size_t)k);
+    }
+    return NULL;
+}
+
+/* Four threads writing 800 lines of up to 8 KiB: every line whole, none lost. */
+static void t_reqlog(void)
+{
+    char path[] = "/tmp/ms_reqlog_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    if (fd < 0) return;
+    close(fd);
+    reqlog *l = NULL;
+    ms_error e;
+    CHECK(reqlog_open(path, &l, &e) == MS_OK, "%s", e.message);
+    enum { W = 4, N = 200 };
+    pthread_t th[W];
+    writer_arg args[W];
+    for (int i = 0; i < W; i++) {
+        args[i] = (writer_arg){l, i, N};
+        pthread_create(&th[i], NULL, writer, &args[i]);
+    }
+    for (int i = 0; i < W; i++) pthread_join(th[i], NULL);
+    CHECK(reqlog_errors(l) == 0, "write errors");
+    reqlog_close(l);
+    char *buf = NULL;
+    size_t len = 0;
+    CHECK(file_read_all(path, 64u << 20, &buf, &len, &e) == MS_OK, "read back");
+    int seen[W][N];
+    memset(seen, 0, sizeof seen);
+    int lines = 0, bad = 0;
+    for (char *p = buf; p && p < buf + len;) {
+        char *nl = memchr(p, '\n', (size_t)(buf + len - p));
+        if (!nl) {
+            bad++;
+            break;
+        }
+        cJSON *j = json_parse_strict(p, (size_t)(nl - p), "line", &e);
+        const cJSON *w = j ? json_get(j, "w") : NULL, *i = j ? json_get(j, "i") : NULL;
+        if (w && i && w->valueint >= 0 && w->valueint < W && i->valueint >= 0 && i->valueint < N)
+            seen[w->valueint][i->valueint]++;
+        else
+            bad++;
+        cJSON_Delete(j);
+        lines++;
+        p = nl + 1;
+    }
+    CHECK(lines == W * N && bad == 0, "%d lines, %d malformed", lines, bad);
+    int dup = 0;
+    for (int w = 0; w < W; w++)
+        for (int i = 0; i < N; i++) dup += seen[w][i] != 1;
+    CHECK(dup == 0, "%d lines missing or repeated", dup);
+    free(buf);
+    unlink(path);
+    CHECK(reqlog_open("/nonexistent/dir/log", &l, &e) == MS_ERR_IO && strstr(e.message, "--log"),
+          "unwritable log path");
+}
+
+/* Append, consume, growth and double free. */
+static void t_strbuf(void)
+{
+    strbuf b = {0};
+    sb_puts(&b, "hello ");
+    sb_append(&b, "world!!", 5);
+    CHECK(b.n == 11 && !strcmp(b.p, "hello world"), "append");
+    sb_consume(&b, 6);
+    CHECK(b.n == 5 && !strcmp(b.p, "world"), "consume");
+    for (int i = 0; i < 10000; i++) sb_puts(&b, "ab");
+    CHECK(b.n == 20005 && !b.oom, "grow");
+    sb_consume(&b, 1u << 30);
+    CHECK(b.n == 0 && b.p && b.p[0] == 0, "consume all");
+    sb_free(&b);
+    sb_free(&b);
+    CHECK(b.p == NULL, "free twice");
+}
+
+/* Runs the cases. */
+int main(int argc, char **argv)
+{
+    static const test_case cases[] = {
+        {"api_metrics_render", t_render},
+        {"api_reqlog_concurrent_lines", t_reqlog},
+        {"api_strbuf", t_strbuf},
+    };
+    return test_main(argc, argv, cases, sizeof cases / sizeof *cases);
+}
