@@ -15,7 +15,7 @@ SAN     ?=
 # Only merge/ objects see merge/, only server/ and cli/ objects see server/:
 # the include paths state the layering runtime <- merge, runtime <- server <- cli,
 # and an include the wrong way fails to build. Tests see what they test.
-CFLAGS  := -std=c11 -Wall -Wextra -Werror $(OPT) -g -fPIC -fopenmp -D_GNU_SOURCE \
+CFLAGS  := -std=c11 -Wall -Wextra -Werror $(OPT) -g -fPIC -fopenmp -fvisibility=hidden -D_GNU_SOURCE \
            -Iinclude -Iruntime -MMD -MP $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := -fopenmp $(SAN)
 LDLIBS  := -lcjson -lpcre2-8 -lutf8proc -lm -lpthread
@@ -57,37 +57,48 @@ TESTS_SERVER := $(filter $(BUILD)/tests/test_server_%,$(TESTS))
 TESTS_LIB    := $(filter-out $(TESTS_MERGE) $(TESTS_SERVER),$(TESTS))
 STATIC    := $(BUILD)/libmedserve.a
 SHARED    := $(BUILD)/libmedserve.so
+# The project's own programs, tests and tools link the library's objects with
+# their internal names; libmedserve.a and .so show only the MS_API functions.
+INTERNAL  := $(BUILD)/libmedserve-internal.a
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
 
 .SECONDARY:
 .PHONY: all tests test asan demo bench fuzz clean deps
-all: $(STATIC) $(SHARED) $(PROGS) $(TOOLS)
+all: $(STATIC) $(SHARED) $(INTERNAL) $(PROGS) $(TOOLS)
 
 tests: all $(TESTS)
 
-$(STATIC): $(LIB_OBJ)
+$(INTERNAL): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
+
+# One relocatable object whose hidden (internal) symbols are made local, so a
+# program linking libmedserve.a can define its own json_get or sha256.
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	ld -r -o $(BUILD)/libmedserve-all.o $^
+	objcopy --localize-hidden $(BUILD)/libmedserve-all.o
+	rm -f $@ && ar rcs $@ $(BUILD)/libmedserve-all.o
 
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/medserve: $(CLI_OBJ) $(SRV_OBJ) $(STATIC)
+$(BUILD)/medserve: $(CLI_OBJ) $(SRV_OBJ) $(INTERNAL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
 
-$(BUILD)/lora-merge: $(BUILD)/merge/main.o $(MERGE_OBJ) $(STATIC)
+$(BUILD)/lora-merge: $(BUILD)/merge/main.o $(MERGE_OBJ) $(INTERNAL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tools/%: $(BUILD)/tools/%.o $(STATIC)
+$(BUILD)/tools/%: $(BUILD)/tools/%.o $(INTERNAL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(TESTS_LIB): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(STATIC)
+$(TESTS_LIB): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(INTERNAL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(TESTS_MERGE): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(MERGE_OBJ) $(STATIC)
+$(TESTS_MERGE): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(MERGE_OBJ) $(INTERNAL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(TESTS_SERVER): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(SRV_OBJ) $(STATIC)
+$(TESTS_SERVER): $(BUILD)/tests/%: $(BUILD)/tests/%.o $(SRV_OBJ) $(INTERNAL)
 	$(CC) $(LDFLAGS) -o $@ $^ $(SRV_LIBS) $(LDLIBS)
 
 # Include paths beyond include/ and runtime/, per layer (see CFLAGS).

@@ -56,7 +56,7 @@ build_ours() {
     say "building medserve (make all) and the bench tools"
     make -j"$THREADS" all >>"$LOG" 2>&1 || { say "make failed (see $LOG)"; return 1; }
     local cc="gcc -std=c11 -O2 -D_GNU_SOURCE -fopenmp -Iinclude -Iruntime"
-    local libs="build/libmedserve.a -lcjson -lpcre2-8 -lutf8proc -lm -lpthread"
+    local libs="build/libmedserve-internal.a -lcjson -lpcre2-8 -lutf8proc -lm -lpthread"
     $cc -march=native -O3 bench/stream.c -o "$WORK/bin/stream" >>"$LOG" 2>&1 || return 1
     $cc -march=native bench/peak.c -o "$WORK/bin/peak" >>"$LOG" 2>&1 || return 1
     $cc bench/ms_bench.c $libs -o "$WORK/bin/ms_bench" >>"$LOG" 2>&1 || return 1

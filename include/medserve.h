@@ -21,6 +21,15 @@
 extern "C" {
 #endif
 
+/* What the library exports. libmedserve is built with -fvisibility=hidden:
+ * only functions marked MS_API are visible to a program that links it, and
+ * tests/e2e/test_library.py fails on any other exported symbol. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MS_API __attribute__((visibility("default")))
+#else
+#define MS_API
+#endif
+
 #define MS_VERSION_MAJOR 0
 #define MS_VERSION_MINOR 1
 #define MS_VERSION_PATCH 0
@@ -45,8 +54,8 @@ typedef struct ms_error {
     char message[512];
 } ms_error;
 
-const char *ms_status_name(ms_status s);
-const char *ms_version(void);
+MS_API const char *ms_status_name(ms_status s);
+MS_API const char *ms_version(void);
 
 /* ---- model ---------------------------------------------------------- */
 
@@ -61,12 +70,12 @@ typedef struct ms_load_params {
     ms_backend_kind backend;
 } ms_load_params;
 
-ms_load_params ms_load_params_default(void);
+MS_API ms_load_params ms_load_params_default(void);
 
 /* Loads an export directory (config.json, safetensors, tokenizer files) by
  * mmap. Validates every file and every tensor shape before returning. */
-ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err);
-void ms_model_free(ms_model *m);
+MS_API ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err);
+MS_API void ms_model_free(ms_model *m);
 
 typedef struct ms_model_info {
     int vocab_size, hidden_size, n_layers, n_heads, n_kv_heads, head_dim;
@@ -78,15 +87,15 @@ typedef struct ms_model_info {
     int n_text_ids;        /* ids with text (tokenizer); ids >= this are never generated */
 } ms_model_info;
 
-void ms_model_get_info(const ms_model *m, ms_model_info *out);
+MS_API void ms_model_get_info(const ms_model *m, ms_model_info *out);
 
 /* Tokenize text. allow_special = 1 matches added tokens like HF tokenizers
  * (for trusted text); 0 encodes every byte as plain text so the result never
  * contains a control-token id (for untrusted user text). *ids is malloc'd. */
-ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow_special,
+MS_API ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow_special,
                       int32_t **ids, size_t *n_ids, ms_error *err);
 /* Decode ids to UTF-8 (invalid sequences become U+FFFD). *text is malloc'd. */
-ms_status ms_detokenize(const ms_model *m, const int32_t *ids, size_t n_ids, int skip_special,
+MS_API ms_status ms_detokenize(const ms_model *m, const int32_t *ids, size_t n_ids, int skip_special,
                         char **text, size_t *len, ms_error *err);
 
 typedef struct ms_message {
@@ -100,7 +109,7 @@ typedef struct ms_message {
  * that text from messages can never produce control tokens. enable_thinking:
  * -1 template default, 0 off, 1 on. tools_json: JSON array or NULL.
  * *ids (and *text if text != NULL) are malloc'd. */
-ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_msgs,
+MS_API ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_msgs,
                            const char *tools_json, int add_generation_prompt, int enable_thinking,
                            int32_t **ids, size_t *n_ids, char **text, ms_error *err);
 
@@ -123,7 +132,7 @@ typedef struct ms_sampling {
 } ms_sampling;
 
 /* The model's generation_config.json defaults (HF defaults where absent). */
-ms_sampling ms_sampling_default(const ms_model *m);
+MS_API ms_sampling ms_sampling_default(const ms_model *m);
 
 typedef enum ms_finish {
     MS_FINISH_NONE = 0,  /* not finished */
@@ -184,15 +193,15 @@ typedef struct ms_engine_params {
     int prefill_chunk;  /* prompt tokens per step per sequence */
 } ms_engine_params;
 
-ms_engine_params ms_engine_params_default(void);
+MS_API ms_engine_params ms_engine_params_default(void);
 
-ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *err);
+MS_API ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *err);
 /* Queue a request. Every accepted request gets exactly one final event.
  * Returns MS_ERR_BUSY when the queue is full, MS_ERR_CONTEXT when
  * n_prompt + max_tokens > n_ctx, MS_ERR_INVALID for bad fields. */
-ms_status ms_engine_submit(ms_engine *e, const ms_request *r, ms_token_fn on_token, void *user,
+MS_API ms_status ms_engine_submit(ms_engine *e, const ms_request *r, ms_token_fn on_token, void *user,
                            uint64_t *id, ms_error *err);
-ms_status ms_engine_cancel(ms_engine *e, uint64_t id);
+MS_API ms_status ms_engine_cancel(ms_engine *e, uint64_t id);
 
 typedef struct ms_engine_stats {
     int queued, running, max_seqs, n_ctx;
@@ -200,11 +209,11 @@ typedef struct ms_engine_stats {
     uint64_t prompt_tokens, generated_tokens;
 } ms_engine_stats;
 
-void ms_engine_get_stats(ms_engine *e, ms_engine_stats *out);
+MS_API void ms_engine_get_stats(ms_engine *e, ms_engine_stats *out);
 /* Stops accepting, cancels queued and running requests (each still gets its
  * final event, on the worker thread), joins the worker and frees. NULL-safe.
  * To drain first, wait until ms_engine_get_stats shows nothing running. */
-void ms_engine_free(ms_engine *e);
+MS_API void ms_engine_free(ms_engine *e);
 
 #ifdef __cplusplus
 }

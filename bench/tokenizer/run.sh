@@ -4,7 +4,7 @@
 # Rounds alternate the programs (C, HF encode, HF encode_batch); the ratio
 # is computed per round and the median reported. Every run must produce the
 # same ids (FNV-1a hash over all ids) or the script fails. Writes the table
-# to bench/tokenizer/README.md. Needs: make (libmedserve.a), python3 with
+# to bench/tokenizer/README.md. Needs: make (libmedserve-internal.a), python3 with
 # tokenizers. Usage: bash bench/tokenizer/run.sh [ROUNDS] [MEGABYTES]
 set -eu
 cd "$(dirname "$0")/../.."
@@ -13,8 +13,8 @@ MB=${2:-10}
 TOK=tests/data/qwen3-tokenizer
 OUT=build/bench
 mkdir -p "$OUT"
-make -s build/libmedserve.a
-${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Iruntime bench/tokenizer/bench_tok.c build/libmedserve.a \
+make -s build/libmedserve-internal.a
+${CC:-cc} -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Iruntime bench/tokenizer/bench_tok.c build/libmedserve-internal.a \
     -lcjson -lutf8proc -lpcre2-8 -lm -lpthread -fopenmp -o "$OUT/bench_tok"
 CORPUS="$OUT/tok-corpus-${MB}mb.jsonl"
 [ -s "$CORPUS" ] || python3 bench/tokenizer/gen_corpus.py "$CORPUS" "$MB"
