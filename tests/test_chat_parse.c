@@ -9,7 +9,7 @@
 
 #include "text/chat.h"
 #include "text/chat_parse.h"
-#include "test.h"
+#include "util.h"
 
 #define MAXTOK 512
 

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "model/config.h"
-#include "test.h"
+#include "util.h"
 
 static char g_dir[64];
 

@@ -17,7 +17,7 @@
 #include "engine/engine.h"
 #include "base/err.h"
 #include "engine/kv.h"
-#include "test.h"
+#include "util.h"
 
 #define V 64
 #define N_VALID 60

@@ -26,7 +26,7 @@
 #include "engine/kv.h"
 #include "model/model.h"
 #include "base/sha256.h"
-#include "test.h"
+#include "util.h"
 
 #define FIXTURE_DIR "tests/data/infer"
 #define SYNTH "build/tools/synth"
@@ -168,8 +168,7 @@ static void run_fixture(const char *name)
     ms_error e = {0};
     snprintf(path, sizeof path, "%s/%s.json", FIXTURE_DIR, name);
     cJSON *fx = json_load_file(path, 64u << 20, &e);
-    CHECK(fx != NULL, "%s", e.message);
-    if (!fx) return;
+    REQUIRE(fx != NULL, "%s", e.message);
     /* Under the sanitizers (slow) every prefill produces and compares only the last
      * position's logits, greedy runs 6 steps and the weights are not hashed. */
     const int sanitized = getenv("MEDSERVE_SANITIZED") != NULL, mode = sanitized ? 1 : 2;

@@ -22,7 +22,7 @@
 
 #include "base/json.h"
 #include "medserve.h"
-#include "test.h"
+#include "util.h"
 
 #define SYNTH "build/tools/synth"
 #define SYNTH_ARGS "--hidden 64 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 " \
@@ -31,8 +31,6 @@
 static char g_tmp[64];
 static char g_dir[128];
 static ms_model *g_model;
-
-static int sanitized(void) { return getenv("MEDSERVE_SANITIZED") != NULL; }
 
 /* Writes the synthetic model once and loads it. */
 static ms_model *model(void)
@@ -244,7 +242,7 @@ static void run_eight(int together, int sample, int max_tokens, coll *c)
 static void t_batch_invariance(void)
 {
     if (!model()) return;
-    int max_tokens = sanitized() ? 5 : 12;
+    int max_tokens = ut_sanitized() ? 5 : 12;
     for (int sample = 0; sample < 2; sample++) {
         static coll alone[8], together[8];
         run_eight(0, sample, max_tokens, alone);
@@ -272,7 +270,7 @@ static void t_stream_and_stop(void)
 {
     if (!model()) return;
     ms_engine *e = engine(4, 64, 512);
-    int max_tokens = sanitized() ? 12 : 32;
+    int max_tokens = ut_sanitized() ? 12 : 32;
     size_t n = 0;
     int32_t *prompt = encode("Tell me about hospitals:", &n);
     coll c[3];
@@ -375,7 +373,7 @@ static void t_hf_greedy(void)
             ids[k] = malloc(n * sizeof(int32_t));
             cJSON_ArrayForEach(x, ij) ids[k][i++] = (int32_t)x->valuedouble;
             n_greedy[k] = cJSON_GetArraySize(gj);
-            if (sanitized() && n_greedy[k] > 8) n_greedy[k] = 8;
+            if (ut_sanitized() && n_greedy[k] > 8) n_greedy[k] = 8;
             want[k] = malloc((size_t)cJSON_GetArraySize(gj) * sizeof(int32_t));
             i = 0;
             cJSON_ArrayForEach(x, gj) want[k][i++] = (int32_t)x->valuedouble;

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "base/json.h"
-#include "test.h"
+#include "util.h"
 
 static int rejects(const char *s, const char *msg_part)
 {

@@ -34,23 +34,15 @@
 #include "cpu/fast/kern_ops.h"
 #include "engine/kv.h"
 #include "model/model.h"
-#include "test.h"
+#include "util.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
-/* xorshift64*: deterministic test data. */
-static uint64_t rng(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
-}
 
 /* Uniform in [-a, a), rounded to bf16. */
 static float rnd_bf16(float a)
 {
-    float u = (float)((double)(rng() >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
+    float u = (float)((double)(ut_rng(&rng_state) >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
     return bf16_to_f32(f32_to_bf16(u * a));
 }
 
@@ -550,7 +542,7 @@ static void test_forward_fast(void)
     float *ref[3], *fast[3], *tmpl = malloc(sizeof(float) * (size_t)FWD_CTX * V);
     for (int p = 0; p < NP; p++) {
         ids[p] = malloc(sizeof(int32_t) * (size_t)lens[p]);
-        for (int i = 0; i < lens[p]; i++) ids[p][i] = (int32_t)(rng() % 151643);
+        for (int i = 0; i < lens[p]; i++) ids[p][i] = (int32_t)(ut_rng(&rng_state) % 151643);
         ref[p] = malloc(sizeof(float) * (size_t)lens[p] * V);
         fast[p] = malloc(sizeof(float) * (size_t)lens[p] * V);
     }

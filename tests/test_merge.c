@@ -18,16 +18,9 @@
 #include "mg.h"
 #include "base/sha256.h"
 #include "io/st.h"
-#include "test.h"
+#include "util.h"
 
 #define DATA "tests/data/merge"
-
-/* A fresh empty directory under /tmp. */
-static void tmpdir(char *buf, size_t n)
-{
-    snprintf(buf, n, "/tmp/ms_merge_test_XXXXXX");
-    if (!mkdtemp(buf)) buf[0] = '\0';
-}
 
 /* Count of entries in dir whose name starts with prefix. */
 static int count_prefix(const char *dir, const char *prefix)
@@ -112,13 +105,12 @@ static int in_list(const cJSON *arr, const char *name)
 static void run_case(const char *name)
 {
     char dir[256], out[300], out2[300], bufs[MG_MAX_ADAPTERS + 1][512];
-    tmpdir(dir, sizeof dir);
+    ut_tmpdir(dir, sizeof dir, "merge");
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(out2, sizeof out2, "%s/out2", dir);
     mg_opts o;
     cJSON *c = case_opts(name, &o, bufs, out);
-    CHECK(c != NULL, "%s: case.json", name);
-    if (!c) return;
+    REQUIRE(c != NULL, "%s: case.json", name);
     mg_result res;
     ms_error e = {0};
     ms_status st = mg_run(&o, &res, &e);
@@ -191,8 +183,7 @@ done:
 static void t_parity(void)
 {
     DIR *d = opendir(DATA "/cases");
-    CHECK(d != NULL, "no fixtures in " DATA "/cases");
-    if (!d) return;
+    REQUIRE(d != NULL, "no fixtures in " DATA "/cases");
     char names[64][256];
     int n = 0;
     struct dirent *e;
@@ -222,12 +213,11 @@ static int st_fault_nth(const char *op, void *user)
 static void t_faults(void)
 {
     char dir[256], out[300], bufs[MG_MAX_ADAPTERS + 1][512];
-    tmpdir(dir, sizeof dir);
+    ut_tmpdir(dir, sizeof dir, "merge");
     snprintf(out, sizeof out, "%s/out", dir);
     mg_opts o;
     cJSON *c = case_opts("lora_f16_adapter", &o, bufs, out);
-    CHECK(c != NULL, "case");
-    if (!c) return;
+    REQUIRE(c != NULL, "case");
     cJSON_Delete(c);
     ms_error e = {0};
     mg_result res;
@@ -309,12 +299,11 @@ static void corrupt(void *user, const char *tmp)
 static void t_verify_catches(void)
 {
     char dir[256], out[300], bufs[MG_MAX_ADAPTERS + 1][512];
-    tmpdir(dir, sizeof dir);
+    ut_tmpdir(dir, sizeof dir, "merge");
     snprintf(out, sizeof out, "%s/out", dir);
     mg_opts o;
     cJSON *c = case_opts("lora_all7", &o, bufs, out);
-    CHECK(c != NULL, "case");
-    if (!c) return;
+    REQUIRE(c != NULL, "case");
     cJSON_Delete(c);
     o.after_write = corrupt;
     ms_error e = {0};
@@ -341,13 +330,12 @@ static void touch_base(void *user, const char *tmp)
 static void t_input_changed(void)
 {
     char dir[256], out[300], base[300], bufs[MG_MAX_ADAPTERS + 1][512];
-    tmpdir(dir, sizeof dir);
+    ut_tmpdir(dir, sizeof dir, "merge");
     snprintf(out, sizeof out, "%s/out", dir);
     snprintf(base, sizeof base, "%s/base", dir);
     mg_opts o;
     cJSON *c = case_opts("lora_all7", &o, bufs, out);
-    CHECK(c != NULL, "case");
-    if (!c) return;
+    REQUIRE(c != NULL, "case");
     cJSON_Delete(c);
     mkdir(base, 0755);
     static const char *const files[] = {"config.json", "generation_config.json", "model.safetensors"};
@@ -372,12 +360,11 @@ static void t_input_changed(void)
 static void t_paths(void)
 {
     char dir[256], out[300], bufs[MG_MAX_ADAPTERS + 1][512];
-    tmpdir(dir, sizeof dir);
+    ut_tmpdir(dir, sizeof dir, "merge");
     snprintf(out, sizeof out, "%s/out", dir);
     mg_opts o;
     cJSON *c = case_opts("lora_all7", &o, bufs, out);
-    CHECK(c != NULL, "case");
-    if (!c) return;
+    REQUIRE(c != NULL, "case");
     cJSON_Delete(c);
     ms_error e = {0};
     mg_result res;

@@ -15,7 +15,7 @@
 #include "base/json.h"
 #include "mg.h"
 #include "io/st.h"
-#include "test.h"
+#include "util.h"
 
 #define DATA "tests/data/merge"
 

@@ -21,7 +21,7 @@
 #include "base/err.h"
 #include "fsio.h"
 #include "kernel.h"
-#include "test.h"
+#include "util.h"
 
 /* ---- kernels ---------------------------------------------------------- */
 

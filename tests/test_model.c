@@ -12,7 +12,7 @@
 #include "model/model.h"
 #include "base/sha256.h"
 #include "io/st.h"
-#include "test.h"
+#include "util.h"
 
 #define SYNTH "build/tools/synth"
 #define BASE_ARGS "--hidden 16 --layers 2 --heads 2 --kv-heads 1 --head-dim 8 --intermediate 32 --seed 5"

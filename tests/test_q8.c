@@ -23,17 +23,14 @@
 #include "base/json.h"
 #include "engine/kv.h"
 #include "model/model.h"
-#include "test.h"
+#include "util.h"
 
 static uint64_t rs = 0x243f6a8885a308d3ull;
 
 /* Uniform in [0, 1), deterministic. */
 static double urand(void)
 {
-    rs ^= rs >> 12;
-    rs ^= rs << 25;
-    rs ^= rs >> 27;
-    return (double)((rs * 0x2545f4914f6cdd1dull) >> 11) / 9007199254740992.0;
+    return (double)(ut_rng(&rs) >> 11) / 9007199254740992.0;
 }
 
 /* Random bf16 matrix [n, k] (values about N(0, 0.02) with a few outliers) and its q8 pack. */

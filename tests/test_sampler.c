@@ -11,7 +11,7 @@
 
 #include "base/json.h"
 #include "engine/sampler.h"
-#include "test.h"
+#include "util.h"
 
 #define FIXTURE "tests/data/sampler_hf_cases.json"
 

@@ -8,7 +8,7 @@
 
 #include "auth.h"
 #include "base/sha256.h"
-#include "test.h"
+#include "util.h"
 
 #define K1 "k1-0123456789abcdef"
 #define K2 "k2-fedcba9876543210"

@@ -9,7 +9,7 @@
 #include "http.h"
 #include "job.h"
 #include "svc.h"
-#include "test.h"
+#include "util.h"
 
 /* A fake engine with a 256-token context. */
 static svc *open_fake(int max_seqs, int max_queue, int step_us)

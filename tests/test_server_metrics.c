@@ -9,7 +9,7 @@
 #include "metrics.h"
 #include "reqlog.h"
 #include "base/strbuf.h"
-#include "test.h"
+#include "util.h"
 
 /* Value of the sample line starting with prefix (name plus labels), or -1. */
 static double sample(const char *text, const char *prefix)

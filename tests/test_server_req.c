@@ -5,7 +5,7 @@
 
 #include "base/json.h"
 #include "oai_req.h"
-#include "test.h"
+#include "util.h"
 
 static const oai_limits LIM = {"m", 4, 1000};
 

@@ -5,7 +5,7 @@
 #include <unistd.h>
 
 #include "base/sha256.h"
-#include "test.h"
+#include "util.h"
 
 /* Hex digest of a buffer fed in pieces of size step. */
 static void hex_of(const void *p, size_t n, size_t step, char out[65])

@@ -15,16 +15,14 @@
 #include "base/err.h"
 #include "io/st.h"
 #include "io/st_shard.h"
-#include "test.h"
+#include "util.h"
 
 static char g_tmp[256];
 
-/* Makes a fresh temp directory for one case. */
+/* Makes a fresh temp directory for one case (in g_tmp). */
 static const char *tmpdir(void)
 {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/ms_test_st_XXXXXX");
-    if (!mkdtemp(g_tmp)) return NULL;
-    return g_tmp;
+    return ut_tmpdir(g_tmp, sizeof g_tmp, "st");
 }
 
 /* rm -r of a flat directory. */
@@ -56,22 +54,6 @@ static int count_entries(const char *dir)
     return n;
 }
 
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long k = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)k + 1);
-    if (b && fread(b, 1, (size_t)k, f) != (size_t)k) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)k;
-    return b;
-}
 
 /* Deterministic filler: byte j of tensor i. */
 static uint8_t fill_byte(size_t i, uint64_t j) { return (uint8_t)(i * 31 + j * 7 + (j >> 8)); }
@@ -194,7 +176,7 @@ static void t_header_layout(void)
     ms_error e = {0};
     CHECK(write_st(path, t, 4, NULL, 0, 100, &e) == MS_OK, "write: %s", e.message);
     size_t n;
-    uint8_t *b = read_file(path, &n);
+    uint8_t *b = (uint8_t *)ut_read_file(path, &n);
     CHECK(b != NULL, "read");
     if (b) {
         uint64_t hl = 0;
@@ -244,7 +226,7 @@ static void t_determinism(void)
     CHECK(st_writer_finish(w, &e) == MS_OK, "%s", e.message);
     st_writer_abort(w);
     size_t n1, n2;
-    uint8_t *b1 = read_file(p1, &n1), *b2 = read_file(p2, &n2);
+    uint8_t *b1 = (uint8_t *)ut_read_file(p1, &n1), *b2 = (uint8_t *)ut_read_file(p2, &n2);
     CHECK(b1 && b2 && n1 == n2 && memcmp(b1, b2, n1) == 0, "two writes differ");
     free(b1);
     free(b2);
@@ -339,7 +321,7 @@ static void t_faults(void)
     ms_error e = {0};
     CHECK(write_st(path, t, 1, NULL, 0, 4096, &e) == MS_OK, "%s", e.message); /* previous content */
     size_t n_old;
-    uint8_t *old = read_file(path, &n_old);
+    uint8_t *old = (uint8_t *)ut_read_file(path, &n_old);
     int failures = 0;
     for (g_fail_at = 1; g_fail_at < 400; g_fail_at++) {
         g_ops = 0;
@@ -350,7 +332,7 @@ static void t_faults(void)
         failures++;
         CHECK(count_entries(dir) == 1, "fault %d left %d entries", g_fail_at, count_entries(dir));
         size_t n;
-        uint8_t *cur = read_file(path, &n);
+        uint8_t *cur = (uint8_t *)ut_read_file(path, &n);
         int kept = cur && n == n_old && memcmp(cur, old, n) == 0;
         /* only a failed fsync of the directory happens after the rename */
         CHECK(kept || strstr(e.message, "directory"), "fault %d: target changed: %s", g_fail_at, e.message);
@@ -553,7 +535,7 @@ static void t_sharded_set(void)
     char path[400];
     snprintf(path, sizeof path, "%s/%s", dir, ST_INDEX_FILE);
     size_t len;
-    char *idx = (char *)read_file(path, &len);
+    char *idx = (char *)(uint8_t *)ut_read_file(path, &len);
     CHECK(idx && len > 2 && idx[len - 1] == '\n' && !strncmp(idx, "{\n  \"metadata\": {\n    \"total_parameters\": 1072,\n", 48),
           "index layout: %.60s", idx ? idx : "");
     CHECK(idx && strstr(idx, "\"total_size\": 2144\n  },\n  \"weight_map\": {\n    \"lm_head.weight\": ") && strstr(idx, "\"zero\": \"model-00004-of-00004.safetensors\"\n  }\n}\n"),
@@ -605,7 +587,7 @@ static void t_synth_determinism(void)
         snprintf(a, sizeof a, "%s/a/%s", dir, files[i]);
         snprintf(b, sizeof b, "%s/b/%s", dir, files[i]);
         size_t na, nb;
-        uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+        uint8_t *x = (uint8_t *)ut_read_file(a, &na), *y = (uint8_t *)ut_read_file(b, &nb);
         CHECK(x && y && na == nb && memcmp(x, y, na) == 0, "%s differs between identical runs", files[i]);
         free(x);
         free(y);
@@ -613,7 +595,7 @@ static void t_synth_determinism(void)
     snprintf(a, sizeof a, "%s/a/model-00004-of-00004.safetensors", dir);
     snprintf(b, sizeof b, "%s/c/model-00004-of-00004.safetensors", dir);
     size_t na, nb;
-    uint8_t *x = read_file(a, &na), *y = read_file(b, &nb);
+    uint8_t *x = (uint8_t *)ut_read_file(a, &na), *y = (uint8_t *)ut_read_file(b, &nb);
     CHECK(x && y && (na != nb || memcmp(x, y, na) != 0), "another seed must give other weights");
     free(x);
     free(y);

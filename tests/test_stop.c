@@ -9,7 +9,7 @@
 #include <stdlib.h>
 
 #include "text/stop.h"
-#include "test.h"
+#include "util.h"
 
 static uint64_t rng = 88172645463325252ull;
 

@@ -12,31 +12,22 @@
 #include <unistd.h>
 
 #include "base/json.h"
-#include "test.h"
+#include "util.h"
 #include "text/tokenizer.h"
 
 #define TOK_DIR "tests/data/qwen3-tokenizer"
 
 static tokenizer *g_tok;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int sanitized(void) { return getenv("MEDSERVE_SANITIZED") != NULL; }
-
 /* Loads the shared tokenizer once. */
 static tokenizer *tok(void)
 {
     if (!g_tok) {
         ms_error e = {0};
-        double t0 = now_s();
+        double t0 = ut_now();
         ms_status s = tok_load(TOK_DIR, &g_tok, &e);
         CHECK(s == MS_OK, "tok_load: %s", e.message);
-        printf("  tok_load: %.3f s\n", now_s() - t0);
+        printf("  tok_load: %.3f s\n", ut_now() - t0);
     }
     return g_tok;
 }
@@ -708,7 +699,7 @@ static void t_stream(void)
 {
     tokenizer *t = tok();
     if (!t) return;
-    int rounds = sanitized() ? 300 : 3000, bad = 0;
+    int rounds = ut_sanitized() ? 300 : 3000, bad = 0;
     int32_t ids[64];
     for (int r = 0; r < rounds; r++) {
         size_t n = 1 + rnd(63);
@@ -753,8 +744,8 @@ static void t_linear(void)
     if (!t) return;
     const char *units[] = {"a", " ", "\n ", "1", ".", "\xe4\xb8\xad", "'s", "e\xcc\x81", "<|", "<|im_end",
                            "\xcc\x81", " \t", "a1", "\xf0\x9f\x98\x80"};
-    size_t big = sanitized() ? ((size_t)256 << 10) : ((size_t)1 << 20);
-    double limit = sanitized() ? 30.0 : 5.0, worst = 0, worst_ratio = 0;
+    size_t big = ut_sanitized() ? ((size_t)256 << 10) : ((size_t)1 << 20);
+    double limit = ut_sanitized() ? 30.0 : 5.0, worst = 0, worst_ratio = 0;
     char *buf = malloc(big + 16);
     for (size_t u = 0; u < sizeof units / sizeof *units; u++) {
         double tm[2] = {1e9, 1e9};
@@ -764,9 +755,9 @@ static void t_linear(void)
             for (int rep = 0; rep < (pass ? 2 : 1); rep++) {
                 int32_t *ids = NULL;
                 size_t nid = 0;
-                double t0 = now_s();
+                double t0 = ut_now();
                 ms_status s = tok_encode(t, buf, n, &ids, &nid, NULL);
-                double dt = now_s() - t0;
+                double dt = ut_now() - t0;
                 if (dt < tm[pass]) tm[pass] = dt;
                 CHECK(s == MS_OK && nid > 0, "adversarial encode failed");
                 free(ids);
