@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fsutil.h"
 #include "base/json.h"
 
 #ifndef RENAME_NOREPLACE
@@ -89,20 +90,12 @@ ms_status mg_copy_file(mg_io *io, const char *src, const char *dst, size_t max_b
     return st;
 }
 
-/* fsyncs a directory. */
+/* Counts the step, then fsyncs the directory (fs_fsync_dir). */
 ms_status mg_fsync_dir(mg_io *io, const char *dir, ms_error *err)
 {
     ms_status st;
     if ((st = mg_io_step(io, "fsync directory", dir, err))) return st;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return ms_seterr(err, MS_ERR_IO, "%s: open directory: %s", dir, strerror(errno));
-    if (fsync(fd)) {
-        int e = errno;
-        close(fd);
-        return ms_seterr(err, MS_ERR_IO, "%s: fsync directory: %s", dir, strerror(e));
-    }
-    close(fd);
-    return MS_OK;
+    return fs_fsync_dir(dir, err);
 }
 
 /* nftw callback: removes one entry. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fsutil.h"
 #include "base/strbuf.h"
 #include "io/st.h"
 
@@ -214,17 +215,11 @@ static int split_path(const char *path, char **dir, const char **base)
     return *dir != NULL;
 }
 
+/* Asks the fault hook ("fsyncdir"), then fsyncs the directory (fs_fsync_dir). */
 ms_status st_fsync_dir(const char *dir, ms_error *err)
 {
     if (fault("fsyncdir")) return ms_seterr(err, MS_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(errno));
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return ms_seterr(err, MS_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
-    int r = fsync(dfd);
-    int e = errno;
-    close(dfd);
-    if (r != 0 && e != EINVAL) /* EINVAL: a filesystem that cannot sync directories */
-        return ms_seterr(err, MS_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(e));
-    return MS_OK;
+    return fs_fsync_dir(dir, err);
 }
 
 /* ---- planning --------------------------------------------------------- */
