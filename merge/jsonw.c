@@ -17,32 +17,6 @@ static void newline(strbuf *b, int depth)
     for (int i = 0; i < depth; i++) sb_append(b, "  ", 2);
 }
 
-/* Appends a JSON string literal. */
-static void put_string(strbuf *b, const char *s)
-{
-    sb_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char e[8];
-        switch (*p) {
-        case '"': sb_puts(b, "\\\""); break;
-        case '\\': sb_puts(b, "\\\\"); break;
-        case '\n': sb_puts(b, "\\n"); break;
-        case '\r': sb_puts(b, "\\r"); break;
-        case '\t': sb_puts(b, "\\t"); break;
-        case '\b': sb_puts(b, "\\b"); break;
-        case '\f': sb_puts(b, "\\f"); break;
-        default:
-            if (*p < 0x20) {
-                snprintf(e, sizeof e, "\\u%04x", *p);
-                sb_puts(b, e);
-            } else {
-                sb_append(b, (const char *)p, 1);
-            }
-        }
-    }
-    sb_append(b, "\"", 1);
-}
-
 /* Appends a number. */
 static void put_number(strbuf *b, const cJSON *j)
 {
@@ -69,7 +43,7 @@ static void put_value(strbuf *b, const cJSON *j, int depth)
     else if (cJSON_IsTrue(j)) sb_puts(b, "true");
     else if (cJSON_IsFalse(j)) sb_puts(b, "false");
     else if (cJSON_IsNumber(j)) put_number(b, j);
-    else if (cJSON_IsString(j)) put_string(b, j->valuestring);
+    else if (cJSON_IsString(j)) sb_json_string(b, j->valuestring);
     else if (cJSON_IsArray(j) || cJSON_IsObject(j)) {
         int obj = cJSON_IsObject(j);
         if (!j->child) {
@@ -80,7 +54,7 @@ static void put_value(strbuf *b, const cJSON *j, int depth)
         for (const cJSON *c = j->child; c; c = c->next) {
             newline(b, depth + 1);
             if (obj) {
-                put_string(b, c->string ? c->string : "");
+                sb_json_string(b, c->string ? c->string : "");
                 sb_puts(b, ": ");
             }
             put_value(b, c, depth + 1);

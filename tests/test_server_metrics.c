@@ -169,7 +169,7 @@ static void t_reqlog(void)
           "unwritable log path");
 }
 
-/* Append, consume, growth, printf, status appends, take and double free. */
+/* Append, consume, growth, printf, status appends, take, JSON strings and double free. */
 static void t_strbuf(void)
 {
     strbuf b = {0};
@@ -202,7 +202,8 @@ static void t_strbuf(void)
     t = sb_take(&b);
     CHECK(t && !strcmp(t, "kept") && b.p == NULL && b.n == 0, "take");
     free(t);
-    sb_puts(&b, "z");
+    sb_json_string(&b, "a\"b\\c\n\r\t\b\f\x01\x1f\x7f\xc3\xa9/");
+    CHECK(!strcmp(b.p, "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\xc3\xa9/\""), "json string: %s", b.p);
     sb_free(&b);
     sb_free(&b);
     CHECK(b.p == NULL, "free twice");

@@ -66,12 +66,46 @@ void sb_printf(strbuf *b, const char *fmt, ...)
     b->n += (size_t)k;
 }
 
-/* Appends, then turns the oom flag into a status. */
+/* Copies runs of plain bytes whole and escapes the bytes between them. */
+void sb_json_string(strbuf *b, const char *s)
+{
+    sb_append(b, "\"", 1);
+    const char *run = s;
+    for (const char *p = s;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        sb_append(b, run, (size_t)(p - run));
+        if (!c) break;
+        char u[8];
+        const char *esc = u;
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default: snprintf(u, sizeof u, "\\u%04x", c);
+        }
+        sb_puts(b, esc);
+        run = p + 1;
+    }
+    sb_append(b, "\"", 1);
+}
+
+/* Turns the oom flag into a status. */
+ms_status sb_status(const strbuf *b, ms_error *err)
+{
+    if (b->oom) return ms_seterr(err, MS_ERR_NOMEM, "out of memory growing a %zu-byte buffer", b->n);
+    return MS_OK;
+}
+
+/* Appends, then reports the oom flag. */
 ms_status sb_add(strbuf *b, const char *s, size_t n, ms_error *err)
 {
     sb_append(b, s, n);
-    if (b->oom) return ms_seterr(err, MS_ERR_NOMEM, "out of memory growing a %zu-byte buffer", b->n);
-    return MS_OK;
+    return sb_status(b, err);
 }
 
 ms_status sb_adds(strbuf *b, const char *s, ms_error *err) { return sb_add(b, s, strlen(s), err); }

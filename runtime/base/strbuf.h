@@ -21,8 +21,15 @@ void sb_append(strbuf *b, const char *s, size_t n);
 void sb_puts(strbuf *b, const char *s);
 /* Appends printf-formatted text. */
 void sb_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* sb_append / sb_puts that also report: MS_OK, or MS_ERR_NOMEM (message in
- * err) when b is out of memory, from this append or an earlier one. */
+/* Appends s as a JSON string literal: quote, backslash and control
+ * characters escaped (\n \r \t \b \f, the rest as \u00XX), every other byte
+ * (UTF-8 included) as it is. That is serde_json's output and Python's
+ * json.dumps(ensure_ascii=False)'s. */
+void sb_json_string(strbuf *b, const char *s);
+/* MS_OK, or MS_ERR_NOMEM (message in err) when b is out of memory. */
+ms_status sb_status(const strbuf *b, ms_error *err);
+/* sb_append / sb_puts that also report, as sb_status: MS_ERR_NOMEM when b
+ * is out of memory, from this append or an earlier one. */
 ms_status sb_add(strbuf *b, const char *s, size_t n, ms_error *err);
 ms_status sb_adds(strbuf *b, const char *s, ms_error *err);
 void sb_reset(strbuf *b);              /* keeps the allocation */

@@ -92,32 +92,6 @@ static void sb_u64(strbuf *b, uint64_t v)
     sb_append(b, tmp, (size_t)k);
 }
 
-/* Appends s as a JSON string the way serde_json writes it. */
-static void sb_json_string(strbuf *b, const char *s)
-{
-    sb_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        switch (*p) {
-        case '"': sb_append(b, "\\\"", 2); break;
-        case '\\': sb_append(b, "\\\\", 2); break;
-        case '\b': sb_append(b, "\\b", 2); break;
-        case '\f': sb_append(b, "\\f", 2); break;
-        case '\n': sb_append(b, "\\n", 2); break;
-        case '\r': sb_append(b, "\\r", 2); break;
-        case '\t': sb_append(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", *p);
-                sb_append(b, esc, 6);
-            } else {
-                sb_append(b, (const char *)p, 1);
-            }
-        }
-    }
-    sb_append(b, "\"", 1);
-}
-
 /* 1 if s is valid UTF-8 (no overlongs, surrogates or values above U+10FFFF). */
 static int utf8_ok(const char *s)
 {

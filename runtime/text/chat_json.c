@@ -245,42 +245,12 @@ void chat_json_float_repr(double x, char *out)
 
 /* ---- json.dumps --------------------------------------------------------- */
 
-/* Appends s as a JSON string the way Python escapes it with ensure_ascii=False. */
+/* Appends s as a JSON string, escaped as Python's ensure_ascii=False does
+ * (which is sb_json_string's escaping). */
 static ms_status dump_string(const char *s, strbuf *b, ms_error *err)
 {
-    ms_status st = sb_add(b, "\"", 1, err);
-    size_t run = 0; /* bytes of s copied verbatim so far, pending */
-    const char *start = s;
-    for (const char *p = s; !st && *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        const char *esc = NULL;
-        char u[8];
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            if (c < 0x20) {
-                snprintf(u, sizeof u, "\\u%04x", c);
-                esc = u;
-            }
-        }
-        if (!esc) {
-            run++;
-            continue;
-        }
-        st = sb_add(b, start, run, err);
-        if (!st) st = sb_adds(b, esc, err);
-        start = p + 1;
-        run = 0;
-    }
-    if (!st) st = sb_add(b, start, run, err);
-    if (!st) st = sb_add(b, "\"", 1, err);
-    return st;
+    sb_json_string(b, s);
+    return sb_status(b, err);
 }
 
 /* Appends a number node: its literal when kept, else a best guess from the
