@@ -33,22 +33,6 @@ ms_status mg_io_step(mg_io *io, const char *what, const char *path, ms_error *er
     return MS_OK;
 }
 
-/* Writes all of data to fd. */
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Creates, writes, fsyncs and closes path. */
 ms_status mg_write_file(mg_io *io, const char *path, const void *data, size_t n, ms_error *err)
 {
@@ -60,7 +44,7 @@ ms_status mg_write_file(mg_io *io, const char *path, const void *data, size_t n,
         close(fd);
         return st;
     }
-    if (write_all(fd, data, n)) {
+    if (fs_write_all(fd, data, n)) {
         int e = errno;
         close(fd);
         return ms_seterr(err, MS_ERR_IO, "%s: write: %s", path, strerror(e));

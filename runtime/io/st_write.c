@@ -115,24 +115,11 @@ static int utf8_ok(const char *s)
 
 /* ---- raw I/O ---------------------------------------------------------- */
 
+/* Asks the fault hook ("write"), then writes all of data (fs_write_all). */
 static int write_all(int fd, const void *data, size_t n)
 {
-    const uint8_t *p = data;
-    while (n) {
-        if (fault("write")) return -1;
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
+    if (fault("write")) return -1;
+    return fs_write_all(fd, data, n);
 }
 
 static ms_status flush_buf(st_writer *w, ms_error *err)
