@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fsutil.h"
 #include "base/json.h"
 
 #ifndef RENAME_NOREPLACE
@@ -32,22 +33,6 @@ ms_status mg_io_step(mg_io *io, const char *what, const char *path, ms_error *er
     return MS_OK;
 }
 
-/* Writes all of data to fd. */
-static int write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Creates, writes, fsyncs and closes path. */
 ms_status mg_write_file(mg_io *io, const char *path, const void *data, size_t n, ms_error *err)
 {
@@ -59,7 +44,7 @@ ms_status mg_write_file(mg_io *io, const char *path, const void *data, size_t n,
         close(fd);
         return st;
     }
-    if (write_all(fd, data, n)) {
+    if (fs_write_all(fd, data, n)) {
         int e = errno;
         close(fd);
         return ms_seterr(err, MS_ERR_IO, "%s: write: %s", path, strerror(e));
@@ -89,20 +74,12 @@ ms_status mg_copy_file(mg_io *io, const char *src, const char *dst, size_t max_b
     return st;
 }
 
-/* fsyncs a directory. */
+/* Counts the step, then fsyncs the directory (fs_fsync_dir). */
 ms_status mg_fsync_dir(mg_io *io, const char *dir, ms_error *err)
 {
     ms_status st;
     if ((st = mg_io_step(io, "fsync directory", dir, err))) return st;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return ms_seterr(err, MS_ERR_IO, "%s: open directory: %s", dir, strerror(errno));
-    if (fsync(fd)) {
-        int e = errno;
-        close(fd);
-        return ms_seterr(err, MS_ERR_IO, "%s: fsync directory: %s", dir, strerror(e));
-    }
-    close(fd);
-    return MS_OK;
+    return fs_fsync_dir(dir, err);
 }
 
 /* nftw callback: removes one entry. */

@@ -61,8 +61,8 @@ ms_status rn_write_shard(run *R, int shard, ms_error *err)
         wt[j].shape[1] = p->t[i].shape[1];
         map[j++] = i;
     }
-    char name[64], path[MG_PATH * 2];
-    mg_shard_name(shard, p->n_shards, name, sizeof name);
+    char name[ST_SHARD_NAME_MAX], path[MG_PATH * 2];
+    st_shard_filename((size_t)shard, (size_t)p->n_shards, name);
     rn_path_join(path, sizeof path, R->tmp, name);
     if ((st = mg_io_step(&R->io, "create", path, err))) goto out;
     static const char *const meta[] = {"merged_by", MG_TOOL_NAME " " MS_VERSION_STRING};

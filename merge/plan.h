@@ -88,7 +88,5 @@ ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_ad
 void mg_plan_free(mg_plan *p); /* NULL-safe */
 /* Fills wt[0..n) with the output tensors (names point into the plan). */
 void mg_wtensors(const mg_plan *p, st_wtensor *wt);
-/* The shard file name for shard i of n ("model.safetensors" when n == 1). */
-void mg_shard_name(int i, int n, char *buf, size_t len);
 
 #endif

@@ -17,6 +17,7 @@
 #include "run.h"
 #include "fhash.h"
 #include "base/sha256.h"
+#include "io/st_shard.h"
 
 /* Compares tensor data addresses (file order). */
 static int cmp_data(const void *a, const void *b)
@@ -146,8 +147,8 @@ ms_status rn_verify(run *R, ms_error *err)
             st = ms_seterr(err, MS_ERR_CANCELLED, "interrupted");
             goto out;
         }
-        char name[64];
-        mg_shard_name(o->shard, p->n_shards, name, sizeof name);
+        char name[ST_SHARD_NAME_MAX];
+        st_shard_filename((size_t)o->shard, (size_t)p->n_shards, name);
         const char *base = t && t->path ? strrchr(t->path, '/') : NULL;
         if (!t || t->dtype != p->dtype || t->ndim != o->ndim || t->shape[0] != o->shape[0] ||
             (o->ndim == 2 && t->shape[1] != o->shape[1]) || !base || strcmp(base + 1, name)) {

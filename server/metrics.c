@@ -1,13 +1,13 @@
 /* metrics.c: counters and fixed-bucket histograms (see metrics.h). Output
- * is built in a growing buffer; label values are from fixed tables, so no
+ * is built in a strbuf; label values are from fixed tables, so no
  * escaping is needed. */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/err.h"
+#include "base/strbuf.h"
 #include "metrics.h"
 
 #define MAX_STATUS 600
@@ -105,81 +105,43 @@ void metrics_tokens(metrics *m, uint64_t prompt, uint64_t generated)
 void metrics_ttft(metrics *m, double s) { histo_add(&m->ttft, s); }
 void metrics_itl(metrics *m, double s) { histo_add(&m->itl, s); }
 
-typedef struct buf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} buf;
-
-/* printf into the growing buffer. */
-static void bprintf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends printf output to b, growing it. */
-static void bprintf(buf *b, const char *fmt, ...)
-{
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-        if (k < 0) {
-            b->oom = 1;
-            return;
-        }
-        if ((size_t)k < b->cap - b->n) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = b->cap * 2 + (size_t)k;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-}
-
 /* One histogram in Prometheus form. */
-static void histo_render(buf *b, histo *h, const char *name, const char *help)
+static void histo_render(strbuf *b, histo *h, const char *name, const char *help)
 {
     pthread_mutex_lock(&h->mu);
     uint64_t counts[MAX_BUCKETS + 1], n = h->n;
     double sum = h->sum;
     memcpy(counts, h->counts, sizeof counts);
     pthread_mutex_unlock(&h->mu);
-    bprintf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    sb_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     uint64_t cum = 0;
     for (size_t i = 0; i < h->nb; i++) {
         cum += counts[i];
-        bprintf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], (unsigned long long)cum);
+        sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], (unsigned long long)cum);
     }
-    bprintf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
-            (unsigned long long)n, name, sum, name, (unsigned long long)n);
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+              (unsigned long long)n, name, sum, name, (unsigned long long)n);
 }
 
 /* A gauge or counter line with its HELP and TYPE. */
-static void scalar(buf *b, const char *name, const char *type, const char *help, double v)
+static void scalar(strbuf *b, const char *name, const char *type, const char *help, double v)
 {
-    bprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
 /* Prints every counter, gauge and histogram in exposition format 0.0.4. */
 ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state,
                          char **out, size_t *len)
 {
-    buf b = {malloc(8192), 0, 8192, 0};
-    if (!b.p) return MS_ERR_NOMEM;
-    b.p[0] = 0;
-    bprintf(&b, "# HELP medserve_requests_total HTTP requests by route and status code.\n"
-                "# TYPE medserve_requests_total counter\n");
+    strbuf b = {0};
+    sb_printf(&b, "# HELP medserve_requests_total HTTP requests by route and status code.\n"
+                  "# TYPE medserve_requests_total counter\n");
     for (int r = 0; r < ROUTE_COUNT; r++)
         for (int s = 0; s < MAX_STATUS; s++) {
             uint64_t v = __atomic_load_n(&m->requests[r][s], __ATOMIC_RELAXED);
             if (v)
-                bprintf(&b, "medserve_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-                        ROUTE_NAMES[r], s, (unsigned long long)v);
+                sb_printf(&b, "medserve_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
+                          ROUTE_NAMES[r], s, (unsigned long long)v);
         }
     scalar(&b, "medserve_ready", "gauge", "1 when serving, 0 while loading or draining.",
            state == 1);
@@ -209,11 +171,10 @@ ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, i
                  "Time between consecutive tokens of one sequence.");
     histo_render(&b, &m->duration, "medserve_request_duration_seconds",
                  "Duration of generation requests.");
-    if (b.oom) {
-        free(b.p);
-        return MS_ERR_NOMEM;
-    }
-    *out = b.p;
-    *len = b.n;
+    size_t n = b.n;
+    char *text = sb_take(&b);
+    if (!text) return MS_ERR_NOMEM;
+    *out = text;
+    *len = n;
     return MS_OK;
 }

@@ -272,20 +272,20 @@ static void t_json_numbers(void)
         ms_error e = {0};
         cJSON *j = chat_json_parse(cases[i].in, strlen(cases[i].in), "n", &e);
         CHECK(j != NULL, "%s", e.message);
-        chat_buf b = {0};
+        strbuf b = {0};
         CHECK(j && chat_json_dump(j, &b, &e) == MS_OK && strcmp(b.p, cases[i].out) == 0, "case %zu: got %s", i,
               b.p ? b.p : e.message);
-        chat_buf_free(&b);
+        sb_free(&b);
         cJSON_Delete(j);
     }
     /* Numbers built in code (no literal) fall back to the double. */
     cJSON *arr = cJSON_CreateArray();
     cJSON_AddItemToArray(arr, cJSON_CreateNumber(3));
     cJSON_AddItemToArray(arr, cJSON_CreateNumber(0.5));
-    chat_buf b = {0};
+    strbuf b = {0};
     ms_error e = {0};
     CHECK(chat_json_dump(arr, &b, &e) == MS_OK && strcmp(b.p, "[3, 0.5]") == 0, "built numbers: %s", b.p);
-    chat_buf_free(&b);
+    sb_free(&b);
     cJSON_Delete(arr);
 }
 

@@ -169,7 +169,7 @@ static void t_reqlog(void)
           "unwritable log path");
 }
 
-/* Append, consume, growth and double free. */
+/* Append, consume, growth, printf, status appends, take, JSON strings and double free. */
 static void t_strbuf(void)
 {
     strbuf b = {0};
@@ -182,6 +182,28 @@ static void t_strbuf(void)
     CHECK(b.n == 20005 && !b.oom, "grow");
     sb_consume(&b, 1u << 30);
     CHECK(b.n == 0 && b.p && b.p[0] == 0, "consume all");
+    sb_printf(&b, "%d-%s", 42, "x");
+    CHECK(b.n == 4 && !strcmp(b.p, "42-x"), "printf");
+    char big[1000];
+    memset(big, 'y', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    for (int i = 0; i < 50; i++) sb_printf(&b, "%s", big); /* past the capacity: formats twice */
+    CHECK(b.n == 4 + 50 * 999 && strlen(b.p) == b.n && !b.oom, "printf grow");
+    sb_free(&b);
+    ms_error e = {0};
+    CHECK(sb_add(&b, "ab", 2, &e) == MS_OK && sb_adds(&b, "c", &e) == MS_OK && !strcmp(b.p, "abc"), "add");
+    b.oom = 1;
+    CHECK(sb_adds(&b, "d", &e) == MS_ERR_NOMEM && e.status == MS_ERR_NOMEM && b.n == 3, "add after oom");
+    CHECK(sb_take(&b) == NULL && b.p == NULL && !b.oom, "take after oom");
+    char *t = sb_take(&b);
+    CHECK(t && !strcmp(t, "") && b.p == NULL, "take of nothing");
+    free(t);
+    sb_puts(&b, "kept");
+    t = sb_take(&b);
+    CHECK(t && !strcmp(t, "kept") && b.p == NULL && b.n == 0, "take");
+    free(t);
+    sb_json_string(&b, "a\"b\\c\n\r\t\b\f\x01\x1f\x7f\xc3\xa9/");
+    CHECK(!strcmp(b.p, "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f\x7f\xc3\xa9/\""), "json string: %s", b.p);
     sb_free(&b);
     sb_free(&b);
     CHECK(b.p == NULL, "free twice");

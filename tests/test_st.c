@@ -429,11 +429,11 @@ static void t_shard_plan(void)
     CHECK(p.n_shards == 2 && p.shard_of[0] == 1 && p.shard_of[1] == 0 && p.shard_of[2] == 1 && p.shard_of[3] == 1,
           "oversized placement %zu %zu %zu %zu", p.shard_of[0], p.shard_of[1], p.shard_of[2], p.shard_of[3]);
     char fn[ST_SHARD_NAME_MAX];
-    st_shard_filename(&p, 1, fn);
+    st_shard_filename(1, p.n_shards, fn);
     CHECK(strcmp(fn, "model-00002-of-00002.safetensors") == 0, "%s", fn);
     st_shard_plan_free(&p);
     CHECK(st_shard_plan_make(t, 4, 0, &p, &e) == MS_OK && p.n_shards == 1, "no limit: one shard");
-    st_shard_filename(&p, 0, fn);
+    st_shard_filename(0, p.n_shards, fn);
     CHECK(strcmp(fn, "model.safetensors") == 0, "%s", fn);
     st_shard_plan_free(&p);
     st_wtensor big = {"x", ST_F32, 2, {INT64_MAX / 2, 4}};

@@ -16,7 +16,6 @@
  * Does not: write adapters (tools/synth_lora.c) or GGUF. */
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include "model/config.h"
 #include "base/err.h"
 #include "base/json.h"
+#include "base/strbuf.h"
 #include "io/st.h"
 #include "io/st_shard.h"
 
@@ -228,98 +228,71 @@ static void py_float(double v, char *out, size_t cap)
 #undef PUT
 }
 
-typedef struct text {
-    char *p;
-    size_t len, cap;
-} text;
-
-static void tx(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tx(text *t, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(t->p ? t->p + t->len : NULL, t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if (t->p && t->len + (size_t)k < t->cap) {
-            t->len += (size_t)k;
-            return;
-        }
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap < t->len + (size_t)k + 1) cap *= 2;
-        char *q = realloc(t->p, cap);
-        if (!q) return;
-        t->p = q;
-        t->cap = cap;
-    }
-}
-
 static const char *dtype_torch(st_dtype t)
 {
     return t == ST_BF16 ? "bfloat16" : t == ST_F16 ? "float16" : "float32";
 }
 
-static void config_text(const synth_opts *o, text *t)
+static void config_text(const synth_opts *o, strbuf *t)
 {
     char th[40], eps[40], yf[40];
     py_float(o->eps, eps, sizeof eps);
     py_float(o->yarn_factor, yf, sizeof yf);
     const char *b = o->bias ? "true" : "false", *tie = o->tied ? "true" : "false";
-    tx(t, "{\n  \"architectures\": [\n    \"Qwen3ForCausalLM\"\n  ],\n");
-    tx(t, "  \"attention_bias\": %s,\n  \"attention_dropout\": 0.0,\n  \"bos_token_id\": 151643,\n", b);
-    if (o->style == 5) tx(t, "  \"dtype\": \"%s\",\n", dtype_torch(o->dtype));
-    tx(t, "  \"eos_token_id\": 151645,\n  \"head_dim\": %d,\n  \"hidden_act\": \"silu\",\n", o->head_dim);
-    tx(t, "  \"hidden_size\": %d,\n  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n", o->hidden, o->inter);
+    sb_printf(t, "{\n  \"architectures\": [\n    \"Qwen3ForCausalLM\"\n  ],\n");
+    sb_printf(t, "  \"attention_bias\": %s,\n  \"attention_dropout\": 0.0,\n  \"bos_token_id\": 151643,\n", b);
+    if (o->style == 5) sb_printf(t, "  \"dtype\": \"%s\",\n", dtype_torch(o->dtype));
+    sb_printf(t, "  \"eos_token_id\": 151645,\n  \"head_dim\": %d,\n  \"hidden_act\": \"silu\",\n", o->head_dim);
+    sb_printf(t, "  \"hidden_size\": %d,\n  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n", o->hidden, o->inter);
     if (o->style == 5) {
-        tx(t, "  \"layer_types\": [\n");
-        for (int i = 0; i < o->layers; i++) tx(t, "    \"full_attention\"%s\n", i + 1 < o->layers ? "," : "");
-        tx(t, "  ],\n");
+        sb_printf(t, "  \"layer_types\": [\n");
+        for (int i = 0; i < o->layers; i++) sb_printf(t, "    \"full_attention\"%s\n", i + 1 < o->layers ? "," : "");
+        sb_printf(t, "  ],\n");
     }
-    tx(t, "  \"max_position_embeddings\": %d,\n  \"max_window_layers\": %d,\n  \"model_type\": \"qwen3\",\n",
-       o->max_pos, o->layers);
-    tx(t, "  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_key_value_heads\": %d,\n", o->heads,
-       o->layers, o->kv_heads);
+    sb_printf(t, "  \"max_position_embeddings\": %d,\n  \"max_window_layers\": %d,\n  \"model_type\": \"qwen3\",\n",
+              o->max_pos, o->layers);
+    sb_printf(t, "  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_key_value_heads\": %d,\n", o->heads,
+              o->layers, o->kv_heads);
     if (o->style == 5) {
         py_float(o->theta, th, sizeof th);
-        tx(t, "  \"pad_token_id\": null,\n  \"rms_norm_eps\": %s,\n  \"rope_parameters\": {\n", eps);
+        sb_printf(t, "  \"pad_token_id\": null,\n  \"rms_norm_eps\": %s,\n  \"rope_parameters\": {\n", eps);
         if (o->yarn_factor > 0)
-            tx(t, "    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n", yf, o->yarn_orig);
-        tx(t, "    \"rope_theta\": %s,\n    \"rope_type\": \"%s\"\n  },\n", th, o->yarn_factor > 0 ? "yarn" : "default");
+            sb_printf(t, "    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n", yf, o->yarn_orig);
+        sb_printf(t, "    \"rope_theta\": %s,\n    \"rope_type\": \"%s\"\n  },\n", th, o->yarn_factor > 0 ? "yarn" : "default");
     } else {
         /* 4.x files carry theta as the integer the Qwen configs use */
         if (o->theta == (double)(long long)o->theta) snprintf(th, sizeof th, "%lld", (long long)o->theta);
         else py_float(o->theta, th, sizeof th);
-        tx(t, "  \"rms_norm_eps\": %s,\n", eps);
+        sb_printf(t, "  \"rms_norm_eps\": %s,\n", eps);
         if (o->yarn_factor > 0)
-            tx(t, "  \"rope_scaling\": {\n    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n"
-                  "    \"rope_type\": \"yarn\"\n  },\n", yf, o->yarn_orig);
-        else tx(t, "  \"rope_scaling\": null,\n");
-        tx(t, "  \"rope_theta\": %s,\n", th);
+            sb_printf(t, "  \"rope_scaling\": {\n    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n"
+                         "    \"rope_type\": \"yarn\"\n  },\n", yf, o->yarn_orig);
+        else sb_printf(t, "  \"rope_scaling\": null,\n");
+        sb_printf(t, "  \"rope_theta\": %s,\n", th);
     }
-    tx(t, "  \"sliding_window\": null,\n  \"tie_word_embeddings\": %s,\n", tie);
-    if (o->style == 4) tx(t, "  \"torch_dtype\": \"%s\",\n", dtype_torch(o->dtype));
-    tx(t, "  \"transformers_version\": \"%s\",\n  \"use_cache\": true,\n  \"use_sliding_window\": false,\n",
-       o->style == 5 ? "5.0.0" : "4.51.0");
-    tx(t, "  \"vocab_size\": %d\n}\n", o->vocab);
+    sb_printf(t, "  \"sliding_window\": null,\n  \"tie_word_embeddings\": %s,\n", tie);
+    if (o->style == 4) sb_printf(t, "  \"torch_dtype\": \"%s\",\n", dtype_torch(o->dtype));
+    sb_printf(t, "  \"transformers_version\": \"%s\",\n  \"use_cache\": true,\n  \"use_sliding_window\": false,\n",
+              o->style == 5 ? "5.0.0" : "4.51.0");
+    sb_printf(t, "  \"vocab_size\": %d\n}\n", o->vocab);
 }
 
-static void gen_config_text(const synth_opts *o, text *t)
+static void gen_config_text(const synth_opts *o, strbuf *t)
 {
-    tx(t, "{\n  \"bos_token_id\": 151643,\n  \"do_sample\": true,\n  \"eos_token_id\": [\n    151645,\n    151643\n  ],\n"
-          "  \"pad_token_id\": 151643,\n  \"temperature\": 0.6,\n  \"top_k\": 20,\n  \"top_p\": 0.95,\n"
-          "  \"transformers_version\": \"%s\"\n}\n",
-       o->style == 5 ? "5.0.0" : "4.51.0");
+    sb_printf(t, "{\n  \"bos_token_id\": 151643,\n  \"do_sample\": true,\n  \"eos_token_id\": [\n    151645,\n    151643\n  ],\n"
+                 "  \"pad_token_id\": 151643,\n  \"temperature\": 0.6,\n  \"top_k\": 20,\n  \"top_p\": 0.95,\n"
+                 "  \"transformers_version\": \"%s\"\n}\n",
+              o->style == 5 ? "5.0.0" : "4.51.0");
 }
 
 /* ---- files ------------------------------------------------------------- */
 
-static ms_status write_text(const char *dir, const char *name, const text *t, ms_error *err)
+static ms_status write_text(const char *dir, const char *name, const strbuf *t, ms_error *err)
 {
     char path[4200];
-    if (!t->p) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", name);
+    if (t->oom || !t->p) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    return st_write_file_atomic(path, t->p, t->len, err);
+    return st_write_file_atomic(path, t->p, t->n, err);
 }
 
 /* Copies the tokenizer files present in src (tokenizer.json required). */
@@ -516,7 +489,7 @@ int main(int argc, char **argv)
     if (parse_args(argc, argv, &o)) return 2;
     ms_error e = {0};
     ms_status s = prepare_dir(&o, &e);
-    text cfg = {0}, gen = {0};
+    strbuf cfg = {0}, gen = {0};
     tlist l = {0};
     if (s) goto out;
     config_text(&o, &cfg);
@@ -559,8 +532,8 @@ int main(int argc, char **argv)
 out:
     for (size_t i = 0; i < l.n; i++) free((char *)l.t[i].name);
     free(l.t);
-    free(cfg.p);
-    free(gen.p);
+    sb_free(&cfg);
+    sb_free(&gen);
     if (s) {
         fprintf(stderr, "synth: %s\n", e.message);
         return s == MS_ERR_INVALID || s == MS_ERR_FORMAT || s == MS_ERR_UNSUPPORTED ? 2 : 1;

@@ -83,10 +83,10 @@ void st_shard_plan_free(st_shard_plan *p)
     p->n = p->n_shards = 0;
 }
 
-void st_shard_filename(const st_shard_plan *p, size_t k, char out[ST_SHARD_NAME_MAX])
+void st_shard_filename(size_t k, size_t n_shards, char out[ST_SHARD_NAME_MAX])
 {
-    if (p->n_shards <= 1) snprintf(out, ST_SHARD_NAME_MAX, "%s", ST_SINGLE_FILE);
-    else snprintf(out, ST_SHARD_NAME_MAX, "model-%05zu-of-%05zu.safetensors", k + 1, p->n_shards);
+    if (n_shards <= 1) snprintf(out, ST_SHARD_NAME_MAX, "%s", ST_SINGLE_FILE);
+    else snprintf(out, ST_SHARD_NAME_MAX, "model-%05zu-of-%05zu.safetensors", k + 1, n_shards);
 }
 
 /* ---- index JSON (Python json.dumps, ensure_ascii, indent 2) ----------- */
@@ -157,7 +157,7 @@ ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char 
         sb_puts(&b, k ? ",\n    " : "\n    ");
         sb_pystr(&b, t[i].name);
         sb_puts(&b, ": ");
-        st_shard_filename(p, p->shard_of[i], fn);
+        st_shard_filename(p->shard_of[i], p->n_shards, fn);
         sb_pystr(&b, fn);
     }
     sb_puts(&b, p->n ? "\n  }\n}\n" : "}\n}\n");
@@ -358,7 +358,7 @@ static void remove_shards(const char *dir, const st_shard_plan *p, size_t n)
 {
     char fn[ST_SHARD_NAME_MAX], path[4200];
     for (size_t k = 0; k < n; k++) {
-        st_shard_filename(p, k, fn);
+        st_shard_filename(k, p->n_shards, fn);
         snprintf(path, sizeof path, "%s/%s", dir, fn);
         unlink(path);
     }
@@ -386,7 +386,7 @@ ms_status st_write_weights(const char *dir, const st_wtensor *t, size_t n, uint6
                 sub[m] = t[i];
                 map[m++] = i;
             }
-        st_shard_filename(&p, k, fn);
+        st_shard_filename(k, p.n_shards, fn);
         if (snprintf(path, sizeof path, "%s/%s", dir, fn) >= (int)sizeof path) {
             s = ms_seterr(err, MS_ERR_INVALID, "%s: path too long", dir);
             goto out;

@@ -31,8 +31,10 @@ typedef struct st_shard_plan {
 ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_size, st_shard_plan *p,
                              ms_error *err);
 void st_shard_plan_free(st_shard_plan *p);
-/* "model.safetensors" for one shard, else "model-00001-of-00003.safetensors". */
-void st_shard_filename(const st_shard_plan *p, size_t k, char out[ST_SHARD_NAME_MAX]);
+/* The file name of shard k (0-based) of n_shards: "model.safetensors" for
+ * one shard, else "model-00001-of-00003.safetensors". The one place these
+ * names are made (tools/synth and lora-merge both use it). */
+void st_shard_filename(size_t k, size_t n_shards, char out[ST_SHARD_NAME_MAX]);
 /* The index JSON text (malloc'd), byte-identical to transformers' file. */
 ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char **out, size_t *len,
                               ms_error *err);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/fsutil.h"
 #include "base/strbuf.h"
 #include "io/st.h"
 
@@ -91,32 +92,6 @@ static void sb_u64(strbuf *b, uint64_t v)
     sb_append(b, tmp, (size_t)k);
 }
 
-/* Appends s as a JSON string the way serde_json writes it. */
-static void sb_json_string(strbuf *b, const char *s)
-{
-    sb_append(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        char esc[8];
-        switch (*p) {
-        case '"': sb_append(b, "\\\"", 2); break;
-        case '\\': sb_append(b, "\\\\", 2); break;
-        case '\b': sb_append(b, "\\b", 2); break;
-        case '\f': sb_append(b, "\\f", 2); break;
-        case '\n': sb_append(b, "\\n", 2); break;
-        case '\r': sb_append(b, "\\r", 2); break;
-        case '\t': sb_append(b, "\\t", 2); break;
-        default:
-            if (*p < 0x20) {
-                snprintf(esc, sizeof esc, "\\u%04x", *p);
-                sb_append(b, esc, 6);
-            } else {
-                sb_append(b, (const char *)p, 1);
-            }
-        }
-    }
-    sb_append(b, "\"", 1);
-}
-
 /* 1 if s is valid UTF-8 (no overlongs, surrogates or values above U+10FFFF). */
 static int utf8_ok(const char *s)
 {
@@ -140,24 +115,11 @@ static int utf8_ok(const char *s)
 
 /* ---- raw I/O ---------------------------------------------------------- */
 
+/* Asks the fault hook ("write"), then writes all of data (fs_write_all). */
 static int write_all(int fd, const void *data, size_t n)
 {
-    const uint8_t *p = data;
-    while (n) {
-        if (fault("write")) return -1;
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        if (k == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
+    if (fault("write")) return -1;
+    return fs_write_all(fd, data, n);
 }
 
 static ms_status flush_buf(st_writer *w, ms_error *err)
@@ -214,17 +176,11 @@ static int split_path(const char *path, char **dir, const char **base)
     return *dir != NULL;
 }
 
+/* Asks the fault hook ("fsyncdir"), then fsyncs the directory (fs_fsync_dir). */
 ms_status st_fsync_dir(const char *dir, ms_error *err)
 {
     if (fault("fsyncdir")) return ms_seterr(err, MS_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(errno));
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) return ms_seterr(err, MS_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
-    int r = fsync(dfd);
-    int e = errno;
-    close(dfd);
-    if (r != 0 && e != EINVAL) /* EINVAL: a filesystem that cannot sync directories */
-        return ms_seterr(err, MS_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(e));
-    return MS_OK;
+    return fs_fsync_dir(dir, err);
 }
 
 /* ---- planning --------------------------------------------------------- */

@@ -37,7 +37,7 @@ typedef struct str {
 
 /* Output under construction: text plus untrusted ranges. */
 typedef struct rnd {
-    chat_buf b;
+    strbuf b;
     size_t *ur;
     size_t nur, cap;
     ms_error *err;
@@ -46,18 +46,18 @@ typedef struct rnd {
 /* Appends template text (trusted). */
 static ms_status lit(rnd *r, const char *s)
 {
-    return chat_buf_adds(&r->b, s, r->err);
+    return sb_adds(&r->b, s, r->err);
 }
 
 /* Appends caller text and marks it untrusted, merging with a range that ends where it starts. */
 static ms_status unt(rnd *r, str s)
 {
     if (!s.n) return MS_OK;
-    size_t at = r->b.len;
-    ms_status st = chat_buf_add(&r->b, s.p, s.n, r->err);
+    size_t at = r->b.n;
+    ms_status st = sb_add(&r->b, s.p, s.n, r->err);
     if (st) return st;
     if (r->nur && r->ur[2 * r->nur - 1] == at) {
-        r->ur[2 * r->nur - 1] = r->b.len;
+        r->ur[2 * r->nur - 1] = r->b.n;
         return MS_OK;
     }
     if (r->nur == r->cap) {
@@ -69,7 +69,7 @@ static ms_status unt(rnd *r, str s)
         r->cap = nc;
     }
     r->ur[2 * r->nur] = at;
-    r->ur[2 * r->nur + 1] = r->b.len;
+    r->ur[2 * r->nur + 1] = r->b.n;
     r->nur++;
     return MS_OK;
 }
@@ -141,11 +141,11 @@ static ms_status render_header(rnd *r, const chat_msg *msgs, const cJSON *tools)
         if (!s && first_system) s = lit(r, "\n\n");
         if (!s) s = lit(r, T_TOOLS_HEAD);
         for (const cJSON *t = tools->child; !s && t; t = t->next) {
-            chat_buf j = {0};
+            strbuf j = {0};
             s = lit(r, "\n");
             if (!s) s = chat_json_dump(t, &j, r->err);
-            if (!s) s = unt(r, (str){j.p, j.len});
-            chat_buf_free(&j);
+            if (!s) s = unt(r, (str){j.p, j.n});
+            sb_free(&j);
         }
         if (!s) s = lit(r, T_TOOLS_TAIL);
     } else if (first_system) {
@@ -209,10 +209,10 @@ static ms_status render_tool_calls(rnd *r, const char *json, int content_nonempt
         if (!s) s = lit(r, "\", \"arguments\": ");
         if (!s && cJSON_IsString(args)) s = unt(r, S(args->valuestring));
         else if (!s) {
-            chat_buf a = {0};
+            strbuf a = {0};
             s = chat_json_dump(args, &a, err);
-            if (!s) s = unt(r, (str){a.p, a.len});
-            chat_buf_free(&a);
+            if (!s) s = unt(r, (str){a.p, a.n});
+            sb_free(&a);
         }
         if (!s) s = lit(r, "}\n</tool_call>");
     }
@@ -331,15 +331,15 @@ ms_status chat_render(const chat_msg *msgs, size_t n, const char *tools_json,
         s = lit(&r, T_IM_START "assistant\n");
         if (!s && enable_thinking == 0) s = lit(&r, "<think>\n\n</think>\n\n");
     }
-    if (!s && !r.b.p) s = chat_buf_add(&r.b, "", 0, err); /* always a NUL-terminated text */
+    if (!s && !r.b.p) s = sb_add(&r.b, "", 0, err); /* always a NUL-terminated text */
     cJSON_Delete(tools);
     if (s) {
-        chat_buf_free(&r.b);
+        sb_free(&r.b);
         free(r.ur);
         return s;
     }
     out->text = r.b.p;
-    out->len = r.b.len;
+    out->len = r.b.n;
     out->untrusted = r.ur;
     out->n_untrusted = r.nur;
     return MS_OK;
@@ -409,8 +409,8 @@ static ms_status read_content(chat_conv *c, const cJSON *v, const char **out, co
     if (!cJSON_IsArray(v))
         return ms_seterr(err, MS_ERR_INVALID, "%s: messages[%zu].content must be a string, an array or null",
                          what, i);
-    chat_buf b = {0};
-    ms_status s = chat_buf_add(&b, "", 0, err);
+    strbuf b = {0};
+    ms_status s = sb_add(&b, "", 0, err);
     size_t k = 0;
     for (const cJSON *p = v->child; !s && p; p = p->next, k++) {
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
@@ -422,11 +422,11 @@ static ms_status read_content(chat_conv *c, const cJSON *v, const char **out, co
                           "are supported", what, i, k);
             break;
         }
-        if (k) s = chat_buf_add(&b, "\n", 1, err);
-        if (!s) s = chat_buf_adds(&b, text->valuestring, err);
+        if (k) s = sb_add(&b, "\n", 1, err);
+        if (!s) s = sb_adds(&b, text->valuestring, err);
     }
     if (s) {
-        chat_buf_free(&b);
+        sb_free(&b);
         return s;
     }
     s = own(c, b.p, err);
@@ -437,10 +437,10 @@ static ms_status read_content(chat_conv *c, const cJSON *v, const char **out, co
 /* JSON text of v with number literals kept, owned by c. */
 static ms_status dump_owned(chat_conv *c, const cJSON *v, const char **out, ms_error *err)
 {
-    chat_buf b = {0};
+    strbuf b = {0};
     ms_status s = chat_json_dump_literal(v, &b, err);
     if (s) {
-        chat_buf_free(&b);
+        sb_free(&b);
         return s;
     }
     s = own(c, b.p, err);

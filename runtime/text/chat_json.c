@@ -1,5 +1,5 @@
-/* chat_json.c: byte buffer, number-literal-preserving strict parse, and a
- * Python json.dumps(ensure_ascii=False) writer (the template's `tojson`).
+/* chat_json.c: number-literal-preserving strict parse, and a Python
+ * json.dumps(ensure_ascii=False) writer (the template's `tojson`).
  * Parsing and all input checks are json_parse_strict's; this file only adds
  * the exact JSON number grammar and remembers each literal. It does not
  * pretty-print, sort keys or escape non-ASCII (Python does neither here). */
@@ -13,42 +13,6 @@
 
 #include "base/err.h"
 #include "base/json.h"
-
-ms_status chat_buf_add(chat_buf *b, const char *s, size_t n, ms_error *err)
-{
-    if (n > SIZE_MAX - b->len - 1) return ms_seterr(err, MS_ERR_NOMEM, "chat: text larger than memory");
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1) {
-            if (cap > SIZE_MAX / 2) {
-                cap = b->len + n + 1;
-                break;
-            }
-            cap *= 2;
-        }
-        char *p = realloc(b->p, cap);
-        if (!p) return ms_seterr(err, MS_ERR_NOMEM, "chat: out of memory growing a %zu-byte buffer", b->len);
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return MS_OK;
-}
-
-ms_status chat_buf_adds(chat_buf *b, const char *s, ms_error *err)
-{
-    return chat_buf_add(b, s, strlen(s), err);
-}
-
-void chat_buf_free(chat_buf *b)
-{
-    if (!b) return;
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
 
 /* ---- number literals ------------------------------------------------- */
 
@@ -281,101 +245,71 @@ void chat_json_float_repr(double x, char *out)
 
 /* ---- json.dumps --------------------------------------------------------- */
 
-/* Appends s as a JSON string the way Python escapes it with ensure_ascii=False. */
-static ms_status dump_string(const char *s, chat_buf *b, ms_error *err)
+/* Appends s as a JSON string, escaped as Python's ensure_ascii=False does
+ * (which is sb_json_string's escaping). */
+static ms_status dump_string(const char *s, strbuf *b, ms_error *err)
 {
-    ms_status st = chat_buf_add(b, "\"", 1, err);
-    size_t run = 0; /* bytes of s copied verbatim so far, pending */
-    const char *start = s;
-    for (const char *p = s; !st && *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        const char *esc = NULL;
-        char u[8];
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            if (c < 0x20) {
-                snprintf(u, sizeof u, "\\u%04x", c);
-                esc = u;
-            }
-        }
-        if (!esc) {
-            run++;
-            continue;
-        }
-        st = chat_buf_add(b, start, run, err);
-        if (!st) st = chat_buf_adds(b, esc, err);
-        start = p + 1;
-        run = 0;
-    }
-    if (!st) st = chat_buf_add(b, start, run, err);
-    if (!st) st = chat_buf_add(b, "\"", 1, err);
-    return st;
+    sb_json_string(b, s);
+    return sb_status(b, err);
 }
 
 /* Appends a number node: its literal when kept, else a best guess from the
  * double. python: as json.dumps writes the parsed value; else the literal as is. */
-static ms_status dump_number(const cJSON *v, int python, chat_buf *b, ms_error *err)
+static ms_status dump_number(const cJSON *v, int python, strbuf *b, ms_error *err)
 {
     const char *lit = v->valuestring;
     char out[40];
-    if (lit && *lit && !python) return chat_buf_adds(b, lit, err);
+    if (lit && *lit && !python) return sb_adds(b, lit, err);
     if (lit && *lit) {
         if (!strpbrk(lit, ".eE")) {
             /* JSON forbids leading zeros, so only "-0" changes under int(). */
-            if (!strcmp(lit, "-0")) return chat_buf_adds(b, "0", err);
-            return chat_buf_adds(b, lit, err);
+            if (!strcmp(lit, "-0")) return sb_adds(b, "0", err);
+            return sb_adds(b, lit, err);
         }
         chat_json_float_repr(strtod(lit, NULL), out);
-        return chat_buf_adds(b, out, err);
+        return sb_adds(b, out, err);
     }
     double d = v->valuedouble;
     if (isfinite(d) && d == floor(d) && fabs(d) < 9007199254740992.0) {
         snprintf(out, sizeof out, "%.0f", d);
-        return chat_buf_adds(b, strcmp(out, "-0") ? out : "0", err);
+        return sb_adds(b, strcmp(out, "-0") ? out : "0", err);
     }
-    if (!python && isinf(d)) return chat_buf_adds(b, d < 0 ? "-1e999" : "1e999", err);
+    if (!python && isinf(d)) return sb_adds(b, d < 0 ? "-1e999" : "1e999", err);
     if (!python && isnan(d)) return ms_seterr(err, MS_ERR_INVALID, "chat: NaN has no JSON form");
     chat_json_float_repr(d, out);
-    return chat_buf_adds(b, out, err);
+    return sb_adds(b, out, err);
 }
 
 /* The writer behind chat_json_dump and chat_json_dump_literal. */
-static ms_status dump(const cJSON *v, int python, chat_buf *b, ms_error *err)
+static ms_status dump(const cJSON *v, int python, strbuf *b, ms_error *err)
 {
     if (!v) return ms_seterr(err, MS_ERR_INVALID, "chat: no JSON value to write");
-    if (cJSON_IsNull(v)) return chat_buf_adds(b, "null", err);
-    if (cJSON_IsTrue(v)) return chat_buf_adds(b, "true", err);
-    if (cJSON_IsFalse(v)) return chat_buf_adds(b, "false", err);
+    if (cJSON_IsNull(v)) return sb_adds(b, "null", err);
+    if (cJSON_IsTrue(v)) return sb_adds(b, "true", err);
+    if (cJSON_IsFalse(v)) return sb_adds(b, "false", err);
     if (cJSON_IsNumber(v)) return dump_number(v, python, b, err);
     if (cJSON_IsString(v)) return dump_string(v->valuestring ? v->valuestring : "", b, err);
     if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
         int obj = cJSON_IsObject(v);
-        ms_status s = chat_buf_add(b, obj ? "{" : "[", 1, err);
+        ms_status s = sb_add(b, obj ? "{" : "[", 1, err);
         for (const cJSON *c = v->child; !s && c; c = c->next) {
-            if (c != v->child) s = chat_buf_add(b, ", ", 2, err);
+            if (c != v->child) s = sb_add(b, ", ", 2, err);
             if (!s && obj) s = dump_string(c->string ? c->string : "", b, err);
-            if (!s && obj) s = chat_buf_add(b, ": ", 2, err);
+            if (!s && obj) s = sb_add(b, ": ", 2, err);
             if (!s) s = dump(c, python, b, err);
         }
-        if (!s) s = chat_buf_add(b, obj ? "}" : "]", 1, err);
+        if (!s) s = sb_add(b, obj ? "}" : "]", 1, err);
         return s;
     }
     return ms_seterr(err, MS_ERR_INVALID, "chat: unsupported JSON value type %d", v->type);
 }
 
-ms_status chat_json_dump(const cJSON *v, chat_buf *b, ms_error *err)
+ms_status chat_json_dump(const cJSON *v, strbuf *b, ms_error *err)
 {
     return dump(v, 1, b, err);
 }
 
-ms_status chat_json_dump_literal(const cJSON *v, chat_buf *b, ms_error *err)
+ms_status chat_json_dump_literal(const cJSON *v, strbuf *b, ms_error *err)
 {
     return dump(v, 0, b, err);
 }

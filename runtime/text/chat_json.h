@@ -1,9 +1,9 @@
 /* chat_json.h: the JSON pieces the chat template needs beyond json.h.
- * A growable byte buffer; a strict parse that also keeps every number's
- * literal text (cJSON keeps only a double, so 1 and 1.0 would look alike);
- * and a writer that reproduces Python json.dumps(ensure_ascii=False) with the
- * default ", " / ": " separators, i.e. the template's `tojson` filter. It does
- * not parse JSON itself: json_parse_strict (json.h) does, with all its checks. */
+ * A strict parse that also keeps every number's literal text (cJSON keeps
+ * only a double, so 1 and 1.0 would look alike); and a writer, into a strbuf,
+ * that reproduces Python json.dumps(ensure_ascii=False) with the default
+ * ", " / ": " separators, i.e. the template's `tojson` filter. It does not
+ * parse JSON itself: json_parse_strict (json.h) does, with all its checks. */
 #ifndef MS_CHAT_JSON_H
 #define MS_CHAT_JSON_H
 
@@ -11,20 +11,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/strbuf.h"
 #include "medserve.h"
-
-/* Growable buffer; p is NUL-terminated whenever len > 0 or after any append. */
-typedef struct chat_buf {
-    char *p;
-    size_t len, cap;
-} chat_buf;
-
-/* Appends n bytes; MS_ERR_NOMEM (message in err) if the buffer cannot grow. */
-ms_status chat_buf_add(chat_buf *b, const char *s, size_t n, ms_error *err);
-/* Appends a NUL-terminated string. */
-ms_status chat_buf_adds(chat_buf *b, const char *s, ms_error *err);
-/* Frees the storage and zeroes the buffer; NULL-safe. */
-void chat_buf_free(chat_buf *b);
 
 /* json_parse_strict plus: every number literal must follow the JSON grammar
  * exactly (cJSON also takes 01, 1. and -.5), and each number node keeps its
@@ -37,13 +25,13 @@ cJSON *chat_json_parse(const char *text, size_t len, const char *what, ms_error 
  * Python's float repr of the parsed double (1.0, 1e-05, 1e+16, Infinity).
  * A number without a literal (built in code) prints as an integer when it is
  * integral and below 2^53 in magnitude, else as a float. */
-ms_status chat_json_dump(const cJSON *v, chat_buf *b, ms_error *err);
+ms_status chat_json_dump(const cJSON *v, strbuf *b, ms_error *err);
 
 /* Like chat_json_dump, but numbers keep their literal text exactly, so the
  * output is valid JSON that chat_json_parse reads back to the same values
  * (1e400 stays 1e400 where json.dumps would write Infinity). For passing
  * tools and tool calls on to chat_render. */
-ms_status chat_json_dump_literal(const cJSON *v, chat_buf *b, ms_error *err);
+ms_status chat_json_dump_literal(const cJSON *v, strbuf *b, ms_error *err);
 
 /* Python repr() of a double into out (at least 32 bytes). */
 void chat_json_float_repr(double x, char *out);

@@ -48,19 +48,19 @@ void chat_splitter_init(chat_splitter *s, chat_split_mode mode, int32_t think_st
 static void set_delta(chat_splitter *s, chat_delta *d)
 {
     d->reasoning = s->rbuf.p ? s->rbuf.p : "";
-    d->reasoning_len = s->rbuf.len;
+    d->reasoning_len = s->rbuf.n;
     d->content = s->cbuf.p ? s->cbuf.p : "";
-    d->content_len = s->cbuf.len;
+    d->content_len = s->cbuf.n;
 }
 
 /* Appends n newlines to b. */
-static ms_status add_newlines(chat_buf *b, size_t n, ms_error *err)
+static ms_status add_newlines(strbuf *b, size_t n, ms_error *err)
 {
     char nl[64];
     memset(nl, '\n', sizeof nl);
     while (n) {
         size_t k = n < sizeof nl ? n : sizeof nl;
-        ms_status s = chat_buf_add(b, nl, k, err);
+        ms_status s = sb_add(b, nl, k, err);
         if (s) return s;
         n -= k;
     }
@@ -87,7 +87,7 @@ static ms_status feed_reasoning(chat_splitter *s, const char *t, size_t n, ms_er
         ms_status st = add_newlines(&s->rbuf, s->held_nl, err);
         if (st) return st;
         s->held_nl = 0;
-        st = chat_buf_add(&s->rbuf, t + i, j - i, err);
+        st = sb_add(&s->rbuf, t + i, j - i, err);
         if (st) return st;
         i = j;
     }
@@ -103,13 +103,13 @@ static ms_status feed_content(chat_splitter *s, const char *t, size_t n, ms_erro
         if (i == n) return MS_OK;
         s->state = ST_CONTENT;
     }
-    return chat_buf_add(&s->cbuf, t + i, n - i, err);
+    return sb_add(&s->cbuf, t + i, n - i, err);
 }
 
 ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, size_t len, chat_delta *d,
                              ms_error *err)
 {
-    s->rbuf.len = s->cbuf.len = 0;
+    s->rbuf.n = s->cbuf.n = 0;
     if (s->rbuf.p) s->rbuf.p[0] = '\0';
     if (s->cbuf.p) s->cbuf.p[0] = '\0';
     if (!text) len = 0;
@@ -154,7 +154,7 @@ ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, siz
 ms_status chat_splitter_flush(chat_splitter *s, chat_delta *d, ms_error *err)
 {
     (void)err;
-    s->rbuf.len = s->cbuf.len = 0;
+    s->rbuf.n = s->cbuf.n = 0;
     s->held_nl = 0; /* output ended inside the reasoning: its trailing newlines are stripped */
     s->state = ST_DONE;
     set_delta(s, d);
@@ -164,8 +164,8 @@ ms_status chat_splitter_flush(chat_splitter *s, chat_delta *d, ms_error *err)
 void chat_splitter_free(chat_splitter *s)
 {
     if (!s) return;
-    chat_buf_free(&s->rbuf);
-    chat_buf_free(&s->cbuf);
+    sb_free(&s->rbuf);
+    sb_free(&s->cbuf);
 }
 
 /* ---- one call ---------------------------------------------------------- */
@@ -175,15 +175,15 @@ void chat_splitter_free(chat_splitter *s)
 static char *join_stripped(const char *const *texts, const size_t *lens, size_t from, size_t to, int strip_end,
                            ms_error *err)
 {
-    chat_buf b = {0};
-    ms_status s = chat_buf_add(&b, "", 0, err);
+    strbuf b = {0};
+    ms_status s = sb_add(&b, "", 0, err);
     for (size_t i = from; !s && i < to; i++)
-        if (texts[i]) s = chat_buf_add(&b, texts[i], lens[i], err);
+        if (texts[i]) s = sb_add(&b, texts[i], lens[i], err);
     if (s) {
-        chat_buf_free(&b);
+        sb_free(&b);
         return NULL;
     }
-    size_t a = 0, e = b.len;
+    size_t a = 0, e = b.n;
     while (a < e && b.p[a] == '\n') a++;
     while (strip_end && e > a && b.p[e - 1] == '\n') e--;
     memmove(b.p, b.p + a, e - a);
@@ -266,15 +266,15 @@ static ms_status parse_call(const char *j, size_t n, size_t idx, chat_tool_call 
                       "%s: must be an object with only \"name\" (non-empty string) and \"arguments\" (object)", what);
         goto done;
     }
-    chat_buf b = {0};
+    strbuf b = {0};
     s = chat_json_dump_literal(args, &b, err);
     if (s) {
-        chat_buf_free(&b);
+        sb_free(&b);
         goto done;
     }
     char *nm = strdup(name->valuestring);
     if (!nm) {
-        chat_buf_free(&b);
+        sb_free(&b);
         s = ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", what);
         goto done;
     }

@@ -49,7 +49,7 @@ typedef struct chat_splitter {
     size_t held_nl;             /* reasoning newlines not yet known to be inner */
     size_t n_reasoning_tokens;  /* tokens of the think block, <think> and </think> included */
     int saw_reasoning;          /* a reasoning section was entered */
-    chat_buf rbuf, cbuf;        /* storage of the last delta */
+    strbuf rbuf, cbuf;          /* storage of the last delta */
 } chat_splitter;
 
 /* Starts a splitter; ids are the think token ids (CHAT_THINK_*_ID for Qwen3). */

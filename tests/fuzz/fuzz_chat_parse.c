@@ -17,10 +17,10 @@
 #include "fuzz_util.h"
 
 /* Appends n bytes to a growing buffer; aborts when out of memory. */
-static void cat(chat_buf *b, const char *s, size_t n)
+static void cat(strbuf *b, const char *s, size_t n)
 {
     ms_error err;
-    if (n && chat_buf_add(b, s, n, &err) != MS_OK) abort();
+    if (n && sb_add(b, s, n, &err) != MS_OK) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (chat_split_all(ids, texts, lens, n, mode, CHAT_THINK_START_ID, CHAT_THINK_END_ID, &all, &err) == MS_OK &&
         !memchr(text, 0, len)) {
         chat_splitter sp;
-        chat_buf r = {0}, c = {0};
+        strbuf r = {0}, c = {0};
         chat_delta d;
         chat_splitter_init(&sp, mode, CHAT_THINK_START_ID, CHAT_THINK_END_ID);
         for (size_t i = 0; i < n; i++) {
@@ -87,15 +87,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cat(&r, d.reasoning, d.reasoning_len);
         cat(&c, d.content, d.content_len);
         if (getenv("FUZZ_DEBUG"))
-            fprintf(stderr, "stream r=[%.*s] c=[%.*s] n=%zu saw=%d\nall    r=[%s] c=[%s] n=%zu saw=%d\n", (int)r.len,
-                    r.p ? r.p : "", (int)c.len, c.p ? c.p : "", sp.n_reasoning_tokens, sp.saw_reasoning,
+            fprintf(stderr, "stream r=[%.*s] c=[%.*s] n=%zu saw=%d\nall    r=[%s] c=[%s] n=%zu saw=%d\n", (int)r.n,
+                    r.p ? r.p : "", (int)c.n, c.p ? c.p : "", sp.n_reasoning_tokens, sp.saw_reasoning,
                     all.reasoning, all.content, all.n_reasoning_tokens, all.saw_reasoning);
-        if (r.len != strlen(all.reasoning) || (r.len && memcmp(r.p, all.reasoning, r.len))) abort();
-        if (c.len != strlen(all.content) || (c.len && memcmp(c.p, all.content, c.len))) abort();
+        if (r.n != strlen(all.reasoning) || (r.n && memcmp(r.p, all.reasoning, r.n))) abort();
+        if (c.n != strlen(all.content) || (c.n && memcmp(c.p, all.content, c.n))) abort();
         if (sp.n_reasoning_tokens != all.n_reasoning_tokens || sp.saw_reasoning != all.saw_reasoning) abort();
         chat_splitter_free(&sp);
-        chat_buf_free(&r);
-        chat_buf_free(&c);
+        sb_free(&r);
+        sb_free(&c);
     }
     chat_split_result_free(&all);
     free(ids);

@@ -40,17 +40,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cJSON *b = chat_json_parse(text, size, "fuzz", &err);
     if (b && !a) abort(); /* the stricter parser took what the strict one refused */
     if (b) {
-        chat_buf d1 = {0}, d2 = {0}, py = {0};
+        strbuf d1 = {0}, d2 = {0}, py = {0};
         if (chat_json_dump_literal(b, &d1, &err) != MS_OK) abort();
-        cJSON *c = chat_json_parse(d1.p ? d1.p : "", d1.len, "dump", &err);
+        cJSON *c = chat_json_parse(d1.p ? d1.p : "", d1.n, "dump", &err);
         if (!c) abort(); /* dump_literal promises JSON that reads back */
         if (chat_json_dump_literal(c, &d2, &err) != MS_OK) abort();
-        if (d1.len != d2.len || memcmp(d1.p, d2.p, d1.len)) abort();
+        if (d1.n != d2.n || memcmp(d1.p, d2.p, d1.n)) abort();
         if (chat_json_dump(b, &py, &err) != MS_OK) abort();
         cJSON_Delete(c);
-        chat_buf_free(&d1);
-        chat_buf_free(&d2);
-        chat_buf_free(&py);
+        sb_free(&d1);
+        sb_free(&d2);
+        sb_free(&py);
     }
     cJSON_Delete(a);
     cJSON_Delete(b);
