@@ -62,6 +62,14 @@ static void reply_err(http_req *r, int status, const char *type, const char *par
     oai_reply_error(r, &e);
 }
 
+/* 413: the body is over --max-body (declared up front, or counted while read). */
+static void reply_too_large(server *S, http_req *r)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", S->cfg.lim.max_body);
+    reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+}
+
 /* Auth for routes other than /health: exactly one "Authorization: Bearer KEY"
  * with a configured key. Returns 0 when allowed. */
 static int check_auth(server *S, http_req *r, reqinfo *in)
@@ -103,13 +111,9 @@ static void on_headers(void *ctx, http_req *r)
                   "ambiguous body framing (Content-Length with Transfer-Encoding, repeated, or "
                   "malformed)");
         return;
-    case HTTP_FLAG_TOO_LARGE: {
-        char msg[96];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes",
-                 S->cfg.lim.max_body);
-        reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+    case HTTP_FLAG_TOO_LARGE:
+        reply_too_large(S, r);
         return;
-    }
     case HTTP_FLAG_NONE:
         break;
     }
@@ -395,10 +399,7 @@ static void on_request(void *ctx, http_req *r)
     server *S = ctx;
     reqinfo *in = http_user(r);
     if (http_flags(r) == HTTP_FLAG_TOO_LARGE) { /* a chunked body went over the cap */
-        char msg[96];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes",
-                 S->cfg.lim.max_body);
-        reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+        reply_too_large(S, r);
         return;
     }
     switch (in->route) {
