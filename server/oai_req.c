@@ -77,6 +77,17 @@ static int check_keys(const cJSON *o, const char *const *allowed, const char *pr
     return 0;
 }
 
+/* The rule of /tokenize and /detokenize (not OpenAI routes, so no list of
+ * unsupported OpenAI parameters): every key of o is allowed, or it is unknown. */
+static int check_keys_exact(const cJSON *o, const char *const *allowed, oai_err *e)
+{
+    for (const cJSON *c = o->child; c; c = c->next)
+        if (!in_list(c->string, allowed))
+            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
+                            "unknown parameter '%.60s'", c->string);
+    return 0;
+}
+
 /* Optional number in [lo, hi] (lo excluded when lo_open); 1 given, 0 absent, -1 bad. */
 static int get_num(const cJSON *o, const char *key, double lo, double hi, int lo_open,
                    double *out, oai_err *e)
@@ -686,10 +697,7 @@ int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *o
     if (!cJSON_IsObject(root))
         return oai_fail(e, 400, BAD, "", "invalid_type", "the request body must be a JSON object");
     /* add_generation_prompt is listed as unsupported for chat; here it is ours */
-    for (const cJSON *c = root->child; c; c = c->next)
-        if (!in_list(c->string, keys))
-            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
-                            "unknown parameter '%.60s'", c->string);
+    if (check_keys_exact(root, keys, e)) return -1;
     if (check_model(root, lim, 0, e)) return -1;
     int asp = 0;
     if (get_bool(root, "add_special_tokens", &asp, e) < 0) return -1;
@@ -723,10 +731,7 @@ int oai_parse_detokenize(const cJSON *root, const oai_limits *lim, int32_t **ids
     *n = 0;
     if (!cJSON_IsObject(root))
         return oai_fail(e, 400, BAD, "", "invalid_type", "the request body must be a JSON object");
-    for (const cJSON *c = root->child; c; c = c->next)
-        if (!in_list(c->string, keys))
-            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
-                            "unknown parameter '%.60s'", c->string);
+    if (check_keys_exact(root, keys, e)) return -1;
     if (check_model(root, lim, 0, e)) return -1;
     const cJSON *t = json_get(root, "tokens");
     if (!cJSON_IsArray(t))
