@@ -1,9 +1,9 @@
 /* routes.c: the HTTP routes of medserve on top of http.h: early refusals
  * once the headers are in (framing, size, unknown route, method, auth,
  * lifecycle), then per route: /v1/chat/completions, /v1/completions,
- * /v1/models, /health, /metrics, /tokenize, /detokenize. Also the per-request
- * record: metrics and one request-log line when the request ends. Request
- * validation is in oai_req.c, generation in gen.c. */
+ * /v1/models, /health, /metrics, /tokenize, /detokenize; when a request ends,
+ * its metrics and request-log line (built by reqlog.c). Request validation is
+ * in oai_req.c, generation in gen.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,18 +420,7 @@ static void on_request(void *ctx, http_req *r)
     cJSON_Delete(root);
 }
 
-/* UTC wall time as ISO 8601 with milliseconds. */
-static void iso_now(char *out, size_t cap)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-}
-
-/* Writes the request's log line and metrics; frees its record. */
+/* Records the request's metrics, writes its log line, frees its record. */
 static void on_done(void *ctx, http_req *r, int completed_ok)
 {
     server *S = ctx;
@@ -439,58 +428,11 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     if (!in) return;
     double dur = http_now() - http_t_start(r);
     int status = http_status(r) ? http_status(r) : 499;
-    const char *outcome = in->outcome;
-    if (!outcome) outcome = status < 400 ? "ok" : "error";
-    if (!strcmp(outcome, "streaming") || (!completed_ok && !strcmp(outcome, "ok")))
-        outcome = "client_closed";
-    if (status == 499) outcome = "client_closed";
     metrics_request(S->metrics, in->route, status, dur);
-    char ts[96];
-    iso_now(ts, sizeof ts);
-    cJSON *o = cJSON_CreateObject();
-    if (o) {
-        cJSON_AddStringToObject(o, "ts", ts);
-        cJSON_AddStringToObject(o, "id", in->id);
-        if (in->key_id)
-            cJSON_AddStringToObject(o, "key_id", in->key_id);
-        else
-            cJSON_AddNullToObject(o, "key_id");
-        cJSON_AddStringToObject(o, "client", http_peer(r));
-        cJSON_AddStringToObject(o, "method", http_method(r));
-        cJSON_AddStringToObject(o, "route", metrics_route_name(in->route));
-        cJSON_AddNumberToObject(o, "status", status);
-        cJSON_AddStringToObject(o, "outcome", outcome);
-        cJSON_AddNumberToObject(o, "duration_ms", (double)(long long)(dur * 1e6) / 1e3);
-        if (in->route == ROUTE_CHAT || in->route == ROUTE_COMPLETIONS) {
-            cJSON_AddBoolToObject(o, "stream", in->stream);
-            cJSON_AddNumberToObject(o, "n", in->n);
-            cJSON_AddNumberToObject(o, "prompt_tokens", (double)in->prompt_tokens);
-            cJSON_AddNumberToObject(o, "completion_tokens", (double)in->completion_tokens);
-            cJSON_AddNumberToObject(o, "reasoning_tokens", (double)in->reasoning_tokens);
-            if (in->ttft_s >= 0)
-                cJSON_AddNumberToObject(o, "ttft_ms", (double)(long long)(in->ttft_s * 1e6) / 1e3);
-            else
-                cJSON_AddNullToObject(o, "ttft_ms");
-            cJSON_AddStringToObject(o, "finish_reason", in->finish);
-            if (in->has_seed) { /* exact digits: a double would round 64-bit seeds */
-                char sd[24];
-                snprintf(sd, sizeof sd, "%lld", (long long)(int64_t)in->seed);
-                cJSON_AddRawToObject(o, "seed", sd);
-            }
-            else
-                cJSON_AddNullToObject(o, "seed");
-        }
-        if (in->error[0]) cJSON_AddStringToObject(o, "error", in->error);
-        if (S->cfg.log_text) {
-            if (in->prompt_text) cJSON_AddStringToObject(o, "prompt", in->prompt_text);
-            cJSON *ct = in->completion_text ? cJSON_Parse(in->completion_text) : NULL;
-            if (ct) cJSON_AddItemToObject(o, "completions", ct);
-        }
-        char *line = cJSON_PrintUnformatted(o);
-        if (line) reqlog_write(S->log, line, strlen(line));
-        free(line);
-        cJSON_Delete(o);
-    }
+    char *line = reqlog_line(in, http_peer(r), http_method(r), status, completed_ok, dur,
+                             S->cfg.log_text);
+    if (line) reqlog_write(S->log, line, strlen(line));
+    free(line);
     free(in->prompt_text);
     free(in->completion_text);
     free(in);
