@@ -1,4 +1,4 @@
-/* oai_resp.c: OpenAI response pieces (see oai_resp.h). */
+/* oai_resp.c: the JSON bodies of medserve's replies (see oai_resp.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +87,58 @@ cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning)
     cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
     if (cd) cJSON_AddNumberToObject(cd, "reasoning_tokens", (double)reasoning);
     return u;
+}
+
+/* The one model served, as /v1/models lists it. */
+cJSON *oai_model(const char *id, time_t created, int max_model_len, const char *manifest_sha256)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return NULL;
+    cJSON_AddStringToObject(m, "id", id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)created);
+    cJSON_AddStringToObject(m, "owned_by", "medserve");
+    cJSON_AddNumberToObject(m, "max_model_len", max_model_len);
+    cJSON_AddStringToObject(m, "manifest_sha256", manifest_sha256);
+    return m;
+}
+
+/* The list object around the one model. */
+cJSON *oai_model_list(cJSON *model)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *d = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddItemToArray(d, model);
+    return o;
+}
+
+/* The lifecycle word of /health in an object. */
+cJSON *oai_health(const char *status)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", status);
+    return o;
+}
+
+/* The ids as a JSON array of numbers, their count, and the context length. */
+cJSON *oai_tokenize_result(const int32_t *ids, size_t n, int max_model_len)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "tokens", a);
+    cJSON_AddNumberToObject(o, "count", (double)n);
+    cJSON_AddNumberToObject(o, "max_model_len", max_model_len);
+    return o;
+}
+
+/* The decoded text under "prompt". */
+cJSON *oai_detokenize_result(const char *text)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "prompt", text);
+    return o;
 }
 
 /* "stop" or "length"; NULL for the other finish kinds. */

@@ -1,10 +1,13 @@
-/* oai_resp.h: building OpenAI-shaped bodies: errors, the common envelope
- * (id, object, created, model, system_fingerprint), usage, and sending JSON
- * replies. Everything is built with cJSON, so strings are always escaped.
- * Which fields a completion carries is decided by the caller (gen.c). */
+/* oai_resp.h: the JSON bodies medserve answers with, and sending them:
+ * OpenAI's error object, the common envelope (id, object, created, model,
+ * system_fingerprint), usage, the model objects of /v1/models, and the bodies
+ * of /health, /tokenize and /detokenize. Everything is built with cJSON, so
+ * strings are always escaped. Which fields a completion carries is decided
+ * by the caller (gen.c). */
 #ifndef MS_OAI_RESP_H
 #define MS_OAI_RESP_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -27,6 +30,16 @@ cJSON *oai_envelope(const char *id, const char *object, time_t created, const ch
  *  "prompt_tokens_details":{"cached_tokens":0},
  *  "completion_tokens_details":{"reasoning_tokens"}}. */
 cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning);
+/* {"id","object":"model","created","owned_by":"medserve","max_model_len","manifest_sha256"}. */
+cJSON *oai_model(const char *id, time_t created, int max_model_len, const char *manifest_sha256);
+/* {"object":"list","data":[model]}; model is moved in. */
+cJSON *oai_model_list(cJSON *model);
+/* {"status"}: the body of /health. */
+cJSON *oai_health(const char *status);
+/* {"tokens":[ids],"count","max_model_len"}: the body of /tokenize. */
+cJSON *oai_tokenize_result(const int32_t *ids, size_t n, int max_model_len);
+/* {"prompt":text}: the body of /detokenize. */
+cJSON *oai_detokenize_result(const char *text);
 /* OpenAI's finish_reason string, or NULL for none. */
 const char *oai_finish_name(int ms_finish_value);
 /* Maps a library status to an HTTP status and error type/code. */

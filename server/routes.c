@@ -260,18 +260,10 @@ done:
     oai_completion_free(&c);
 }
 
-/* One model object of /v1/models. */
+/* The model object of the one model served. */
 static cJSON *model_object(server *S)
 {
-    cJSON *m = cJSON_CreateObject();
-    if (!m) return NULL;
-    cJSON_AddStringToObject(m, "id", S->model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)S->created);
-    cJSON_AddStringToObject(m, "owned_by", "medserve");
-    cJSON_AddNumberToObject(m, "max_model_len", S->svc->n_ctx);
-    cJSON_AddStringToObject(m, "manifest_sha256", S->svc->manifest_sha256);
-    return m;
+    return oai_model(S->model_name, S->created, S->svc->n_ctx, S->svc->manifest_sha256);
 }
 
 /* GET /v1/models and /v1/models/<id>. */
@@ -286,11 +278,7 @@ static void route_models(server *S, http_req *r)
         oai_reply_json(r, 200, model_object(S));
         return;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "object", "list");
-    cJSON *d = cJSON_AddArrayToObject(o, "data");
-    cJSON_AddItemToArray(d, model_object(S));
-    oai_reply_json(r, 200, o);
+    oai_reply_json(r, 200, oai_model_list(model_object(S)));
 }
 
 /* GET /health: 200 when ready; 503 while loading, draining, or after an engine fault. */
@@ -302,10 +290,8 @@ static void route_health(server *S, http_req *r)
                     : st == SRV_READY    ? "ok"
                     : st == SRV_LOADING  ? "loading"
                                          : "draining";
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", s);
     if (strcmp(s, "ok")) http_add_header(r, "Retry-After", "1");
-    oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, o);
+    oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, oai_health(s));
 }
 
 /* GET /metrics. */
@@ -323,14 +309,6 @@ static void route_metrics(server *S, http_req *r)
     }
     http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
-}
-
-/* An id array as JSON. */
-static cJSON *ids_json(const int32_t *ids, size_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
-    return a;
 }
 
 /* POST /tokenize. */
@@ -356,11 +334,7 @@ static void route_tokenize(server *S, http_req *r, cJSON *root)
         oai_err_from_status(&e, st, err.message);
         oai_reply_error(r, &e);
     } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "tokens", ids_json(ids, n));
-        cJSON_AddNumberToObject(o, "count", (double)n);
-        cJSON_AddNumberToObject(o, "max_model_len", S->svc->n_ctx);
-        oai_reply_json(r, 200, o);
+        oai_reply_json(r, 200, oai_tokenize_result(ids, n, S->svc->n_ctx));
     }
     free(ids);
     oai_tokenize_free(&t);
@@ -385,9 +359,7 @@ static void route_detokenize(server *S, http_req *r, cJSON *root)
         oai_err_from_status(&e, st, err.message);
         oai_reply_error(r, &e);
     } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "prompt", text);
-        oai_reply_json(r, 200, o);
+        oai_reply_json(r, 200, oai_detokenize_result(text));
     }
     free(text);
     free(ids);
