@@ -22,15 +22,6 @@ typedef struct expect {
     int kind;
 } expect;
 
-/* Writes the shard name (as st_shard_filename). */
-void mg_shard_name(int i, int n, char *buf, size_t len)
-{
-    if (n <= 1)
-        snprintf(buf, len, "%s", ST_SINGLE_FILE);
-    else
-        snprintf(buf, len, "model-%05d-of-%05d.safetensors", i + 1, n);
-}
-
 /* Frees a plan; NULL-safe. */
 void mg_plan_free(mg_plan *p)
 {
@@ -203,27 +194,29 @@ static ms_status check_rank(const mg_adapter *ad, const char *path, const char *
     return MS_OK;
 }
 
-/* Binds one adapter module to its output tensor(s). */
-static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad, int a, const mg_amod *m,
-                             int tied_at_start, const char *path, size_t *used, ms_error *err)
+/* One adapter module being bound to its output tensor: what bind_module's
+ * phases share. */
+typedef struct binding {
+    const mg_adapter *ad;
+    const mg_amod *m;
+    const char *path;          /* the adapter's weights file, for errors */
+    const mg_otensor *o;       /* the output tensor the module changes */
+    int kind;                  /* K_* of o */
+    mg_op *op;                 /* the adapter's op on o, filled by the phases */
+    size_t *used;              /* adapter tensors bound so far */
+} binding;
+
+/* Phase 1, the full replacement. A modules_to_save copy wins; PEFT saves the
+ * wrapper's plain weight beside it (the same bytes: checked) and the
+ * untrained original_module (not used by merge_and_unload). Sets op->replace
+ * when the module has a full weight of the output's shape. */
+static ms_status bind_replacement(const binding *b, ms_error *err)
 {
-    char param[MG_MAX_NAME_LEN + 16], sb[96], sb2[96];
-    snprintf(param, sizeof param, "%s.weight", m->module);
-    long oi = find_out(p, param);
-    const char *any = NULL;
-    for (int s = 0; s < MG_SLOT_COUNT && !any; s++) any = m->key[s];
-    if (oi < 0)
-        return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: tensor \"%s\" (module \"%s\") matches no base tensor: the base has no \"%s\"; was the "
-                         "adapter trained on a different model?",
-                         path, any, m->module, param);
-    mg_otensor *o = &p->t[oi];
-    int kind = ex[oi].kind;
+    const mg_amod *m = b->m;
     const st_tensor *const *T = m->t;
-    mg_op *op = op_for(o, a);
-    /* 1. Full replacement. A modules_to_save copy wins; PEFT saves the
-     * wrapper's plain weight beside it (the same bytes: checked) and the
-     * untrained original_module (not used by merge_and_unload). */
+    const mg_otensor *o = b->o;
+    const char *path = b->path;
+    char sb[96];
     const st_tensor *mts = T[MG_SLOT_MTS], *full = T[MG_SLOT_FULL], *orig = T[MG_SLOT_ORIG];
     if (mts && full) {
         if (full->dtype != mts->dtype || full->nbytes != mts->nbytes || full->ndim != mts->ndim ||
@@ -231,7 +224,7 @@ static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad,
             return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\": \"%s\" and \"%s\" differ; which one was trained?",
                              path, m->module, m->key[MG_SLOT_FULL], m->key[MG_SLOT_MTS]);
         full = NULL;
-        (*used)++;
+        (*b->used)++;
     }
     if (orig && !mts)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" without a modules_to_save copy", path,
@@ -240,7 +233,7 @@ static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad,
         if (orig->ndim != mts->ndim || memcmp(orig->shape, mts->shape, sizeof orig->shape))
             return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, unlike its modules_to_save copy", path,
                              orig->name, shape_str(orig, sb, sizeof sb));
-        (*used)++;
+        (*b->used)++;
     }
     if ((mts || full) && T[MG_SLOT_BASE])
         return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has both \"%s\" and \"%s\" as full weights", path,
@@ -251,12 +244,22 @@ static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad,
             return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s but the export's \"%s\" is [%lld, %lld]%s",
                              path, rep->name, shape_str(rep, sb, sizeof sb), o->name, (long long)o->shape[0],
                              (long long)o->shape[1],
-                             (kind == K_EMBED || kind == K_HEAD) ? " (adapters disagree about the vocabulary size)" : "");
-        op->replace = rep;
-        (*used)++;
+                             (b->kind == K_EMBED || b->kind == K_HEAD) ? " (adapters disagree about the vocabulary size)"
+                                                                       : "");
+        b->op->replace = rep;
+        (*b->used)++;
     }
-    /* 2. Deltas. */
-    int has_lin = T[MG_SLOT_A] || T[MG_SLOT_B], has_emb = T[MG_SLOT_EA] || T[MG_SLOT_EB];
+    return MS_OK;
+}
+
+/* Phase 2, before any delta: a module's LoRA weights are Linear or Embedding
+ * ones, never both, never beside a modules_to_save weight, and a DoRA
+ * magnitude comes with Linear LoRA weights. */
+static ms_status check_delta_kinds(const binding *b, int has_lin, int has_emb, ms_error *err)
+{
+    const mg_amod *m = b->m;
+    const st_tensor *const *T = m->t;
+    const char *path = b->path;
     if (has_lin && has_emb)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has both Linear and Embedding LoRA weights", path,
                          m->module);
@@ -267,117 +270,178 @@ static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad,
     if (T[MG_SLOT_MAG] && !has_lin)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\": a DoRA magnitude without lora_A/lora_B weights", path,
                          m->key[MG_SLOT_MAG]);
-    if (has_lin) {
-        const st_tensor *A = T[MG_SLOT_A], *B = T[MG_SLOT_B];
-        if (!A || !B)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has \"%s\" but no %s", path, m->module,
-                             A ? m->key[MG_SLOT_A] : m->key[MG_SLOT_B], A ? "lora_B.weight" : "lora_A.weight");
-        if (kind != K_LINEAR && kind != K_HEAD)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has Linear LoRA weights but \"%s\" is not a Linear weight",
-                             path, m->module, o->name);
-        if (A->ndim != 2 || B->ndim != 2 || A->shape[0] != B->shape[1] || A->shape[1] != o->shape[1] ||
-            B->shape[0] != o->shape[0] || A->shape[0] < 1)
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: module \"%s\": lora_A %s and lora_B %s do not fit base \"%s\" [%lld, %lld] (need A "
-                             "[r, %lld], B [%lld, r])",
-                             path, m->module, shape_str(A, sb, sizeof sb), shape_str(B, sb2, sizeof sb2), o->name,
-                             (long long)o->shape[0], (long long)o->shape[1], (long long)o->shape[1],
-                             (long long)o->shape[0]);
-        if (!mg_acfg_targets(ad->cfg, m->module, kind == K_LINEAR))
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: module \"%s\" has LoRA weights but adapter_config.json's target_modules / "
-                             "exclude_modules / layers_to_transform do not select it (PEFT would ignore these weights)",
+    return MS_OK;
+}
+
+/* Phase 2, Linear LoRA: A and B fit the output tensor, target_modules select
+ * the module, the rank matches the config; with use_dora, the magnitude
+ * vector fits too. Sets the op's LoRA or DoRA delta. */
+static ms_status bind_linear_lora(const binding *b, ms_error *err)
+{
+    const mg_amod *m = b->m;
+    const st_tensor *const *T = m->t;
+    const mg_otensor *o = b->o;
+    const char *path = b->path;
+    char sb[96], sb2[96];
+    const st_tensor *A = T[MG_SLOT_A], *B = T[MG_SLOT_B];
+    if (!A || !B)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has \"%s\" but no %s", path, m->module,
+                         A ? m->key[MG_SLOT_A] : m->key[MG_SLOT_B], A ? "lora_B.weight" : "lora_A.weight");
+    if (b->kind != K_LINEAR && b->kind != K_HEAD)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has Linear LoRA weights but \"%s\" is not a Linear weight",
+                         path, m->module, o->name);
+    if (A->ndim != 2 || B->ndim != 2 || A->shape[0] != B->shape[1] || A->shape[1] != o->shape[1] ||
+        B->shape[0] != o->shape[0] || A->shape[0] < 1)
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: module \"%s\": lora_A %s and lora_B %s do not fit base \"%s\" [%lld, %lld] (need A "
+                         "[r, %lld], B [%lld, r])",
+                         path, m->module, shape_str(A, sb, sizeof sb), shape_str(B, sb2, sizeof sb2), o->name,
+                         (long long)o->shape[0], (long long)o->shape[1], (long long)o->shape[1],
+                         (long long)o->shape[0]);
+    if (!mg_acfg_targets(b->ad->cfg, m->module, b->kind == K_LINEAR))
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: module \"%s\" has LoRA weights but adapter_config.json's target_modules / "
+                         "exclude_modules / layers_to_transform do not select it (PEFT would ignore these weights)",
+                         path, m->module);
+    ms_status st = check_rank(b->ad, path, m->module, (int)A->shape[0], &b->op->r, &b->op->scale, err);
+    if (st) return st;
+    b->op->A = A;
+    b->op->B = B;
+    b->op->delta = MG_DELTA_LORA;
+    *b->used += 2;
+    if (mg_acfg_use_dora(b->ad->cfg)) {
+        const st_tensor *mag = T[MG_SLOT_MAG];
+        if (!mag)
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: use_dora is true but module \"%s\" has no lora_magnitude_vector",
                              path, m->module);
-        ms_status st = check_rank(ad, path, m->module, (int)A->shape[0], &op->r, &op->scale, err);
-        if (st) return st;
-        op->A = A;
-        op->B = B;
-        op->delta = MG_DELTA_LORA;
-        *used += 2;
-        if (mg_acfg_use_dora(ad->cfg)) {
-            const st_tensor *mag = T[MG_SLOT_MAG];
-            if (!mag)
-                return ms_seterr(err, MS_ERR_FORMAT, "%s: use_dora is true but module \"%s\" has no lora_magnitude_vector",
-                                 path, m->module);
-            if (!shape_is(mag, o->shape[0], 0))
-                return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; DoRA needs [%lld]", path,
-                                 mag->name, shape_str(mag, sb, sizeof sb), (long long)o->shape[0]);
-            op->mag = mag;
-            op->delta = MG_DELTA_DORA;
-            (*used)++;
-        } else if (T[MG_SLOT_MAG]) {
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" is a DoRA magnitude but use_dora is false", path,
-                             m->key[MG_SLOT_MAG]);
-        }
+        if (!shape_is(mag, o->shape[0], 0))
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; DoRA needs [%lld]", path,
+                             mag->name, shape_str(mag, sb, sizeof sb), (long long)o->shape[0]);
+        b->op->mag = mag;
+        b->op->delta = MG_DELTA_DORA;
+        (*b->used)++;
+    } else if (T[MG_SLOT_MAG]) {
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" is a DoRA magnitude but use_dora is false", path,
+                         m->key[MG_SLOT_MAG]);
     }
-    if (has_emb) {
-        const st_tensor *A = T[MG_SLOT_EA], *B = T[MG_SLOT_EB];
-        if (!A || !B)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has \"%s\" but no %s", path, m->module,
-                             A ? m->key[MG_SLOT_EA] : m->key[MG_SLOT_EB], A ? "lora_embedding_B" : "lora_embedding_A");
-        if (kind != K_EMBED)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has Embedding LoRA weights but is not the embedding",
-                             path, m->module);
-        if (mg_acfg_use_dora(ad->cfg))
-            return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: DoRA on the embedding (\"%s\") is not supported", path,
-                             m->module);
-        if (A->ndim != 2 || B->ndim != 2 || A->shape[0] != B->shape[1] || A->shape[1] != o->shape[0] ||
-            B->shape[0] != o->shape[1] || A->shape[0] < 1)
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: module \"%s\": lora_embedding_A %s and lora_embedding_B %s do not fit base \"%s\" "
-                             "[%lld, %lld] (need A [r, %lld], B [%lld, r])",
-                             path, m->module, shape_str(A, sb, sizeof sb), shape_str(B, sb2, sizeof sb2), o->name,
-                             (long long)o->shape[0], (long long)o->shape[1], (long long)o->shape[0],
-                             (long long)o->shape[1]);
-        if (!mg_acfg_targets(ad->cfg, m->module, 0))
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: module \"%s\" has LoRA weights but adapter_config.json's target_modules do not "
-                             "select it (PEFT would ignore these weights)",
-                             path, m->module);
-        ms_status st = check_rank(ad, path, m->module, (int)A->shape[0], &op->r, &op->scale, err);
-        if (st) return st;
-        op->A = A;
-        op->B = B;
-        op->delta = MG_DELTA_EMBED;
-        *used += 2;
+    return MS_OK;
+}
+
+/* Phase 2, Embedding LoRA: only on the embedding, without DoRA, with A and B
+ * fitting it, selected by target_modules and of the configured rank. Sets the
+ * op's embedding delta. */
+static ms_status bind_embed_lora(const binding *b, ms_error *err)
+{
+    const mg_amod *m = b->m;
+    const st_tensor *const *T = m->t;
+    const mg_otensor *o = b->o;
+    const char *path = b->path;
+    char sb[96], sb2[96];
+    const st_tensor *A = T[MG_SLOT_EA], *B = T[MG_SLOT_EB];
+    if (!A || !B)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has \"%s\" but no %s", path, m->module,
+                         A ? m->key[MG_SLOT_EA] : m->key[MG_SLOT_EB], A ? "lora_embedding_B" : "lora_embedding_A");
+    if (b->kind != K_EMBED)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has Embedding LoRA weights but is not the embedding",
+                         path, m->module);
+    if (mg_acfg_use_dora(b->ad->cfg))
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: DoRA on the embedding (\"%s\") is not supported", path,
+                         m->module);
+    if (A->ndim != 2 || B->ndim != 2 || A->shape[0] != B->shape[1] || A->shape[1] != o->shape[0] ||
+        B->shape[0] != o->shape[1] || A->shape[0] < 1)
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: module \"%s\": lora_embedding_A %s and lora_embedding_B %s do not fit base \"%s\" "
+                         "[%lld, %lld] (need A [r, %lld], B [%lld, r])",
+                         path, m->module, shape_str(A, sb, sizeof sb), shape_str(B, sb2, sizeof sb2), o->name,
+                         (long long)o->shape[0], (long long)o->shape[1], (long long)o->shape[0],
+                         (long long)o->shape[1]);
+    if (!mg_acfg_targets(b->ad->cfg, m->module, 0))
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: module \"%s\" has LoRA weights but adapter_config.json's target_modules do not "
+                         "select it (PEFT would ignore these weights)",
+                         path, m->module);
+    ms_status st = check_rank(b->ad, path, m->module, (int)A->shape[0], &b->op->r, &b->op->scale, err);
+    if (st) return st;
+    b->op->A = A;
+    b->op->B = B;
+    b->op->delta = MG_DELTA_EMBED;
+    *b->used += 2;
+    return MS_OK;
+}
+
+/* Phase 3, trainable token rows: only on the embedding, one row per distinct
+ * trainable_token_indices entry below the vocabulary size. Sets the op's
+ * rows, and the head's too while the pair is still tied. */
+static ms_status bind_tokens(mg_plan *p, const binding *b, int a, int tied_at_start, ms_error *err)
+{
+    const mg_amod *m = b->m;
+    const st_tensor *const *T = m->t;
+    const mg_otensor *o = b->o;
+    const char *path = b->path;
+    char sb[96];
+    const st_tensor *tk = T[MG_SLOT_TOKENS];
+    size_t n_idx;
+    const int64_t *idx = mg_acfg_token_indices(b->ad->cfg, &n_idx);
+    if (b->kind != K_EMBED)
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: trainable tokens on \"%s\" are not supported (embed_tokens only)",
+                         path, m->module);
+    if (!n_idx)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" holds token rows but adapter_config.json has no "
+                         "trainable_token_indices", path, tk->name);
+    if (!shape_is(tk, (int64_t)n_idx, o->shape[1]))
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; %zu trainable_token_indices need [%zu, %lld]",
+                         path, tk->name, shape_str(tk, sb, sizeof sb), n_idx, n_idx, (long long)o->shape[1]);
+    for (size_t i = 0; i < n_idx; i++) {
+        if (idx[i] >= o->shape[0])
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: trainable_token_indices[%zu] = %lld is not below the vocabulary size %lld",
+                             path, i, (long long)idx[i], (long long)o->shape[0]);
+        for (size_t j = 0; j < i; j++)
+            if (idx[j] == idx[i])
+                return ms_seterr(err, MS_ERR_FORMAT, "%s: trainable_token_indices lists %lld twice", path,
+                                 (long long)idx[i]);
     }
-    /* 3. Trainable token rows. */
-    if (T[MG_SLOT_TOKENS]) {
-        const st_tensor *tk = T[MG_SLOT_TOKENS];
-        size_t n_idx;
-        const int64_t *idx = mg_acfg_token_indices(ad->cfg, &n_idx);
-        if (kind != K_EMBED)
-            return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: trainable tokens on \"%s\" are not supported (embed_tokens only)",
-                             path, m->module);
-        if (!n_idx)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" holds token rows but adapter_config.json has no "
-                             "trainable_token_indices", path, tk->name);
-        if (!shape_is(tk, (int64_t)n_idx, o->shape[1]))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; %zu trainable_token_indices need [%zu, %lld]",
-                             path, tk->name, shape_str(tk, sb, sizeof sb), n_idx, n_idx, (long long)o->shape[1]);
-        for (size_t i = 0; i < n_idx; i++) {
-            if (idx[i] >= o->shape[0])
-                return ms_seterr(err, MS_ERR_FORMAT, "%s: trainable_token_indices[%zu] = %lld is not below the vocabulary size %lld",
-                                 path, i, (long long)idx[i], (long long)o->shape[0]);
-            for (size_t j = 0; j < i; j++)
-                if (idx[j] == idx[i])
-                    return ms_seterr(err, MS_ERR_FORMAT, "%s: trainable_token_indices lists %lld twice", path,
-                                     (long long)idx[i]);
-        }
-        op->tokens = tk;
-        op->tok_idx = idx;
-        op->n_tok = n_idx;
-        (*used)++;
-        /* A tied pair shares its rows: the head gets them too (PEFT ties a
-         * TrainableTokens layer to lm_head when the embeddings are tied). */
-        long hi = find_out(p, HEAD_NAME);
-        if (tied_at_start && hi >= 0) {
-            mg_op *hop = op_for(&p->t[hi], a);
-            hop->tokens = tk;
-            hop->tok_idx = idx;
-            hop->n_tok = n_idx;
-        }
+    b->op->tokens = tk;
+    b->op->tok_idx = idx;
+    b->op->n_tok = n_idx;
+    (*b->used)++;
+    /* A tied pair shares its rows: the head gets them too (PEFT ties a
+     * TrainableTokens layer to lm_head when the embeddings are tied). */
+    long hi = find_out(p, HEAD_NAME);
+    if (tied_at_start && hi >= 0) {
+        mg_op *hop = op_for(&p->t[hi], a);
+        hop->tokens = tk;
+        hop->tok_idx = idx;
+        hop->n_tok = n_idx;
     }
+    return MS_OK;
+}
+
+/* Binds one adapter module to its output tensor(s): finds the tensor, then
+ * checks and records, in the order the op applies them, the full
+ * replacement, the LoRA delta and the token rows. */
+static ms_status bind_module(mg_plan *p, const expect *ex, const mg_adapter *ad, int a, const mg_amod *m,
+                             int tied_at_start, const char *path, size_t *used, ms_error *err)
+{
+    char param[MG_MAX_NAME_LEN + 16];
+    snprintf(param, sizeof param, "%s.weight", m->module);
+    long oi = find_out(p, param);
+    const char *any = NULL;
+    for (int s = 0; s < MG_SLOT_COUNT && !any; s++) any = m->key[s];
+    if (oi < 0)
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: tensor \"%s\" (module \"%s\") matches no base tensor: the base has no \"%s\"; was the "
+                         "adapter trained on a different model?",
+                         path, any, m->module, param);
+    mg_otensor *o = &p->t[oi];
+    const st_tensor *const *T = m->t;
+    binding b = {ad, m, path, o, ex[oi].kind, op_for(o, a), used};
+    int has_lin = T[MG_SLOT_A] || T[MG_SLOT_B], has_emb = T[MG_SLOT_EA] || T[MG_SLOT_EB];
+    ms_status st;
+    if ((st = bind_replacement(&b, err))) return st;
+    if ((st = check_delta_kinds(&b, has_lin, has_emb, err))) return st;
+    if (has_lin && (st = bind_linear_lora(&b, err))) return st;
+    if (has_emb && (st = bind_embed_lora(&b, err))) return st;
+    if (T[MG_SLOT_TOKENS] && (st = bind_tokens(p, &b, a, tied_at_start, err))) return st;
     return MS_OK;
 }
 

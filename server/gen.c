@@ -2,9 +2,9 @@
  * gen.h). Non-streaming requests wait on the request's own thread and reply
  * once; streaming requests reply with an SSE body whose reader pulls engine
  * events as the client consumes them. Either way the same event handler
- * tracks choices, token counts, latencies and logprobs, and the OpenAI
- * shapes are built here with cJSON. It does not validate requests (oai_req.c)
- * or tokenize them (routes.c). */
+ * tracks choices, token counts, latencies and logprobs. What each object and
+ * chunk carries is decided here, its JSON shape in oai_resp.c. It does not
+ * validate requests (oai_req.c) or tokenize them (routes.c). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,67 +89,23 @@ static char *token_text(gen *g, int32_t id)
     return t;
 }
 
-/* The UTF-8 bytes of s as a JSON array of numbers. */
-static cJSON *bytes_array(const char *s)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (const unsigned char *p = (const unsigned char *)s; a && *p; p++)
-        cJSON_AddItemToArray(a, cJSON_CreateNumber(*p));
-    return a;
-}
-
-/* A fresh logprobs accumulator for a choice. */
-static cJSON *lp_new(gen *g)
-{
-    if (g->chat) return cJSON_CreateArray();
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddItemToObject(o, "tokens", cJSON_CreateArray());
-    cJSON_AddItemToObject(o, "token_logprobs", cJSON_CreateArray());
-    cJSON_AddItemToObject(o, "top_logprobs", cJSON_CreateArray());
-    cJSON_AddItemToObject(o, "text_offset", cJSON_CreateArray());
-    return o;
-}
-
-/* Records the logprobs of event e into c->lp. */
+/* Records the logprobs of event e into c->lp: the token's text and logprob
+ * and those of its top alternatives. */
 static void lp_add(gen *g, choice *c, const job_event *e)
 {
-    if (!c->lp && !(c->lp = lp_new(g))) return;
+    _Static_assert(OAI_MAX_COMPLETION_LOGPROBS <= MS_MAX_TOP_LOGPROBS,
+                   "top alternatives must fit in top[]");
+    if (!c->lp && !(c->lp = oai_logprobs_new(g->chat))) return;
     char *tok = token_text(g, e->token);
     if (!tok) return;
-    if (g->chat) {
-        cJSON *ent = cJSON_CreateObject();
-        cJSON_AddStringToObject(ent, "token", tok);
-        cJSON_AddNumberToObject(ent, "logprob", e->logprob);
-        cJSON_AddItemToObject(ent, "bytes", bytes_array(tok));
-        cJSON *tops = cJSON_AddArrayToObject(ent, "top_logprobs");
-        for (int k = 0; k < e->n_top && k < g->top_logprobs; k++) {
-            char *tt = token_text(g, e->top_ids[k]);
-            cJSON *t = cJSON_CreateObject();
-            cJSON_AddStringToObject(t, "token", tt ? tt : "");
-            cJSON_AddNumberToObject(t, "logprob", e->top_lps[k]);
-            cJSON_AddItemToObject(t, "bytes", bytes_array(tt ? tt : ""));
-            cJSON_AddItemToArray(tops, t);
-            free(tt);
-        }
-        cJSON_AddItemToArray(c->lp, ent);
-    } else {
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(c->lp, "tokens"),
-                             cJSON_CreateString(tok));
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(c->lp, "token_logprobs"),
-                             cJSON_CreateNumber(e->logprob));
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(c->lp, "text_offset"),
-                             cJSON_CreateNumber((double)c->text_off));
-        cJSON *top = cJSON_CreateObject();
-        cJSON_AddNumberToObject(top, tok, e->logprob);
-        for (int k = 0; k < e->n_top && k < g->top_logprobs; k++) {
-            char *tt = token_text(g, e->top_ids[k]);
-            if (tt && !cJSON_GetObjectItemCaseSensitive(top, tt)) /* one entry per string */
-                cJSON_AddNumberToObject(top, tt, e->top_lps[k]);
-            free(tt);
-        }
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(c->lp, "top_logprobs"), top);
+    char *top[MS_MAX_TOP_LOGPROBS];
+    int n_top = 0;
+    while (n_top < e->n_top && n_top < g->top_logprobs && n_top < MS_MAX_TOP_LOGPROBS) {
+        top[n_top] = token_text(g, e->top_ids[n_top]);
+        n_top++;
     }
+    oai_logprobs_add(c->lp, g->chat, tok, e->logprob, top, e->top_lps, n_top, c->text_off);
+    for (int k = 0; k < n_top; k++) free(top[k]);
     free(tok);
 }
 
@@ -280,55 +236,45 @@ static int step(gen *g, int *choice_out)
 
 /* ---- non-streaming -------------------------------------------------- */
 
+/* What every object and chunk of this request repeats. */
+static oai_head head_of(const gen *g)
+{
+    oai_head h = {g->id, g->S->created, g->S->model_name, g->S->fingerprint, g->chat, g->stream};
+    return h;
+}
+
+/* Takes a choice's logprobs out of it (they move into a response object). */
+static cJSON *take_lp(choice *c)
+{
+    cJSON *lp = c->lp;
+    c->lp = NULL;
+    return lp;
+}
+
 /* The whole response object once every choice finished. */
 static cJSON *build_response(gen *g)
 {
-    cJSON *o = oai_envelope(g->id, g->chat ? "chat.completion" : "text_completion",
-                            g->S->created, g->S->model_name, g->S->fingerprint);
+    oai_head h = head_of(g);
+    cJSON *o = oai_completion_object(&h);
     if (!o) return NULL;
-    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
     for (int i = 0; i < g->n_ch; i++) {
         choice *c = &g->ch[i];
-        cJSON *ch = cJSON_CreateObject();
-        cJSON_AddNumberToObject(ch, "index", i);
-        if (g->chat) {
-            cJSON *m = cJSON_AddObjectToObject(ch, "message");
-            cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", c->content.p ? c->content.p : "");
-            if (c->reasoning.n)
-                cJSON_AddStringToObject(m, "reasoning_content", c->reasoning.p);
-            else
-                cJSON_AddNullToObject(m, "reasoning_content");
-            cJSON_AddNullToObject(m, "refusal");
-            if (c->lp) {
-                cJSON *l = cJSON_AddObjectToObject(ch, "logprobs");
-                cJSON_AddItemToObject(l, "content", c->lp);
-                cJSON_AddNullToObject(l, "refusal");
-                c->lp = NULL;
-            } else {
-                cJSON_AddNullToObject(ch, "logprobs");
-            }
-        } else {
+        strbuf t = {0};
+        const char *text = c->content.p ? c->content.p : "";
+        if (!g->chat) { /* completions: the echoed prompt, then what was generated */
             const gen_prompt *p = &g->spec->prompts[c->prompt];
-            strbuf t = {0};
             if (p->echo) sb_append(&t, p->echo, p->echo_len);
-            sb_append(&t, c->content.p ? c->content.p : "", c->content.n);
-            cJSON_AddStringToObject(ch, "text", t.p ? t.p : "");
-            sb_free(&t);
-            if (c->lp) {
-                cJSON_AddItemToObject(ch, "logprobs", c->lp);
-                c->lp = NULL;
-            } else {
-                cJSON_AddNullToObject(ch, "logprobs");
-            }
+            sb_append(&t, text, c->content.n);
+            text = t.p ? t.p : "";
         }
         const char *f = oai_finish_name(c->finish);
-        cJSON_AddStringToObject(ch, "finish_reason", f ? f : "stop");
-        cJSON_AddItemToArray(arr, ch);
+        oai_choice oc = {i, NULL, c->reasoning.n ? c->reasoning.p : NULL, text, take_lp(c),
+                         f ? f : "stop"};
+        oai_add_choice(o, &h, &oc);
+        sb_free(&t);
     }
-    cJSON_AddItemToObject(o, "usage",
-                          oai_usage(g->prompt_tokens, g->info->completion_tokens,
-                                    g->info->reasoning_tokens));
+    oai_add_usage(o, oai_usage(g->prompt_tokens, g->info->completion_tokens,
+                               g->info->reasoning_tokens));
     return o;
 }
 
@@ -366,62 +312,40 @@ static void sse_json(gen *g, cJSON *o)
     free(s);
 }
 
-/* One chunk for choice i: role/echo at the start, deltas, or the finish. */
+/* One chunk for choice i: role/echo at the start, deltas, or the finish.
+ * The logprobs gathered since the last chunk go with it (never with the start). */
 static void sse_chunk(gen *g, int i, int first, const char *finish)
 {
     choice *c = &g->ch[i];
-    cJSON *o = oai_envelope(g->id, g->chat ? "chat.completion.chunk" : "text_completion",
-                            g->S->created, g->S->model_name, g->S->fingerprint);
+    oai_head h = head_of(g);
+    cJSON *o = oai_completion_object(&h);
     if (!o) {
         g->out.oom = 1;
         return;
     }
-    cJSON *arr = cJSON_AddArrayToObject(o, "choices");
-    cJSON *ch = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ch, "index", i);
-    if (g->chat) {
-        cJSON *d = cJSON_AddObjectToObject(ch, "delta");
-        if (first) {
-            cJSON_AddStringToObject(d, "role", "assistant");
-            cJSON_AddStringToObject(d, "content", "");
-        } else if (!finish) {
-            if (c->reasoning.n) cJSON_AddStringToObject(d, "reasoning_content", c->reasoning.p);
-            if (c->content.n) cJSON_AddStringToObject(d, "content", c->content.p);
+    oai_choice oc = {i, NULL, NULL, NULL, NULL, finish};
+    char *echo = NULL;
+    if (g->chat && first) {
+        oc.role = "assistant";
+        oc.content = "";
+    } else if (g->chat && !finish) {
+        oc.reasoning = c->reasoning.n ? c->reasoning.p : NULL;
+        oc.content = c->content.n ? c->content.p : NULL;
+    } else if (!g->chat && first) { /* only called from gen_run, while spec is alive */
+        const gen_prompt *p = &g->spec->prompts[c->prompt];
+        echo = malloc(p->echo_len + 1);
+        if (echo) {
+            memcpy(echo, p->echo, p->echo_len);
+            echo[p->echo_len] = 0;
         }
-        if (c->lp && cJSON_GetArraySize(c->lp) && !first) {
-            cJSON *l = cJSON_AddObjectToObject(ch, "logprobs");
-            cJSON_AddItemToObject(l, "content", c->lp);
-            cJSON_AddNullToObject(l, "refusal");
-            c->lp = NULL;
-        } else {
-            cJSON_AddNullToObject(ch, "logprobs");
-        }
-    } else {
-        if (first) { /* only called from gen_run, while spec is alive */
-            const gen_prompt *p = &g->spec->prompts[c->prompt];
-            char *t = malloc(p->echo_len + 1);
-            if (t) {
-                memcpy(t, p->echo, p->echo_len);
-                t[p->echo_len] = 0;
-                cJSON_AddStringToObject(ch, "text", t);
-                free(t);
-            }
-        } else {
-            cJSON_AddStringToObject(ch, "text", finish || !c->content.p ? "" : c->content.p);
-        }
-        if (c->lp && !first && cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(c->lp, "tokens"))) {
-            cJSON_AddItemToObject(ch, "logprobs", c->lp);
-            c->lp = NULL;
-        } else {
-            cJSON_AddNullToObject(ch, "logprobs");
-        }
+        oc.content = echo;
+    } else if (!g->chat) {
+        oc.content = finish || !c->content.p ? "" : c->content.p;
     }
-    if (finish)
-        cJSON_AddStringToObject(ch, "finish_reason", finish);
-    else
-        cJSON_AddNullToObject(ch, "finish_reason");
-    cJSON_AddItemToArray(arr, ch);
-    if (g->include_usage) cJSON_AddNullToObject(o, "usage");
+    if (!first && oai_logprobs_count(c->lp, g->chat)) oc.logprobs = take_lp(c);
+    oai_add_choice(o, &h, &oc);
+    free(echo);
+    if (g->include_usage) oai_add_usage(o, NULL);
     sse_json(g, o);
 }
 
@@ -438,14 +362,11 @@ static void sse_tail(gen *g)
         free(body);
     } else {
         if (g->include_usage) {
-            cJSON *o = oai_envelope(g->id, g->chat ? "chat.completion.chunk" : "text_completion",
-                                    g->S->created, g->S->model_name, g->S->fingerprint);
-            if (o) {
-                cJSON_AddArrayToObject(o, "choices");
-                cJSON_AddItemToObject(o, "usage",
-                                      oai_usage(g->prompt_tokens, g->info->completion_tokens,
-                                                g->info->reasoning_tokens));
-            }
+            oai_head h = head_of(g);
+            cJSON *o = oai_completion_object(&h);
+            if (o)
+                oai_add_usage(o, oai_usage(g->prompt_tokens, g->info->completion_tokens,
+                                           g->info->reasoning_tokens));
             sse_json(g, o);
         }
         sb_puts(&g->out, "data: [DONE]\n\n");
@@ -457,10 +378,8 @@ static void sse_tail(gen *g)
 static void sse_after_event(gen *g, int i)
 {
     choice *c = &g->ch[i];
-    int has_lp = c->lp && (g->chat ? cJSON_GetArraySize(c->lp) > 0
-                                   : cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
-                                         c->lp, "tokens")) > 0);
-    if (c->content.n || c->reasoning.n || has_lp) sse_chunk(g, i, 0, NULL);
+    if (c->content.n || c->reasoning.n || oai_logprobs_count(c->lp, g->chat))
+        sse_chunk(g, i, 0, NULL);
     if (c->finished && (c->finish == MS_FINISH_STOP || c->finish == MS_FINISH_LENGTH))
         sse_chunk(g, i, 0, oai_finish_name(c->finish));
 }

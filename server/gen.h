@@ -3,7 +3,8 @@
  * stream ending in `data: [DONE]`, an HTTP error before anything was sent, or
  * a final `data: {"error":...}` event once a stream has started. Submits
  * every choice, waits on the job (engine events, client disconnect,
- * deadline, drain abort) and shapes the OpenAI output. */
+ * deadline, drain abort) and decides what the OpenAI output carries (its JSON
+ * shape is oai_resp.c's). */
 #ifndef MS_GEN_H
 #define MS_GEN_H
 

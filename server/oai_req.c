@@ -39,13 +39,6 @@ static const char *type_name(const cJSON *v)
     return "object";
 }
 
-/* The member key of o, or NULL when absent or null (null means "not given"). */
-static const cJSON *opt(const cJSON *o, const char *key)
-{
-    const cJSON *v = json_get(o, key);
-    return v && !cJSON_IsNull(v) ? v : NULL;
-}
-
 /* 1 if k is one of the NULL-terminated list. */
 static int in_list(const char *k, const char *const *list)
 {
@@ -84,11 +77,22 @@ static int check_keys(const cJSON *o, const char *const *allowed, const char *pr
     return 0;
 }
 
+/* The rule of /tokenize and /detokenize (not OpenAI routes, so no list of
+ * unsupported OpenAI parameters): every key of o is allowed, or it is unknown. */
+static int check_keys_exact(const cJSON *o, const char *const *allowed, oai_err *e)
+{
+    for (const cJSON *c = o->child; c; c = c->next)
+        if (!in_list(c->string, allowed))
+            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
+                            "unknown parameter '%.60s'", c->string);
+    return 0;
+}
+
 /* Optional number in [lo, hi] (lo excluded when lo_open); 1 given, 0 absent, -1 bad. */
 static int get_num(const cJSON *o, const char *key, double lo, double hi, int lo_open,
                    double *out, oai_err *e)
 {
-    const cJSON *v = opt(o, key);
+    const cJSON *v = json_get_opt(o, key);
     if (!v) return 0;
     if (!cJSON_IsNumber(v))
         return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be a number, not %s", key,
@@ -105,13 +109,13 @@ static int get_num(const cJSON *o, const char *key, double lo, double hi, int lo
 static int get_int(const cJSON *o, const char *key, double lo, double hi, long long *out,
                    oai_err *e)
 {
-    const cJSON *v = opt(o, key);
+    const cJSON *v = json_get_opt(o, key);
     if (!v) return 0;
     if (!cJSON_IsNumber(v))
         return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be an integer, not %s", key,
                         type_name(v));
     double d = v->valuedouble;
-    if (!isfinite(d) || d != floor(d))
+    if (!json_is_integer(v))
         return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be an integer, not %g", key,
                         d);
     if (d < lo || d > hi)
@@ -124,7 +128,7 @@ static int get_int(const cJSON *o, const char *key, double lo, double hi, long l
 /* Optional boolean; 1 given, 0 absent, -1 bad. */
 static int get_bool(const cJSON *o, const char *key, int *out, oai_err *e)
 {
-    const cJSON *v = opt(o, key);
+    const cJSON *v = json_get_opt(o, key);
     if (!v) return 0;
     if (!cJSON_IsBool(v))
         return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be a boolean, not %s", key,
@@ -136,7 +140,7 @@ static int get_bool(const cJSON *o, const char *key, int *out, oai_err *e)
 /* Checks the request's model against the served one: absent 400, other 404. */
 static int check_model(const cJSON *root, const oai_limits *lim, int required, oai_err *e)
 {
-    const cJSON *v = opt(root, "model");
+    const cJSON *v = json_get_opt(root, "model");
     if (!v) {
         if (!required) return 0;
         return oai_fail(e, 400, BAD, "model", "missing_required_parameter",
@@ -155,7 +159,7 @@ static int check_model(const cJSON *root, const oai_limits *lim, int required, o
 /* stop: a string or a list of at most MS_MAX_STOP non-empty strings. */
 static int parse_stop(const cJSON *root, oai_gen *g, oai_err *e)
 {
-    const cJSON *v = opt(root, "stop");
+    const cJSON *v = json_get_opt(root, "stop");
     if (!v) return 0;
     const cJSON *items[MS_MAX_STOP];
     int n = 0;
@@ -189,7 +193,7 @@ static int parse_stop(const cJSON *root, oai_gen *g, oai_err *e)
 /* logit_bias: {"token id": bias in [-100, 100]}. */
 static int parse_logit_bias(const cJSON *root, const oai_limits *lim, oai_gen *g, oai_err *e)
 {
-    const cJSON *v = opt(root, "logit_bias");
+    const cJSON *v = json_get_opt(root, "logit_bias");
     if (!v) return 0;
     if (!cJSON_IsObject(v))
         return oai_fail(e, 400, BAD, "logit_bias", "invalid_type",
@@ -231,7 +235,7 @@ static int parse_logit_bias(const cJSON *root, const oai_limits *lim, oai_gen *g
 static int parse_stream(const cJSON *root, oai_gen *g, oai_err *e)
 {
     if (get_bool(root, "stream", &g->stream, e) < 0) return -1;
-    const cJSON *so = opt(root, "stream_options");
+    const cJSON *so = json_get_opt(root, "stream_options");
     if (!so) return 0;
     if (!g->stream)
         return oai_fail(e, 400, BAD, "stream_options", "invalid_value",
@@ -274,7 +278,7 @@ static int parse_sampling(const cJSON *root, const oai_limits *lim, oai_gen *g, 
     if (r) g->seed = (uint64_t)(int64_t)v;
     if (parse_stop(root, g, e) || parse_logit_bias(root, lim, g, e) || parse_stream(root, g, e))
         return -1;
-    const cJSON *u = opt(root, "user");
+    const cJSON *u = json_get_opt(root, "user");
     if (u && !cJSON_IsString(u))
         return oai_fail(e, 400, BAD, "user", "invalid_type", "'user' must be a string, not %s",
                         type_name(u));
@@ -359,7 +363,7 @@ static int parse_content(const cJSON *m, size_t i, int null_ok, oai_chat *c, con
 /* assistant tool_calls (history only): [{id, type:"function", function:{name, arguments}}]. */
 static int parse_tool_calls(const cJSON *m, size_t i, oai_chat *c, const char **out, oai_err *e)
 {
-    const cJSON *v = opt(m, "tool_calls");
+    const cJSON *v = json_get_opt(m, "tool_calls");
     *out = NULL;
     if (!v) return 0;
     char param[64];
@@ -416,10 +420,10 @@ static int parse_message(const cJSON *m, size_t i, oai_chat *c, oai_err *e)
         if (check_keys(m, keys, pre, e) || parse_content(m, i, 1, c, &out->content, e) ||
             parse_tool_calls(m, i, c, &out->tool_calls_json, e))
             return -1;
-        if (opt(m, "refusal"))
+        if (json_get_opt(m, "refusal"))
             return oai_fail(e, 400, BAD, "refusal", "unsupported_parameter",
                             "'%srefusal' is not supported", pre);
-        const cJSON *rc = opt(m, "reasoning_content");
+        const cJSON *rc = json_get_opt(m, "reasoning_content");
         if (rc && !cJSON_IsString(rc))
             return oai_fail(e, 400, BAD, param, "invalid_type",
                             "'%sreasoning_content' must be a string", pre);
@@ -430,7 +434,7 @@ static int parse_message(const cJSON *m, size_t i, oai_chat *c, oai_err *e)
     if (!strcmp(r, "tool")) {
         static const char *const keys[] = {"role", "content", "tool_call_id", NULL};
         if (check_keys(m, keys, pre, e) || parse_content(m, i, 0, c, &out->content, e)) return -1;
-        const cJSON *id = opt(m, "tool_call_id");
+        const cJSON *id = json_get_opt(m, "tool_call_id");
         if (id && !cJSON_IsString(id))
             return oai_fail(e, 400, BAD, param, "invalid_type", "'%stool_call_id' must be a string",
                             pre);
@@ -445,8 +449,8 @@ static int parse_message(const cJSON *m, size_t i, oai_chat *c, oai_err *e)
 /* messages[] into c->msgs. */
 static int parse_messages(const cJSON *root, oai_chat *c, oai_err *e)
 {
-    const cJSON *v = json_get(root, "messages");
-    if (!v || cJSON_IsNull(v))
+    const cJSON *v = json_get_opt(root, "messages");
+    if (!v)
         return oai_fail(e, 400, BAD, "messages", "missing_required_parameter",
                         "'messages' is required");
     if (!cJSON_IsArray(v))
@@ -468,7 +472,7 @@ static int parse_messages(const cJSON *root, oai_chat *c, oai_err *e)
 static int parse_template_kwargs(const cJSON *root, oai_gen *g, oai_err *e)
 {
     g->enable_thinking = -1;
-    const cJSON *v = opt(root, "chat_template_kwargs");
+    const cJSON *v = json_get_opt(root, "chat_template_kwargs");
     if (!v) return 0;
     if (!cJSON_IsObject(v))
         return oai_fail(e, 400, BAD, "chat_template_kwargs", "invalid_type",
@@ -488,7 +492,7 @@ static int parse_template_kwargs(const cJSON *root, oai_gen *g, oai_err *e)
 /* response_format: only {"type": "text"}. */
 static int parse_response_format(const cJSON *root, oai_err *e)
 {
-    const cJSON *v = opt(root, "response_format");
+    const cJSON *v = json_get_opt(root, "response_format");
     if (!v) return 0;
     const cJSON *t = cJSON_IsObject(v) ? json_get(v, "type") : NULL;
     if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") || cJSON_GetArraySize(v) != 1)
@@ -570,8 +574,7 @@ static int parse_ids(const cJSON *v, const char *param, int vocab, int32_t **out
     if (!ids) return oai_fail(e, 500, "server_error", param, NULL, "out of memory");
     size_t k = 0;
     for (const cJSON *c = v->child; c; c = c->next, k++) {
-        if (!cJSON_IsNumber(c) || c->valuedouble != floor(c->valuedouble) ||
-            c->valuedouble < 0 || c->valuedouble >= vocab) {
+        if (!json_is_integer(c) || c->valuedouble < 0 || c->valuedouble >= vocab) {
             free(ids);
             return oai_fail(e, 400, BAD, param, "invalid_value",
                             "'%s'[%zu] is not a token id in [0, %d)", param, k, vocab);
@@ -586,8 +589,8 @@ static int parse_ids(const cJSON *v, const char *param, int vocab, int32_t **out
 /* prompt: string | [string] | [int] | [[int]]. */
 static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion *c, oai_err *e)
 {
-    const cJSON *v = json_get(root, "prompt");
-    if (!v || cJSON_IsNull(v))
+    const cJSON *v = json_get_opt(root, "prompt");
+    if (!v)
         return oai_fail(e, 400, BAD, "prompt", "missing_required_parameter",
                         "'prompt' is required");
     const cJSON *single = NULL;
@@ -694,21 +697,19 @@ int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *o
     if (!cJSON_IsObject(root))
         return oai_fail(e, 400, BAD, "", "invalid_type", "the request body must be a JSON object");
     /* add_generation_prompt is listed as unsupported for chat; here it is ours */
-    for (const cJSON *c = root->child; c; c = c->next)
-        if (!in_list(c->string, keys))
-            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
-                            "unknown parameter '%.60s'", c->string);
+    if (check_keys_exact(root, keys, e)) return -1;
     if (check_model(root, lim, 0, e)) return -1;
     int asp = 0;
     if (get_bool(root, "add_special_tokens", &asp, e) < 0) return -1;
-    const cJSON *p = opt(root, "prompt"), *m = opt(root, "messages");
+    const cJSON *p = json_get_opt(root, "prompt"), *m = json_get_opt(root, "messages");
     if (!!p == !!m)
         return oai_fail(e, 400, BAD, "prompt", "invalid_value",
                         "give exactly one of 'prompt' and 'messages'");
     if (p) {
         if (!cJSON_IsString(p))
             return oai_fail(e, 400, BAD, "prompt", "invalid_type", "'prompt' must be a string");
-        if (opt(root, "add_generation_prompt") || opt(root, "chat_template_kwargs"))
+        if (json_get_opt(root, "add_generation_prompt") ||
+            json_get_opt(root, "chat_template_kwargs"))
             return oai_fail(e, 400, BAD, "add_generation_prompt", "invalid_value",
                             "'add_generation_prompt' and 'chat_template_kwargs' need 'messages'");
         out->prompt = p->valuestring;
@@ -730,10 +731,7 @@ int oai_parse_detokenize(const cJSON *root, const oai_limits *lim, int32_t **ids
     *n = 0;
     if (!cJSON_IsObject(root))
         return oai_fail(e, 400, BAD, "", "invalid_type", "the request body must be a JSON object");
-    for (const cJSON *c = root->child; c; c = c->next)
-        if (!in_list(c->string, keys))
-            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
-                            "unknown parameter '%.60s'", c->string);
+    if (check_keys_exact(root, keys, e)) return -1;
     if (check_model(root, lim, 0, e)) return -1;
     const cJSON *t = json_get(root, "tokens");
     if (!cJSON_IsArray(t))

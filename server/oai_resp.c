@@ -1,4 +1,4 @@
-/* oai_resp.c: OpenAI response pieces (see oai_resp.h). */
+/* oai_resp.c: the JSON bodies of medserve's replies (see oai_resp.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +74,137 @@ cJSON *oai_envelope(const char *id, const char *object, time_t created, const ch
     return o;
 }
 
+/* The envelope of h's object kind, then "choices": []. */
+cJSON *oai_completion_object(const oai_head *h)
+{
+    const char *object = !h->chat     ? "text_completion"
+                         : h->stream ? "chat.completion.chunk"
+                                     : "chat.completion";
+    cJSON *o = oai_envelope(h->id, object, h->created, h->model, h->fingerprint);
+    if (!o) return NULL;
+    cJSON_AddArrayToObject(o, "choices");
+    return o;
+}
+
+/* chat: "message" (role, content, reasoning_content, refusal) or "delta"
+ * (only what is given), logprobs as {content, refusal}; completions: "text"
+ * and the logprobs object as it is. */
+void oai_add_choice(cJSON *o, const oai_head *h, const oai_choice *c)
+{
+    cJSON *ch = cJSON_CreateObject();
+    cJSON_AddNumberToObject(ch, "index", c->index);
+    if (h->chat && !h->stream) {
+        cJSON *m = cJSON_AddObjectToObject(ch, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", c->content);
+        if (c->reasoning)
+            cJSON_AddStringToObject(m, "reasoning_content", c->reasoning);
+        else
+            cJSON_AddNullToObject(m, "reasoning_content");
+        cJSON_AddNullToObject(m, "refusal");
+    } else if (h->chat) {
+        cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+        if (c->role) cJSON_AddStringToObject(d, "role", c->role);
+        if (c->reasoning) cJSON_AddStringToObject(d, "reasoning_content", c->reasoning);
+        if (c->content) cJSON_AddStringToObject(d, "content", c->content);
+    } else if (c->content) {
+        cJSON_AddStringToObject(ch, "text", c->content);
+    }
+    if (!c->logprobs) {
+        cJSON_AddNullToObject(ch, "logprobs");
+    } else if (h->chat) {
+        cJSON *l = cJSON_AddObjectToObject(ch, "logprobs");
+        cJSON_AddItemToObject(l, "content", c->logprobs);
+        cJSON_AddNullToObject(l, "refusal");
+    } else {
+        cJSON_AddItemToObject(ch, "logprobs", c->logprobs);
+    }
+    if (c->finish)
+        cJSON_AddStringToObject(ch, "finish_reason", c->finish);
+    else
+        cJSON_AddNullToObject(ch, "finish_reason");
+    cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "choices"), ch);
+}
+
+/* "usage" last, after the choices. */
+void oai_add_usage(cJSON *o, cJSON *usage)
+{
+    if (usage)
+        cJSON_AddItemToObject(o, "usage", usage);
+    else
+        cJSON_AddNullToObject(o, "usage");
+}
+
+/* The UTF-8 bytes of s as a JSON array of numbers. */
+static cJSON *bytes_array(const char *s)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (const unsigned char *p = (const unsigned char *)s; a && *p; p++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(*p));
+    return a;
+}
+
+/* chat: an empty list; completions: the four parallel lists. */
+cJSON *oai_logprobs_new(int chat)
+{
+    if (chat) return cJSON_CreateArray();
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddItemToObject(o, "tokens", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "token_logprobs", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "top_logprobs", cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "text_offset", cJSON_CreateArray());
+    return o;
+}
+
+/* chat: one entry {token, logprob, bytes, top_logprobs: [{token, logprob,
+ * bytes}]}; completions: the token, its logprob and offset appended to their
+ * lists, and {text: logprob} of the token and its alternatives (one entry per
+ * distinct text) to top_logprobs. */
+void oai_logprobs_add(cJSON *lp, int chat, const char *text, double logprob,
+                      char *const *top_text, const float *top_logprob, int n_top,
+                      size_t text_offset)
+{
+    if (chat) {
+        cJSON *ent = cJSON_CreateObject();
+        cJSON_AddStringToObject(ent, "token", text);
+        cJSON_AddNumberToObject(ent, "logprob", logprob);
+        cJSON_AddItemToObject(ent, "bytes", bytes_array(text));
+        cJSON *tops = cJSON_AddArrayToObject(ent, "top_logprobs");
+        for (int k = 0; k < n_top; k++) {
+            const char *tt = top_text[k];
+            cJSON *t = cJSON_CreateObject();
+            cJSON_AddStringToObject(t, "token", tt ? tt : "");
+            cJSON_AddNumberToObject(t, "logprob", top_logprob[k]);
+            cJSON_AddItemToObject(t, "bytes", bytes_array(tt ? tt : ""));
+            cJSON_AddItemToArray(tops, t);
+        }
+        cJSON_AddItemToArray(lp, ent);
+    } else {
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "tokens"),
+                             cJSON_CreateString(text));
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs"),
+                             cJSON_CreateNumber(logprob));
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "text_offset"),
+                             cJSON_CreateNumber((double)text_offset));
+        cJSON *top = cJSON_CreateObject();
+        cJSON_AddNumberToObject(top, text, logprob);
+        for (int k = 0; k < n_top; k++) {
+            const char *tt = top_text[k];
+            if (tt && !cJSON_GetObjectItemCaseSensitive(top, tt)) /* one entry per string */
+                cJSON_AddNumberToObject(top, tt, top_logprob[k]);
+        }
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "top_logprobs"), top);
+    }
+}
+
+/* The length of the chat list, or of the completions "tokens" list. */
+int oai_logprobs_count(const cJSON *lp, int chat)
+{
+    if (!lp) return 0;
+    return cJSON_GetArraySize(chat ? lp : cJSON_GetObjectItemCaseSensitive(lp, "tokens"));
+}
+
 /* The usage object with its details sub-objects. */
 cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning)
 {
@@ -87,6 +218,58 @@ cJSON *oai_usage(uint64_t prompt, uint64_t completion, uint64_t reasoning)
     cJSON *cd = cJSON_AddObjectToObject(u, "completion_tokens_details");
     if (cd) cJSON_AddNumberToObject(cd, "reasoning_tokens", (double)reasoning);
     return u;
+}
+
+/* The one model served, as /v1/models lists it. */
+cJSON *oai_model(const char *id, time_t created, int max_model_len, const char *manifest_sha256)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return NULL;
+    cJSON_AddStringToObject(m, "id", id);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", (double)created);
+    cJSON_AddStringToObject(m, "owned_by", "medserve");
+    cJSON_AddNumberToObject(m, "max_model_len", max_model_len);
+    cJSON_AddStringToObject(m, "manifest_sha256", manifest_sha256);
+    return m;
+}
+
+/* The list object around the one model. */
+cJSON *oai_model_list(cJSON *model)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *d = cJSON_AddArrayToObject(o, "data");
+    cJSON_AddItemToArray(d, model);
+    return o;
+}
+
+/* The lifecycle word of /health in an object. */
+cJSON *oai_health(const char *status)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "status", status);
+    return o;
+}
+
+/* The ids as a JSON array of numbers, their count, and the context length. */
+cJSON *oai_tokenize_result(const int32_t *ids, size_t n, int max_model_len)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "tokens", a);
+    cJSON_AddNumberToObject(o, "count", (double)n);
+    cJSON_AddNumberToObject(o, "max_model_len", max_model_len);
+    return o;
+}
+
+/* The decoded text under "prompt". */
+cJSON *oai_detokenize_result(const char *text)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "prompt", text);
+    return o;
 }
 
 /* "stop" or "length"; NULL for the other finish kinds. */

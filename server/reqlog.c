@@ -1,11 +1,15 @@
-/* reqlog.c: append-only JSON-lines request log (see reqlog.h). */
+/* reqlog.c: append-only JSON-lines request log, and the line of one request
+ * (see reqlog.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "base/err.h"
 #include "reqlog.h"
@@ -124,4 +128,71 @@ void reqlog_close(reqlog *l)
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
     free(l);
+}
+
+/* UTC wall time as ISO 8601 with milliseconds. */
+static void iso_now(char *out, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+}
+
+/* Settles the outcome (a reply cut short, or never sent, is client_closed),
+ * then builds the record with cJSON so every string is escaped. */
+char *reqlog_line(const reqinfo *in, const char *client, const char *method, int status,
+                  int completed_ok, double dur_s, int with_text)
+{
+    const char *outcome = in->outcome;
+    if (!outcome) outcome = status < 400 ? "ok" : "error";
+    if (!strcmp(outcome, "streaming") || (!completed_ok && !strcmp(outcome, "ok")))
+        outcome = "client_closed";
+    if (status == 499) outcome = "client_closed";
+    char ts[96];
+    iso_now(ts, sizeof ts);
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "ts", ts);
+    cJSON_AddStringToObject(o, "id", in->id);
+    if (in->key_id)
+        cJSON_AddStringToObject(o, "key_id", in->key_id);
+    else
+        cJSON_AddNullToObject(o, "key_id");
+    cJSON_AddStringToObject(o, "client", client);
+    cJSON_AddStringToObject(o, "method", method);
+    cJSON_AddStringToObject(o, "route", metrics_route_name(in->route));
+    cJSON_AddNumberToObject(o, "status", status);
+    cJSON_AddStringToObject(o, "outcome", outcome);
+    cJSON_AddNumberToObject(o, "duration_ms", (double)(long long)(dur_s * 1e6) / 1e3);
+    if (in->route == ROUTE_CHAT || in->route == ROUTE_COMPLETIONS) {
+        cJSON_AddBoolToObject(o, "stream", in->stream);
+        cJSON_AddNumberToObject(o, "n", in->n);
+        cJSON_AddNumberToObject(o, "prompt_tokens", (double)in->prompt_tokens);
+        cJSON_AddNumberToObject(o, "completion_tokens", (double)in->completion_tokens);
+        cJSON_AddNumberToObject(o, "reasoning_tokens", (double)in->reasoning_tokens);
+        if (in->ttft_s >= 0)
+            cJSON_AddNumberToObject(o, "ttft_ms", (double)(long long)(in->ttft_s * 1e6) / 1e3);
+        else
+            cJSON_AddNullToObject(o, "ttft_ms");
+        cJSON_AddStringToObject(o, "finish_reason", in->finish);
+        if (in->has_seed) { /* exact digits: a double would round 64-bit seeds */
+            char sd[24];
+            snprintf(sd, sizeof sd, "%lld", (long long)(int64_t)in->seed);
+            cJSON_AddRawToObject(o, "seed", sd);
+        }
+        else
+            cJSON_AddNullToObject(o, "seed");
+    }
+    if (in->error[0]) cJSON_AddStringToObject(o, "error", in->error);
+    if (with_text) {
+        if (in->prompt_text) cJSON_AddStringToObject(o, "prompt", in->prompt_text);
+        cJSON *ct = in->completion_text ? cJSON_Parse(in->completion_text) : NULL;
+        if (ct) cJSON_AddItemToObject(o, "completions", ct);
+    }
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return line;
 }

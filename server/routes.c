@@ -1,9 +1,9 @@
 /* routes.c: the HTTP routes of medserve on top of http.h: early refusals
  * once the headers are in (framing, size, unknown route, method, auth,
  * lifecycle), then per route: /v1/chat/completions, /v1/completions,
- * /v1/models, /health, /metrics, /tokenize, /detokenize. Also the per-request
- * record: metrics and one request-log line when the request ends. Request
- * validation is in oai_req.c, generation in gen.c. */
+ * /v1/models, /health, /metrics, /tokenize, /detokenize; when a request ends,
+ * its metrics and request-log line (built by reqlog.c). Request validation is
+ * in oai_req.c, generation in gen.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +62,14 @@ static void reply_err(http_req *r, int status, const char *type, const char *par
     oai_reply_error(r, &e);
 }
 
+/* 413: the body is over --max-body (declared up front, or counted while read). */
+static void reply_too_large(server *S, http_req *r)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "the request body is larger than %zu bytes", S->cfg.lim.max_body);
+    reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+}
+
 /* Auth for routes other than /health: exactly one "Authorization: Bearer KEY"
  * with a configured key. Returns 0 when allowed. */
 static int check_auth(server *S, http_req *r, reqinfo *in)
@@ -103,13 +111,9 @@ static void on_headers(void *ctx, http_req *r)
                   "ambiguous body framing (Content-Length with Transfer-Encoding, repeated, or "
                   "malformed)");
         return;
-    case HTTP_FLAG_TOO_LARGE: {
-        char msg[96];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes",
-                 S->cfg.lim.max_body);
-        reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+    case HTTP_FLAG_TOO_LARGE:
+        reply_too_large(S, r);
         return;
-    }
     case HTTP_FLAG_NONE:
         break;
     }
@@ -256,18 +260,10 @@ done:
     oai_completion_free(&c);
 }
 
-/* One model object of /v1/models. */
+/* The model object of the one model served. */
 static cJSON *model_object(server *S)
 {
-    cJSON *m = cJSON_CreateObject();
-    if (!m) return NULL;
-    cJSON_AddStringToObject(m, "id", S->model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", (double)S->created);
-    cJSON_AddStringToObject(m, "owned_by", "medserve");
-    cJSON_AddNumberToObject(m, "max_model_len", S->svc->n_ctx);
-    cJSON_AddStringToObject(m, "manifest_sha256", S->svc->manifest_sha256);
-    return m;
+    return oai_model(S->model_name, S->created, S->svc->n_ctx, S->svc->manifest_sha256);
 }
 
 /* GET /v1/models and /v1/models/<id>. */
@@ -282,11 +278,7 @@ static void route_models(server *S, http_req *r)
         oai_reply_json(r, 200, model_object(S));
         return;
     }
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "object", "list");
-    cJSON *d = cJSON_AddArrayToObject(o, "data");
-    cJSON_AddItemToArray(d, model_object(S));
-    oai_reply_json(r, 200, o);
+    oai_reply_json(r, 200, oai_model_list(model_object(S)));
 }
 
 /* GET /health: 200 when ready; 503 while loading, draining, or after an engine fault. */
@@ -298,10 +290,8 @@ static void route_health(server *S, http_req *r)
                     : st == SRV_READY    ? "ok"
                     : st == SRV_LOADING  ? "loading"
                                          : "draining";
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "status", s);
     if (strcmp(s, "ok")) http_add_header(r, "Retry-After", "1");
-    oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, o);
+    oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, oai_health(s));
 }
 
 /* GET /metrics. */
@@ -319,14 +309,6 @@ static void route_metrics(server *S, http_req *r)
     }
     http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
     free(text);
-}
-
-/* An id array as JSON. */
-static cJSON *ids_json(const int32_t *ids, size_t n)
-{
-    cJSON *a = cJSON_CreateArray();
-    for (size_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(ids[i]));
-    return a;
 }
 
 /* POST /tokenize. */
@@ -352,11 +334,7 @@ static void route_tokenize(server *S, http_req *r, cJSON *root)
         oai_err_from_status(&e, st, err.message);
         oai_reply_error(r, &e);
     } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddItemToObject(o, "tokens", ids_json(ids, n));
-        cJSON_AddNumberToObject(o, "count", (double)n);
-        cJSON_AddNumberToObject(o, "max_model_len", S->svc->n_ctx);
-        oai_reply_json(r, 200, o);
+        oai_reply_json(r, 200, oai_tokenize_result(ids, n, S->svc->n_ctx));
     }
     free(ids);
     oai_tokenize_free(&t);
@@ -381,9 +359,7 @@ static void route_detokenize(server *S, http_req *r, cJSON *root)
         oai_err_from_status(&e, st, err.message);
         oai_reply_error(r, &e);
     } else {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "prompt", text);
-        oai_reply_json(r, 200, o);
+        oai_reply_json(r, 200, oai_detokenize_result(text));
     }
     free(text);
     free(ids);
@@ -395,10 +371,7 @@ static void on_request(void *ctx, http_req *r)
     server *S = ctx;
     reqinfo *in = http_user(r);
     if (http_flags(r) == HTTP_FLAG_TOO_LARGE) { /* a chunked body went over the cap */
-        char msg[96];
-        snprintf(msg, sizeof msg, "the request body is larger than %zu bytes",
-                 S->cfg.lim.max_body);
-        reply_err(r, 413, BAD, NULL, "request_too_large", msg);
+        reply_too_large(S, r);
         return;
     }
     switch (in->route) {
@@ -419,18 +392,7 @@ static void on_request(void *ctx, http_req *r)
     cJSON_Delete(root);
 }
 
-/* UTC wall time as ISO 8601 with milliseconds. */
-static void iso_now(char *out, size_t cap)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
-}
-
-/* Writes the request's log line and metrics; frees its record. */
+/* Records the request's metrics, writes its log line, frees its record. */
 static void on_done(void *ctx, http_req *r, int completed_ok)
 {
     server *S = ctx;
@@ -438,58 +400,11 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     if (!in) return;
     double dur = http_now() - http_t_start(r);
     int status = http_status(r) ? http_status(r) : 499;
-    const char *outcome = in->outcome;
-    if (!outcome) outcome = status < 400 ? "ok" : "error";
-    if (!strcmp(outcome, "streaming") || (!completed_ok && !strcmp(outcome, "ok")))
-        outcome = "client_closed";
-    if (status == 499) outcome = "client_closed";
     metrics_request(S->metrics, in->route, status, dur);
-    char ts[96];
-    iso_now(ts, sizeof ts);
-    cJSON *o = cJSON_CreateObject();
-    if (o) {
-        cJSON_AddStringToObject(o, "ts", ts);
-        cJSON_AddStringToObject(o, "id", in->id);
-        if (in->key_id)
-            cJSON_AddStringToObject(o, "key_id", in->key_id);
-        else
-            cJSON_AddNullToObject(o, "key_id");
-        cJSON_AddStringToObject(o, "client", http_peer(r));
-        cJSON_AddStringToObject(o, "method", http_method(r));
-        cJSON_AddStringToObject(o, "route", metrics_route_name(in->route));
-        cJSON_AddNumberToObject(o, "status", status);
-        cJSON_AddStringToObject(o, "outcome", outcome);
-        cJSON_AddNumberToObject(o, "duration_ms", (double)(long long)(dur * 1e6) / 1e3);
-        if (in->route == ROUTE_CHAT || in->route == ROUTE_COMPLETIONS) {
-            cJSON_AddBoolToObject(o, "stream", in->stream);
-            cJSON_AddNumberToObject(o, "n", in->n);
-            cJSON_AddNumberToObject(o, "prompt_tokens", (double)in->prompt_tokens);
-            cJSON_AddNumberToObject(o, "completion_tokens", (double)in->completion_tokens);
-            cJSON_AddNumberToObject(o, "reasoning_tokens", (double)in->reasoning_tokens);
-            if (in->ttft_s >= 0)
-                cJSON_AddNumberToObject(o, "ttft_ms", (double)(long long)(in->ttft_s * 1e6) / 1e3);
-            else
-                cJSON_AddNullToObject(o, "ttft_ms");
-            cJSON_AddStringToObject(o, "finish_reason", in->finish);
-            if (in->has_seed) { /* exact digits: a double would round 64-bit seeds */
-                char sd[24];
-                snprintf(sd, sizeof sd, "%lld", (long long)(int64_t)in->seed);
-                cJSON_AddRawToObject(o, "seed", sd);
-            }
-            else
-                cJSON_AddNullToObject(o, "seed");
-        }
-        if (in->error[0]) cJSON_AddStringToObject(o, "error", in->error);
-        if (S->cfg.log_text) {
-            if (in->prompt_text) cJSON_AddStringToObject(o, "prompt", in->prompt_text);
-            cJSON *ct = in->completion_text ? cJSON_Parse(in->completion_text) : NULL;
-            if (ct) cJSON_AddItemToObject(o, "completions", ct);
-        }
-        char *line = cJSON_PrintUnformatted(o);
-        if (line) reqlog_write(S->log, line, strlen(line));
-        free(line);
-        cJSON_Delete(o);
-    }
+    char *line = reqlog_line(in, http_peer(r), http_method(r), status, completed_ok, dur,
+                             S->cfg.log_text);
+    if (line) reqlog_write(S->log, line, strlen(line));
+    free(line);
     free(in->prompt_text);
     free(in->completion_text);
     free(in);

@@ -1,7 +1,7 @@
 /* server.h: the state one `medserve` server shares between its HTTP
  * threads: configuration, the generation service, keys, metrics, the
  * request log, the jobs in flight and the lifecycle (loading, ready,
- * draining). Also the per-request record that becomes one log line. */
+ * draining). The per-request record is reqlog.h's reqinfo. */
 #ifndef MS_SERVER_H
 #define MS_SERVER_H
 
@@ -58,23 +58,6 @@ typedef struct server {
 
 int srv_state_get(server *s);
 void srv_state_set(server *s, int st);
-
-/* What one request did; becomes its log line (built in routes.c). */
-typedef struct reqinfo {
-    char id[48];
-    metrics_route route;
-    const char *key_id;     /* points into the auth set, or NULL */
-    const char *outcome;    /* "ok", "error", "client_closed", "timeout", "aborted" */
-    char error[512];
-    int stream, n;
-    int has_seed;
-    uint64_t seed;
-    uint64_t prompt_tokens, completion_tokens, reasoning_tokens;
-    double ttft_s;          /* < 0: no token */
-    char finish[64];        /* finish reasons, comma-separated per choice */
-    char *prompt_text;      /* only with --log-text, malloc'd */
-    char *completion_text;
-} reqinfo;
 
 /* Fills id with prefix + 24 random hex digits. */
 void srv_new_id(char *id, size_t cap, const char *prefix);

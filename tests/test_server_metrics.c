@@ -1,6 +1,6 @@
 /* test_server_metrics.c: Prometheus text of server/metrics.c (format, counters,
  * cumulative histograms), the request log of server/reqlog.c (whole lines
- * under concurrent writers), and runtime/base/strbuf.c. */
+ * under concurrent writers; the line of one request), and runtime/base/strbuf.c. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -169,6 +169,51 @@ static void t_reqlog(void)
           "unwritable log path");
 }
 
+/* The line's outcome for (recorded outcome, status, completed), and its fields. */
+static const char *line_outcome(const char *recorded, int status, int completed_ok, char **line)
+{
+    static char out[32];
+    reqinfo in;
+    memset(&in, 0, sizeof in);
+    snprintf(in.id, sizeof in.id, "chatcmpl-1");
+    in.route = ROUTE_CHAT;
+    in.outcome = recorded;
+    in.ttft_s = -1;
+    in.has_seed = 1;
+    in.seed = (uint64_t)-3; /* logged as sent: a signed 64-bit value, every digit */
+    char prompt[] = "PROMPT";
+    in.prompt_text = prompt;
+    *line = reqlog_line(&in, "127.0.0.1", "POST", status, completed_ok, 0.0015, 0);
+    ms_error e;
+    cJSON *j = *line ? json_parse_strict(*line, strlen(*line), "line", &e) : NULL;
+    const cJSON *o = json_get(j, "outcome");
+    snprintf(out, sizeof out, "%s", cJSON_IsString(o) ? o->valuestring : "?");
+    cJSON_Delete(j);
+    return out;
+}
+
+/* Outcomes: a reply cut short or never sent is client_closed; text only when asked. */
+static void t_reqlog_line(void)
+{
+    char *l = NULL;
+    CHECK(!strcmp(line_outcome(NULL, 200, 1, &l), "ok"), "ok");
+    CHECK(l && strstr(l, "\"seed\":-3}") && strstr(l, "\"ttft_ms\":null") &&
+              strstr(l, "\"duration_ms\":1.5,") &&
+              strstr(l, "\"route\":\"/v1/chat/completions\"") && !strstr(l, "PROMPT"),
+          "%s", l ? l : "NULL");
+    free(l);
+    CHECK(!strcmp(line_outcome(NULL, 400, 1, &l), "error"), "error");
+    free(l);
+    CHECK(!strcmp(line_outcome("ok", 200, 0, &l), "client_closed"), "cut short");
+    free(l);
+    CHECK(!strcmp(line_outcome("streaming", 200, 1, &l), "client_closed"), "stream not ended");
+    free(l);
+    CHECK(!strcmp(line_outcome("timeout", 499, 1, &l), "client_closed"), "nothing sent");
+    free(l);
+    CHECK(!strcmp(line_outcome("timeout", 504, 0, &l), "timeout"), "timeout");
+    free(l);
+}
+
 /* Append, consume, growth, printf, status appends, take, JSON strings and double free. */
 static void t_strbuf(void)
 {
@@ -215,6 +260,7 @@ int main(int argc, char **argv)
     static const test_case cases[] = {
         {"api_metrics_render", t_render},
         {"api_reqlog_concurrent_lines", t_reqlog},
+        {"api_reqlog_line", t_reqlog_line},
         {"api_strbuf", t_strbuf},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof *cases);

@@ -181,6 +181,19 @@ const cJSON *json_get(const cJSON *obj, const char *key)
     return cJSON_GetObjectItemCaseSensitive(obj, key);
 }
 
+/* json_get, with JSON null folded into "absent". */
+const cJSON *json_get_opt(const cJSON *obj, const char *key)
+{
+    const cJSON *v = json_get(obj, key);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+/* Finite and equal to its floor: 3 and 3.0 pass, 3.5, 1e999 and "3" do not. */
+int json_is_integer(const cJSON *v)
+{
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble);
+}
+
 static ms_status absent(const char *key, int required, const char *what, ms_error *err)
 {
     if (required) return ms_seterr(err, MS_ERR_FORMAT, "%s: required field \"%s\" is missing", what, key);
@@ -190,9 +203,9 @@ static ms_status absent(const char *key, int required, const char *what, ms_erro
 ms_status json_get_int(const cJSON *obj, const char *key, int required, int64_t min, int64_t max,
                        int64_t *out, const char *what, ms_error *err)
 {
-    const cJSON *v = json_get(obj, key);
-    if (!v || cJSON_IsNull(v)) return absent(key, required, what, err);
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble))
+    const cJSON *v = json_get_opt(obj, key);
+    if (!v) return absent(key, required, what, err);
+    if (!json_is_integer(v))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be an integer", what, key);
     double d = v->valuedouble;
     if (d < (double)min || d > (double)max)
@@ -205,8 +218,8 @@ ms_status json_get_int(const cJSON *obj, const char *key, int required, int64_t 
 ms_status json_get_double(const cJSON *obj, const char *key, int required, double *out,
                           const char *what, ms_error *err)
 {
-    const cJSON *v = json_get(obj, key);
-    if (!v || cJSON_IsNull(v)) return absent(key, required, what, err);
+    const cJSON *v = json_get_opt(obj, key);
+    if (!v) return absent(key, required, what, err);
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be a finite number", what, key);
     *out = v->valuedouble;
@@ -216,8 +229,8 @@ ms_status json_get_double(const cJSON *obj, const char *key, int required, doubl
 ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *what,
                         ms_error *err)
 {
-    const cJSON *v = json_get(obj, key);
-    if (!v || cJSON_IsNull(v)) return absent(key, required, what, err);
+    const cJSON *v = json_get_opt(obj, key);
+    if (!v) return absent(key, required, what, err);
     if (!cJSON_IsBool(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be true or false", what, key);
     *out = cJSON_IsTrue(v);
     return MS_OK;
@@ -226,8 +239,8 @@ ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *ou
 ms_status json_get_string(const cJSON *obj, const char *key, int required, const char **out,
                           const char *what, ms_error *err)
 {
-    const cJSON *v = json_get(obj, key);
-    if (!v || cJSON_IsNull(v)) return absent(key, required, what, err);
+    const cJSON *v = json_get_opt(obj, key);
+    if (!v) return absent(key, required, what, err);
     if (!cJSON_IsString(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be a string", what, key);
     *out = v->valuestring;
     return MS_OK;

@@ -22,6 +22,12 @@ cJSON *json_load_file(const char *path, size_t max_bytes, ms_error *err);
 
 /* Case-sensitive member lookup (never the case-insensitive cJSON getter). */
 const cJSON *json_get(const cJSON *obj, const char *key);
+/* The member key of obj, or NULL when it is absent or JSON null: what the
+ * typed getters below take as "not given". */
+const cJSON *json_get_opt(const cJSON *obj, const char *key);
+/* 1 when v is a number with a finite, integral value: what json_get_int
+ * accepts before its range check. */
+int json_is_integer(const cJSON *v);
 
 /* Typed getters: return MS_OK and set *out when present with the right type;
  * when absent and required == 0 leave *out untouched and return MS_OK;
