@@ -1,7 +1,7 @@
 /* rsplit.h: the server's view of the reasoning/answer splitter for chat
  * output: generated tokens go in one at a time (id + their decoded text),
  * reasoning and content deltas come out, never to be taken back. A thin
- * adapter over runtime/text/chat_parse.h (engineer `chat`); the splitting rules
+ * adapter over runtime/text/chat_parse.h; the splitting rules
  * (reference.md §2.3) live there, not here. */
 #ifndef MS_RSPLIT_H
 #define MS_RSPLIT_H

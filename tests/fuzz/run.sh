@@ -64,7 +64,7 @@ opts() {
 }
 
 fail=0
-# Replay committed crashers: each should now run clean (fixed) or is a known open bug.
+# Replay committed crashers: each must now run clean (they are fixed bugs kept as regressions).
 for t in $TARGETS; do
     d=tests/fuzz/crashers/$t
     [ -d "$d" ] || continue
