@@ -345,7 +345,120 @@ static ms_status pack_layer(backend *b, pack_list *pl, int l, ms_error *err)
     return MS_OK;
 }
 
-/* Packs the weights and sizes every buffer once for the given limits. */
+/* The KV cache, bf16, in the superblock layout described in struct backend:
+ * n_sb * (sb * L * 2 * nkv * bs * d * 2) bytes, the size checked, mapped
+ * with huge-page advice; its pages are touched only as positions are used. */
+static ms_status alloc_kv(backend *b, ms_error *err)
+{
+    b->sb = b->bs < KATTN_CHUNK ? KATTN_CHUNK / b->bs : 1;
+    const int n_sb = b->n_blocks / b->sb + (b->n_blocks % b->sb != 0);
+    size_t kvb = 2;
+    const size_t f[7] = {(size_t)n_sb, (size_t)b->sb, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
+    for (int i = 0; i < 7; i++)
+        if (__builtin_mul_overflow(kvb, f[i], &kvb))
+            return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", b->n_blocks);
+    size_t kv_map = 0;
+    b->kv = kern_alloc_huge(kvb, &kv_map, b->huge); /* pages are touched only as positions are used */
+    if (!b->kv) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
+    b->kv_bytes = kv_map;
+    b->sb_bytes = kvb / (size_t)n_sb;
+    b->blk_bytes = (size_t)b->bs * (size_t)b->d * 2;
+    return MS_OK;
+}
+
+/* Packs every layer's matrices and lm_head (bf16 panels, or int8 in q8 mode)
+ * in one parallel pass, and converts the norm and bias vectors to float. */
+static ms_status pack_weights(backend *b, ms_error *err)
+{
+    b->layers = calloc((size_t)b->L, sizeof *b->layers);
+    if (!b->layers) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
+    ms_status st = MS_OK;
+    pack_list pl = {0};
+    for (int l = 0; l < b->L && st == MS_OK; l++) st = pack_layer(b, &pl, l, err);
+    const wmat *lm[] = {&b->m->lm_head};
+    if (st == MS_OK) st = pack_add(b, &pl, &b->lm, lm, 1, err);
+    if (st == MS_OK) pack_run(b, &pl);
+    free(pl.jobs);
+    if (st != MS_OK) return st;
+    b->final_norm = vec_f32(&b->m->final_norm, b->H);
+    if (!b->final_norm) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory for the final norm");
+    return MS_OK;
+}
+
+/* Sizes and allocates every activation and scratch buffer once, for the
+ * limits in b (T = max_tokens rows, nt threads, max_pos positions), so a
+ * forward call never allocates:
+ *   - per row: x and o [T, H] (residual stream; o_proj / down output, added
+ *     into x by the next norm), y [T, ydim] (the q|k|v output, later gate|up,
+ *     so ydim = max(qkvdim, 2 I)), xb [T, ldxb] bf16 (the next GEMM's input:
+ *     the normed x, the attention output or silu(gate) * up, so ldxb =
+ *     max(H, qdim, I)), qb [T, qdim] bf16 (queries after norm and RoPE,
+ *     read while attention writes xb), rcos / rsin [T, d/2], row_seq /
+ *     row_pos [T];
+ *   - per thread, for attention by (kv head, row): sc [nt][G][max_pos]
+ *     (scores of a kv head's G query heads over every cached position),
+ *     oc [nt][max_chunks][G d] (P.V partial of each chunk), att [nt][d];
+ *   - for attention split over chunks, which attention() uses only when
+ *     T * nkv < 2 nt and T <= split_rows = ceil(2 nt / nkv) (few rows, many
+ *     threads): ssc [split_rows][nh][max_pos], soc [split_rows][nkv][max_chunks][G d];
+ *   - logits: lm_rows = min(max_seqs, max_tokens) rows per lm_head pass
+ *     (lm_in [lm_rows, H] bf16, lm_out [lm_rows, V]); lm_row / lm_dst [T],
+ *     as every row may want logits;
+ *   - q8 mode: the int8 form of the GEMM input, one set of buffers of the
+ *     widest width (ldxb rounded up to 4) viewed with the group count of
+ *     width H, qdim or I (one is live at a time), and one for lm_in rows. */
+static ms_status alloc_bufs(backend *b, ms_error *err)
+{
+    const size_t T = (size_t)b->max_tokens, nt = (size_t)b->nt;
+    b->ydim = b->qkvdim > 2 * b->I ? b->qkvdim : 2 * b->I;
+    b->ldxb = b->H > b->qdim ? b->H : b->qdim;
+    if (b->I > b->ldxb) b->ldxb = b->I;
+    b->lm_rows = b->max_seqs < b->max_tokens ? b->max_seqs : b->max_tokens;
+    b->split_rows = (2 * b->nt + b->nkv - 1) / b->nkv;
+    const size_t gd = (size_t)b->G * (size_t)b->d, mp = (size_t)b->max_pos, mcg = (size_t)b->max_chunks * gd;
+    b->x = alloc3(T, (size_t)b->H, 1, sizeof(float));
+    b->y = alloc3(T, (size_t)b->ydim, 1, sizeof(float));
+    b->o = alloc3(T, (size_t)b->H, 1, sizeof(float));
+    b->xb = alloc3(T, (size_t)b->ldxb, 1, sizeof(uint16_t));
+    b->qb = alloc3(T, (size_t)b->qdim, 1, sizeof(uint16_t));
+    b->rcos = alloc3(T, (size_t)b->d / 2, 1, sizeof(float));
+    b->rsin = alloc3(T, (size_t)b->d / 2, 1, sizeof(float));
+    b->row_seq = alloc3(T, 1, 1, sizeof(int));
+    b->row_pos = alloc3(T, 1, 1, sizeof(int));
+    b->sc = alloc3(nt, (size_t)b->G, mp, sizeof(float));
+    b->oc = alloc3(nt, mcg, 1, sizeof(float));
+    b->att = alloc3(nt, (size_t)b->d, 1, sizeof(float));
+    b->ssc = alloc3((size_t)b->split_rows, (size_t)b->nh, mp, sizeof(float));
+    b->soc = alloc3((size_t)b->split_rows, (size_t)b->nkv, mcg, sizeof(float));
+    b->lm_in = alloc3((size_t)b->lm_rows, (size_t)b->H, 1, sizeof(uint16_t));
+    b->lm_out = alloc3((size_t)b->lm_rows, (size_t)b->V, 1, sizeof(float));
+    b->lm_row = alloc3(T, 1, 1, sizeof(int));
+    b->lm_dst = alloc3(T, 1, 1, sizeof(float *));
+    if (b->q8) {
+        /* one set of buffers sized for the widest input, viewed with each width's group count */
+        const int64_t ld = ((int64_t)b->ldxb + 3) / 4 * 4, gmax = (ld + Q8_GROUP - 1) / Q8_GROUP;
+        q8act a = {alloc3(T, (size_t)ld, 1, 1), alloc3(T, (size_t)gmax, 1, sizeof(float)),
+                   alloc3(T, (size_t)gmax, 1, sizeof(int32_t)), ld, 0};
+        b->qa_h = b->qa_q = b->qa_i = a;
+        b->qa_h.groups = (b->H + Q8_GROUP - 1) / Q8_GROUP;
+        b->qa_q.groups = (b->qdim + Q8_GROUP - 1) / Q8_GROUP;
+        b->qa_i.groups = (b->I + Q8_GROUP - 1) / Q8_GROUP;
+        const int64_t ldl = ((int64_t)b->H + 3) / 4 * 4;
+        q8act l = {alloc3((size_t)b->lm_rows, (size_t)ldl, 1, 1), alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(float)),
+                   alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(int32_t)), ldl, b->qa_h.groups};
+        b->qa_lm = l;
+        if (!a.q || !a.sx || !a.corr || !l.q || !l.sx || !l.corr)
+            return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate int8 activations");
+    }
+    if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos ||
+        !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst)
+        return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate activations for %d tokens, %d threads",
+                         b->max_tokens, b->nt);
+    return MS_OK;
+}
+
+/* Checks the limits and takes the model's sizes, then allocates the KV cache,
+ * packs the weights and allocates the activation buffers, each once. */
 static ms_status fast_create(const model *m, const backend_params *p, backend **out, ms_error *err)
 {
     *out = NULL;
@@ -393,94 +506,9 @@ static ms_status fast_create(const model *m, const backend_params *p, backend **
                        KATTN_MAX_GROUP);
         goto fail;
     }
-    if ((st = cpu_rope_init(&b->rope, c, err)) != MS_OK) goto fail;
-
-    /* KV cache, checked: n_sb * (sb * L * 2 * nkv * bs * d * 2) bytes */
-    b->sb = p->block_size < KATTN_CHUNK ? KATTN_CHUNK / p->block_size : 1;
-    const int n_sb = p->n_blocks / b->sb + (p->n_blocks % b->sb != 0);
-    size_t kvb = 2;
-    const size_t f[7] = {(size_t)n_sb, (size_t)b->sb, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
-    for (int i = 0; i < 7; i++)
-        if (__builtin_mul_overflow(kvb, f[i], &kvb)) {
-            st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", p->n_blocks);
-            goto fail;
-        }
-    size_t kv_map = 0;
-    b->kv = kern_alloc_huge(kvb, &kv_map, b->huge); /* pages are touched only as positions are used */
-    if (!b->kv) {
-        st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
+    if ((st = cpu_rope_init(&b->rope, c, err)) != MS_OK || (st = alloc_kv(b, err)) != MS_OK ||
+        (st = pack_weights(b, err)) != MS_OK || (st = alloc_bufs(b, err)) != MS_OK)
         goto fail;
-    }
-    b->kv_bytes = kv_map;
-    b->sb_bytes = kvb / (size_t)n_sb;
-    b->blk_bytes = (size_t)b->bs * (size_t)b->d * 2;
-
-    /* weights */
-    b->layers = calloc((size_t)b->L, sizeof *b->layers);
-    if (!b->layers) {
-        st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
-        goto fail;
-    }
-    pack_list pl = {0};
-    for (int l = 0; l < b->L && st == MS_OK; l++) st = pack_layer(b, &pl, l, err);
-    const wmat *lm[] = {&m->lm_head};
-    if (st == MS_OK) st = pack_add(b, &pl, &b->lm, lm, 1, err);
-    if (st == MS_OK) pack_run(b, &pl);
-    free(pl.jobs);
-    if (st != MS_OK) goto fail;
-    b->final_norm = vec_f32(&m->final_norm, b->H);
-
-    /* activations */
-    const size_t T = (size_t)p->max_tokens, nt = (size_t)b->nt;
-    b->ydim = b->qkvdim > 2 * b->I ? b->qkvdim : 2 * b->I;
-    b->ldxb = b->H > b->qdim ? b->H : b->qdim;
-    if (b->I > b->ldxb) b->ldxb = b->I;
-    b->lm_rows = p->max_seqs < p->max_tokens ? p->max_seqs : p->max_tokens;
-    b->split_rows = (2 * b->nt + b->nkv - 1) / b->nkv;
-    const size_t gd = (size_t)b->G * (size_t)b->d, mp = (size_t)max_pos, mcg = (size_t)b->max_chunks * gd;
-    b->x = alloc3(T, (size_t)b->H, 1, sizeof(float));
-    b->y = alloc3(T, (size_t)b->ydim, 1, sizeof(float));
-    b->o = alloc3(T, (size_t)b->H, 1, sizeof(float));
-    b->xb = alloc3(T, (size_t)b->ldxb, 1, sizeof(uint16_t));
-    b->qb = alloc3(T, (size_t)b->qdim, 1, sizeof(uint16_t));
-    b->rcos = alloc3(T, (size_t)b->d / 2, 1, sizeof(float));
-    b->rsin = alloc3(T, (size_t)b->d / 2, 1, sizeof(float));
-    b->row_seq = alloc3(T, 1, 1, sizeof(int));
-    b->row_pos = alloc3(T, 1, 1, sizeof(int));
-    b->sc = alloc3(nt, (size_t)b->G, mp, sizeof(float));
-    b->oc = alloc3(nt, mcg, 1, sizeof(float));
-    b->att = alloc3(nt, (size_t)b->d, 1, sizeof(float));
-    b->ssc = alloc3((size_t)b->split_rows, (size_t)b->nh, mp, sizeof(float));
-    b->soc = alloc3((size_t)b->split_rows, (size_t)b->nkv, mcg, sizeof(float));
-    b->lm_in = alloc3((size_t)b->lm_rows, (size_t)b->H, 1, sizeof(uint16_t));
-    b->lm_out = alloc3((size_t)b->lm_rows, (size_t)b->V, 1, sizeof(float));
-    b->lm_row = alloc3(T, 1, 1, sizeof(int));
-    b->lm_dst = alloc3(T, 1, 1, sizeof(float *));
-    if (b->q8) {
-        /* one set of buffers sized for the widest input, viewed with each width's group count */
-        const int64_t ld = ((int64_t)b->ldxb + 3) / 4 * 4, gmax = (ld + Q8_GROUP - 1) / Q8_GROUP;
-        q8act a = {alloc3(T, (size_t)ld, 1, 1), alloc3(T, (size_t)gmax, 1, sizeof(float)),
-                   alloc3(T, (size_t)gmax, 1, sizeof(int32_t)), ld, 0};
-        b->qa_h = b->qa_q = b->qa_i = a;
-        b->qa_h.groups = (b->H + Q8_GROUP - 1) / Q8_GROUP;
-        b->qa_q.groups = (b->qdim + Q8_GROUP - 1) / Q8_GROUP;
-        b->qa_i.groups = (b->I + Q8_GROUP - 1) / Q8_GROUP;
-        const int64_t ldl = ((int64_t)b->H + 3) / 4 * 4;
-        q8act l = {alloc3((size_t)b->lm_rows, (size_t)ldl, 1, 1), alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(float)),
-                   alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(int32_t)), ldl, b->qa_h.groups};
-        b->qa_lm = l;
-        if (!a.q || !a.sx || !a.corr || !l.q || !l.sx || !l.corr) {
-            st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate int8 activations");
-            goto fail;
-        }
-    }
-    if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos ||
-        !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst ||
-        !b->final_norm) {
-        st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate activations for %d tokens, %d threads",
-                       p->max_tokens, b->nt);
-        goto fail;
-    }
     *out = b;
     return MS_OK;
 fail:
