@@ -22,7 +22,6 @@
 #include <time.h>
 
 #include "engine/backend.h"
-#include "cpu/ref/cpu.h"
 #include "engine/kv.h"
 #include "model/model.h"
 #include "text/tokenizer.h"
@@ -88,11 +87,12 @@ static int bench_open(bench *B, const opts *o, int n_seqs, int ctx)
     const int per_seq = (ctx + BLOCK - 1) / BLOCK;
     backend_params bp = {.n_threads = o->threads, .max_seqs = n_seqs, .max_tokens = o->ubatch,
                          .n_blocks = per_seq * n_seqs, .block_size = BLOCK, .weights_q8 = o->q8};
-    /* the CPU backend picks its fast path when the model fits it; MS_BENCH_BACKEND=ref forces the reference */
+    /* the backend the engine would get (backend_select); MS_BENCH_BACKEND=ref forces the reference */
     const char *which = getenv("MS_BENCH_BACKEND");
-    B->ops = which && !strcmp(which, "ref") ? &cpu_ref_backend_ops : &cpu_backend_ops;
+    B->ops = which && !strcmp(which, "ref") ? &cpu_ref_backend_ops
+                                            : backend_select(MS_BACKEND_CPU, B->m, o->q8, &e);
     t0 = now_s();
-    if (B->ops->create(B->m, &bp, &B->b, &e) != MS_OK ||
+    if (!B->ops || B->ops->create(B->m, &bp, &B->b, &e) != MS_OK ||
         kv_pool_create(bp.n_blocks, BLOCK, n_seqs, per_seq, &B->kv, &e) != MS_OK) {
         fprintf(stderr, "ms_bench: %s\n", e.message);
         return -1;
@@ -153,7 +153,7 @@ static void print_result(const opts *o, const bench *B, const double *ts, int n,
            o->mode, o->q8 ? "q8" : "native", o->threads, o->p, o->n, o->depth, o->batch, mean, sd);
     for (int i = 0; i < n; i++) printf("%s%.3f", i ? "," : "", ts[i]);
     printf("],\"backend\":\"%s\",\"load_s\":%.3f,\"create_s\":%.3f,\"vmhwm_kb\":%ld,\"vmrss_kb\":%ld%s}\n",
-           cpu_backend_path(B->b), B->t_load, B->t_create, hwm, rss, extra ? extra : "");
+           backend_name(B->ops, B->b), B->t_load, B->t_create, hwm, rss, extra ? extra : "");
     fflush(stdout);
 }
 
@@ -364,7 +364,7 @@ static int run_agree(const opts *o)
     }
     printf("{\"runtime\":\"medserve\",\"mode\":\"agree\",\"p\":%d,\"backend\":\"%s\",\"top1_agree\":%.4f,"
            "\"max_drift\":%.4f,\"mean_drift\":%.5f}\n",
-           o->p, cpu_backend_path(Q.b), (double)agree / o->p, drift, sum / ((double)V * o->p));
+           o->p, backend_name(Q.ops, Q.b), (double)agree / o->p, drift, sum / ((double)V * o->p));
     rc = 0;
 out:
     bench_close(&A);

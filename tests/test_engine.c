@@ -118,7 +118,7 @@ static void fake_free(backend *b)
     free(b);
 }
 
-static const backend_ops fake_ops = {"fake", fake_create, fake_forward, fake_free};
+static const backend_ops fake_ops = {.name = "fake", .create = fake_create, .forward = fake_forward, .free = fake_free};
 
 /* Token text: two letters per id, eos "<eos>", ids without text "". */
 static size_t fake_text(int32_t id, char *out)

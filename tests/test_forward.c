@@ -3,10 +3,11 @@
  * For each fixture in tests/data/infer/ (written by tests/ref/gen_infer_fixtures.py from HF
  * Qwen3ForCausalLM), the model is regenerated with build/tools/synth into a temporary
  * directory (its safetensors SHA-256 must equal the fixture's, so the weights are the ones HF
- * saw), loaded with model_load and run on the CPU backend. Checks:
+ * saw), loaded with model_load and run on the CPU backend backend_select picks (cpu-fast for
+ * the bf16 fixtures, cpu-reference for f32 and f16). Checks:
  *   - per-position logits on the fixture's vocabulary columns and at HF's top-5 ids: max abs
  *     difference within the fixture's tolerance (1e-3 f32, 2e-2 bf16, 5e-3 f16); the worst
- *     are printed;
+ *     are printed; bf16 fixtures are checked on the reference backend as well;
  *   - per-position argmax equal to HF's (where HF's own top-2 margin is within the tolerance,
  *     i.e. a bf16 near tie, our choice must be within the tolerance of HF's choice);
  *   - greedy continuations (64 tokens, all prompts decoded together) identical to HF's;
@@ -48,6 +49,7 @@ typedef struct prompt {
 
 typedef struct run {
     model *m;
+    const backend_ops *ops; /* backend_select's choice */
     backend *b;
     kv_pool *kv;
     int V;
@@ -104,7 +106,7 @@ static int fwd_one(run *r, int slot, const int32_t *ids, int n, int pos0, int mo
         return -1;
     }
     fwd_seq s = {ids, n, pos0, kv_blocks(r->kv, slot), mode, out};
-    if (cpu_backend_ops.forward(r->b, &s, 1, &e) != MS_OK) {
+    if (r->ops->forward(r->b, &s, 1, &e) != MS_OK) {
         printf("  forward: %s\n", e.message);
         return -1;
     }
@@ -197,10 +199,13 @@ static void run_fixture(const char *name)
     r.V = r.m->cfg.vocab_size;
     backend_params bp = {.n_threads = 1, .max_seqs = MAX_PROMPTS, .max_tokens = 4 * MAX_CTX,
                          .n_blocks = MAX_PROMPTS * 2 * MAX_CTX / BLOCK, .block_size = BLOCK};
-    if (cpu_backend_ops.create(r.m, &bp, &r.b, &e) != MS_OK) {
+    const char *want = strstr(name, "_bf16") ? "cpu-fast" : "cpu-reference";
+    r.ops = backend_select(MS_BACKEND_CPU, r.m, 0, &e);
+    if (!r.ops || r.ops->create(r.m, &bp, &r.b, &e) != MS_OK) {
         CHECK(0, "%s: backend: %s", name, e.message);
         goto out;
     }
+    CHECK(!strcmp(r.ops->name, want), "%s: backend_select chose %s, expected %s", name, r.ops->name, want);
     CHECK(kv_pool_create(bp.n_blocks, BLOCK, 2 * MAX_PROMPTS, MAX_CTX / BLOCK, &r.kv, &e) == MS_OK,
           "%s", e.message);
     const cJSON *pj;
@@ -224,13 +229,32 @@ static void run_fixture(const char *name)
                      r.V, cols, tol, what);
     }
 
+    /* 1b. where step 1 ran on the fast backend, the reference backend on the same
+     * prompts (its own KV memory, the same block ids): parity with HF too */
+    if (r.ops != &cpu_ref_backend_ops) {
+        backend *rb = NULL;
+        CHECK(cpu_ref_backend_ops.create(r.m, &bp, &rb, &e) == MS_OK, "%s: reference backend: %s", name, e.message);
+        for (int i = 0; rb && i < np; i++) {
+            int first = mode == 2 ? 0 : p[i].n - 1;
+            fwd_seq s = {p[i].ids, p[i].n, 0, kv_blocks(r.kv, i), mode, batched[i]};
+            char what[96];
+            snprintf(what, sizeof what, "%s prompt %d on cpu-reference", name, i);
+            if (cpu_ref_backend_ops.forward(rb, &s, 1, &e) != MS_OK) {
+                CHECK(0, "%s: %s", what, e.message);
+                break;
+            }
+            check_logits(cJSON_GetArrayItem(prompts, i), batched[i], first, p[i].n, r.V, cols, tol, what);
+        }
+        if (rb) cpu_ref_backend_ops.free(rb);
+    }
+
     /* 2. all prompts in one call (other slots): bitwise the same logits */
     fwd_seq seqs[MAX_PROMPTS];
     for (int i = 0; i < np; i++) {
         CHECK(kv_reserve(r.kv, MAX_PROMPTS + i, p[i].n, &e) == MS_OK, "%s", e.message);
         seqs[i] = (fwd_seq){p[i].ids, p[i].n, 0, kv_blocks(r.kv, MAX_PROMPTS + i), mode, batched[i]};
     }
-    CHECK(cpu_backend_ops.forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
+    CHECK(r.ops->forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
     for (int i = 0; i < np; i++) {
         size_t rows = mode == 2 ? (size_t)p[i].n : 1, first = (size_t)p[i].n - rows;
         CHECK(!memcmp(alone[i] + first * r.V, batched[i], sizeof(float) * rows * (size_t)r.V),
@@ -263,16 +287,16 @@ static void run_fixture(const char *name)
         backend *b2 = NULL;
         backend_params bp2 = bp;
         bp2.n_threads = 2;
-        CHECK(cpu_backend_ops.create(r.m, &bp2, &b2, &e) == MS_OK, "%s", e.message);
+        CHECK(r.ops->create(r.m, &bp2, &b2, &e) == MS_OK, "%s", e.message);
         fwd_seq s2 = {p[li].ids, p[li].n, 0, kv_blocks(r.kv, MAX_PROMPTS + li), mode, chunk};
-        if (b2 && cpu_backend_ops.forward(b2, &s2, 1, &e) == MS_OK) {
+        if (b2 && r.ops->forward(b2, &s2, 1, &e) == MS_OK) {
             size_t rows = mode == 2 ? (size_t)p[li].n : 1, first = (size_t)p[li].n - rows;
             CHECK(!memcmp(alone[li] + first * r.V, chunk, sizeof(float) * rows * (size_t)r.V),
                   "%s prompt %d: 2 threads give other logits than 1 thread", name, li);
         } else {
             CHECK(0, "%s: 2-thread forward: %s", name, e.message);
         }
-        if (b2) cpu_backend_ops.free(b2);
+        if (b2) r.ops->free(b2);
     }
 
     /* 4. greedy: all prompts decoded together (slots 0..np-1 continue from step 1) */
@@ -294,7 +318,7 @@ static void run_fixture(const char *name)
             seqs[i] = (fwd_seq){&next[i], 1, p[i].n + s, kv_blocks(r.kv, i), 1, dec + (size_t)i * r.V};
         }
         if (s == steps - 1) break;
-        CHECK(cpu_backend_ops.forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
+        CHECK(r.ops->forward(r.b, seqs, np, &e) == MS_OK, "%s", e.message);
         if (s == 2 && np > 1) {
             /* the same decode step of prompt 1 alone (its history prefilled into a fresh
              * slot, then this step's token): bitwise the logits of the batched step */
@@ -327,7 +351,7 @@ out:
     free(dec);
     free(dec1);
     kv_pool_free(r.kv);
-    if (r.b) cpu_backend_ops.free(r.b);
+    if (r.b) r.ops->free(r.b);
     model_free(r.m);
     if (r.tmp[0]) {
         char cmd[128];
@@ -383,6 +407,7 @@ static void t_fwd_check(void)
 
 int main(int argc, char **argv)
 {
+    unsetenv("MEDSERVE_CPU_REFERENCE"); /* backend_select's default choice is what is checked */
     static const test_case cases[] = {
         {"fwd_check", t_fwd_check},
         {"forward_a_tied_gqa2_f32", t_a},

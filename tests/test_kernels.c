@@ -13,7 +13,7 @@
  *     cpu_attend over a block-scattered KV cache, within a stated tolerance;
  *     AVX-512 equal to scalar bitwise; a group of query heads in one call
  *     equal to each head alone; kattn_exp close to expf;
- *   - the whole fast forward (kern_fwd.h) on a synthetic bf16 model (tools/synth)
+ *   - the whole fast backend (kern_fwd.c) on a synthetic bf16 model (tools/synth)
  *     against the reference backend: every logit within 4e-2 (each path is held to 2e-2 of
  *     transformers by test_forward) and the same argmax
  *     outside near-ties; a batched prefill + decode equal bitwise to each
@@ -30,7 +30,6 @@
 #include "cpu/fast/kern.h"
 #include "cpu/fast/kern_attn.h"
 #include "engine/backend.h"
-#include "cpu/fast/kern_fwd.h"
 #include "cpu/fast/kern_ops.h"
 #include "engine/kv.h"
 #include "model/model.h"
@@ -535,7 +534,7 @@ static void test_forward_fast(void)
         return;
     }
     const char *why = NULL;
-    CHECK(kfwd_supported(m, 0, &why), "fast path refused the model: %s", why ? why : "");
+    CHECK(cpu_fast_backend_ops.supports(m, 0, &why), "fast backend refused the model: %s", why ? why : "");
     const int V = m->cfg.vocab_size, NP = 3;
     const int lens[3] = {sanitized ? 40 : 270, 7, 1}; /* 270 > KATTN_CHUNK: two attention chunks */
     int32_t *ids[3];
@@ -548,7 +547,8 @@ static void test_forward_fast(void)
     }
     /* 1. each prompt alone, reference vs fast */
     fwd_run R = {0}, F = {0};
-    int ok = fwd_open(&R, &cpu_ref_backend_ops, m, 2, NP) == 0 && fwd_open(&F, &cpu_backend_ops, m, 2, NP) == 0;
+    int ok = fwd_open(&R, &cpu_ref_backend_ops, m, 2, NP) == 0 &&
+             fwd_open(&F, &cpu_fast_backend_ops, m, 2, NP) == 0;
     CHECK(ok, "backends");
     double worst = 0;
     int bad_arg = 0, n_pos = 0;
@@ -577,7 +577,8 @@ static void test_forward_fast(void)
         if (kern_isa_best() <= (ii ? KERN_SCALAR : KERN_AVX2)) continue;
         setenv("MEDSERVE_ISA", isa_env[ii], 1);
         fwd_run A = {0};
-        int ok2 = fwd_open(&A, &cpu_backend_ops, m, 2, 1) == 0 && fwd_prefill(&A, 0, ids[1], lens[1], FWD_CTX, tmpl, V) == 0;
+        int ok2 = fwd_open(&A, &cpu_fast_backend_ops, m, 2, 1) == 0 &&
+                  fwd_prefill(&A, 0, ids[1], lens[1], FWD_CTX, tmpl, V) == 0;
         unsetenv("MEDSERVE_ISA");
         CHECK(ok2 && memcmp(tmpl, fast[1], sizeof(float) * (size_t)lens[1] * V) == 0, "%s forward differs from %s",
               isa_env[ii], kern_isa_name(kern_isa_best()));
@@ -588,7 +589,7 @@ static void test_forward_fast(void)
     if (ok) {
         fwd_close(&F);
         memset(&F, 0, sizeof F);
-        ok = fwd_open(&F, &cpu_backend_ops, m, 2, NP) == 0 && fwd_prefill(&F, 0, ids[0], 5, 5, tmpl, V) == 0 &&
+        ok = fwd_open(&F, &cpu_fast_backend_ops, m, 2, NP) == 0 && fwd_prefill(&F, 0, ids[0], 5, 5, tmpl, V) == 0 &&
              fwd_prefill(&F, 0, ids[0], lens[0], 64, tmpl, V) == 0;
         CHECK(ok && memcmp(tmpl, fast[0], sizeof(float) * (size_t)lens[0] * V) == 0, "chunked prefill differs");
         /* the other prompts alone into F's slots 1, 2: F is the "each alone" state for step 3 */
@@ -599,7 +600,7 @@ static void test_forward_fast(void)
     float *step_alone = malloc(sizeof(float) * (size_t)NP * V * 3), *step_batch = malloc(sizeof(float) * (size_t)NP * V);
     for (int ti = 0; ok && ti < 3; ti++) {
         fwd_run B = {0};
-        ok = fwd_open(&B, &cpu_backend_ops, m, threads[ti], NP) == 0;
+        ok = fwd_open(&B, &cpu_fast_backend_ops, m, threads[ti], NP) == 0;
         /* batched prefill: all prompts in one call, all positions' logits */
         fwd_seq qs[3];
         float *outs[3];

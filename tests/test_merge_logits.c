@@ -46,6 +46,7 @@ static void t_logits(void)
         len += (size_t)snprintf(cmd + len, sizeof cmd - len, " %s", a->valuestring);
     }
     model *m = NULL;
+    const backend_ops *ops = NULL;
     backend *b = NULL;
     kv_pool *kv = NULL;
     float *lg = NULL;
@@ -69,8 +70,8 @@ static void t_logits(void)
     int V = m->cfg.vocab_size, n = cJSON_GetArraySize(json_get(fx, "ids"));
     CHECK(V == json_get(fx, "vocab")->valueint, "vocab %d", V);
     backend_params bp = {.n_threads = 2, .max_seqs = 1, .max_tokens = 64, .n_blocks = 8, .block_size = 16};
-    if (cpu_backend_ops.create(m, &bp, &b, &e) != MS_OK || kv_pool_create(8, 16, 1, 4, &kv, &e) != MS_OK ||
-        kv_reserve(kv, 0, n, &e) != MS_OK) {
+    if (!(ops = backend_select(MS_BACKEND_CPU, m, 0, &e)) || ops->create(m, &bp, &b, &e) != MS_OK ||
+        kv_pool_create(8, 16, 1, 4, &kv, &e) != MS_OK || kv_reserve(kv, 0, n, &e) != MS_OK) {
         CHECK(0, "backend: %s", e.message);
         goto done;
     }
@@ -79,7 +80,7 @@ static void t_logits(void)
     cJSON_ArrayForEach(a, json_get(fx, "ids")) ids[i++] = (int32_t)a->valuedouble;
     lg = malloc(sizeof(float) * (size_t)n * (size_t)V);
     fwd_seq s = {ids, n, 0, kv_blocks(kv, 0), 2, lg};
-    if (!lg || cpu_backend_ops.forward(b, &s, 1, &e) != MS_OK) {
+    if (!lg || ops->forward(b, &s, 1, &e) != MS_OK) {
         CHECK(0, "forward: %s", e.message);
         goto done;
     }
@@ -116,7 +117,7 @@ static void t_logits(void)
 done:
     free(lg);
     kv_pool_free(kv);
-    if (b) cpu_backend_ops.free(b);
+    if (b) ops->free(b);
     model_free(m);
     cJSON_Delete(fx);
     mg_rmtree(tmp);

@@ -18,7 +18,6 @@
 
 #include "cpu/ref/cpu.h"
 #include "engine/backend.h"
-#include "cpu/fast/kern_fwd.h"
 #include "cpu/fast/q8.h"
 #include "base/json.h"
 #include "engine/kv.h"
@@ -236,6 +235,7 @@ static void test_accuracy(void)
         }
         snprintf(cmd + len, sizeof cmd - len, " --out %s --quiet >/dev/null", dir);
         model *m = NULL;
+        const backend_ops *ops = NULL;
         backend *b = NULL;
         kv_pool *kv = NULL;
         if (system(cmd) != 0 || model_load(dir, &m, &e) != MS_OK) {
@@ -245,7 +245,8 @@ static void test_accuracy(void)
         const int V = m->cfg.vocab_size;
         backend_params bp = {.n_threads = 2, .max_seqs = 1, .max_tokens = 256, .n_blocks = 16, .block_size = 16,
                              .weights_q8 = 1};
-        if (cpu_backend_ops.create(m, &bp, &b, &e) != MS_OK || kv_pool_create(16, 16, 1, 16, &kv, &e) != MS_OK) {
+        if (!(ops = backend_select(MS_BACKEND_CPU, m, 1, &e)) || ops->create(m, &bp, &b, &e) != MS_OK ||
+            kv_pool_create(16, 16, 1, 16, &kv, &e) != MS_OK) {
             CHECK(0, "%s: q8 backend: %s", FIXTURES[f], e.message);
             goto next;
         }
@@ -261,7 +262,7 @@ static void test_accuracy(void)
             kv_release(kv, 0);
             fwd_seq s = {tok, n, 0, NULL, 2, lg};
             if (kv_reserve(kv, 0, n, &e) != MS_OK || !(s.blocks = kv_blocks(kv, 0)) ||
-                cpu_backend_ops.forward(b, &s, 1, &e) != MS_OK) {
+                ops->forward(b, &s, 1, &e) != MS_OK) {
                 CHECK(0, "%s: forward: %s", FIXTURES[f], e.message);
                 free(tok);
                 free(lg);
@@ -287,7 +288,7 @@ static void test_accuracy(void)
             free(lg);
         }
     next:
-        if (b) cpu_backend_ops.free(b);
+        if (b) ops->free(b);
         kv_pool_free(kv);
         model_free(m);
         cJSON_Delete(fx);

@@ -65,12 +65,13 @@ int main(int argc, char **argv)
     const int ctx = P + G, per_seq = (ctx + BLOCK - 1) / BLOCK, V = m->cfg.vocab_size;
     backend_params bp = {.n_threads = threads, .max_seqs = B, .max_tokens = P,
                          .n_blocks = per_seq * B, .block_size = BLOCK};
+    const backend_ops *ops = backend_select(MS_BACKEND_CPU, m, 0, &e);
     backend *b = NULL;
     kv_pool *kv = NULL;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)P * (size_t)B);
     float *logits = malloc(sizeof(float) * (size_t)V * (size_t)B);
     fwd_seq *seqs = calloc((size_t)B, sizeof *seqs);
-    if (!ids || !logits || !seqs || cpu_backend_ops.create(m, &bp, &b, &e) != MS_OK ||
+    if (!ids || !logits || !seqs || !ops || ops->create(m, &bp, &b, &e) != MS_OK ||
         kv_pool_create(bp.n_blocks, BLOCK, B, per_seq, &kv, &e) != MS_OK) {
         fprintf(stderr, "setup: %s\n", e.message[0] ? e.message : "out of memory");
         return 1;
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
     for (int q = 0; q < B; q++) {
         kv_reserve(kv, q, ctx, &e);
         fwd_seq one = {ids + (size_t)q * P, P, 0, kv_blocks(kv, q), 1, logits + (size_t)q * V};
-        if (cpu_backend_ops.forward(b, &one, 1, &e) != MS_OK) {
+        if (ops->forward(b, &one, 1, &e) != MS_OK) {
             fprintf(stderr, "prefill: %s\n", e.message);
             return 1;
         }
@@ -100,7 +101,7 @@ int main(int argc, char **argv)
     for (int g = 0; g < G; g++) {
         for (int q = 0; q < B; q++)
             seqs[q] = (fwd_seq){&next[q], 1, P + g, kv_blocks(kv, q), 1, logits + (size_t)q * V};
-        if (cpu_backend_ops.forward(b, seqs, B, &e) != MS_OK) {
+        if (ops->forward(b, seqs, B, &e) != MS_OK) {
             fprintf(stderr, "decode: %s\n", e.message);
             return 1;
         }
@@ -118,7 +119,7 @@ int main(int argc, char **argv)
     free(logits);
     free(seqs);
     kv_pool_free(kv);
-    cpu_backend_ops.free(b);
+    ops->free(b);
     model_free(m);
     return 0;
 }

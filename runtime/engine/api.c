@@ -19,7 +19,6 @@
 struct ms_model {
     model *m;
     ms_load_params p;
-    const backend_ops *ops;
 };
 
 /* All CPUs, native weights, CPU backend. */
@@ -29,7 +28,7 @@ ms_load_params ms_load_params_default(void)
     return p;
 }
 
-/* Checks the load parameters, picks the backend and loads the directory. */
+/* Checks the load parameters (the backend kind must be built in) and loads the directory. */
 ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err)
 {
     ms_clearerr(err);
@@ -47,8 +46,7 @@ ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err)
         ms_seterr(err, MS_ERR_INVALID, "load params: unknown weights mode %d", (int)lp.weights);
         return NULL;
     }
-    const backend_ops *ops = backend_get(lp.backend, err);
-    if (!ops) return NULL;
+    if (backend_available(lp.backend, err) != MS_OK) return NULL;
     ms_model *mm = calloc(1, sizeof *mm);
     if (!mm) {
         ms_seterr(err, MS_ERR_NOMEM, "model: out of memory");
@@ -59,7 +57,6 @@ ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err)
         return NULL;
     }
     mm->p = lp;
-    mm->ops = ops;
     return mm;
 }
 
@@ -192,7 +189,8 @@ static size_t flush_text(void *ctx, tok_stream *s, char *out, size_t cap)
     return tok_stream_flush(s, out, cap);
 }
 
-/* Describes the loaded model to the engine and creates it. */
+/* Describes the loaded model to the engine, with the backend backend_select
+ * picks for it, and creates the engine. */
 ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *err)
 {
     ms_clearerr(err);
@@ -201,7 +199,7 @@ ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *er
         return NULL;
     }
     const model *md = m->m;
-    engine_model em = {.ops = m->ops, .m = md, .n_threads = m->p.n_threads,
+    engine_model em = {.m = md, .n_threads = m->p.n_threads,
                        .weights_q8 = m->p.weights == MS_WEIGHTS_Q8, .vocab = md->cfg.vocab_size,
                        .max_ctx = md->cfg.max_position_embeddings, .text_feed = feed_text,
                        .text_flush = flush_text, .text_ctx = md->tok,
@@ -215,6 +213,9 @@ ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *er
     }
     memcpy(em.stop_ids, md->stop_ids, (size_t)md->n_stop * sizeof *em.stop_ids);
     em.n_stop_ids = md->n_stop;
+    /* the backend for this model and weights mode (backend.c's table and rule) */
+    em.ops = backend_select(m->p.backend, md, em.weights_q8, err);
+    if (!em.ops) return NULL;
     ms_engine *e = NULL;
     if (engine_create(&em, p, &e, err) != MS_OK) return NULL;
     return e;

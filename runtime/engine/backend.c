@@ -1,22 +1,92 @@
-/* backend.c: where backends register. */
+/* backend.c: where backends register (one table, the only `#ifdef MS_CUDA`
+ * of the runtime's C code), the choice of a backend for a model, and the
+ * forward-call checks every backend shares. */
 #include "engine/backend.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 #include "base/err.h"
 
-const backend_ops *backend_get(ms_backend_kind kind, ms_error *err)
-{
-    switch (kind) {
-    case MS_BACKEND_CPU: return &cpu_backend_ops;
-    case MS_BACKEND_CUDA:
+/* Every backend built in, in order of preference within its kind. prefer_env
+ * names an environment variable that, when set (non-empty, not "0"), puts
+ * the entry first for the models it supports. */
+static const struct backend_entry {
+    ms_backend_kind kind;
+    const backend_ops *ops;
+    const char *prefer_env;
+} backend_table[] = {
 #ifdef MS_CUDA
-        return &cuda_backend_ops;
-#else
-        ms_seterr(err, MS_ERR_UNSUPPORTED, "backend: CUDA was not built in (rebuild with make CUDA=1)");
-        return NULL;
+    {MS_BACKEND_CUDA, &cuda_backend_ops, NULL},
 #endif
+    {MS_BACKEND_CPU, &cpu_fast_backend_ops, NULL},
+    {MS_BACKEND_CPU, &cpu_ref_backend_ops, "MEDSERVE_CPU_REFERENCE"},
+};
+#define N_BACKENDS (sizeof backend_table / sizeof backend_table[0])
+
+/* Reports kind as not built in (CUDA) or unknown; always an error status. */
+static ms_status kind_missing(ms_backend_kind kind, ms_error *err)
+{
+    if (kind == MS_BACKEND_CUDA)
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "backend: CUDA was not built in (rebuild with make CUDA=1)");
+    return ms_seterr(err, MS_ERR_INVALID, "backend: unknown kind %d", (int)kind);
+}
+
+/* Whether the table has an entry of kind (backend.h). */
+ms_status backend_available(ms_backend_kind kind, ms_error *err)
+{
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if (backend_table[i].kind == kind) return MS_OK;
+    return kind_missing(kind, err);
+}
+
+/* 1 if e accepts m (its reason, if not, into *why). */
+static int entry_supports(const struct backend_entry *e, const model *m, int weights_q8, const char **why)
+{
+    *why = NULL;
+    return !e->ops->supports || e->ops->supports(m, weights_q8, why);
+}
+
+/* 1 if e's prefer_env is set to something other than "" or "0". */
+static int entry_preferred(const struct backend_entry *e)
+{
+    const char *v = e->prefer_env ? getenv(e->prefer_env) : NULL;
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* First a supporting entry of kind whose prefer_env is set, then the first
+ * supporting entry of kind in table order (backend.h states the rule). */
+const backend_ops *backend_select(ms_backend_kind kind, const model *m, int weights_q8, ms_error *err)
+{
+    if (!m) {
+        ms_seterr(err, MS_ERR_INVALID, "backend: NULL model");
+        return NULL;
     }
-    ms_seterr(err, MS_ERR_INVALID, "backend: unknown kind %d", (int)kind);
+    const char *why = NULL;
+    for (size_t i = 0; i < N_BACKENDS; i++)
+        if (backend_table[i].kind == kind && entry_preferred(&backend_table[i]) &&
+            entry_supports(&backend_table[i], m, weights_q8, &why))
+            return backend_table[i].ops;
+    const char *first_why = NULL;
+    int seen = 0;
+    for (size_t i = 0; i < N_BACKENDS; i++) {
+        if (backend_table[i].kind != kind) continue;
+        if (entry_supports(&backend_table[i], m, weights_q8, &why)) return backend_table[i].ops;
+        if (!seen++) first_why = why;
+    }
+    if (!seen) {
+        kind_missing(kind, err);
+        return NULL;
+    }
+    ms_seterr(err, MS_ERR_UNSUPPORTED, "%s backend: %s%s", kind == MS_BACKEND_CPU ? "cpu" : "cuda",
+              weights_q8 ? "int8 weights: " : "", first_why ? first_why : "not supported");
     return NULL;
+}
+
+/* The instance's own report name when the backend has one. */
+const char *backend_name(const backend_ops *ops, const backend *b)
+{
+    return ops->variant && b ? ops->variant(b) : ops->name;
 }
 
 ms_status fwd_check(const fwd_limits *lim, const fwd_seq *seqs, int n, int *T, ms_error *err)

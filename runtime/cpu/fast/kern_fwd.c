@@ -1,8 +1,17 @@
-/* kern_fwd.c: the fast bf16 forward pass of kern_fwd.h: create (pack the
- * weights, size every buffer once), forward (one parallel region: each op
- * split over rows, panels or attention items, a barrier between ops) and
- * free. The math is reference.md §1.3 with the rounding points of cpu.h;
- * the instruction sequences are those of kern.h, kern_ops.h, kern_attn.h.
+/* kern_fwd.c: the fast CPU backend, "cpu-fast" in backend.c's table, for
+ * bf16 models (weights and activations bf16) and for int8 weights quantised
+ * at load from any dtype: weights packed once at create (kern.h panels, q/k/v
+ * and gate/up stacked), one OpenMP parallel region per forward call (each op
+ * split over rows, panels or attention items, a barrier between ops), fused
+ * row ops (kern_ops.h), chunked attention over its own bf16 KV cache
+ * (kern_attn.h), and free. The math is docs/numerics.md §1.3 with the
+ * rounding points of cpu.h. Every output element is computed by the same
+ * instruction sequence whatever the batch, so a sequence's logits never
+ * depend on its neighbours or on chunking.
+ *
+ * backend.c runs a model here when fast_supports accepts it (and the
+ * environment does not set MEDSERVE_CPU_REFERENCE for native weights); other
+ * models run on the reference backend (cpu/ref/cpu_backend.c).
  *
  * Packing copies every matrix into anonymous, huge-page-advised memory and
  * then drops the mmap'd source pages from this process (MADV_DONTNEED), so
@@ -23,11 +32,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "engine/backend.h"
 #include "cpu/ref/cpu.h"
 #include "base/err.h"
 #include "cpu/fast/kern.h"
 #include "cpu/fast/kern_attn.h"
-#include "cpu/fast/kern_fwd.h"
 #include "cpu/fast/kern_ops.h"
 #include "cpu/fast/q8.h"
 
@@ -44,7 +53,7 @@ typedef struct kf_layer {
     float *q_norm, *k_norm;      /* [d] */
 } kf_layer;
 
-struct kfwd {
+struct backend {
     const model *m;
     kern_isa isa;
     int q8;                   /* int8 weights (q8.h) instead of bf16 panels */
@@ -88,8 +97,12 @@ struct kfwd {
     float **lm_dst;           /* [max_tokens] where each goes */
 };
 
-/* Checks dtypes and sizes against what the fast path handles. */
-int kfwd_supported(const model *m, int q8, const char **why)
+/* 1 if m can run here: even hidden, intermediate and head sizes, and either
+ * q8 (int8 weights quantised from any dtype; activations then computed in
+ * bf16) or all matrices bf16 with activation dtype bf16. Else 0 and, if
+ * why != NULL, the reason. (More than KATTN_MAX_GROUP query heads per kv
+ * head is refused later, by create.) */
+static int fast_supports(const model *m, int q8, const char **why)
 {
     const char *r = NULL;
     const qwen3_config *c = &m->cfg;
@@ -148,7 +161,7 @@ typedef struct pack_list {
 } pack_list;
 
 /* Allocates dst for srcs[0..n) stacked along rows and queues its slices. */
-static ms_status pack_add(kfwd *b, pack_list *pl, kf_mat *dst, const wmat *const *srcs, int n, ms_error *err)
+static ms_status pack_add(backend *b, pack_list *pl, kf_mat *dst, const wmat *const *srcs, int n, ms_error *err)
 {
     int64_t rows = 0;
     for (int i = 0; i < n; i++) rows += srcs[i]->rows;
@@ -220,7 +233,7 @@ static void prefetch_job(const pack_job *j)
  * slow slice happens anyway), every packed matrix is re-advised to ordinary
  * pages from then on: the decode is then about 10 % slower, but the load
  * never stalls for long. */
-static void pack_run(kfwd *b, const pack_list *pl)
+static void pack_run(backend *b, const pack_list *pl)
 {
     int slow = 0, done = 0, advised = 0;
     const size_t ahead = (size_t)(2 * b->nt); /* slices read ahead of the packing threads */
@@ -255,7 +268,7 @@ static void pack_run(kfwd *b, const pack_list *pl)
 }
 
 /* Frees the packed weights, KV cache and buffers; NULL-safe. */
-void kfwd_free(kfwd *b)
+static void fast_free(backend *b)
 {
     if (!b) return;
     if (b->layers)
@@ -302,7 +315,7 @@ static void *alloc3(size_t a, size_t b, size_t c, size_t es)
 }
 
 /* Queues one layer's matrices for packing and converts its vectors. */
-static ms_status pack_layer(kfwd *b, pack_list *pl, int l, ms_error *err)
+static ms_status pack_layer(backend *b, pack_list *pl, int l, ms_error *err)
 {
     const layer_weights *w = &b->m->layers[l];
     kf_layer *k = &b->layers[l];
@@ -332,99 +345,77 @@ static ms_status pack_layer(kfwd *b, pack_list *pl, int l, ms_error *err)
     return MS_OK;
 }
 
-/* Packs the weights and sizes every buffer once for the given limits. */
-ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_error *err)
+/* The KV cache, bf16, in the superblock layout described in struct backend:
+ * n_sb * (sb * L * 2 * nkv * bs * d * 2) bytes, the size checked, mapped
+ * with huge-page advice; its pages are touched only as positions are used. */
+static ms_status alloc_kv(backend *b, ms_error *err)
 {
-    *out = NULL;
-    const char *why = NULL;
-    if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu fast backend: NULL model or params");
-    if (!kfwd_supported(m, p->weights_q8, &why)) return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %s", why);
-    if (p->max_seqs <= 0 || p->max_tokens <= 0 || p->n_blocks <= 0 || p->block_size <= 0)
-        return ms_seterr(err, MS_ERR_INVALID,
-                         "cpu fast backend: max_seqs %d, max_tokens %d, n_blocks %d, block_size %d: each must be positive",
-                         p->max_seqs, p->max_tokens, p->n_blocks, p->block_size);
-    int max_pos;
-    if (__builtin_mul_overflow(p->n_blocks, p->block_size, &max_pos))
-        return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: %d blocks x %d tokens overflow int positions",
-                         p->n_blocks, p->block_size);
-    const qwen3_config *c = &m->cfg;
-    kfwd *b = calloc(1, sizeof *b);
-    if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
-    b->m = m;
-    b->isa = kern_isa_best();
-    b->q8 = p->weights_q8 != 0;
-    b->huge = kern_huge_default();
-    b->nt = p->n_threads > 0 ? p->n_threads : omp_get_num_procs();
-    b->max_seqs = p->max_seqs;
-    b->max_tokens = p->max_tokens;
-    b->max_pos = max_pos;
-    b->max_chunks = kattn_n_chunks(max_pos - 1);
-    b->H = c->hidden_size;
-    b->L = c->n_layers;
-    b->nh = c->n_heads;
-    b->nkv = c->n_kv_heads;
-    b->d = c->head_dim;
-    b->G = c->n_heads / c->n_kv_heads;
-    b->I = c->intermediate_size;
-    b->V = c->vocab_size;
-    b->qdim = b->nh * b->d;
-    b->kvdim = b->nkv * b->d;
-    b->qkvdim = b->qdim + 2 * b->kvdim;
-    b->eps = (float)c->rms_norm_eps;
-    b->scale = (float)pow((double)c->head_dim, -0.5);
-    b->n_blocks = p->n_blocks;
-    b->bs = p->block_size;
-    ms_status st = MS_OK;
-    if (b->G > KATTN_MAX_GROUP) {
-        st = ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %d query heads per kv head (max %d)", b->G,
-                       KATTN_MAX_GROUP);
-        goto fail;
-    }
-    if ((st = cpu_rope_init(&b->rope, c, err)) != MS_OK) goto fail;
-
-    /* KV cache, checked: n_sb * (sb * L * 2 * nkv * bs * d * 2) bytes */
-    b->sb = p->block_size < KATTN_CHUNK ? KATTN_CHUNK / p->block_size : 1;
-    const int n_sb = p->n_blocks / b->sb + (p->n_blocks % b->sb != 0);
+    b->sb = b->bs < KATTN_CHUNK ? KATTN_CHUNK / b->bs : 1;
+    const int n_sb = b->n_blocks / b->sb + (b->n_blocks % b->sb != 0);
     size_t kvb = 2;
     const size_t f[7] = {(size_t)n_sb, (size_t)b->sb, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
     for (int i = 0; i < 7; i++)
-        if (__builtin_mul_overflow(kvb, f[i], &kvb)) {
-            st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", p->n_blocks);
-            goto fail;
-        }
+        if (__builtin_mul_overflow(kvb, f[i], &kvb))
+            return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", b->n_blocks);
     size_t kv_map = 0;
     b->kv = kern_alloc_huge(kvb, &kv_map, b->huge); /* pages are touched only as positions are used */
-    if (!b->kv) {
-        st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
-        goto fail;
-    }
+    if (!b->kv) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
     b->kv_bytes = kv_map;
     b->sb_bytes = kvb / (size_t)n_sb;
     b->blk_bytes = (size_t)b->bs * (size_t)b->d * 2;
+    return MS_OK;
+}
 
-    /* weights */
+/* Packs every layer's matrices and lm_head (bf16 panels, or int8 in q8 mode)
+ * in one parallel pass, and converts the norm and bias vectors to float. */
+static ms_status pack_weights(backend *b, ms_error *err)
+{
     b->layers = calloc((size_t)b->L, sizeof *b->layers);
-    if (!b->layers) {
-        st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
-        goto fail;
-    }
+    if (!b->layers) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
+    ms_status st = MS_OK;
     pack_list pl = {0};
     for (int l = 0; l < b->L && st == MS_OK; l++) st = pack_layer(b, &pl, l, err);
-    const wmat *lm[] = {&m->lm_head};
+    const wmat *lm[] = {&b->m->lm_head};
     if (st == MS_OK) st = pack_add(b, &pl, &b->lm, lm, 1, err);
     if (st == MS_OK) pack_run(b, &pl);
     free(pl.jobs);
-    if (st != MS_OK) goto fail;
-    b->final_norm = vec_f32(&m->final_norm, b->H);
+    if (st != MS_OK) return st;
+    b->final_norm = vec_f32(&b->m->final_norm, b->H);
+    if (!b->final_norm) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory for the final norm");
+    return MS_OK;
+}
 
-    /* activations */
-    const size_t T = (size_t)p->max_tokens, nt = (size_t)b->nt;
+/* Sizes and allocates every activation and scratch buffer once, for the
+ * limits in b (T = max_tokens rows, nt threads, max_pos positions), so a
+ * forward call never allocates:
+ *   - per row: x and o [T, H] (residual stream; o_proj / down output, added
+ *     into x by the next norm), y [T, ydim] (the q|k|v output, later gate|up,
+ *     so ydim = max(qkvdim, 2 I)), xb [T, ldxb] bf16 (the next GEMM's input:
+ *     the normed x, the attention output or silu(gate) * up, so ldxb =
+ *     max(H, qdim, I)), qb [T, qdim] bf16 (queries after norm and RoPE,
+ *     read while attention writes xb), rcos / rsin [T, d/2], row_seq /
+ *     row_pos [T];
+ *   - per thread, for attention by (kv head, row): sc [nt][G][max_pos]
+ *     (scores of a kv head's G query heads over every cached position),
+ *     oc [nt][max_chunks][G d] (P.V partial of each chunk), att [nt][d];
+ *   - for attention split over chunks, which attention() uses only when
+ *     T * nkv < 2 nt and T <= split_rows = ceil(2 nt / nkv) (few rows, many
+ *     threads): ssc [split_rows][nh][max_pos], soc [split_rows][nkv][max_chunks][G d];
+ *   - logits: lm_rows = min(max_seqs, max_tokens) rows per lm_head pass
+ *     (lm_in [lm_rows, H] bf16, lm_out [lm_rows, V]); lm_row / lm_dst [T],
+ *     as every row may want logits;
+ *   - q8 mode: the int8 form of the GEMM input, one set of buffers of the
+ *     widest width (ldxb rounded up to 4) viewed with the group count of
+ *     width H, qdim or I (one is live at a time), and one for lm_in rows. */
+static ms_status alloc_bufs(backend *b, ms_error *err)
+{
+    const size_t T = (size_t)b->max_tokens, nt = (size_t)b->nt;
     b->ydim = b->qkvdim > 2 * b->I ? b->qkvdim : 2 * b->I;
     b->ldxb = b->H > b->qdim ? b->H : b->qdim;
     if (b->I > b->ldxb) b->ldxb = b->I;
-    b->lm_rows = p->max_seqs < p->max_tokens ? p->max_seqs : p->max_tokens;
+    b->lm_rows = b->max_seqs < b->max_tokens ? b->max_seqs : b->max_tokens;
     b->split_rows = (2 * b->nt + b->nkv - 1) / b->nkv;
-    const size_t gd = (size_t)b->G * (size_t)b->d, mp = (size_t)max_pos, mcg = (size_t)b->max_chunks * gd;
+    const size_t gd = (size_t)b->G * (size_t)b->d, mp = (size_t)b->max_pos, mcg = (size_t)b->max_chunks * gd;
     b->x = alloc3(T, (size_t)b->H, 1, sizeof(float));
     b->y = alloc3(T, (size_t)b->ydim, 1, sizeof(float));
     b->o = alloc3(T, (size_t)b->H, 1, sizeof(float));
@@ -456,22 +447,72 @@ ms_status kfwd_create(const model *m, const backend_params *p, kfwd **out, ms_er
         q8act l = {alloc3((size_t)b->lm_rows, (size_t)ldl, 1, 1), alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(float)),
                    alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(int32_t)), ldl, b->qa_h.groups};
         b->qa_lm = l;
-        if (!a.q || !a.sx || !a.corr || !l.q || !l.sx || !l.corr) {
-            st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate int8 activations");
-            goto fail;
-        }
+        if (!a.q || !a.sx || !a.corr || !l.q || !l.sx || !l.corr)
+            return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate int8 activations");
     }
     if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos ||
-        !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst ||
-        !b->final_norm) {
-        st = ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate activations for %d tokens, %d threads",
-                       p->max_tokens, b->nt);
+        !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst)
+        return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate activations for %d tokens, %d threads",
+                         b->max_tokens, b->nt);
+    return MS_OK;
+}
+
+/* Checks the limits and takes the model's sizes, then allocates the KV cache,
+ * packs the weights and allocates the activation buffers, each once. */
+static ms_status fast_create(const model *m, const backend_params *p, backend **out, ms_error *err)
+{
+    *out = NULL;
+    const char *why = NULL;
+    if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu fast backend: NULL model or params");
+    if (!fast_supports(m, p->weights_q8, &why)) return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %s", why);
+    if (p->max_seqs <= 0 || p->max_tokens <= 0 || p->n_blocks <= 0 || p->block_size <= 0)
+        return ms_seterr(err, MS_ERR_INVALID,
+                         "cpu fast backend: max_seqs %d, max_tokens %d, n_blocks %d, block_size %d: each must be positive",
+                         p->max_seqs, p->max_tokens, p->n_blocks, p->block_size);
+    int max_pos;
+    if (__builtin_mul_overflow(p->n_blocks, p->block_size, &max_pos))
+        return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: %d blocks x %d tokens overflow int positions",
+                         p->n_blocks, p->block_size);
+    const qwen3_config *c = &m->cfg;
+    backend *b = calloc(1, sizeof *b);
+    if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: out of memory");
+    b->m = m;
+    b->isa = kern_isa_best();
+    b->q8 = p->weights_q8 != 0;
+    b->huge = kern_huge_default();
+    b->nt = p->n_threads > 0 ? p->n_threads : omp_get_num_procs();
+    b->max_seqs = p->max_seqs;
+    b->max_tokens = p->max_tokens;
+    b->max_pos = max_pos;
+    b->max_chunks = kattn_n_chunks(max_pos - 1);
+    b->H = c->hidden_size;
+    b->L = c->n_layers;
+    b->nh = c->n_heads;
+    b->nkv = c->n_kv_heads;
+    b->d = c->head_dim;
+    b->G = c->n_heads / c->n_kv_heads;
+    b->I = c->intermediate_size;
+    b->V = c->vocab_size;
+    b->qdim = b->nh * b->d;
+    b->kvdim = b->nkv * b->d;
+    b->qkvdim = b->qdim + 2 * b->kvdim;
+    b->eps = (float)c->rms_norm_eps;
+    b->scale = (float)pow((double)c->head_dim, -0.5);
+    b->n_blocks = p->n_blocks;
+    b->bs = p->block_size;
+    ms_status st = MS_OK;
+    if (b->G > KATTN_MAX_GROUP) {
+        st = ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %d query heads per kv head (max %d)", b->G,
+                       KATTN_MAX_GROUP);
         goto fail;
     }
+    if ((st = cpu_rope_init(&b->rope, c, err)) != MS_OK || (st = alloc_kv(b, err)) != MS_OK ||
+        (st = pack_weights(b, err)) != MS_OK || (st = alloc_bufs(b, err)) != MS_OK)
+        goto fail;
     *out = b;
     return MS_OK;
 fail:
-    kfwd_free(b);
+    fast_free(b);
     return st;
 }
 
@@ -481,7 +522,7 @@ fail:
  * mode), panels handed out in chunks through a shared counter so a thread
  * slowed down by the machine does not hold the others at the barrier; then
  * a barrier. Which thread computes a panel never changes its bits. */
-static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
+static void gemm(const backend *b, const kf_mat *w, const uint16_t *x, int ldx, const q8act *qa, int T, float *y,
                  int ldy, const float *bias, int id, int nt)
 {
     (void)id;
@@ -498,13 +539,13 @@ static void gemm(const kfwd *b, const kf_mat *w, const uint16_t *x, int ldx, con
 }
 
 /* q8 mode: row r of xb (width k) into its int8 form. */
-static inline void quant(const kfwd *b, q8act *qa, int r, int k)
+static inline void quant(const backend *b, q8act *qa, int r, int k)
 {
     if (b->q8) q8_quant_row_bf16(b->isa, b->xb + (size_t)r * b->ldxb, k, qa, r);
 }
 
 /* Where (layer, kv head) of one sequence lives (K and V bases inside superblock 0). */
-static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
+static kattn_src kv_src(const backend *b, int l, int kh, const int32_t *blocks)
 {
     const size_t run = (size_t)b->sb * b->blk_bytes; /* one (layer, kind, head) slab of a superblock */
     const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * run;
@@ -513,7 +554,7 @@ static kattn_src kv_src(const kfwd *b, int l, int kh, const int32_t *blocks)
 }
 
 /* Stores one head vector (bf16-representable floats) at pos of (layer, kind, kv head). */
-static void kv_put(kfwd *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
+static void kv_put(backend *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
 {
     kattn_src s = kv_src(b, l, kh, blocks);
     unsigned char *dst = (unsigned char *)kattn_block(kind ? s.v : s.k, &s, pos / b->bs) + (size_t)(pos % b->bs) * s.pos_stride;
@@ -521,7 +562,7 @@ static void kv_put(kfwd *b, int l, int kind, int kh, const int32_t *blocks, int 
 }
 
 /* Attention of row r, kv head kh (its G query heads), every step in this thread, into xb (bf16). */
-static void attend_row(kfwd *b, int l, int r, int kh, const fwd_seq *seqs, int id)
+static void attend_row(backend *b, int l, int r, int kh, const fwd_seq *seqs, int id)
 {
     const int G = b->G, d = b->d, pos = b->row_pos[r], nc = kattn_n_chunks(pos);
     const size_t lds = (size_t)b->max_pos, gd = (size_t)G * (size_t)d;
@@ -540,7 +581,7 @@ static void attend_row(kfwd *b, int l, int r, int kh, const fwd_seq *seqs, int i
 
 /* e. attention for all rows into xb: (kv head, row) items, or, when those are
  * too few for the threads, each step split over (row, kv head, chunk). */
-static void attention(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
+static void attention(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 {
     const int nkv = b->nkv, G = b->G, d = b->d, nh = b->nh, mc = b->max_chunks;
     if ((int64_t)T * nkv >= 2 * nt || T > b->split_rows) {
@@ -579,7 +620,7 @@ static void attention(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt
 }
 
 /* One decoder layer (reference.md §1.3 a-g); x += o of the previous layer is fused into step a. */
-static void layer(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
+static void layer(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 {
     const kf_layer *w = &b->layers[l];
     const int H = b->H, d = b->d;
@@ -637,7 +678,7 @@ static void layer(kfwd *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 }
 
 /* One batched forward step: checks the call, then one parallel region for every layer and the logits. */
-ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
+static ms_status fast_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
     int T = 0;
@@ -687,8 +728,15 @@ ms_status kfwd_forward(kfwd *b, const fwd_seq *seqs, int n, ms_error *err)
     return MS_OK;
 }
 
-/* Which variant this backend runs. */
-const char *kfwd_name(const kfwd *b)
+/* Which weights this instance runs, for reports. */
+static const char *fast_variant(const backend *b)
 {
     return b->q8 ? "cpu-fast-q8" : "cpu-fast-bf16";
 }
+
+const backend_ops cpu_fast_backend_ops = {.name = "cpu-fast",
+                                          .supports = fast_supports,
+                                          .create = fast_create,
+                                          .forward = fast_forward,
+                                          .free = fast_free,
+                                          .variant = fast_variant};

@@ -11,10 +11,10 @@
  * Batch invariance: each output element is computed by one kernel with one
  * fixed summation order (cpu_dot), whatever the batch, so a sequence's result
  * never depends on its neighbours in a forward call, on how a prompt is split
- * into chunks, or on the thread count. The fast path (kern_fwd.h: packed
+ * into chunks, or on the thread count. The fast backend (kern_fwd.c: packed
  * kernels, AVX-512/AVX2 with run-time dispatch) keeps the same property with
- * its own fixed sequences; cpu_backend.c sends bf16 and int8 models there and
- * keeps this reference code for the others (and for tests). */
+ * its own fixed sequences; backend.c chooses it for bf16 and int8 models and
+ * this reference backend for the others (and tests run both). */
 #ifndef MS_CPU_H
 #define MS_CPU_H
 
@@ -83,15 +83,6 @@ static inline void elem_set(void *p, st_dtype t, int64_t i, float x)
         memcpy(b + 4 * i, &x, 4);
     }
 }
-
-/* ---- the backend (cpu_backend.c) ---- */
-
-/* The reference path only, even for models the fast path could run (tests). */
-struct backend_ops;
-extern const struct backend_ops cpu_ref_backend_ops;
-struct backend;
-/* Which path a CPU backend runs: "cpu-fast-bf16", "cpu-fast-q8" or "cpu-reference". */
-const char *cpu_backend_path(const struct backend *b);
 
 /* ---- ops (cpu_ops.c) ---- */
 

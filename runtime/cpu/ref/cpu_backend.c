@@ -1,6 +1,8 @@
-/* cpu_backend.c: the CPU backend's glue behind backend.h: create (activation
- * buffers, RoPE tables and KV memory, all sized once), forward (the Qwen3
- * pass of reference.md §1.3 over a batch of sequences) and free.
+/* cpu_backend.c: the reference CPU backend, "cpu-reference" in backend.c's
+ * table: create (activation buffers, RoPE tables and KV memory, all sized
+ * once), forward (the Qwen3 pass of docs/numerics.md §1.3 over a batch of
+ * sequences) and free. It runs every weight dtype (bf16, f16, f32) in the
+ * model's activation dtype, but not int8 weights.
  *
  * A forward call concatenates the new tokens of every sequence into one
  * activation matrix [T, H]: each Linear runs once over all T rows (a prompt is
@@ -10,11 +12,9 @@
  * summation order, so a sequence's logits are bitwise independent of the
  * other sequences in the call and of how its prompt is split into chunks.
  *
- * Models the fast path can run (kern_fwd.h: bf16 weights and activations,
- * or any weights with int8 quantisation, MS_WEIGHTS_Q8) go there instead:
- * create, forward and free then only delegate. MEDSERVE_CPU_REFERENCE=1 in the
- * environment, or cpu_ref_backend_ops, keeps this reference code for bf16
- * models too (tests compare the two).
+ * backend.c prefers the fast backend (cpu/fast/kern_fwd.c) for the models it
+ * supports (bf16, or int8 weights); MEDSERVE_CPU_REFERENCE=1 in the
+ * environment keeps bf16 models here (tests compare the two).
  *
  * It does not schedule, allocate KV blocks (kv.c and the engine do) or
  * sample. The weights stay in the safetensors mmap (zero-copy). */
@@ -26,10 +26,8 @@
 #include "engine/backend.h"
 #include "cpu/ref/cpu.h"
 #include "base/err.h"
-#include "cpu/fast/kern_fwd.h"
 
 struct backend {
-    kfwd *fast;   /* the fast path, when this backend delegates to it; else NULL */
     const model *m;
     int n_threads, max_seqs, max_tokens, max_pos; /* max_pos = n_blocks * block_size */
     int H, nh, nkv, d, I, V, qdim, kvdim;         /* qdim = nh*d, kvdim = nkv*d */
@@ -63,10 +61,9 @@ static float *falloc(size_t a, size_t b)
 }
 
 /* Frees the backend and everything it owns; NULL-safe. */
-static void cpu_free(backend *b)
+static void ref_free(backend *b)
 {
     if (!b) return;
-    kfwd_free(b->fast);
     cpu_rope_free(&b->rope);
     cpu_kv_free(&b->kv);
     float *bufs[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->o, b->gate, b->up,
@@ -76,6 +73,14 @@ static void cpu_free(backend *b)
     free(b->row_pos);
     free(b->lm_dst);
     free(b);
+}
+
+/* Every model with native weights; int8 weights are the fast backend's alone. */
+static int ref_supports(const model *m, int weights_q8, const char **why)
+{
+    (void)m;
+    if (why) *why = weights_q8 ? "int8 weights are not implemented in the reference backend" : NULL;
+    return !weights_q8;
 }
 
 /* Sizes and allocates every buffer of the reference path once for the given limits. */
@@ -153,7 +158,7 @@ static ms_status ref_create(const model *m, const backend_params *p, backend **o
     *out = b;
     return MS_OK;
 fail:
-    cpu_free(b);
+    ref_free(b);
     return st;
 }
 
@@ -248,41 +253,10 @@ static void compute_logits(backend *b, const fwd_seq *seqs, int n)
     flush_logits(b, pending);
 }
 
-/* The fast path when the model fits it (and the environment does not ask for
- * the reference), else the reference path. */
-static ms_status cpu_create(const model *m, const backend_params *p, backend **out, ms_error *err)
-{
-    *out = NULL;
-    if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu backend: NULL model or params");
-    const char *why = NULL, *env = getenv("MEDSERVE_CPU_REFERENCE");
-    const int want_ref = env && *env && strcmp(env, "0") != 0;
-    if (!kfwd_supported(m, p->weights_q8, &why) || (want_ref && !p->weights_q8)) {
-        if (p->weights_q8)
-            return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu backend: int8 weights: %s", why ? why : "not supported");
-        return ref_create(m, p, out, err);
-    }
-    backend *b = calloc(1, sizeof *b);
-    if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu backend: out of memory");
-    ms_status st = kfwd_create(m, p, &b->fast, err);
-    if (st != MS_OK) {
-        free(b);
-        return st;
-    }
-    *out = b;
-    return MS_OK;
-}
-
-/* Which path this backend runs (for reports). */
-const char *cpu_backend_path(const backend *b)
-{
-    return !b ? "none" : b->fast ? kfwd_name(b->fast) : "cpu-reference";
-}
-
 /* One batched forward step over seqs (checked first, then computed). */
-static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
+static ms_status ref_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     if (!b) return ms_seterr(err, MS_ERR_INVALID, "forward: NULL backend");
-    if (b->fast) return kfwd_forward(b->fast, seqs, n, err);
     int T = 0;
     const fwd_limits lim = {b->max_seqs, b->max_tokens, b->max_pos, b->kv.block_size, b->kv.n_blocks, b->V};
     ms_status st = fwd_check(&lim, seqs, n, &T, err);
@@ -305,5 +279,8 @@ static ms_status cpu_forward(backend *b, const fwd_seq *seqs, int n, ms_error *e
     return MS_OK;
 }
 
-const backend_ops cpu_backend_ops = {"cpu", cpu_create, cpu_forward, cpu_free};
-const backend_ops cpu_ref_backend_ops = {"cpu-reference", ref_create, cpu_forward, cpu_free};
+const backend_ops cpu_ref_backend_ops = {.name = "cpu-reference",
+                                         .supports = ref_supports,
+                                         .create = ref_create,
+                                         .forward = ref_forward,
+                                         .free = ref_free};
