@@ -441,7 +441,7 @@ fail:
     return st ? st : MS_ERR_FORMAT;
 }
 
-/* The parsed JSON. */
+/* The adapter_config.json tree the config was read from; owned by c. */
 const cJSON *mg_acfg_json(const mg_acfg *c) { return c->json; }
 /* Whether use_dora is set. */
 int mg_acfg_use_dora(const mg_acfg *c) { return c->use_dora; }
@@ -542,7 +542,7 @@ int mg_acfg_saves(const mg_acfg *c, const char *module)
     return 0;
 }
 
-/* trainable_token_indices. */
+/* The trainable_token_indices list (*n ids; owned by c, empty when absent). */
 const int64_t *mg_acfg_token_indices(const mg_acfg *c, size_t *n)
 {
     *n = c->n_tt;

@@ -21,7 +21,7 @@ typedef struct entry {
     const st_tensor *t;
 } entry;
 
-/* Short name of a slot. */
+/* The PEFT key fragment (or a description) of a slot, for messages. */
 const char *mg_slot_name(mg_slot s)
 {
     static const char *const names[MG_SLOT_COUNT] = {

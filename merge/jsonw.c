@@ -17,7 +17,8 @@ static void newline(strbuf *b, int depth)
     for (int i = 0; i < depth; i++) sb_append(b, "  ", 2);
 }
 
-/* Appends a number. */
+/* Appends a number as Python prints it: an integral value below 2^53 without
+ * a fraction (1, not 1.0), any other as cJSON's shortest round-trip form. */
 static void put_number(strbuf *b, const cJSON *j)
 {
     double d = j->valuedouble;

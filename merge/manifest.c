@@ -89,7 +89,7 @@ static int cmp_rec(const void *a, const void *b)
     return strcmp(((const mg_filerec *)a)->name, ((const mg_filerec *)b)->name);
 }
 
-/* Sorts by name. */
+/* Sorts the records by file name, so the manifest does not depend on directory order. */
 void mg_filelist_sort(mg_filelist *l)
 {
     if (l->n > 1) qsort(l->v, l->n, sizeof *l->v, cmp_rec);
@@ -118,7 +118,7 @@ static cJSON *files_json(const mg_filelist *l)
     return a;
 }
 
-/* The manifest as text. */
+/* The manifest as JSON text in json.dumps(indent=2) layout; the caller frees it. */
 char *mg_manifest_text(const mg_manifest *m)
 {
     cJSON *j = cJSON_CreateObject();

@@ -556,7 +556,8 @@ static ms_status check_resize_ops(const mg_plan *p, const mg_adapter *ad, ms_err
     return MS_OK;
 }
 
-/* Builds the whole plan. */
+/* Builds the whole plan: checks the config, binds every adapter module to its
+ * base tensor (bind_module), then assigns output tensors to shards. */
 ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_adapter *ad, int n_ad,
                         st_dtype out_dtype, uint64_t max_shard_bytes, mg_plan *p, const mg_log *lg, ms_error *err)
 {

@@ -47,7 +47,7 @@ struct job {
 
 void job_event_free(job_event *ev) { free(ev); }
 
-/* An empty registry. */
+/* A registry with no jobs (NULL when out of memory). */
 job_registry *job_registry_create(void)
 {
     job_registry *g = calloc(1, sizeof *g);

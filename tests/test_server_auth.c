@@ -158,7 +158,6 @@ static void t_timing_report(void)
     auth_free(a);
 }
 
-/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

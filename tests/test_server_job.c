@@ -202,7 +202,6 @@ static void t_hangup(void)
     svc_free(s);
 }
 
-/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

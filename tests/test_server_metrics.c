@@ -254,7 +254,6 @@ static void t_strbuf(void)
     CHECK(b.p == NULL, "free twice");
 }
 
-/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

@@ -359,7 +359,6 @@ static void t_tokenize(void)
     cJSON_Delete(root);
 }
 
-/* Runs the cases. */
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {

@@ -117,7 +117,7 @@ void sb_reset(strbuf *b)
     if (b->p) b->p[0] = 0;
 }
 
-/* Frees the storage. */
+/* Frees the bytes and leaves b empty and reusable; NULL-safe. */
 void sb_free(strbuf *b)
 {
     if (!b) return;
