@@ -1,4 +1,5 @@
-/* test_half.c: the bf16/f16 conversion rule of base/half.h.
+/* test_half.c: the bf16/f16 conversion rule of base/half.h, and the fast
+ * path's vector copies of it.
  * - bf16 and f16: every 16-bit pattern widens exactly (NaN payload and sign
  *   kept) and comes back unchanged, NaN as the signed canonical quiet NaN;
  *   every midpoint between neighbours rounds to the even one and the floats
@@ -6,13 +7,20 @@
  *   zeros and the NaN bits of each direction, as named cases too;
  * - f32 -> bf16/f16 against oracles written without bit tricks (libm
  *   frexp/nearbyint in double) on the half_cases.h inputs and on a sweep of
- *   every f32 exponent and top significand bits.
+ *   every f32 exponent and top significand bits;
+ * - the fast path's vector rounding (kern_avx2.h v8_round_bf16,
+ *   kern_avx512.h v_round_bf16 and the bit stores behind them) through the
+ *   public kernels, on every ISA this CPU runs, against the scalar rule with
+ *   NaN payloads of both signs, infinities, ties and subnormals.
  * The merge kernel's vector tables are compared in test_merge_half.c (it
  * needs the merge objects). */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "base/half.h"
+#include "cpu/fast/kern.h"
+#include "cpu/fast/kern_attn.h"
+#include "cpu/fast/kern_ops.h"
 #include "half_cases.h"
 #include "test.h"
 
@@ -200,6 +208,55 @@ static void t_oracles(void)
     free(c);
 }
 
+/* The bits half.h gives when rounding x to bf16 and back. */
+static uint32_t round_bits(float x)
+{
+    return hc_bits(half_bf16_to_f32(half_f32_to_bf16(x)));
+}
+
+/* The fast path's vector copies of the bf16 rounding against the scalar
+ * rule, on every ISA this CPU runs: kattn_sum of one chunk (v_round_bf16),
+ * kops_to_bf16 (v_round_bf16 and its bit store), the residual add of
+ * kops_add_norm with o = -0 (v_round_bf16 / v8_round_bf16, x + -0 = x) and
+ * kops_swiglu with a finite gate (the rounding and bit stores of both). */
+static void t_fast_path(void)
+{
+    enum { N = 2048 }; /* a multiple of 16: every element goes through the vector code */
+    uint32_t *c = malloc(HC_MAX * sizeof *c);
+    const size_t nc = hc_cases(c, HC_MAX);
+    float *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y), *o = malloc(N * sizeof *o);
+    float *w = malloc(N * sizeof *w), *g = malloc(N * sizeof *g);
+    uint16_t *hb = malloc(N * sizeof *hb);
+    for (int i = 0; i < N; i++) o[i] = -0.0f, w[i] = 1.0f, g[i] = 1.0f;
+    const float s = half_bf16_to_f32(half_f32_to_bf16(1.0f / (1.0f + kattn_exp(-1.0f)))); /* rounded silu(1) */
+    const kern_isa best = kern_isa_best();
+    int isas = 0;
+    for (kern_isa isa = KERN_SCALAR; isa <= best; isa++, isas++) {
+        int bad_sum = 0, bad_bits = 0, bad_add = 0, bad_swiglu = 0;
+        /* the NaNs first (they matter most), then windows over all the cases */
+        for (size_t base = 0; base < nc; base += N - 64) {
+            for (int i = 0; i < N; i++)
+                x[i] = hc_float(i < 64 && base == 0 ? HC_NANS[i % (sizeof HC_NANS / sizeof *HC_NANS)]
+                                                    : c[(base + (size_t)i) % nc]);
+            kattn_sum(isa, x, N, 1, N, y);
+            for (int i = 0; i < N; i++) bad_sum += hc_bits(y[i]) != round_bits(x[i]);
+            kops_to_bf16(isa, x, N, hb);
+            for (int i = 0; i < N; i++) bad_bits += hb[i] != half_f32_to_bf16(x[i]);
+            kops_swiglu(isa, g, x, N, hb);
+            for (int i = 0; i < N; i++) bad_swiglu += hb[i] != half_f32_to_bf16(s * x[i]);
+            memcpy(y, x, N * sizeof *y);
+            kops_add_norm(isa, y, o, w, N, 1e-6f, hb);
+            for (int i = 0; i < N; i++) bad_add += hc_bits(y[i]) != round_bits(x[i] + o[i]);
+        }
+        CHECK(bad_sum == 0, "%s kattn_sum: %d elements differ from half.h", kern_isa_name(isa), bad_sum);
+        CHECK(bad_bits == 0, "%s kops_to_bf16: %d elements differ from half.h", kern_isa_name(isa), bad_bits);
+        CHECK(bad_add == 0, "%s kops_add_norm residual: %d elements differ from half.h", kern_isa_name(isa), bad_add);
+        CHECK(bad_swiglu == 0, "%s kops_swiglu: %d elements differ from half.h", kern_isa_name(isa), bad_swiglu);
+    }
+    printf("  %d ISAs compared (best: %s)\n", isas, kern_isa_name(best));
+    free(c), free(x), free(y), free(o), free(w), free(g), free(hb);
+}
+
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
@@ -207,6 +264,7 @@ int main(int argc, char **argv)
         {"half_f16_exhaustive", t_f16_exhaustive},
         {"half_named", t_named},
         {"half_oracles", t_oracles},
+        {"half_fast_path", t_fast_path},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }
