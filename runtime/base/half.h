@@ -1,9 +1,10 @@
 /* half.h: the one definition of the 16-bit float formats medserve reads and
  * writes (bf16, IEEE binary16 "f16") and their conversions to and from f32.
- * The CPU reference and fast paths and lora-merge all use these; their
- * vector copies (merge/kernel_body.h loops, cpu/fast/kern_avx512.h
- * v_round_bf16, cpu/fast/kern_avx2.h v8_round_bf16) give the same bits for
- * every input, NaN included (tests/test_half.c, tests/test_merge_half.c).
+ * The safetensors reader, the CPU reference and fast paths and lora-merge
+ * all use these; their vector copies (merge/kernel_body.h loops,
+ * cpu/fast/kern_avx512.h v_round_bf16, cpu/fast/kern_avx2.h v8_round_bf16)
+ * give the same bits for every input, NaN included (tests/test_half.c,
+ * tests/test_merge_half.c).
  *
  * The rule:
  *   - bf16 -> f32 and f16 -> f32 are exact. Every bf16 and f16 value

@@ -3,7 +3,8 @@
  * model.safetensors.index.json. Writer: streaming, deterministic, atomic.
  * Does not interpret tensor names (that is model.c / merge).
  * Implemented in st.c (dtypes, one file), st_set.c (directories),
- * st_write.c (writer); shard planning and index files are in st_shard.h.
+ * st_write.c (writer); shard planning and index files are in st_shard.h;
+ * bf16/f16 value conversions are base/half.h.
  *
  * Lifetimes: tensor views (names, data) live until their st_file / st_set
  * is closed. The data is mmapped: a file truncated after open makes reads
@@ -38,12 +39,6 @@ size_t st_dtype_size(st_dtype t); /* bytes per element; 0 for sub-byte F4/F6 */
 unsigned st_dtype_bits(st_dtype t); /* bits per element (4, 6, 8, 16, 32, 64) */
 /* 1 for the dtypes medserve computes with: F32 F16 BF16 I8 U8 I32 I64. */
 int st_dtype_supported(st_dtype t);
-
-/* Scalar conversions (round to nearest even, NaN stays NaN; no libm). */
-float st_bf16_to_f32(uint16_t h);
-uint16_t st_f32_to_bf16(float f);
-float st_f16_to_f32(uint16_t h);
-uint16_t st_f32_to_f16(float f);
 
 typedef struct st_tensor {
     const char *name;       /* owned by the st_file */
