@@ -2,11 +2,11 @@
  * the checks of docs/numerics.md §5.2 (overflow-checked, stricter than the
  * reference reader: duplicate names, float-spelled integers and unknown
  * entry keys are refused), and hands out zero-copy tensor views. Also the
- * dtype table and the pickle refusal.
+ * pickle refusal.
  *
  * Does not: read directories or index files (st_set.c), write files
- * (st_write.c), hold the float conversions (base/half.h), interpret tensor
- * names, or check values (NaN/Inf).
+ * (st_write.c), hold the dtype table (st_dtype.c) or the float conversions
+ * (base/half.h), interpret tensor names, or check values (NaN/Inf).
  *
  * SIGBUS: the data is mmapped. The size is checked at open and the fd is
  * kept, but a file truncated by another process after open makes later reads
@@ -27,57 +27,6 @@
 #include "base/err.h"
 #include "base/half.h"
 #include "base/json.h"
-
-/* ---- dtypes ---------------------------------------------------------- */
-
-typedef struct dtype_info {
-    const char *name;
-    unsigned bits;
-} dtype_info;
-
-static const dtype_info DTYPES[ST_DTYPE_COUNT] = {
-    [ST_BOOL] = {"BOOL", 8},           [ST_U8] = {"U8", 8},
-    [ST_I8] = {"I8", 8},               [ST_F8_E5M2] = {"F8_E5M2", 8},
-    [ST_F8_E4M3] = {"F8_E4M3", 8},     [ST_I16] = {"I16", 16},
-    [ST_U16] = {"U16", 16},            [ST_F16] = {"F16", 16},
-    [ST_BF16] = {"BF16", 16},          [ST_I32] = {"I32", 32},
-    [ST_U32] = {"U32", 32},            [ST_F32] = {"F32", 32},
-    [ST_I64] = {"I64", 64},            [ST_U64] = {"U64", 64},
-    [ST_F64] = {"F64", 64},            [ST_F8_E8M0] = {"F8_E8M0", 8},
-    [ST_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8}, [ST_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
-    [ST_C64] = {"C64", 64},            [ST_F4] = {"F4", 4},
-    [ST_F6_E2M3] = {"F6_E2M3", 6},     [ST_F6_E3M2] = {"F6_E3M2", 6},
-};
-
-int st_dtype_parse(const char *name)
-{
-    if (!name) return -1;
-    for (int i = 0; i < ST_DTYPE_COUNT; i++)
-        if (strcmp(DTYPES[i].name, name) == 0) return i;
-    return -1;
-}
-
-const char *st_dtype_name(st_dtype t)
-{
-    return (unsigned)t < ST_DTYPE_COUNT ? DTYPES[t].name : "?";
-}
-
-unsigned st_dtype_bits(st_dtype t)
-{
-    return (unsigned)t < ST_DTYPE_COUNT ? DTYPES[t].bits : 0;
-}
-
-size_t st_dtype_size(st_dtype t)
-{
-    unsigned b = st_dtype_bits(t);
-    return b % 8 ? 0 : b / 8;
-}
-
-int st_dtype_supported(st_dtype t)
-{
-    return t == ST_F32 || t == ST_F16 || t == ST_BF16 || t == ST_I8 || t == ST_U8 || t == ST_I32 ||
-           t == ST_I64;
-}
 
 /* ---- reader ---------------------------------------------------------- */
 
