@@ -421,7 +421,7 @@ int main(int argc, char **argv)
         {"merge_akeys", t_akeys},
         {"merge_apply_edges", t_apply_edges},
     };
-    int rc = test_main(argc, argv, cases, 8);
+    int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     mg_rmtree(g_dir);
     return rc;
 }
