@@ -28,9 +28,11 @@
  * Torch has no single NaN rule to match exactly: ATen's vectorised
  * Float -> BFloat16 (cpu/vec cvtfp32_bf16) writes 0xffff for every NaN and
  * its vectorised Float -> Half (vcvtps2ph) keeps the payload, while the
- * scalar tails use c10. Merged tensors are checked for non-finite values
- * before they are written, so no fixture bit depends on this choice; what
- * matters is that every copy in medserve agrees.
+ * scalar tails use c10. lora-merge copies untouched tensors byte for byte
+ * and refuses non-finite values in the ones it changes, so a NaN reaches an
+ * export through this rule only when --dtype converts an untouched tensor
+ * holding NaN; no fixture does. What matters is that every copy in medserve
+ * agrees.
  *
  * Requirements: the default rounding mode (round to nearest), which medserve
  * never changes (the f16 subnormal path rounds with one f32 addition).
