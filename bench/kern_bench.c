@@ -69,7 +69,7 @@ static int run_gemv(int threads, int shape17, int reps)
     }
     uint16_t *x = calloc(8192, sizeof(uint16_t));
     float *y = calloc((size_t)V, sizeof(float));
-    for (int i = 0; i < 8192; i++) x[i] = f32_to_bf16((float)((i * 37) % 101) / 50.0f - 1.0f);
+    for (int i = 0; i < 8192; i++) x[i] = half_f32_to_bf16((float)((i * 37) % 101) / 50.0f - 1.0f);
     kern_isa isa = kern_isa_best();
     double *tps = malloc(sizeof(double) * (size_t)reps);
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
@@ -107,7 +107,7 @@ static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
     const int64_t ldx = 2 * w.kp;
     uint16_t *x = calloc((size_t)(M * ldx), sizeof(uint16_t));
     float *y = calloc((size_t)(M * N), sizeof(float));
-    for (int64_t i = 0; i < M * ldx; i++) x[i] = f32_to_bf16((float)((i * 37) % 101) / 50.0f - 1.0f);
+    for (int64_t i = 0; i < M * ldx; i++) x[i] = half_f32_to_bf16((float)((i * 37) % 101) / 50.0f - 1.0f);
     kern_isa isa = kern_isa_best();
     double *gf = malloc(sizeof(double) * (size_t)reps);
     for (int r = -1; r < reps; r++) {
@@ -142,9 +142,9 @@ static int run_attn(int threads, int ctx, int reps)
     unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map, kern_huge_default()); /* as the backend maps its KV */
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
     uint16_t q[KATTN_MAX_GROUP * 256];
-    for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++) ((uint16_t *)kv)[i] = f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);
+    for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++) ((uint16_t *)kv)[i] = half_f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);
     for (int i = 0; i < nb; i++) blocks[i] = i;
-    for (int i = 0; i < G * d; i++) q[i] = f32_to_bf16((float)(i % 11) / 11.0f);
+    for (int i = 0; i < G * d; i++) q[i] = half_f32_to_bf16((float)(i % 11) / 11.0f);
     const kern_isa isa = kern_isa_best();
     const int pos = ctx, nc = kattn_n_chunks(pos);
     double *ms = malloc(sizeof(double) * (size_t)reps);

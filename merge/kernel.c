@@ -52,15 +52,6 @@ const mg_kernels *mg_kernels_get(void)
     return &mg_kernels_generic;
 }
 
-/* Scalar bf16 -> f32. */
-float mg_bf16_to_f32(uint16_t h) { return bf2f_generic(h); }
-/* Scalar f16 -> f32. */
-float mg_f16_to_f32(uint16_t h) { return h2f_generic(h); }
-/* Scalar f32 -> bf16 (RNE). */
-uint16_t mg_f32_to_bf16(float f) { return f2bf_generic(f); }
-/* Scalar f32 -> f16 (RNE). */
-uint16_t mg_f32_to_f16(float f) { return f2h_generic(f); }
-
 /* Converts n elements of src (BF16/F16/F32; only element-aligned) to f32. */
 void mg_to_f32(const mg_kernels *k, float *dst, const void *src, st_dtype t, size_t n)
 {

@@ -2,7 +2,8 @@
  * Bit-exact with PyTorch/PEFT on CPU: ΔW = (B·A)·s where every output element
  * is a sequential fused multiply-add over the rank index k (what MKL's sgemm
  * does for these shapes; checked against torch in tests/ref), then one fp32
- * multiply by the scale. Rounding to bf16/f16 is round-to-nearest-even.
+ * multiply by the scale. Rounding to bf16/f16 is base/half.h's rule
+ * (round to nearest even; for scalar conversions call half.h directly).
  * One C source (kernel_body.h) is compiled three times: generic, AVX2+FMA and
  * AVX-512; the fastest the CPU supports is chosen once at run time. All three
  * give identical bits (fmaf is exact everywhere). */
@@ -22,7 +23,9 @@ typedef struct mg_kernels {
     /* dst[j] = (float)src[j] for bf16/f16/f32 sources. */
     void (*bf16_to_f32)(float *dst, const uint16_t *src, size_t n);
     void (*f16_to_f32)(float *dst, const uint16_t *src, size_t n);
-    /* RNE conversions; NaN stays NaN (quiet), overflow becomes Inf. */
+    /* RNE conversions; NaN becomes the signed canonical quiet NaN, overflow
+     * becomes Inf (the rule of base/half.h, whose scalar functions these
+     * apply element by element). */
     void (*f32_to_bf16)(uint16_t *dst, const float *src, size_t n);
     void (*f32_to_f16)(uint16_t *dst, const float *src, size_t n);
 } mg_kernels;
@@ -39,11 +42,5 @@ void mg_to_f32(const mg_kernels *k, float *dst, const void *src, st_dtype t, siz
 void mg_from_f32(const mg_kernels *k, void *dst, const float *src, st_dtype t, size_t n);
 /* Rounds x in place to dtype t and back to f32 (identity for F32). */
 void mg_round_inplace(const mg_kernels *k, float *x, st_dtype t, size_t n);
-
-/* Scalar helpers (exact, RNE). */
-float mg_bf16_to_f32(uint16_t h);
-float mg_f16_to_f32(uint16_t h);
-uint16_t mg_f32_to_bf16(float f);
-uint16_t mg_f32_to_f16(float f);
 
 #endif

@@ -42,7 +42,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float rnd_bf16(float a)
 {
     float u = (float)((double)(ut_rng(&rng_state) >> 11) / 9007199254740992.0) * 2.0f - 1.0f;
-    return bf16_to_f32(f32_to_bf16(u * a));
+    return half_bf16_to_f32(half_f32_to_bf16(u * a));
 }
 
 typedef struct mat {
@@ -59,7 +59,7 @@ static int mat_make(mat *m, int64_t n, int64_t k)
     m->k = k;
     m->w = malloc(sizeof(uint16_t) * (size_t)(n * k));
     if (!m->w || kpack_alloc(&m->p, n, k, 1, &e) != MS_OK) return -1;
-    for (int64_t i = 0; i < n * k; i++) m->w[i] = f32_to_bf16(rnd_bf16(0.05f));
+    for (int64_t i = 0; i < n * k; i++) m->w[i] = half_f32_to_bf16(rnd_bf16(0.05f));
     /* fill in two halves of the panel range to exercise p0/p1 */
     int64_t mid = m->p.n_panels / 2;
     kpack_fill(&m->p, 0, m->w, n, 0, mid);
@@ -129,7 +129,7 @@ static void test_vs_reference(void)
         wmat W = {m.w, ST_BF16, n, k};
         for (int use_bias = 0; use_bias < 2; use_bias++) {
             uint16_t *bb = malloc(sizeof(uint16_t) * (size_t)n);
-            for (int64_t i = 0; i < n; i++) bb[i] = f32_to_bf16(bias[i]);
+            for (int64_t i = 0; i < n; i++) bb[i] = half_f32_to_bf16(bias[i]);
             wmat B = {use_bias ? bb : NULL, ST_BF16, 1, n};
             cpu_matmul(yr, xf, T, &W, &B, ST_BF16, 1);
             for (size_t ii = 0; ii < 3; ii++) {
@@ -142,7 +142,7 @@ static void test_vs_reference(void)
                     for (int64_t c = 0; c < n; c++) {
                         double mag = 0;
                         for (int64_t i = 0; i < k; i++)
-                            mag += fabs((double)xf[t * k + i] * bf16_to_f32(m.w[c * k + i]));
+                            mag += fabs((double)xf[t * k + i] * half_bf16_to_f32(m.w[c * k + i]));
                         double ref = yr[t * n + c], got = yf[t * n + c];
                         /* one bf16 ulp of the result on each side + fp32 summation error */
                         double allowed = fabs(ref) * 0x1p-7 + (double)k * 0x1p-23 * mag * 2;
@@ -256,7 +256,7 @@ static void attn_fix_make(attn_fix *f, int d, int max_pos)
     f->kv.bytes = (size_t)nb * f->L * 2 * f->bs * f->nkv * d * 2;
     f->kv.mem = malloc(f->kv.bytes);
     uint16_t *m = (uint16_t *)f->kv.mem;
-    for (size_t i = 0; i < f->kv.bytes / 2; i++) m[i] = f32_to_bf16(rnd_bf16(1.0f));
+    for (size_t i = 0; i < f->kv.bytes / 2; i++) m[i] = half_f32_to_bf16(rnd_bf16(1.0f));
     for (int i = 0; i < nb - 3; i++) f->blocks[i] = (i * 7 + 3) % nb; /* 7 is coprime to nb here */
 }
 
@@ -290,9 +290,10 @@ static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G,
     for (int g = 0; g < G; g++) kattn_sum(isa, oc + (size_t)g * d, gd, nc, d, out + (size_t)g * d);
 }
 
-/* kattn_sum: every ISA gives the scalar bits, including NaN (quieted, not
- * rounded into another value), infinities, round-to-even ties and values
- * that round up into the next binade. */
+/* kattn_sum: every ISA gives the scalar bits, including NaN (the signed
+ * canonical NaN of base/half.h, not rounded into another value),
+ * infinities, round-to-even ties and values that round up into the next
+ * binade. */
 static void test_attn_sum(void)
 {
     enum { D = 64, NC = 3 };
@@ -315,7 +316,7 @@ static void test_attn_sum(void)
     }
     uint32_t w0;
     memcpy(&w0, &want[0], 4);
-    CHECK(w0 == 0x7fc00000u, "NaN quieted and truncated as f32_to_bf16 does (got %08x)", w0);
+    CHECK(w0 == 0x7fc00000u, "NaN canonical as half_f32_to_bf16 makes it (got %08x)", w0);
     CHECK(bad == 0, "%d ISA/chunk-count combinations differ from scalar", bad);
 }
 
@@ -336,7 +337,7 @@ static void test_attention(void)
         float *qf = malloc(sizeof(float) * (size_t)(G * d));
         for (int i = 0; i < G * d; i++) {
             qf[i] = rnd_bf16(3.0f);
-            q[i] = f32_to_bf16(qf[i]);
+            q[i] = half_f32_to_bf16(qf[i]);
         }
         float *parts = malloc(sizeof(float) * (size_t)(G * (max_pos + 1) + kattn_n_chunks(max_pos) * G * d));
         float *o_s = malloc(sizeof(float) * (size_t)(G * d)), *o_v = malloc(sizeof(float) * (size_t)(G * d));
@@ -407,13 +408,13 @@ static void test_ops(void)
     memcpy(xr, x0, sizeof xr);
     cpu_add(xr, o, (size_t)n, ST_BF16);
     uint16_t wb[256];
-    for (int i = 0; i < n; i++) wb[i] = f32_to_bf16(w[i]);
+    for (int i = 0; i < n; i++) wb[i] = half_f32_to_bf16(w[i]);
     wmat W = {wb, ST_BF16, 1, n};
     cpu_rmsnorm(hr, xr, &W, n, 1e-6f, ST_BF16);
     memcpy(xs, x0, sizeof xs);
     kops_add_norm(KERN_SCALAR, xs, o, w, n, 1e-6f, hs);
     int bad = 0;
-    for (int i = 0; i < n; i++) bad += bf16_to_f32(hs[i]) != hr[i] || xs[i] != xr[i];
+    for (int i = 0; i < n; i++) bad += half_bf16_to_f32(hs[i]) != hr[i] || xs[i] != xr[i];
     CHECK(bad == 0, "scalar add+norm differs from cpu_add + cpu_rmsnorm at %d elements", bad);
     for (kern_isa isa = KERN_AVX2; isa <= best; isa++) {
         memcpy(xv, x0, sizeof xv);

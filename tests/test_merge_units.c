@@ -1,9 +1,8 @@
 /* test_merge_units.c: the pieces of lora-merge on their own.
- * - kernels: bf16/f16 conversions exhaustively (every 16-bit value round
- *   trips; every midpoint between neighbours rounds to the even one, values
- *   just beside it to the nearer one; f16 overflow and subnormals), and the
- *   generic / AVX2 / AVX-512 builds give identical bits for conversions and
- *   for the LoRA row kernel (whose generic build is fmaf from libm);
+ * - kernels: the generic / AVX2 / AVX-512 builds give identical bits for
+ *   conversions and for the LoRA row kernel (whose generic build is fmaf
+ *   from libm); the conversion rule itself is tested in test_half.c and the
+ *   tables against it in test_merge_half.c;
  * - adapter_config.json: rank/alpha pattern priority and anchoring, rsLoRA
  *   scale, target selection (list, regex, all-linear, exclude, layers), and
  *   each refused field with its message;
@@ -31,67 +30,6 @@ static uint32_t fbits(float f)
     uint32_t u;
     memcpy(&u, &f, 4);
     return u;
-}
-
-/* A float from bits. */
-static float bitsf(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static void t_bf16(void)
-{
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536 && bad < 5; h++) {
-        float f = mg_bf16_to_f32((uint16_t)h);
-        CHECK(fbits(f) == h << 16, "bf16 %04x widens wrong", h);
-        if (isnan(f)) {
-            bad += !((mg_f32_to_bf16(f) & 0x7fff) == 0x7fc0);
-            continue;
-        }
-        bad += mg_f32_to_bf16(f) != h;
-        if ((h & 0x7fff) >= 0x7f7f) continue; /* no finite neighbour above */
-        /* midpoint between h and h+1 (same sign, magnitude up) */
-        float a = f, b = mg_bf16_to_f32((uint16_t)(h + 1));
-        float mid = (float)(((double)a + (double)b) / 2);
-        uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
-        bad += mg_f32_to_bf16(mid) != even;
-        bad += mg_f32_to_bf16(nextafterf(mid, a)) != h;
-        bad += mg_f32_to_bf16(nextafterf(mid, b)) != (uint16_t)(h + 1);
-    }
-    CHECK(bad == 0, "%d bf16 rounding errors", bad);
-    CHECK(mg_f32_to_bf16(bitsf(0x7f7fffff)) == 0x7f80, "max float rounds to inf in bf16");
-}
-
-static void t_f16(void)
-{
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536 && bad < 5; h++) {
-        float f = mg_f16_to_f32((uint16_t)h);
-        if (isnan(f)) {
-            bad += !(((mg_f32_to_f16(f) & 0x7c00) == 0x7c00) && (mg_f32_to_f16(f) & 0x3ff));
-            continue;
-        }
-        bad += mg_f32_to_f16(f) != h;
-        if ((h & 0x7fff) >= 0x7bff) continue;
-        float a = f, b = mg_f16_to_f32((uint16_t)(h + 1));
-        float mid = (float)(((double)a + (double)b) / 2);
-        uint16_t even = (h & 1) ? (uint16_t)(h + 1) : (uint16_t)h;
-        bad += mg_f32_to_f16(mid) != even;
-        bad += mg_f32_to_f16(nextafterf(mid, a)) != h;
-        bad += mg_f32_to_f16(nextafterf(mid, b)) != (uint16_t)(h + 1);
-    }
-    CHECK(bad == 0, "%d f16 rounding errors", bad);
-    CHECK(mg_f16_to_f32(0x0001) == 0x1p-24f, "smallest subnormal");
-    CHECK(mg_f16_to_f32(0x7bff) == 65504.0f, "max half");
-    CHECK(mg_f32_to_f16(65519.99f) == 0x7bff, "65519.99 -> 65504");
-    CHECK(mg_f32_to_f16(65520.0f) == 0x7c00, "65520 -> inf");
-    CHECK(mg_f32_to_f16(-65520.0f) == 0xfc00, "-65520 -> -inf");
-    CHECK(mg_f32_to_f16(0x1p-25f) == 0x0000, "2^-25 ties to zero (even)");
-    CHECK(mg_f32_to_f16(nextafterf(0x1p-25f, 1)) == 0x0001, "just above 2^-25 -> smallest subnormal");
-    CHECK(mg_f32_to_f16(-0.0f) == 0x8000, "-0");
 }
 
 /* xorshift random floats in [-1, 1) with varied exponents. */
@@ -476,8 +414,6 @@ int main(int argc, char **argv)
     snprintf(g_dir, sizeof g_dir, "/tmp/ms_merge_units_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     static const test_case cases[] = {
-        {"merge_kernels_bf16", t_bf16},
-        {"merge_kernels_f16", t_f16},
         {"merge_kernels_variants", t_variants},
         {"merge_acfg_patterns", t_acfg_patterns},
         {"merge_acfg_targets", t_acfg_targets},
@@ -485,7 +421,7 @@ int main(int argc, char **argv)
         {"merge_akeys", t_akeys},
         {"merge_apply_edges", t_apply_edges},
     };
-    int rc = test_main(argc, argv, cases, 8);
+    int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     mg_rmtree(g_dir);
     return rc;
 }

@@ -39,7 +39,7 @@ static uint16_t *make_w(int64_t n, int64_t k, q8pack *p)
     uint16_t *w = malloc(sizeof(uint16_t) * (size_t)(n * k));
     for (int64_t i = 0; i < n * k; i++) {
         double v = (urand() - 0.5) * 0.07 * (urand() < 0.01 ? 8 : 1);
-        w[i] = f32_to_bf16((float)v);
+        w[i] = half_f32_to_bf16((float)v);
     }
     for (int64_t i = 0; i < k; i++) w[3 * k + i] = 0; /* row 3 is all zero (when n > 3) */
     if (q8pack_alloc(p, n, k, 0, &e) != MS_OK) return NULL;
@@ -58,7 +58,7 @@ static q8act make_act(int T, int64_t k, float *xf)
     a.sx = malloc(sizeof(float) * (size_t)(T * a.groups));
     a.corr = malloc(sizeof(int32_t) * (size_t)(T * a.groups));
     for (int t = 0; t < T; t++) {
-        for (int64_t i = 0; i < k; i++) xf[t * k + i] = bf16_to_f32(f32_to_bf16((float)((urand() - 0.5) * 4)));
+        for (int64_t i = 0; i < k; i++) xf[t * k + i] = half_bf16_to_f32(half_f32_to_bf16((float)((urand() - 0.5) * 4)));
         q8_quant_row(xf + t * k, k, &a, t);
     }
     return a;
@@ -83,7 +83,7 @@ static void test_quant(void)
     for (int64_t r = 0; r < n; r++)
         for (int64_t c = 0; c < k; c++) {
             const uint8_t b = p.data[((size_t)(r / KERN_PW) * (size_t)p.kq + (size_t)(c / 4)) * 128 + 4 * (size_t)(r % KERN_PW) + (size_t)(c % 4)];
-            double deq = ((int)b - 128) * (double)p.scale[r], orig = bf16_to_f32(w[r * k + c]);
+            double deq = ((int)b - 128) * (double)p.scale[r], orig = half_bf16_to_f32(w[r * k + c]);
             bad += fabs(deq - orig) > 0.5 * p.scale[r] * 1.0001 + 1e-12;
         }
     CHECK(bad == 0, "%d weights dequantise further than half a step", bad);
@@ -115,8 +115,8 @@ static void test_quant_isas(void)
     uint16_t xb[301];
     q8act s1 = make_act(1, k, scratch), s2 = make_act(1, k, scratch); /* buffers only */
     for (int i = 0; i < k; i++) {
-        xb[i] = f32_to_bf16((float)((urand() - 0.5) * 6));
-        xf[i] = bf16_to_f32(xb[i]);
+        xb[i] = half_f32_to_bf16((float)((urand() - 0.5) * 6));
+        xf[i] = half_bf16_to_f32(xb[i]);
     }
     q8_quant_row(xf, k, &s1, 0);
     q8_quant_row_bf16(KERN_AVX512, xb, k, &s2, 0);
@@ -181,7 +181,7 @@ static void test_gemm(void)
         for (int64_t r = 0; r < n; r++) {
             double exact = 0, bound = 0;
             for (int64_t c = 0; c < k; c++) {
-                double wv = bf16_to_f32(w[r * k + c]), xv = xf[t * k + c];
+                double wv = half_bf16_to_f32(w[r * k + c]), xv = xf[t * k + c];
                 exact += wv * xv;
                 /* half a weight step times |x| + half an activation step times |w| (+ cross term) */
                 bound += 0.5 * p.scale[r] * fabs(xv) + 0.5 * a.sx[t * a.groups + c / Q8_GROUP] * (fabs(wv) + 0.5 * p.scale[r]);

@@ -2,8 +2,9 @@
  * round trips (all dtypes, zero-size and scalar tensors, metadata),
  * deterministic bytes, the reference header layout, element alignment,
  * streaming-order errors, abort and fault-injected failures leaving no temp
- * file, the tensor-count cap, shard planning and index files, and the float
- * conversions. Malformed files are covered by test_badfiles.c. */
+ * file, the tensor-count cap, shard planning and index files, and the dtype
+ * table. Malformed files are covered by test_badfiles.c; the float
+ * conversions by test_half.c. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -376,29 +377,9 @@ static void t_too_many(void)
     rmdir_flat(dir);
 }
 
-static void t_conversions(void)
+/* The dtype table: names parse back, unknown spellings fail, sizes. */
+static void t_dtypes(void)
 {
-    CHECK(st_f32_to_bf16(1.0f) == 0x3f80, "bf16 1");
-    CHECK(st_f32_to_bf16(st_bf16_to_f32(0x4049)) == 0x4049, "bf16 round trip");
-    /* ties to even: 1 + 2^-8 lies halfway between bf16 1 and 1+2^-7 */
-    CHECK(st_f32_to_bf16(1.00390625f) == 0x3f80, "bf16 tie to even down");
-    CHECK(st_f32_to_bf16(1.01171875f) == 0x3f82, "bf16 tie to even up");
-    float nan = __builtin_nanf("");
-    CHECK((st_f32_to_bf16(nan) & 0x7fc0) == 0x7fc0, "bf16 nan");
-    /* every f16 bit pattern survives f16 -> f32 -> f16 (NaN payloads aside) */
-    int bad = 0;
-    for (uint32_t h = 0; h < 65536; h++) {
-        uint16_t r = st_f32_to_f16(st_f16_to_f32((uint16_t)h));
-        int is_nan = ((h >> 10) & 0x1f) == 0x1f && (h & 0x3ff);
-        if (is_nan ? !(((r >> 10) & 0x1f) == 0x1f && (r & 0x3ff)) : r != h) bad++;
-    }
-    CHECK(bad == 0, "%d f16 patterns do not round-trip", bad);
-    CHECK(st_f32_to_f16(65520.0f) == 0x7c00, "f16 overflow to inf");
-    CHECK(st_f32_to_f16(65519.0f) == 0x7bff, "f16 max");
-    CHECK(st_f32_to_f16(5.9604645e-08f) == 0x0001, "f16 smallest subnormal");
-    CHECK(st_f32_to_f16(2.9802322e-08f) == 0x0000, "f16 half of smallest subnormal ties to 0");
-    CHECK(st_f32_to_f16(8.940697e-08f) == 0x0002, "f16 1.5 subnormal ties to even 2");
-    CHECK(st_f16_to_f32(0x3c00) == 1.0f && st_f16_to_f32(0xc000) == -2.0f, "f16 values");
     for (int i = 0; i < ST_DTYPE_COUNT; i++)
         CHECK(st_dtype_parse(st_dtype_name((st_dtype)i)) == i, "dtype name %d", i);
     CHECK(st_dtype_parse("F33") == -1 && st_dtype_parse("f32") == -1, "unknown dtype names");
@@ -622,7 +603,7 @@ int main(int argc, char **argv)
         {"st_round_trip", t_round_trip},   {"st_header_layout", t_header_layout},
         {"st_determinism", t_determinism}, {"st_alignment", t_alignment},
         {"st_writer_errors", t_writer_errors}, {"st_faults", t_faults},
-        {"st_too_many", t_too_many},       {"st_conversions", t_conversions},
+        {"st_too_many", t_too_many},       {"st_dtypes", t_dtypes},
         {"st_shard_plan", t_shard_plan},   {"st_hf_order", t_hf_order},
         {"st_sharded_set", t_sharded_set}, {"st_synth_determinism", t_synth_determinism},
     };

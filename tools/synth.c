@@ -24,6 +24,7 @@
 
 #include "model/config.h"
 #include "base/err.h"
+#include "base/half.h"
 #include "base/json.h"
 #include "base/strbuf.h"
 #include "io/st.h"
@@ -101,7 +102,7 @@ static ms_status fill(void *user, size_t i, st_writer *w, ms_error *err)
             float f = (float)(v + offset);
             if (dt == ST_F32) memcpy(buf + 4 * j, &f, 4);
             else {
-                uint16_t h = dt == ST_BF16 ? st_f32_to_bf16(f) : st_f32_to_f16(f);
+                uint16_t h = dt == ST_BF16 ? half_f32_to_bf16(f) : half_f32_to_f16(f);
                 memcpy(buf + 2 * j, &h, 2);
             }
         }

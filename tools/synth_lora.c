@@ -21,6 +21,7 @@
 
 #include "model/config.h"
 #include "base/err.h"
+#include "base/half.h"
 #include "io/st.h"
 
 #define CHUNK (1u << 20)
@@ -89,7 +90,7 @@ static ms_status write_tensor(const opts *o, const gen *g, st_writer *w, ms_erro
             float f = value(o, g, key, i0 + j);
             if (o->dtype == ST_F32) memcpy(buf + 4 * j, &f, 4);
             else {
-                uint16_t h = o->dtype == ST_BF16 ? st_f32_to_bf16(f) : st_f32_to_f16(f);
+                uint16_t h = o->dtype == ST_BF16 ? half_f32_to_bf16(f) : half_f32_to_f16(f);
                 memcpy(buf + 2 * j, &h, 2);
             }
         }

@@ -1,11 +1,12 @@
 /* st.c: one safetensors file. Maps it read-only, validates the header with
- * the checks of reference.md §5.2 (overflow-checked, stricter than the
+ * the checks of docs/numerics.md §5.2 (overflow-checked, stricter than the
  * reference reader: duplicate names, float-spelled integers and unknown
  * entry keys are refused), and hands out zero-copy tensor views. Also the
- * dtype table, scalar float conversions and the pickle refusal.
+ * pickle refusal.
  *
  * Does not: read directories or index files (st_set.c), write files
- * (st_write.c), interpret tensor names, or check values (NaN/Inf).
+ * (st_write.c), hold the dtype table (st_dtype.c) or the float conversions
+ * (base/half.h), interpret tensor names, or check values (NaN/Inf).
  *
  * SIGBUS: the data is mmapped. The size is checked at open and the fd is
  * kept, but a file truncated by another process after open makes later reads
@@ -24,117 +25,8 @@
 #include <unistd.h>
 
 #include "base/err.h"
+#include "base/half.h"
 #include "base/json.h"
-
-/* ---- dtypes ---------------------------------------------------------- */
-
-typedef struct dtype_info {
-    const char *name;
-    unsigned bits;
-} dtype_info;
-
-static const dtype_info DTYPES[ST_DTYPE_COUNT] = {
-    [ST_BOOL] = {"BOOL", 8},           [ST_U8] = {"U8", 8},
-    [ST_I8] = {"I8", 8},               [ST_F8_E5M2] = {"F8_E5M2", 8},
-    [ST_F8_E4M3] = {"F8_E4M3", 8},     [ST_I16] = {"I16", 16},
-    [ST_U16] = {"U16", 16},            [ST_F16] = {"F16", 16},
-    [ST_BF16] = {"BF16", 16},          [ST_I32] = {"I32", 32},
-    [ST_U32] = {"U32", 32},            [ST_F32] = {"F32", 32},
-    [ST_I64] = {"I64", 64},            [ST_U64] = {"U64", 64},
-    [ST_F64] = {"F64", 64},            [ST_F8_E8M0] = {"F8_E8M0", 8},
-    [ST_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8}, [ST_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8},
-    [ST_C64] = {"C64", 64},            [ST_F4] = {"F4", 4},
-    [ST_F6_E2M3] = {"F6_E2M3", 6},     [ST_F6_E3M2] = {"F6_E3M2", 6},
-};
-
-int st_dtype_parse(const char *name)
-{
-    if (!name) return -1;
-    for (int i = 0; i < ST_DTYPE_COUNT; i++)
-        if (strcmp(DTYPES[i].name, name) == 0) return i;
-    return -1;
-}
-
-const char *st_dtype_name(st_dtype t)
-{
-    return (unsigned)t < ST_DTYPE_COUNT ? DTYPES[t].name : "?";
-}
-
-unsigned st_dtype_bits(st_dtype t)
-{
-    return (unsigned)t < ST_DTYPE_COUNT ? DTYPES[t].bits : 0;
-}
-
-size_t st_dtype_size(st_dtype t)
-{
-    unsigned b = st_dtype_bits(t);
-    return b % 8 ? 0 : b / 8;
-}
-
-int st_dtype_supported(st_dtype t)
-{
-    return t == ST_F32 || t == ST_F16 || t == ST_BF16 || t == ST_I8 || t == ST_U8 || t == ST_I32 ||
-           t == ST_I64;
-}
-
-/* ---- scalar conversions ---------------------------------------------- */
-
-float st_bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t st_f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-float st_f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, u;
-    if (exp == 0x1f) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else if (exp) {
-        u = sign | ((exp + 112u) << 23) | (man << 13);
-    } else if (man) { /* subnormal: normalise */
-        int e = -1;
-        do { man <<= 1; e++; } while (!(man & 0x400u));
-        u = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ffu) << 13);
-    } else {
-        u = sign;
-    }
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-uint16_t st_f32_to_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u | (uint16_t)((a >> 13) & 0x3ffu); /* NaN */
-    if (a >= 0x477ff000u) return sign | 0x7c00u; /* rounds to >= 65520: inf */
-    if (a >= 0x38800000u) {                      /* normal half */
-        a += 0x0fffu + ((a >> 13) & 1u);
-        return sign | (uint16_t)((a - 0x38000000u) >> 13);
-    }
-    if (a < 0x33000000u) return sign; /* below half the smallest subnormal: 0 */
-    /* subnormal half: value = man_full * 2^(e-150); shift to units of 2^-24 */
-    uint32_t e = a >> 23, man = (a & 0x7fffffu) | 0x800000u;
-    unsigned shift = 126 - e; /* 14..24 */
-    uint32_t q = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (q & 1u))) q++;
-    return sign | (uint16_t)q;
-}
 
 /* ---- reader ---------------------------------------------------------- */
 
@@ -589,8 +481,8 @@ float st_tensor_getf(const st_tensor *t, uint64_t i)
     if (i >= t->numel) return 0.0f;
     switch (t->dtype) {
     case ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-    case ST_BF16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return st_bf16_to_f32(v); }
-    case ST_F16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return st_f16_to_f32(v); }
+    case ST_BF16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_bf16_to_f32(v); }
+    case ST_F16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_f16_to_f32(v); }
     case ST_I8: return (float)(int8_t)p[i];
     case ST_U8: return (float)p[i];
     case ST_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }

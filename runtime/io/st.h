@@ -1,9 +1,11 @@
 /* st.h: safetensors files and directories. Reader: mmap, strict validation
- * (reference.md §5.2), zero-copy tensor views, sharded checkpoints through
+ * (docs/numerics.md §5.2), zero-copy tensor views, sharded checkpoints through
  * model.safetensors.index.json. Writer: streaming, deterministic, atomic.
  * Does not interpret tensor names (that is model.c / merge).
- * Implemented in st.c (dtypes, one file), st_set.c (directories),
- * st_write.c (writer); shard planning and index files are in st_shard.h.
+ * Implemented in st.c (one file), st_set.c (directories), st_write.c
+ * (writer); the dtype enum and table are st_dtype.h / st_dtype.c (included
+ * here), bf16/f16 value conversions base/half.h; shard planning and index
+ * files are in st_shard.h.
  *
  * Lifetimes: tensor views (names, data) live until their st_file / st_set
  * is closed. The data is mmapped: a file truncated after open makes reads
@@ -15,35 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/st_dtype.h"
 #include "medserve.h"
 
 #define ST_MAX_HEADER 100000000ull /* bytes, as the reference reader */
 #define ST_MAX_TENSORS 65536
 #define ST_MAX_DIMS 8
-
-/* Every dtype of the safetensors spec (22). The reader validates files with
- * any of them; medserve computes only with those st_dtype_supported says
- * (F32 F16 BF16 I8 U8 I32 I64); consumers call st_tensor_require_dtype. */
-typedef enum st_dtype {
-    ST_BOOL, ST_U8, ST_I8, ST_F8_E5M2, ST_F8_E4M3, ST_I16, ST_U16, ST_F16, ST_BF16,
-    ST_I32, ST_U32, ST_F32, ST_I64, ST_U64, ST_F64,
-    ST_F8_E8M0, ST_F8_E4M3FNUZ, ST_F8_E5M2FNUZ, ST_C64, ST_F4, ST_F6_E2M3, ST_F6_E3M2,
-    ST_DTYPE_COUNT
-} st_dtype;
-
-/* "F32" -> ST_F32; returns -1 for an unknown name. */
-int st_dtype_parse(const char *name);
-const char *st_dtype_name(st_dtype t);
-size_t st_dtype_size(st_dtype t); /* bytes per element; 0 for sub-byte F4/F6 */
-unsigned st_dtype_bits(st_dtype t); /* bits per element (4, 6, 8, 16, 32, 64) */
-/* 1 for the dtypes medserve computes with: F32 F16 BF16 I8 U8 I32 I64. */
-int st_dtype_supported(st_dtype t);
-
-/* Scalar conversions (round to nearest even, NaN stays NaN; no libm). */
-float st_bf16_to_f32(uint16_t h);
-uint16_t st_f32_to_bf16(float f);
-float st_f16_to_f32(uint16_t h);
-uint16_t st_f32_to_f16(float f);
 
 typedef struct st_tensor {
     const char *name;       /* owned by the st_file */

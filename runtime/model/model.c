@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "base/err.h"
+#include "base/half.h"
 #include "base/sha256.h"
 
 #define NAME_MAX_LEN 128
@@ -269,5 +270,5 @@ float wmat_get(const wmat *w, int64_t row, int64_t col)
     }
     uint16_t h;
     memcpy(&h, p + 2 * i, 2);
-    return w->dtype == ST_BF16 ? st_bf16_to_f32(h) : st_f16_to_f32(h);
+    return w->dtype == ST_BF16 ? half_bf16_to_f32(h) : half_f16_to_f32(h);
 }

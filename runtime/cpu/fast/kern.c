@@ -8,8 +8,8 @@
 #include <strings.h>
 #include <sys/mman.h>
 
-#include "cpu/ref/cpu.h"
 #include "base/err.h"
+#include "base/half.h"
 #include "cpu/fast/kern.h"
 
 #define HUGE_ALIGN ((size_t)2 << 20) /* THP size: packed panels are streamed, TLB misses matter */
@@ -155,7 +155,7 @@ void kpack_free(kpack *p)
 /* Writes bf16 bits of k floats and zero padding up to kpad. */
 void kern_to_bf16(uint16_t *dst, const float *src, int64_t k, int64_t kpad)
 {
-    for (int64_t i = 0; i < k; i++) dst[i] = f32_to_bf16(src[i]);
+    for (int64_t i = 0; i < k; i++) dst[i] = half_f32_to_bf16(src[i]);
     for (int64_t i = k; i < kpad; i++) dst[i] = 0;
 }
 
@@ -168,9 +168,9 @@ void kern_store_tile(const float *tile, int rows, int np, const kpack *w, int64_
         const float *tr = tile + (size_t)r * (size_t)np * KERN_PW;
         float *yr = y + (size_t)r * (size_t)ldy + n0;
         if (bias)
-            for (int64_t c = 0; c < ncols; c++) yr[c] = bf16_to_f32(f32_to_bf16(tr[c] + bias[n0 + c]));
+            for (int64_t c = 0; c < ncols; c++) yr[c] = half_bf16_to_f32(half_f32_to_bf16(tr[c] + bias[n0 + c]));
         else
-            for (int64_t c = 0; c < ncols; c++) yr[c] = bf16_to_f32(f32_to_bf16(tr[c]));
+            for (int64_t c = 0; c < ncols; c++) yr[c] = half_bf16_to_f32(half_f32_to_bf16(tr[c]));
     }
 }
 
@@ -184,12 +184,12 @@ void kern_gemm_bf16_scalar(const kpack *w, const uint16_t *x, int64_t ldx, int T
             const uint16_t *xt = x + (size_t)t * (size_t)ldx;
             for (int r = 0; r < KERN_PW; r++) acc[r] = 0.0f;
             for (int64_t j = 0; j < w->kp; j++) {
-                const float x0 = bf16_to_f32(xt[2 * j]), x1 = bf16_to_f32(xt[2 * j + 1]);
+                const float x0 = half_bf16_to_f32(xt[2 * j]), x1 = half_bf16_to_f32(xt[2 * j + 1]);
                 const uint16_t *wj = wp + (size_t)j * 64;
                 /* odd element first, as a vdpbf16ps lane; the products are exact */
                 for (int r = 0; r < KERN_PW; r++) {
-                    acc[r] = acc[r] + x1 * bf16_to_f32(wj[2 * r + 1]);
-                    acc[r] = acc[r] + x0 * bf16_to_f32(wj[2 * r]);
+                    acc[r] = acc[r] + x1 * half_bf16_to_f32(wj[2 * r + 1]);
+                    acc[r] = acc[r] + x0 * half_bf16_to_f32(wj[2 * r]);
                 }
             }
             kern_store_tile(acc, 1, 1, w, p, y + (size_t)t * (size_t)ldy, ldy, bias);

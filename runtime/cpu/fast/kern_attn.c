@@ -5,11 +5,11 @@
  * backend decides which thread runs which head and chunk. */
 #include <math.h>
 
-#include "cpu/ref/cpu.h"
+#include "base/half.h"
 #include "cpu/fast/kern_attn.h"
 
 /* Rounds to the nearest bf16 value (ties to even), as a float. */
-static inline float rb(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+static inline float rb(float x) { return half_bf16_to_f32(half_f32_to_bf16(x)); }
 
 /* The fixed reduction tree of 16 lane sums: (i, i+8), (i, i+4), (i, i+2), (i, i+1). */
 static float tree16(float a[16])
@@ -55,8 +55,8 @@ static float dot_lanes(const uint16_t *q, const uint16_t *k, int d)
     for (int z = 0; z * 32 < d; z++)
         for (int i = 0; i < 16 && 32 * z + 2 * i < d; i++) {
             const int e = 32 * z + 2 * i;
-            acc[i] = acc[i] + bf16_to_f32(q[e + 1]) * bf16_to_f32(k[e + 1]);
-            acc[i] = acc[i] + bf16_to_f32(q[e]) * bf16_to_f32(k[e]);
+            acc[i] = acc[i] + half_bf16_to_f32(q[e + 1]) * half_bf16_to_f32(k[e + 1]);
+            acc[i] = acc[i] + half_bf16_to_f32(q[e]) * half_bf16_to_f32(k[e]);
         }
     return tree16(acc);
 }
@@ -127,7 +127,7 @@ void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const katt
         for (int i = 0; i < d; i++) og[i] = 0.0f;
         for (int j = j0; j < j1; j++) {
             const uint16_t *vj = kv_pos(src->v, src, j);
-            for (int i = 0; i < d; i++) og[i] = fmaf(pg[j], bf16_to_f32(vj[i]), og[i]);
+            for (int i = 0; i < d; i++) og[i] = fmaf(pg[j], half_bf16_to_f32(vj[i]), og[i]);
         }
     }
 }

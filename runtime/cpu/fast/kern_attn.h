@@ -62,7 +62,7 @@ void kattn_softmax(kern_isa isa, float *s, int n);
 void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c,
               float *o);
 /* out[i] = round_bf16(sum_c o_c[i]) over n_chunks partials o_c = oc + c * stride, in order
- * (NaN stays NaN, quieted, as f32_to_bf16 does). */
+ * (a NaN becomes the signed canonical NaN, as half_f32_to_bf16 does). */
 void kattn_sum(kern_isa isa, const float *oc, size_t stride, int n_chunks, int d, float *out);
 
 /* The exp of the header comment, scalar form: any finite x, clamped to [-87.3, 88]. */

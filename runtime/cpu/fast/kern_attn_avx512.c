@@ -212,16 +212,13 @@ void kattn_pv_avx512(const float *p, size_t lds, int G, int d, const kattn_src *
     }
 }
 
-/* kattn_sum, 16 dims at a time; NaN lanes are quieted (payload | 0x400000,
- * then truncated) exactly as f32_to_bf16 does instead of rounded. */
+/* kattn_sum, 16 dims at a time; v_round_bf16 turns NaN lanes into the
+ * signed canonical NaN exactly as half_f32_to_bf16 does. */
 void kattn_sum_avx512(const float *oc, size_t stride, int n_chunks, int d, float *out)
 {
     for (int i = 0; i < d; i += 16) {
         __m512 v = _mm512_loadu_ps(oc + i);
         for (int c = 1; c < n_chunks; c++) v = _mm512_add_ps(v, _mm512_loadu_ps(oc + (size_t)c * stride + (size_t)i));
-        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-        const __m512i quiet = _mm512_and_si512(_mm512_or_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x400000)),
-                                               _mm512_set1_epi32((int)0xffff0000u));
-        _mm512_storeu_ps(out + i, _mm512_mask_blend_ps(nan, v_round_bf16(v), _mm512_castsi512_ps(quiet)));
+        _mm512_storeu_ps(out + i, v_round_bf16(v));
     }
 }

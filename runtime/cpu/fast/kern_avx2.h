@@ -1,21 +1,33 @@
 /* kern_avx2.h: inline AVX2/FMA helpers shared by the *_avx2.c kernel files:
  * bf16 rounding and widening, the fixed exp polynomial and the 16-lane tree,
- * each mirroring the scalar definition (cpu.h f32_to_bf16, kern_attn.c
- * kattn_exp and tree16) operation for operation. Include only from files
- * compiled with the AVX2 flags. */
+ * each mirroring the scalar definition (base/half.h half_f32_to_bf16 and
+ * half_bf16_to_f32, kern_attn.c kattn_exp and tree16) operation for
+ * operation. Include only from files compiled with the AVX2 flags. */
 #ifndef MS_KERN_AVX2_H
 #define MS_KERN_AVX2_H
 
 #include <immintrin.h>
 #include <stdint.h>
 
-/* Rounds 8 floats to the nearest bf16 (ties to even), kept as floats; NaN not special-cased. */
+#include "base/half.h"
+
+/* half_bf16_to_f32(half_f32_to_bf16(x)) on 8 lanes: the bf16 value nearest
+ * x (ties to even), kept as a float; a NaN lane becomes the canonical quiet
+ * NaN with its sign, as in the scalar rule (without the blend, the rounding
+ * add would carry a NaN's payload into the exponent, e.g. 0x7fffffff into
+ * -0). The blend is four more vector operations than the rounding alone;
+ * the kernels that call this are bound by their dot products and loads, and
+ * kern_bench attn shows no difference. */
 static inline __m256 v8_round_bf16(__m256 x)
 {
-    __m256i u = _mm256_castps_si256(x);
+    const __m256i u = _mm256_castps_si256(x);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-    u = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff)));
-    return _mm256_castsi256_ps(_mm256_and_si256(u, _mm256_set1_epi32((int)0xffff0000u)));
+    const __m256i r = _mm256_and_si256(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))),
+                                       _mm256_set1_epi32((int)0xffff0000u));
+    const __m256i qnan = _mm256_or_si256(_mm256_and_si256(u, _mm256_set1_epi32((int)0x80000000u)),
+                                         _mm256_set1_epi32((int)(HALF_BF16_QNAN << 16)));
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    return _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(qnan), nan);
 }
 
 /* 8 bf16 (16 bytes at p) widened to floats. */

@@ -1,21 +1,31 @@
 /* kern_avx512.h: inline AVX-512 helpers shared by the *_avx512.c kernel
  * files: bf16 rounding, the fixed exp polynomial and the 16x16 transposing
- * lane reduction. Each mirrors a scalar definition (cpu.h f32_to_bf16,
- * kern_attn.c kattn_exp and tree16) operation for operation, so vector and
- * scalar code give the same bits. Include only from files compiled with
- * the AVX-512 flags. */
+ * lane reduction. Each mirrors a scalar definition (base/half.h
+ * half_f32_to_bf16, kern_attn.c kattn_exp and tree16) operation for
+ * operation, so vector and scalar code give the same bits. Include only
+ * from files compiled with the AVX-512 flags. */
 #ifndef MS_KERN_AVX512_H
 #define MS_KERN_AVX512_H
 
 #include <immintrin.h>
 
-/* Rounds 16 floats to the nearest bf16 (ties to even), kept as floats; NaN not special-cased. */
+#include "base/half.h"
+
+/* half_bf16_to_f32(half_f32_to_bf16(x)) on 16 lanes: the bf16 value nearest
+ * x (ties to even), kept as a float; a NaN lane becomes the canonical quiet
+ * NaN with its sign, as in the scalar rule (without the blend, the rounding
+ * add would carry a NaN's payload into the exponent, e.g. 0x7fffffff into
+ * -0). */
 static inline __m512 v_round_bf16(__m512 x)
 {
-    __m512i u = _mm512_castps_si512(x);
+    const __m512i u = _mm512_castps_si512(x);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-    u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
-    return _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32((int)0xffff0000u)));
+    const __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))),
+                                       _mm512_set1_epi32((int)0xffff0000u));
+    const __m512i qnan = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32((int)0x80000000u)),
+                                         _mm512_set1_epi32((int)(HALF_BF16_QNAN << 16)));
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    return _mm512_castsi512_ps(_mm512_mask_mov_epi32(r, nan, qnan));
 }
 
 /* kattn_exp on 16 lanes (same clamps, same FMA sequence). */

@@ -5,12 +5,12 @@
  * lane sums use lane = i mod 16 and the tree (i,i+8),(i,i+4),(i,i+2),(i,i+1). */
 #include <math.h>
 
-#include "cpu/ref/cpu.h"
+#include "base/half.h"
 #include "cpu/fast/kern_attn.h"
 #include "cpu/fast/kern_ops.h"
 
 /* Rounds to the nearest bf16 value (ties to even), as a float. */
-static inline float rb(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+static inline float rb(float x) { return half_bf16_to_f32(half_f32_to_bf16(x)); }
 
 /* 1 / sqrt(mean(x^2) + eps) with the fixed 16-lane order. */
 static float rms_scale(const float *x, int n, float eps)
@@ -36,7 +36,7 @@ void kops_add_norm(kern_isa isa, float *x, const float *o, const float *w, int n
     if (o)
         for (int i = 0; i < n; i++) x[i] = rb(x[i] + o[i]);
     const float r = rms_scale(x, n, eps);
-    for (int i = 0; i < n; i++) hb[i] = f32_to_bf16(w[i] * rb(x[i] * r));
+    for (int i = 0; i < n; i++) hb[i] = half_f32_to_bf16(w[i] * rb(x[i] * r));
 }
 
 void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float eps, const float *cos,
@@ -73,7 +73,7 @@ void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *
     }
     for (int i = 0; i < n; i++) {
         const float s = rb(g[i] / (1.0f + kattn_exp(-g[i])));
-        out[i] = f32_to_bf16(s * u[i]);
+        out[i] = half_f32_to_bf16(s * u[i]);
     }
 }
 
@@ -82,5 +82,5 @@ void kops_to_bf16(kern_isa isa, const float *x, int n, uint16_t *out)
 {
     int i = 0;
     if (isa == KERN_AVX512) i = kops_to_bf16_avx512(x, n, out);
-    for (; i < n; i++) out[i] = f32_to_bf16(x[i]);
+    for (; i < n; i++) out[i] = half_f32_to_bf16(x[i]);
 }

@@ -23,7 +23,7 @@ void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float ep
                          const float *sin);
 /* out[i] = bf16(round(round(silu(g[i])) * u[i])), silu(g) = g / (1 + exp(-g)). */
 void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *out);
-/* out[i] = bf16 bits of x[i] (x already bf16-representable). */
+/* out[i] = half_f32_to_bf16(x[i]) (exact for the bf16-representable x callers pass). */
 void kops_to_bf16(kern_isa isa, const float *x, int n, uint16_t *out);
 
 void kops_add_norm_avx2(float *x, const float *o, const float *w, int n, float eps, uint16_t *hb);

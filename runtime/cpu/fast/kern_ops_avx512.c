@@ -76,10 +76,13 @@ void kops_swiglu_avx512(const float *g, const float *u, int n, uint16_t *out)
     }
 }
 
-/* Converts whole blocks of 16; the caller does the tail. */
+/* Converts whole blocks of 16; the caller does the tail. Rounds (the
+ * identity on the bf16-representable values callers pass) so that every
+ * input, a NaN with any payload included, gets half_f32_to_bf16's bits. */
 int kops_to_bf16_avx512(const float *x, int n, uint16_t *out)
 {
     int i = 0;
-    for (; i + 16 <= n; i += 16) _mm256_storeu_si256((__m256i *)(out + i), v_bits(_mm512_loadu_ps(x + i)));
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(out + i), v_bits(v_round_bf16(_mm512_loadu_ps(x + i))));
     return i;
 }

@@ -8,6 +8,7 @@
 
 #include "cpu/ref/cpu.h"
 #include "base/err.h"
+#include "base/half.h"
 #include "cpu/fast/q8.h"
 
 /* Sizes (overflow-checked) and maps an [n, k] int8 matrix and its row scales. */
@@ -124,7 +125,7 @@ void q8_quant_row_bf16(kern_isa isa, const uint16_t *x, int64_t k, q8act *a, int
     int8_t *q = a->q + (size_t)t * (size_t)a->ld;
     for (int64_t g = 0; g * Q8_GROUP < k; g++) {
         const int64_t i0 = g * Q8_GROUP, n = i0 + Q8_GROUP < k ? Q8_GROUP : k - i0;
-        for (int64_t i = 0; i < n; i++) buf[i] = bf16_to_f32(x[i0 + i]);
+        for (int64_t i = 0; i < n; i++) buf[i] = half_bf16_to_f32(x[i0 + i]);
         float amax = 0.0f;
         for (int64_t i = 0; i < n; i++) amax = fabsf(buf[i]) > amax ? fabsf(buf[i]) : amax;
         const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
@@ -164,7 +165,7 @@ void q8_gemm_scalar(const q8pack *w, const q8act *x, int T, float *y, int64_t ld
                 }
                 float v = facc * w->scale[n];
                 if (bias) v += bias[n];
-                y[(size_t)t * (size_t)ldy + (size_t)n] = bf16_to_f32(f32_to_bf16(v));
+                y[(size_t)t * (size_t)ldy + (size_t)n] = half_bf16_to_f32(half_f32_to_bf16(v));
             }
         }
     }

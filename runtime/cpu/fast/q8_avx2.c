@@ -9,7 +9,7 @@
 #include <immintrin.h>
 #include <string.h>
 
-#include "cpu/ref/cpu.h"
+#include "base/half.h"
 #include "cpu/fast/q8.h"
 
 void q8_gemm_avx2(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
@@ -58,7 +58,7 @@ void q8_gemm_avx2(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy,
             for (int64_t c = 0; c < nc; c++) {
                 float v = out[c] * w->scale[n0 + c];
                 if (bias) v += bias[n0 + c];
-                yr[c] = bf16_to_f32(f32_to_bf16(v));
+                yr[c] = half_bf16_to_f32(half_f32_to_bf16(v));
             }
         }
     }

@@ -10,7 +10,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu/ref/cpu.h"
+#include "base/half.h"
 #include "cpu/fast/q8.h"
 
 #define MR_MAX 6
@@ -94,7 +94,7 @@ static void store(const q8pack *w, const float *tile, int t0, int rows, int64_t 
         for (int64_t c = 0; c < nc; c++) {
             float v = tr[c] * w->scale[n0 + c];
             if (bias) v += bias[n0 + c];
-            yr[c] = bf16_to_f32(f32_to_bf16(v));
+            yr[c] = half_bf16_to_f32(half_f32_to_bf16(v));
         }
     }
 }
@@ -142,7 +142,7 @@ static int32_t quant_bf16(const uint16_t *x, int64_t n, float inv, int off, uint
     }
     int32_t total = _mm512_reduce_add_epi32(sum);
     for (; i < n; i++) {
-        float q = nearbyintf(bf16_to_f32(x[i]) * inv);
+        float q = nearbyintf(half_bf16_to_f32(x[i]) * inv);
         q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
         out[i] = (uint8_t)((int)q + off);
         total += (int32_t)q;
@@ -161,7 +161,7 @@ static float amax_bf16(const uint16_t *x, int64_t n)
     _mm512_storeu_si512(lanes, m);
     for (int j = 0; j < 32; j++) best = lanes[j] > best ? lanes[j] : best;
     for (; i < n; i++) best = (uint16_t)(x[i] & 0x7fff) > best ? (uint16_t)(x[i] & 0x7fff) : best;
-    return bf16_to_f32(best);
+    return half_bf16_to_f32(best);
 }
 
 /* One weight row: scale, bytes (+128) into tmp, then into the panel layout. */

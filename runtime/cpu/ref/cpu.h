@@ -22,38 +22,15 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/half.h"
 #include "model/config.h"
 #include "model/model.h"
-
-/* ---- scalar conversions (portable bit manipulation, no ISA flags) ---- */
-
-/* bf16 bits -> float (exact). */
-static inline float bf16_to_f32(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* float -> bf16 bits, round to nearest even; NaN stays a quiet NaN. */
-static inline uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
-float f16_to_f32(uint16_t h);   /* exact, handles subnormals, inf, NaN */
-uint16_t f32_to_f16(float f);   /* round to nearest even, overflow -> inf */
 
 /* Rounds x to the activation dtype act (ST_BF16, ST_F16; ST_F32 is identity). */
 static inline float round_act(float x, st_dtype act)
 {
-    if (act == ST_BF16) return bf16_to_f32(f32_to_bf16(x));
-    if (act == ST_F16) return f16_to_f32(f32_to_f16(x));
+    if (act == ST_BF16) return half_bf16_to_f32(half_f32_to_bf16(x));
+    if (act == ST_F16) return half_f16_to_f32(half_f32_to_f16(x));
     return x;
 }
 
@@ -65,7 +42,7 @@ static inline float elem_get(const void *p, st_dtype t, int64_t i)
     if (t == ST_BF16 || t == ST_F16) {
         uint16_t h;
         memcpy(&h, b + 2 * i, 2);
-        return t == ST_BF16 ? bf16_to_f32(h) : f16_to_f32(h);
+        return t == ST_BF16 ? half_bf16_to_f32(h) : half_f16_to_f32(h);
     }
     float f;
     memcpy(&f, b + 4 * i, 4);
@@ -77,7 +54,7 @@ static inline void elem_set(void *p, st_dtype t, int64_t i, float x)
 {
     unsigned char *b = (unsigned char *)p;
     if (t == ST_BF16 || t == ST_F16) {
-        uint16_t h = t == ST_BF16 ? f32_to_bf16(x) : f32_to_f16(x);
+        uint16_t h = t == ST_BF16 ? half_f32_to_bf16(x) : half_f32_to_f16(x);
         memcpy(b + 2 * i, &h, 2);
     } else {
         memcpy(b + 4 * i, &x, 4);

@@ -1,5 +1,5 @@
 /* cpu_ops.c: the elementwise and matrix ops of the CPU reference backend:
- * f16 conversions, the one dot-product kernel, matmul over a weight matrix,
+ * the one dot-product kernel, matmul over a weight matrix,
  * RMSNorm, SwiGLU, residual add, embedding lookup. Plain portable C (GCC
  * vector extensions, baseline SSE); OpenMP only in cpu_matmul_n. Rounding points
  * and the summation order are described in cpu.h. No allocation here. */
@@ -9,42 +9,6 @@
 
 #define LANES 16    /* partial sums per dot product: fixes the summation order */
 #define MM_ROWS 16  /* weight rows per matmul work item (16 x K stays in L1/L2) */
-
-/* f16 bits -> float (exact, subnormals included). */
-float f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-    uint32_t u;
-    if (exp == 0) {
-        float f = (float)mant * 5.9604644775390625e-8f; /* mant * 2^-24, exact */
-        return sign ? -f : f;
-    }
-    if (exp == 31) u = sign | 0x7f800000u | (mant << 13);
-    else u = sign | ((exp + 112u) << 23) | (mant << 13);
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-/* float -> f16 bits, round to nearest even. */
-uint16_t f32_to_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u;   /* NaN */
-    if (a >= 0x477ff000u) return sign | 0x7c00u;  /* >= 65520 rounds to inf */
-    if (a < 0x38800000u) {                         /* below 2^-14: subnormal f16 */
-        float v;
-        memcpy(&v, &a, 4);
-        return sign | (uint16_t)rintf(v * 16777216.0f); /* units of 2^-24, ties to even */
-    }
-    a += 0xfffu + ((a >> 13) & 1u);               /* round the 13 dropped bits to even */
-    a -= 112u << 23;                               /* rebias exponent 127 -> 15 */
-    return sign | (uint16_t)(a >> 13);
-}
 
 /* The 16 fp32 lanes as four 4-wide GCC vectors (lanes 0-3, 4-7, 8-11, 12-15):
  * vector arithmetic is lane-wise IEEE, so this is exactly the scalar definition
