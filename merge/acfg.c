@@ -1,4 +1,4 @@
-/* acfg.c: parsing and checking adapter_config.json (reference.md §4.2).
+/* acfg.c: parsing and checking adapter_config.json (docs/numerics.md §4.2).
  * Every field is either understood, known not to affect merging, or refused
  * when set; an unknown field is refused when it carries a value (null, false
  * and empty values are harmless by construction). Regular expressions

@@ -1,4 +1,4 @@
-/* acfg.h: one adapter's adapter_config.json (reference.md §4.2): parsed
+/* acfg.h: one adapter's adapter_config.json (docs/numerics.md §4.2): parsed
  * strictly, refused when it describes something a plain merge onto the
  * original base cannot reproduce (PiSSA-family init, bias, DoRA on
  * embeddings is checked later, unknown features), and queried for the rank,

@@ -1,5 +1,5 @@
 /* akeys.h: classifying the tensor names of a PEFT adapter_model.safetensors
- * (reference.md §4.1) into per-module slots: LoRA A/B, embedding LoRA A/B,
+ * (docs/numerics.md §4.1) into per-module slots: LoRA A/B, embedding LoRA A/B,
  * DoRA magnitude, full replacements (base_layer / modules_to_save) and
  * trainable-token rows. Names must start with "base_model.model."; a name
  * that still carries an adapter name (".lora_A.default.weight") is accepted

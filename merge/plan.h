@@ -2,7 +2,7 @@
  * (config + classified keys) it derives the list of output tensors in the
  * order transformers' state_dict has them, what each adapter does to each of
  * them (full replacement, LoRA / embedding-LoRA / DoRA delta, token rows),
- * the untying of tied embeddings (reference.md §4.4) and the shard layout
+ * the untying of tied embeddings (docs/numerics.md §4.4) and the shard layout
  * (huggingface_hub's policy, §5.4/§6). Every adapter tensor must bind to
  * exactly one base tensor and every base tensor must be expected, else the
  * plan fails. Does no arithmetic (apply.c) and no I/O beyond what it is

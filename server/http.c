@@ -48,7 +48,7 @@ struct http_req {
     int n_hdr;
 };
 
-/* The T4 defaults of threats.md. */
+/* The T4 defaults of docs/threats.md. */
 http_limits http_limits_default(void)
 {
     http_limits l = {HTTP_DEFAULT_MAX_BODY, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,

@@ -2,7 +2,7 @@
  * output: generated tokens go in one at a time (id + their decoded text),
  * reasoning and content deltas come out, never to be taken back. A thin
  * adapter over runtime/text/chat_parse.h; the splitting rules
- * (reference.md §2.3) live there, not here. */
+ * (docs/numerics.md §2.3) live there, not here. */
 #ifndef MS_RSPLIT_H
 #define MS_RSPLIT_H
 

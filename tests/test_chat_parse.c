@@ -1,7 +1,7 @@
 /* test_chat_parse.c: the reasoning/answer splitter and the tool-call parser.
  * Outputs are built from parts (newlines before <think>, raw reasoning, raw
  * answer) and cut into tokens at random; the streamed deltas must equal
- * chat_split_all and the parts stripped as reference.md §2.3 says, and the
+ * chat_split_all and the parts stripped as docs/numerics.md §2.3 says, and the
  * stream may hold back nothing but reasoning newlines. Tool calls rendered by
  * chat_render must parse back to what was rendered. */
 #include <stdint.h>

@@ -1,5 +1,5 @@
-/* test_merge_bad.c: the bad-input corpus of lora-merge (threats.md H2, A10,
- * T8(d); reference.md §4). Each case copies a good fixture adapter or base
+/* test_merge_bad.c: the bad-input corpus of lora-merge (docs/threats.md H2, A10,
+ * T8(d); docs/numerics.md §4). Each case copies a good fixture adapter or base
  * into a temp dir, breaks one thing (a config field, a tensor name, shape,
  * value or file), runs mg_run, and checks that it is refused with the
  * expected status class (refused input vs I/O) and a message naming the

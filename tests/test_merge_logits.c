@@ -4,7 +4,7 @@
  * with the real vocabulary, and the float32 logits of the UNMERGED PEFT model
  * on a set of columns. Here the base is regenerated with build/tools/synth
  * (its SHA-256 must equal the fixture's), merged with mg_run (which unties:
- * reference.md §4.4), loaded with model_load and run on the CPU backend.
+ * docs/numerics.md §4.4), loaded with model_load and run on the CPU backend.
  * Pass: every compared logit within 2e-2 of the unmerged model (the merged
  * weights are rounded to bf16 once; the fixture records 0.008 for the same
  * export in transformers), the argmax equal wherever the unmerged model's

@@ -1,5 +1,5 @@
 /* test_server_auth.c: API keys (server/auth.c): file rules (mode 0600, format),
- * Bearer parsing, the threats.md F2 cases, and the constant-time compare. */
+ * Bearer parsing, the docs/threats.md F2 cases, and the constant-time compare. */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -136,7 +136,7 @@ static void t_file(void)
     CHECK(auth_load("/tmp", &a, &e) != MS_OK, "directory");
 }
 
-/* Reported, not gating (threats.md T7): wrong first byte vs wrong last byte. */
+/* Reported, not gating (docs/threats.md T7): wrong first byte vs wrong last byte. */
 static void t_timing_report(void)
 {
     ms_error e;

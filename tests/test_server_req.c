@@ -1,6 +1,6 @@
 /* test_server_req.c: OpenAI request validation (server/oai_req.c): what is
  * accepted and how, and that every bad field is a 400 (404 for the model)
- * naming its param, never silently ignored (threats.md B1, D1-D5). */
+ * naming its param, never silently ignored (docs/threats.md B1, D1-D5). */
 #include <stdlib.h>
 
 #include "base/json.h"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gen_bad_files.py: writes the bad-file corpus tests/data/bad/ and its
-manifest tests/data/bad/cases.json (threats.md A1-A8, A10, C1 config side).
+manifest tests/data/bad/cases.json (docs/threats.md A1-A8, A10, C1 config side).
 
 Every case is a small malformed safetensors file, model directory (index +
 shards), config.json or generation_config.json, plus a few valid controls

@@ -1,4 +1,4 @@
-/* sampler.h: logits -> token in HF's order and semantics (reference.md §7):
+/* sampler.h: logits -> token in HF's order and semantics (docs/numerics.md §7):
  * repetition penalty, OpenAI presence/frequency penalties, logit bias,
  * temperature, top-k (ties kept), top-p, min-p, greedy; a seeded RNG per
  * request; log-probabilities of the chosen token and the top N.

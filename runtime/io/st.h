@@ -98,7 +98,7 @@ typedef struct st_wtensor {
 
 typedef struct st_writer st_writer;
 
-/* Plans a file: the header (sorted as reference.md §5.3, padded to 8 bytes,
+/* Plans a file: the header (sorted as docs/numerics.md §5.3, padded to 8 bytes,
  * __metadata__ {"format":"pt"} plus meta_kv pairs) is fixed up front. Data is
  * then streamed with st_writer_write in the writer's tensor order
  * (st_writer_order). Writes to a temp file beside path.

@@ -1,6 +1,6 @@
 /* st_set.c: the weights of a model directory as one set of tensors:
  * model.safetensors, or model.safetensors.index.json and the shards it names
- * (reference.md §5.4). Checks that shard names are plain basenames, that each
+ * (docs/numerics.md §5.4). Checks that shard names are plain basenames, that each
  * listed shard exists and validates, and that every tensor lives exactly in
  * the shard the map says and in no other. Refuses pickle checkpoints.
  *

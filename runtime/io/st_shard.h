@@ -1,5 +1,5 @@
 /* st_shard.h: writing a model's weights as a directory the way transformers'
- * save_pretrained does (reference.md §5.4, §6): tensors in HF state-dict
+ * save_pretrained does (docs/numerics.md §5.4, §6): tensors in HF state-dict
  * order are assigned to shards with huggingface_hub's policy, each shard is
  * written with the st writer, and model.safetensors.index.json is written as
  * json.dumps(indent=2, sort_keys=True) + "\n". Shared by tools/synth and
@@ -54,7 +54,7 @@ ms_status st_parse_size(const char *s, uint64_t *out, ms_error *err);
  *   config, or with save_original_format=False): embed_tokens; per layer
  *   (numeric) q,k,v,o (weight then bias), q_norm, k_norm, gate, up, down,
  *   input_layernorm, post_attention_layernorm; norm; lm_head; other names
- *   after, by name. This is reference.md §6's order.
+ *   after, by name. This is docs/numerics.md §6's order.
  * - natural order (st_hf5_order_cmp): transformers 5.x save_pretrained of a
  *   model loaded with from_pretrained (LLaMA-Factory's export path) sorts by
  *   its dot_natural_key: "."-parts compared numerically when all digits

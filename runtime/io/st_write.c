@@ -1,5 +1,5 @@
 /* st_write.c: the streaming safetensors writer. The header is planned up
- * front exactly as the reference writer lays it out (reference.md §5.3):
+ * front exactly as the reference writer lays it out (docs/numerics.md §5.3):
  * tensors sorted by dtype (the safetensors Dtype order, widest first) then
  * by name, compact JSON with __metadata__ first ({"format":"pt"} then the
  * caller's pairs in their order), padded with spaces to a multiple of 8.

@@ -1,5 +1,5 @@
 /* config.c: config.json and generation_config.json of a dense Qwen3 model
- * (reference.md §1.1, §1.4, §2.4, §7), in transformers 4.x spelling
+ * (docs/numerics.md §1.1, §1.4, §2.4, §7), in transformers 4.x spelling
  * (rope_theta + rope_scaling, torch_dtype) and 5.x spelling
  * (rope_parameters, dtype). Follows transformers where it defines a value
  * (RoPE precedence, YaRN defaults, generation defaults) and refuses what the

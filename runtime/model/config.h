@@ -1,5 +1,5 @@
 /* config.h: config.json and generation_config.json of a Qwen3 dense model,
- * in both transformers 4.x and 5.x spellings (reference.md §1.1, §2.4, §7).
+ * in both transformers 4.x and 5.x spellings (docs/numerics.md §1.1, §2.4, §7).
  * Rejects other model types and unimplemented features with a message. */
 #ifndef MS_CONFIG_H
 #define MS_CONFIG_H

@@ -1,6 +1,6 @@
 /* model.c: loads a Qwen3 export directory: config.json, generation_config.json,
  * the safetensors set (mmap, zero-copy), the tokenizer and the optional
- * medserve-manifest.json digest; binds every tensor of reference.md §1.2 to
+ * medserve-manifest.json digest; binds every tensor of docs/numerics.md §1.2 to
  * the layout in model.h after checking its dtype (F32/F16/BF16) and shape
  * against the config. Missing or unexpected tensors are errors naming the
  * tensor. Tied models use the embedding as lm_head (a stray lm_head.weight is
@@ -98,7 +98,7 @@ static int cmp_ptr(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Binds every tensor of reference.md §1.2 and rejects any tensor left over. */
+/* Binds every tensor of docs/numerics.md §1.2 and rejects any tensor left over. */
 static ms_status bind_all(model *m, ms_error *err)
 {
     const qwen3_config *c = &m->cfg;
@@ -195,7 +195,7 @@ static ms_status add_stop(model *m, int id, const char *from, ms_error *err)
     return MS_OK;
 }
 
-/* Stop set = generation_config eos ∪ config eos ∪ tokenizer eos_token (reference.md §2.4). */
+/* Stop set = generation_config eos ∪ config eos ∪ tokenizer eos_token (docs/numerics.md §2.4). */
 static ms_status build_stop_ids(model *m, ms_error *err)
 {
     ms_status st;

@@ -1,6 +1,6 @@
 /* model.h: a loaded Qwen3 export directory: config, generation config,
  * tokenizer, and every weight bound by name to the Qwen3 layout
- * (reference.md §1.2) with its shape checked against the config before use.
+ * (docs/numerics.md §1.2) with its shape checked against the config before use.
  * Weights point into the safetensors mmap (zero-copy). */
 #ifndef MS_MODEL_H
 #define MS_MODEL_H

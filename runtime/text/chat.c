@@ -1,5 +1,5 @@
 /* chat.c: renders the Qwen3 hybrid chat template without a Jinja engine
- * (reference.md §2.2), byte-identical to transformers' apply_chat_template,
+ * (docs/numerics.md §2.2), byte-identical to transformers' apply_chat_template,
  * and records which output bytes came from the caller (message text,
  * reasoning, tool-call names and arguments, tool schemas). Also builds
  * chat_msg records from a JSON messages array. It renders only this one
@@ -221,7 +221,7 @@ done:
     return s;
 }
 
-/* Emits one assistant turn (reference.md §2.2 step 3). */
+/* Emits one assistant turn (docs/numerics.md §2.2 step 3). */
 static ms_status render_assistant(rnd *r, const chat_msg *m, size_t i, size_t n, size_t last_query)
 {
     str content = S(m->content), reasoning = {"", 0};

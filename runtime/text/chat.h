@@ -1,5 +1,5 @@
 /* chat.h: the Qwen3 hybrid chat template, rendered natively and byte-identical
- * to transformers' apply_chat_template (reference.md §2.2). Reports which
+ * to transformers' apply_chat_template (docs/numerics.md §2.2). Reports which
  * byte ranges of the output came from message text (untrusted), so that the
  * tokenizer can refuse to turn them into control tokens. Also turns an
  * OpenAI-style JSON messages array into chat_msg records. */

@@ -1,4 +1,4 @@
-/* chat_parse.h: reading what a Qwen3 model generates (reference.md §2.3).
+/* chat_parse.h: reading what a Qwen3 model generates (docs/numerics.md §2.3).
  *
  * 1. A streaming splitter: fed one generated token at a time (its id and its
  *    decoded text), it separates the reasoning (<think> … </think>) from the
@@ -22,7 +22,7 @@
 #include "text/chat_json.h"
 #include "medserve.h"
 
-#define CHAT_THINK_START_ID 151667 /* <think>  (Qwen3, reference.md §2.1) */
+#define CHAT_THINK_START_ID 151667 /* <think>  (Qwen3, docs/numerics.md §2.1) */
 #define CHAT_THINK_END_ID 151668   /* </think> */
 
 /* How the prompt ended, which decides where the output starts. */

@@ -1,5 +1,5 @@
 /* tokenizer.h: Qwen3 byte-level BPE from tokenizer.json + tokenizer_config.json,
- * exactly as HF tokenizers (reference.md §3): added tokens split first, NFC,
+ * exactly as HF tokenizers (docs/numerics.md §3): added tokens split first, NFC,
  * the Qwen2 split regex, GPT-2 byte map, merge ranks. Decoding and a
  * streaming decoder that never emits a broken UTF-8 sequence. */
 #ifndef MS_TOKENIZER_H

@@ -1,7 +1,7 @@
 """test_server_http.py: the HTTP layer of `medserve` as a real process on
 loopback, on the fake engine (--fake-engine: deterministic tokens, no model
 compute) so limits, auth, errors, disconnects and draining are tested fast
-and with controlled timing. threats.md rows B1, B3, D1-D6, E1, E2, E4, F2,
+and with controlled timing. docs/threats.md rows B1, B3, D1-D6, E1, E2, E4, F2,
 G1-G3 and the "one terminal outcome" rule of §3."""
 import json
 import os
@@ -453,7 +453,7 @@ def test_engine_fault_ends_every_request_and_exits_1():
 
 
 def test_overload_fake_engine():
-    """threats.md T5 in small: more clients than slots + queue. Every request
+    """docs/threats.md T5 in small: more clients than slots + queue. Every request
     either completes with [DONE] or is refused with 429 + Retry-After; the
     server ends idle with as many open files as before."""
     with fake("--fake-step-us", "2000", "--max-seqs", "8", "--queue", "16") as s:

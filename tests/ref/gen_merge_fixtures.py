@@ -20,7 +20,7 @@ For each case it writes, under tests/data/merge/:
                                 logits match the unmerged PEFT model.
 
 Tied bases: PEFT's in-place merge adds a head delta to the shared matrix (the
-input embedding changes too). lora-merge unties instead (reference.md §4.4);
+input embedding changes too). lora-merge unties instead (docs/numerics.md §4.4);
 its expected tensors come from PEFT merging into a base whose lm_head was
 first untied (a separate copy of the embedding), and the script records the
 logits of the unmerged PEFT model, of our export and of PEFT's in-place

@@ -619,7 +619,7 @@ static void attention(backend *b, int l, const fwd_seq *seqs, int T, int id, int
     }
 }
 
-/* One decoder layer (reference.md §1.3 a-g); x += o of the previous layer is fused into step a. */
+/* One decoder layer (docs/numerics.md §1.3 a-g); x += o of the previous layer is fused into step a. */
 static void layer(backend *b, int l, const fwd_seq *seqs, int T, int id, int nt)
 {
     const kf_layer *w = &b->layers[l];

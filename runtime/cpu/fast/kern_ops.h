@@ -1,7 +1,7 @@
 /* kern_ops.h: the per-row elementwise ops of the fast bf16 forward pass,
  * each reading the fp32 activations the GEMMs write and (where the next
  * step is a GEMM) writing bf16 bits directly, so no separate conversion pass
- * is needed. Rounding points are those of cpu.h / reference.md §1.5 (HF
+ * is needed. Rounding points are those of cpu.h / docs/numerics.md §1.5 (HF
  * bf16): residual add, RMSNorm cast-then-scale, RoPE products and sum,
  * silu, silu*up. The scalar definitions are in kern_ops.c; the AVX-512 and
  * AVX2 copies (kern_ops_avx512.c, kern_ops_avx2.c) give the same bits (sum of squares in 16

@@ -1,6 +1,6 @@
 /* cpu.h: internals of the CPU reference backend (not a public interface).
  *
- * Numerics follow transformers' Qwen3 (reference.md §1.3-§1.5): every dot
+ * Numerics follow transformers' Qwen3 (docs/numerics.md §1.3-§1.5): every dot
  * product accumulates in fp32, and activations are rounded to the model's
  * activation dtype (bf16, f16 or f32) at exactly the points where HF stores a
  * tensor of that dtype: after each Linear, after RMSNorm's cast-then-scale,

@@ -1,5 +1,5 @@
 /* cpu_attn.c: KV-cache memory in fixed-size blocks and causal grouped-query
- * attention for one query head (reference.md §1.3 d-e). The memory for
+ * attention for one query head (docs/numerics.md §1.3 d-e). The memory for
  * n_blocks x block_size positions of every layer is reserved once; which
  * blocks a sequence uses is decided by kv.c (its block table is passed in).
  * K is stored after QK-norm and RoPE, V as projected, both in the activation

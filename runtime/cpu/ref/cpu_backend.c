@@ -170,7 +170,7 @@ static void norm_rows(backend *b, float *out, const float *x, const wmat *w, int
         cpu_rmsnorm(out + (size_t)r * b->H, x + (size_t)r * b->H, w, b->H, b->eps, b->act);
 }
 
-/* One decoder layer over all T rows (reference.md §1.3 steps a-g). */
+/* One decoder layer over all T rows (docs/numerics.md §1.3 steps a-g). */
 static void layer_forward(backend *b, int l, const fwd_seq *seqs, int T)
 {
     const layer_weights *w = &b->m->layers[l];

@@ -1,5 +1,5 @@
 /* cpu_rope.c: rotary position embedding as transformers computes it for
- * Qwen3 (reference.md §1.4): inv_freq in fp32 (default or YaRN with the fixed
+ * Qwen3 (docs/numerics.md §1.4): inv_freq in fp32 (default or YaRN with the fixed
  * `factor` behaviour), angle = float(pos) * inv_freq in fp32, cos/sin scaled
  * by attention_scaling and cast to the activation dtype, then rotate_half
  * pairing (i, i + d/2). Other rope types are rejected by config.c; this file
