@@ -2,7 +2,10 @@
 #   make            libmedserve (static + shared), medserve, lora-merge, tools
 #   make CUDA=1     would add a CUDA/cuBLAS backend from runtime/cuda/*.cu: none is
 #                   written yet, so it stops with a message (the CPU backend ships)
-#   make test       every test, normal build and ASan+UBSan build; ends "N passed, N failed"
+#   make test       make deps, format-check, every test in a normal and an ASan+UBSan build;
+#                   ends "N passed, N failed"
+#   make deps       installs missing Debian / PyPI packages (the only target that installs)
+#   make format     applies .clang-format (make format-check only checks)
 #   make asan       the ASan+UBSan build only
 #   make demo       synthetic model + synthetic LoRA, merged, served on localhost
 #   make bench      benchmarks (bench/README.md)
@@ -63,7 +66,7 @@ INTERNAL  := $(BUILD)/libmedserve-internal.a
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
 
 .SECONDARY:
-.PHONY: all tests test asan demo bench fuzz clean deps
+.PHONY: all tests test asan demo bench fuzz clean deps format format-check
 all: $(STATIC) $(SHARED) $(INTERNAL) $(PROGS) $(TOOLS)
 
 tests: all $(TESTS)
@@ -147,6 +150,16 @@ deps:
 # libFuzzer targets (clang-14), each run FUZZ_SECONDS (default 60); tests/fuzz/run.sh.
 fuzz:
 	@bash tests/fuzz/run.sh
+
+# The layout of .clang-format, checked by make test. The generated Unicode
+# table keeps its generator's layout.
+FORMAT_SRC = $(filter-out runtime/text/tok_unicode_hf.h,\
+             $(shell find include runtime merge server cli tests tools bench -name '*.[ch]' | sort))
+format-check:
+	@clang-format --dry-run -Werror $(FORMAT_SRC) && echo "format-check: $(words $(FORMAT_SRC)) files match .clang-format"
+
+format:
+	clang-format -i $(FORMAT_SRC)
 
 clean:
 	rm -rf build

@@ -18,9 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu/ref/cpu.h"
 #include "cpu/fast/kern.h"
 #include "cpu/fast/kern_attn.h"
+#include "cpu/ref/cpu.h"
 
 /* Monotonic seconds. */
 static double now_s(void)
@@ -79,8 +79,7 @@ static int run_gemv(int threads, int shape17, int reps)
             const int id = omp_get_thread_num(), nt = omp_get_num_threads();
             for (int i = 0; i < nmat; i++) {
                 int64_t np = w[i].n_panels;
-                kern_gemm_bf16(isa, &w[i], x, 2 * w[i].kp, 1, y, w[i].n, NULL, np * id / nt,
-                               np * (id + 1) / nt);
+                kern_gemm_bf16(isa, &w[i], x, 2 * w[i].kp, 1, y, w[i].n, NULL, np * id / nt, np * (id + 1) / nt);
 #pragma omp barrier
             }
         }
@@ -89,8 +88,8 @@ static int run_gemv(int threads, int shape17, int reps)
     qsort(tps, (size_t)reps, sizeof(double), cmp_d);
     printf("{\"bench\":\"gemv\",\"isa\":\"%s\",\"threads\":%d,\"shape\":\"%s\",\"gb_per_token\":%.3f,"
            "\"best_tok_s\":%.2f,\"median_tok_s\":%.2f,\"best_gbs\":%.1f,\"median_gbs\":%.1f}\n",
-           kern_isa_name(isa), threads, shape17 ? "1.7b" : "0.6b", bytes / 1e9, tps[reps - 1],
-           tps[reps / 2], bytes * tps[reps - 1] / 1e9, bytes * tps[reps / 2] / 1e9);
+           kern_isa_name(isa), threads, shape17 ? "1.7b" : "0.6b", bytes / 1e9, tps[reps - 1], tps[reps / 2],
+           bytes * tps[reps - 1] / 1e9, bytes * tps[reps / 2] / 1e9);
     for (int i = 0; i < nmat; i++) kpack_free(&w[i]);
     free(w);
     free(x);
@@ -115,16 +114,14 @@ static int run_gemm(int threads, int64_t M, int64_t K, int64_t N, int reps)
 #pragma omp parallel num_threads(threads)
         {
             const int id = omp_get_thread_num(), nt = omp_get_num_threads();
-            kern_gemm_bf16(isa, &w, x, ldx, (int)M, y, N, NULL, w.n_panels * id / nt,
-                           w.n_panels * (id + 1) / nt);
+            kern_gemm_bf16(isa, &w, x, ldx, (int)M, y, N, NULL, w.n_panels * id / nt, w.n_panels * (id + 1) / nt);
         }
         if (r >= 0) gf[r] = 2.0 * (double)M * (double)K * (double)N / (now_s() - t0) / 1e9;
     }
     qsort(gf, (size_t)reps, sizeof(double), cmp_d);
     printf("{\"bench\":\"gemm\",\"isa\":\"%s\",\"threads\":%d,\"m\":%lld,\"k\":%lld,\"n\":%lld,"
            "\"best_gflops\":%.1f,\"median_gflops\":%.1f}\n",
-           kern_isa_name(isa), threads, (long long)M, (long long)K, (long long)N, gf[reps - 1],
-           gf[reps / 2]);
+           kern_isa_name(isa), threads, (long long)M, (long long)K, (long long)N, gf[reps - 1], gf[reps / 2]);
     kpack_free(&w);
     free(x);
     free(y);
@@ -139,10 +136,12 @@ static int run_attn(int threads, int ctx, int reps)
     const int L = 28, nkv = 8, G = 2, d = 128, bs = 16, sb = 16, nb = (ctx + bs) / bs, nsb = (nb + sb - 1) / sb;
     const size_t blkb = (size_t)bs * d * 2, run = (size_t)sb * blkb, sbb = run * L * 2 * nkv;
     size_t kv_map = 0;
-    unsigned char *kv = kern_alloc_huge(sbb * (size_t)nsb, &kv_map, kern_huge_default()); /* as the backend maps its KV */
+    unsigned char *kv =
+        kern_alloc_huge(sbb * (size_t)nsb, &kv_map, kern_huge_default()); /* as the backend maps its KV */
     int32_t *blocks = malloc(sizeof(int32_t) * (size_t)nb);
     uint16_t q[KATTN_MAX_GROUP * 256];
-    for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++) ((uint16_t *)kv)[i] = half_f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);
+    for (size_t i = 0; i < sbb * (size_t)nsb / 2; i++)
+        ((uint16_t *)kv)[i] = half_f32_to_bf16((float)((i * 7) % 13) / 13.0f - 0.5f);
     for (int i = 0; i < nb; i++) blocks[i] = i;
     for (int i = 0; i < G * d; i++) q[i] = half_f32_to_bf16((float)(i % 11) / 11.0f);
     const kern_isa isa = kern_isa_best();
@@ -152,7 +151,8 @@ static int run_attn(int threads, int ctx, int reps)
         double t0 = now_s();
 #pragma omp parallel num_threads(threads)
         {
-            float *sc = malloc(sizeof(float) * (size_t)G * (size_t)(pos + 16)), *oc = malloc(sizeof(float) * (size_t)nc * G * d);
+            float *sc = malloc(sizeof(float) * (size_t)G * (size_t)(pos + 16)),
+                  *oc = malloc(sizeof(float) * (size_t)nc * G * d);
             float out[256];
             for (int l = 0; l < L; l++) {
 #pragma omp for schedule(dynamic, 1)
@@ -161,7 +161,8 @@ static int run_attn(int threads, int ctx, int reps)
                     kattn_src src = {base, base + (size_t)nkv * run, blocks, blkb, (size_t)d * 2, bs, sb, sbb};
                     for (int c = 0; c < nc; c++) kattn_scores(isa, q, G, d, &src, pos, c, 0.088f, sc, (size_t)pos + 16);
                     for (int g = 0; g < G; g++) kattn_softmax(isa, sc + (size_t)g * (pos + 16), pos + 1);
-                    for (int c = 0; c < nc; c++) kattn_pv(isa, sc, (size_t)pos + 16, G, d, &src, pos, c, oc + (size_t)c * G * d);
+                    for (int c = 0; c < nc; c++)
+                        kattn_pv(isa, sc, (size_t)pos + 16, G, d, &src, pos, c, oc + (size_t)c * G * d);
                     for (int g = 0; g < G; g++) kattn_sum(isa, oc + (size_t)g * d, (size_t)G * d, nc, d, out);
                 }
             }
@@ -185,7 +186,8 @@ static int run_attn(int threads, int ctx, int reps)
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "gemv") && strcmp(argv[1], "gemm") && strcmp(argv[1], "attn"))) {
-        fprintf(stderr, "usage: %s gemv|gemm|attn [--threads N] [--shape 0.6b|1.7b] [--m M --k K --n N] [--ctx C] [--reps R]\n",
+        fprintf(stderr,
+                "usage: %s gemv|gemm|attn [--threads N] [--shape 0.6b|1.7b] [--m M --k K --n N] [--ctx C] [--reps R]\n",
                 argv[0]);
         return 2;
     }

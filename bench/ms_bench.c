@@ -85,12 +85,15 @@ static int bench_open(bench *B, const opts *o, int n_seqs, int ctx)
     B->t_load = now_s() - t0;
     B->V = B->m->cfg.vocab_size;
     const int per_seq = (ctx + BLOCK - 1) / BLOCK;
-    backend_params bp = {.n_threads = o->threads, .max_seqs = n_seqs, .max_tokens = o->ubatch,
-                         .n_blocks = per_seq * n_seqs, .block_size = BLOCK, .weights_q8 = o->q8};
+    backend_params bp = {.n_threads = o->threads,
+                         .max_seqs = n_seqs,
+                         .max_tokens = o->ubatch,
+                         .n_blocks = per_seq * n_seqs,
+                         .block_size = BLOCK,
+                         .weights_q8 = o->q8};
     /* the backend the engine would get (backend_select); MS_BENCH_BACKEND=ref forces the reference */
     const char *which = getenv("MS_BENCH_BACKEND");
-    B->ops = which && !strcmp(which, "ref") ? &cpu_ref_backend_ops
-                                            : backend_select(MS_BACKEND_CPU, B->m, o->q8, &e);
+    B->ops = which && !strcmp(which, "ref") ? &cpu_ref_backend_ops : backend_select(MS_BACKEND_CPU, B->m, o->q8, &e);
     t0 = now_s();
     if (!B->ops || B->ops->create(B->m, &bp, &B->b, &e) != MS_OK ||
         kv_pool_create(bp.n_blocks, BLOCK, n_seqs, per_seq, &B->kv, &e) != MS_OK) {
@@ -316,8 +319,8 @@ static int run_ttft(const opts *o, double t_start)
     printf("{\"runtime\":\"medserve\",\"mode\":\"ttft\",\"weights\":\"%s\",\"threads\":%d,\"prompt_tokens\":%zu,"
            "\"ctx\":%d,\"load_s\":%.3f,\"create_s\":%.3f,\"prefill_s\":%.3f,\"start_to_token_s\":%.3f,"
            "\"first_token\":%d,\"vmhwm_kb\":%ld,\"vmrss_kb\":%ld}\n",
-           o->q8 ? "q8" : "native", o->threads, n_ids, o->ctx, B.t_load, B.t_create, t1 - t0,
-           t1 - t_start, best, hwm, rss);
+           o->q8 ? "q8" : "native", o->threads, n_ids, o->ctx, B.t_load, B.t_create, t1 - t0, t1 - t_start, best, hwm,
+           rss);
     rc = 0;
 out:
     bench_close(&B);
@@ -381,8 +384,9 @@ int main(int argc, char **argv)
     const double t_start = now_s();
     opts o = {.threads = 2, .p = 512, .n = 128, .reps = 3, .batch = 1, .ubatch = 512};
     if (argc < 3) {
-        fprintf(stderr, "usage: %s DIR pp|tg|batched|ttft|agree [--p P] [--n N] [--depth D] [--batch B] "
-                        "[--reps R] [--threads T] [--ctx C] [--ubatch U] [--q8] [--prompt-file F]\n",
+        fprintf(stderr,
+                "usage: %s DIR pp|tg|batched|ttft|agree [--p P] [--n N] [--depth D] [--batch B] "
+                "[--reps R] [--threads T] [--ctx C] [--ubatch U] [--q8] [--prompt-file F]\n",
                 argv[0]);
         return 2;
     }

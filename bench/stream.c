@@ -83,11 +83,11 @@ int main(int argc, char **argv)
     }
     qsort(gbs, (size_t)reps, sizeof(double), cmp_d);
     if (json)
-        printf("{\"probe\":\"stream\",\"threads\":%d,\"mb\":%zu,\"best_gbs\":%.2f,\"median_gbs\":%.2f}\n",
-               threads, mb, gbs[reps - 1], gbs[reps / 2]);
-    else
-        printf("stream read, %d threads, %zu MB: best %.1f GB/s, median %.1f GB/s\n", threads, mb,
+        printf("{\"probe\":\"stream\",\"threads\":%d,\"mb\":%zu,\"best_gbs\":%.2f,\"median_gbs\":%.2f}\n", threads, mb,
                gbs[reps - 1], gbs[reps / 2]);
+    else
+        printf("stream read, %d threads, %zu MB: best %.1f GB/s, median %.1f GB/s\n", threads, mb, gbs[reps - 1],
+               gbs[reps / 2]);
     free(gbs);
     free(a);
     return 0;

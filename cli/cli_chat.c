@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/chat.h"
-#include "text/chat_json.h"
-#include "cli.h"
 #include "base/err.h"
 #include "base/json.h"
+#include "cli.h"
+#include "text/chat.h"
+#include "text/chat_json.h"
 #include "text/tokenizer.h"
 
 #define CHAT_MAX_LINE (64u << 20) /* bytes in one request line */
@@ -127,8 +127,10 @@ int cli_chat(int argc, char **argv)
         return err.status == MS_ERR_IO || err.status == MS_ERR_NOMEM ? 1 : 2;
     }
     if (!chat_template_is_qwen3(tok_chat_template(tok)))
-        fprintf(stderr, "medserve chat: warning: %s: the chat template is not the Qwen3 template; rendering "
-                        "the Qwen3 template anyway\n", argv[1]);
+        fprintf(stderr,
+                "medserve chat: warning: %s: the chat template is not the Qwen3 template; rendering "
+                "the Qwen3 template anyway\n",
+                argv[1]);
     int rc = 0;
     char *line = NULL;
     size_t cap = 0, lineno = 0;

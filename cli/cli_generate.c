@@ -21,11 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "text/chat.h"
-#include "cli.h"
 #include "base/err.h"
 #include "base/json.h"
+#include "cli.h"
 #include "medserve.h"
+#include "text/chat.h"
 
 #define GEN_MAX_MESSAGES_FILE ((size_t)64 << 20)
 #define GEN_DEFAULT_MAX_TOKENS 512
@@ -85,10 +85,9 @@ static int parse_num(const char *s, double *out)
 /* 1 if o is an option that takes a value. */
 static int is_value_option(const char *o)
 {
-    static const char *const opts[] = {"--prompt", "--system", "--messages", "--max-tokens",
-                                       "--temperature", "--top-k", "--top-p", "--min-p",
-                                       "--repetition-penalty", "--seed", "--threads", "--ctx",
-                                       "--weights"};
+    static const char *const opts[] = {"--prompt",  "--system", "--messages", "--max-tokens",         "--temperature",
+                                       "--top-k",   "--top-p",  "--min-p",    "--repetition-penalty", "--seed",
+                                       "--threads", "--ctx",    "--weights"};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (!strcmp(o, opts[i])) return 1;
     return 0;
@@ -180,8 +179,7 @@ static int exit_code(ms_status st)
 }
 
 /* Builds the prompt ids from --raw/--prompt/--system/--messages. */
-static ms_status build_prompt(const ms_model *m, const gen_args *a, int32_t **ids, size_t *n,
-                              ms_error *err)
+static ms_status build_prompt(const ms_model *m, const gen_args *a, int32_t **ids, size_t *n, ms_error *err)
 {
     if (a->raw) return ms_tokenize(m, a->prompt, strlen(a->prompt), 1, ids, n, err);
     cJSON *root = NULL;
@@ -198,8 +196,7 @@ static ms_status build_prompt(const ms_model *m, const gen_args *a, int32_t **id
         }
         if ((st = chat_conv_from_json(root, NULL, &conv, a->messages, err)) != MS_OK) goto out;
         if (a->system && conv.n > 0 && conv.msgs[0].role && !strcmp(conv.msgs[0].role, "system")) {
-            st = ms_seterr(err, MS_ERR_INVALID,
-                           "%s: starts with a system message; drop --system or that message",
+            st = ms_seterr(err, MS_ERR_INVALID, "%s: starts with a system message; drop --system or that message",
                            a->messages);
             goto out;
         }
@@ -211,8 +208,8 @@ static ms_status build_prompt(const ms_model *m, const gen_args *a, int32_t **id
     }
     if (a->system) msgs[n_msgs++] = (ms_message){.role = "system", .content = a->system};
     for (size_t i = 0; i < conv.n; i++)
-        msgs[n_msgs++] = (ms_message){conv.msgs[i].role, conv.msgs[i].content,
-                                      conv.msgs[i].reasoning_content, conv.msgs[i].tool_calls_json};
+        msgs[n_msgs++] = (ms_message){conv.msgs[i].role, conv.msgs[i].content, conv.msgs[i].reasoning_content,
+                                      conv.msgs[i].tool_calls_json};
     if (a->prompt) msgs[n_msgs++] = (ms_message){.role = "user", .content = a->prompt};
     st = ms_chat_tokenize(m, msgs, n_msgs, conv.tools_json, 1, a->no_think ? 0 : -1, ids, n, NULL, err);
 out:
@@ -346,9 +343,8 @@ static int run(ms_engine *e, const ms_request *req)
         fprintf(stderr,
                 "[medserve] prompt %zu tokens, generated %zu tokens (finish: %s), prefill %.1f tok/s "
                 "(%.3f s), decode %.2f tok/s (%.3f s), %s\n",
-                g.n_prompt, g.n_generated, finish_name(g.finish),
-                prefill > 0 ? (double)g.n_prompt / prefill : 0.0, prefill,
-                decode > 0 ? (double)(g.n_generated - 1) / decode : 0.0, decode, seed);
+                g.n_prompt, g.n_generated, finish_name(g.finish), prefill > 0 ? (double)g.n_prompt / prefill : 0.0,
+                prefill, decode > 0 ? (double)(g.n_generated - 1) / decode : 0.0, decode, seed);
         if (g.finish == MS_FINISH_ERROR) {
             fprintf(stderr, "medserve generate: %s\n", g.error);
             rc = 1;

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 #include "base/json.h"
+#include "cli.h"
 #include "text/tokenizer.h"
 
 #define CLI_TOK_MAX_LINE ((size_t)64 << 20) /* bytes of one input line */
@@ -208,7 +208,13 @@ static int run(int argc, char **argv, tok_mode mode)
 }
 
 /* `medserve tokenize DIR`. */
-int cli_tokenize(int argc, char **argv) { return run(argc, argv, MODE_TOKENIZE); }
+int cli_tokenize(int argc, char **argv)
+{
+    return run(argc, argv, MODE_TOKENIZE);
+}
 
 /* `medserve detokenize DIR`. */
-int cli_detokenize(int argc, char **argv) { return run(argc, argv, MODE_DETOKENIZE); }
+int cli_detokenize(int argc, char **argv)
+{
+    return run(argc, argv, MODE_DETOKENIZE);
+}

@@ -4,19 +4,18 @@
 #include <string.h>
 
 #include "cli.h"
-#include "serve.h"
 #include "medserve.h"
+#include "serve.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: medserve DIR [--host H] [--port P] [options]   serve DIR over HTTP (OpenAI API)\n"
-            "       medserve generate DIR [--prompt TEXT] [options] generate text locally\n"
-            "       medserve tokenize DIR      JSON lines {\"text\":...} in, {\"ids\":[...]} out\n"
-            "       medserve detokenize DIR    JSON lines {\"ids\":[...]} in, {\"text\":...} out\n"
-            "       medserve chat DIR          JSON lines {\"messages\":[...]} in, rendered text and ids out\n"
-            "       medserve --version | --help\n"
-            "Each subcommand takes --help.\n");
+    fprintf(f, "usage: medserve DIR [--host H] [--port P] [options]   serve DIR over HTTP (OpenAI API)\n"
+               "       medserve generate DIR [--prompt TEXT] [options] generate text locally\n"
+               "       medserve tokenize DIR      JSON lines {\"text\":...} in, {\"ids\":[...]} out\n"
+               "       medserve detokenize DIR    JSON lines {\"ids\":[...]} in, {\"text\":...} out\n"
+               "       medserve chat DIR          JSON lines {\"messages\":[...]} in, rendered text and ids out\n"
+               "       medserve --version | --help\n"
+               "Each subcommand takes --help.\n");
 }
 
 int main(int argc, char **argv)

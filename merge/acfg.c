@@ -19,7 +19,7 @@
 #include "base/err.h"
 #include "base/json.h"
 
-#define MG_MAX_LIST 65536     /* entries in any list field */
+#define MG_MAX_LIST 65536 /* entries in any list field */
 #define MG_PCRE_MATCH_LIMIT 1000000u
 
 typedef struct pattern {
@@ -123,8 +123,8 @@ static ms_status compile_re(const char *path, const char *field, const char *pre
     if (!*out) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\": pattern \"%s\" is not a valid regex: %s",
-                         path, field, pat, (const char *)msg);
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\": pattern \"%s\" is not a valid regex: %s", path, field,
+                         pat, (const char *)msg);
     }
     return MS_OK;
 }
@@ -154,8 +154,8 @@ static int is_unset(const cJSON *v)
 }
 
 /* Reads a list of strings (or, if allow_str, one string into *single). */
-static ms_status get_strlist(const cJSON *j, const char *key, const char *path, strlist *out,
-                             const char **single, ms_error *err)
+static ms_status get_strlist(const cJSON *j, const char *key, const char *path, strlist *out, const char **single,
+                             ms_error *err)
 {
     const cJSON *v = json_get(j, key);
     if (!v || cJSON_IsNull(v)) return MS_OK;
@@ -167,7 +167,8 @@ static ms_status get_strlist(const cJSON *j, const char *key, const char *path, 
         return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be %s", path, key,
                          single ? "a string or a list of strings" : "a list of strings");
     size_t n = (size_t)cJSON_GetArraySize(v);
-    if (n > MG_MAX_LIST) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" has over %d entries", path, key, MG_MAX_LIST);
+    if (n > MG_MAX_LIST)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" has over %d entries", path, key, MG_MAX_LIST);
     out->v = calloc(n ? n : 1, sizeof *out->v);
     if (!out->v) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
     const cJSON *e;
@@ -182,8 +183,8 @@ static ms_status get_strlist(const cJSON *j, const char *key, const char *path, 
 }
 
 /* Reads an int or list of non-negative ints (layers_to_transform, token ids). */
-static ms_status get_intlist(const cJSON *j, const char *key, const char *path, int allow_scalar,
-                             int64_t **out, size_t *n_out, int *set, ms_error *err)
+static ms_status get_intlist(const cJSON *j, const char *key, const char *path, int allow_scalar, int64_t **out,
+                             size_t *n_out, int *set, ms_error *err)
 {
     const cJSON *v = json_get(j, key);
     if (!v || cJSON_IsNull(v)) return MS_OK;
@@ -191,7 +192,8 @@ static ms_status get_intlist(const cJSON *j, const char *key, const char *path, 
     if (!cJSON_IsArray(v) && !(allow_scalar && cJSON_IsNumber(v)))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be a list of integers%s", path, key,
                          allow_scalar ? " or an integer" : "");
-    if (n > MG_MAX_LIST) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" has over %d entries", path, key, MG_MAX_LIST);
+    if (n > MG_MAX_LIST)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" has over %d entries", path, key, MG_MAX_LIST);
     *out = calloc(n ? n : 1, sizeof **out);
     if (!*out) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
     size_t i = 0;
@@ -199,8 +201,7 @@ static ms_status get_intlist(const cJSON *j, const char *key, const char *path, 
     for (; e && i < n; e = cJSON_IsArray(v) ? e->next : NULL, i++) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : -1;
         if (!cJSON_IsNumber(e) || !isfinite(d) || d != floor(d) || d < 0 || d > 2147483647.0)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\": entries must be integers in [0, 2^31)", path,
-                             key);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\": entries must be integers in [0, 2^31)", path, key);
         (*out)[i] = (int64_t)d;
     }
     *n_out = n;
@@ -209,14 +210,15 @@ static ms_status get_intlist(const cJSON *j, const char *key, const char *path, 
 }
 
 /* Reads rank_pattern / alpha_pattern: {regex: number} in file order. */
-static ms_status get_patterns(const cJSON *j, const char *key, const char *path, int integral,
-                              pattern **out, size_t *n_out, ms_error *err)
+static ms_status get_patterns(const cJSON *j, const char *key, const char *path, int integral, pattern **out,
+                              size_t *n_out, ms_error *err)
 {
     const cJSON *v = json_get(j, key);
     if (!v || cJSON_IsNull(v)) return MS_OK;
     if (!cJSON_IsObject(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be an object", path, key);
     size_t n = (size_t)cJSON_GetArraySize(v);
-    if (n > MG_MAX_LIST) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" has over %d entries", path, key, MG_MAX_LIST);
+    if (n > MG_MAX_LIST)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" has over %d entries", path, key, MG_MAX_LIST);
     *out = calloc(n ? n : 1, sizeof **out);
     if (!*out) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
     const cJSON *e;
@@ -225,8 +227,8 @@ static ms_status get_patterns(const cJSON *j, const char *key, const char *path,
         pattern *p = &(*out)[*n_out];
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (!isfinite(d) || (integral && (d != floor(d) || d < 1 || d > MG_MAX_RANK)))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\": value for \"%s\" must be %s", path, key,
-                             e->string, integral ? "an integer rank in [1, 65536]" : "a finite number");
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\": value for \"%s\" must be %s", path, key, e->string,
+                             integral ? "an integer rank in [1, 65536]" : "a finite number");
         if (!(p->key = strdup(e->string))) return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory", path);
         p->value = d;
         (*n_out)++;
@@ -238,8 +240,8 @@ static ms_status get_patterns(const cJSON *j, const char *key, const char *path,
 }
 
 /* Reads target_modules or exclude_modules: a regex string, "all-linear" or a list. */
-static ms_status get_selector(const cJSON *j, const char *key, const char *path, int *kind,
-                              pcre2_code **re, strlist *list, ms_error *err)
+static ms_status get_selector(const cJSON *j, const char *key, const char *path, int *kind, pcre2_code **re,
+                              strlist *list, ms_error *err)
 {
     const char *single = NULL;
     ms_status st = get_strlist(j, key, path, list, &single, err);
@@ -259,21 +261,34 @@ static ms_status get_selector(const cJSON *j, const char *key, const char *path,
 
 /* Fields that do not change the merged weights. */
 static const char *const BENIGN[] = {
-    "task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
-    "inference_mode", "lora_dropout", "megatron_core", "qalora_group_size", "runtime_config",
-    "eva_config", "corda_config", "lora_ga_config", "layers_pattern", "exclude_modules",
+    "task_type",      "peft_type",      "auto_mapping",   "peft_version",      "base_model_name_or_path", "revision",
+    "inference_mode", "lora_dropout",   "megatron_core",  "qalora_group_size", "runtime_config",          "eva_config",
+    "corda_config",   "lora_ga_config", "layers_pattern", "exclude_modules",
 };
 /* Fields this module interprets. */
 static const char *const HANDLED[] = {
-    "r", "lora_alpha", "use_rslora", "use_dora", "fan_in_fan_out", "bias", "lora_bias",
-    "modules_to_save", "target_modules", "layers_to_transform", "rank_pattern", "alpha_pattern",
-    "init_lora_weights", "trainable_token_indices", "loftq_config", "ensure_weight_tying",
+    "r",
+    "lora_alpha",
+    "use_rslora",
+    "use_dora",
+    "fan_in_fan_out",
+    "bias",
+    "lora_bias",
+    "modules_to_save",
+    "target_modules",
+    "layers_to_transform",
+    "rank_pattern",
+    "alpha_pattern",
+    "init_lora_weights",
+    "trainable_token_indices",
+    "loftq_config",
+    "ensure_weight_tying",
     "use_qalora",
 };
 /* Features that change the model in ways a weight merge cannot express. */
 static const char *const REFUSED[] = {
-    "layer_replication", "alora_invocation_tokens", "target_parameters", "arrow_config",
-    "use_bdlora", "velora_config", "monteclora_config", "kasa_config", "megatron_config",
+    "layer_replication", "alora_invocation_tokens", "target_parameters", "arrow_config",    "use_bdlora",
+    "velora_config",     "monteclora_config",       "kasa_config",       "megatron_config",
 };
 
 /* Whether name is in a NULL-free table of n strings. */
@@ -293,8 +308,8 @@ static ms_status check_fields(const cJSON *j, const char *path, ms_error *err)
     ms_status st = json_get_string(j, "peft_type", 1, &s, path, err);
     if (st) return st;
     if (strcmp(s, "LORA"))
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"peft_type\" is \"%s\"; only \"LORA\" adapters can be merged",
-                         path, s);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s: field \"peft_type\" is \"%s\"; only \"LORA\" adapters can be merged", path, s);
     s = NULL;
     if ((st = json_get_string(j, "task_type", 0, &s, path, err))) return st;
     if (s && strcmp(s, "CAUSAL_LM"))
@@ -315,8 +330,8 @@ static ms_status check_fields(const cJSON *j, const char *path, ms_error *err)
         }
         if (!is_unset(e))
             return ms_seterr(err, MS_ERR_UNSUPPORTED,
-                             "%s: unknown field \"%s\" is set; refusing because its effect on merging is unknown",
-                             path, e->string);
+                             "%s: unknown field \"%s\" is set; refusing because its effect on merging is unknown", path,
+                             e->string);
     }
     return MS_OK;
 }
@@ -356,18 +371,24 @@ static ms_status check_flags(const cJSON *j, const char *path, const mg_log *lg,
                          bias);
     int b = 0;
     if ((st = json_get_bool(j, "lora_bias", 0, &b, path, err))) return st;
-    if (b) return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"lora_bias\" is true; Qwen3 Linears have no bias to merge it into", path);
+    if (b)
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s: field \"lora_bias\" is true; Qwen3 Linears have no bias to merge it into", path);
     b = 0;
     if ((st = json_get_bool(j, "use_qalora", 0, &b, path, err))) return st;
-    if (b) return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"use_qalora\" is true; QA-LoRA cannot be merged here", path);
+    if (b)
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"use_qalora\" is true; QA-LoRA cannot be merged here",
+                         path);
     b = 0;
     if ((st = json_get_bool(j, "ensure_weight_tying", 0, &b, path, err))) return st;
     if (b)
-        return ms_seterr(err, MS_ERR_UNSUPPORTED,
-                         "%s: field \"ensure_weight_tying\" is true; tied LoRA on embed_tokens/lm_head is not supported",
-                         path);
+        return ms_seterr(
+            err, MS_ERR_UNSUPPORTED,
+            "%s: field \"ensure_weight_tying\" is true; tied LoRA on embed_tokens/lm_head is not supported", path);
     if (!is_unset(json_get(j, "loftq_config")))
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"loftq_config\" is set; LoftQ adapters cannot be merged onto the original base", path);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s: field \"loftq_config\" is set; LoftQ adapters cannot be merged onto the original base",
+                         path);
     b = 0;
     if ((st = json_get_bool(j, "fan_in_fan_out", 0, &b, path, err))) return st;
     if (b)
@@ -412,8 +433,7 @@ ms_status mg_acfg_load(const char *dir, const mg_acfg **out, const mg_log *lg, m
     if ((st = get_selector(j, "target_modules", path, &c->tm_kind, &c->tm_re, &c->tm, err))) goto fail;
     if ((st = get_selector(j, "exclude_modules", path, &c->ex_kind, &c->ex_re, &c->ex, err))) goto fail;
     if (c->ex_kind == SEL_ALL_LINEAR) c->ex_kind = SEL_NONE; /* unreachable: only target_modules has it */
-    if ((st = get_intlist(j, "layers_to_transform", path, 1, &c->layers, &c->n_layers, &c->layers_set, err)))
-        goto fail;
+    if ((st = get_intlist(j, "layers_to_transform", path, 1, &c->layers, &c->n_layers, &c->layers_set, err))) goto fail;
     const char *lp = NULL;
     if ((st = get_strlist(j, "layers_pattern", path, &c->lpat, &lp, err))) goto fail;
     if (lp && lp[0]) {
@@ -442,11 +462,20 @@ fail:
 }
 
 /* The adapter_config.json tree the config was read from; owned by c. */
-const cJSON *mg_acfg_json(const mg_acfg *c) { return c->json; }
+const cJSON *mg_acfg_json(const mg_acfg *c)
+{
+    return c->json;
+}
 /* Whether use_dora is set. */
-int mg_acfg_use_dora(const mg_acfg *c) { return c->use_dora; }
+int mg_acfg_use_dora(const mg_acfg *c)
+{
+    return c->use_dora;
+}
 /* Whether use_rslora is set. */
-int mg_acfg_use_rslora(const mg_acfg *c) { return c->use_rslora; }
+int mg_acfg_use_rslora(const mg_acfg *c)
+{
+    return c->use_rslora;
+}
 
 /* r, alpha and scale for a module (patterns first, then defaults). */
 double mg_acfg_module(const mg_acfg *c, const char *module, int *r, double *alpha)

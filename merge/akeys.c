@@ -25,9 +25,8 @@ typedef struct entry {
 const char *mg_slot_name(mg_slot s)
 {
     static const char *const names[MG_SLOT_COUNT] = {
-        "lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B",
-        "lora_magnitude_vector", "base_layer", "full weight", "trainable_tokens_delta",
-        "modules_to_save copy", "original_module copy",
+        "lora_A",     "lora_B",      "lora_embedding_A",       "lora_embedding_B",     "lora_magnitude_vector",
+        "base_layer", "full weight", "trainable_tokens_delta", "modules_to_save copy", "original_module copy",
     };
     return (unsigned)s < MG_SLOT_COUNT ? names[s] : "?";
 }
@@ -176,8 +175,9 @@ ms_status mg_akeys_classify(const st_file *f, const char *path, mg_akeys *out, c
             goto out;
         }
         if (t->dtype != ST_F32 && t->dtype != ST_BF16 && t->dtype != ST_F16) {
-            st = ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: tensor \"%s\" has dtype %s; only F32, BF16 and F16 adapters are supported",
-                           path, key, st_dtype_name(t->dtype));
+            st = ms_seterr(err, MS_ERR_UNSUPPORTED,
+                           "%s: tensor \"%s\" has dtype %s; only F32, BF16 and F16 adapters are supported", path, key,
+                           st_dtype_name(t->dtype));
             goto out;
         }
         char buf[MG_MAX_NAME];
@@ -194,7 +194,8 @@ ms_status mg_akeys_classify(const st_file *f, const char *path, mg_akeys *out, c
         }
         /* strtok_r skips empty segments: refuse names with "..", a leading or trailing dot. */
         size_t rest = strlen(key + plen);
-        if (ns == 0 || ns == MG_MAX_SEGS || key[plen] == '.' || key[plen + rest - 1] == '.' || strstr(key + plen, "..")) {
+        if (ns == 0 || ns == MG_MAX_SEGS || key[plen] == '.' || key[plen + rest - 1] == '.' ||
+            strstr(key + plen, "..")) {
             st = ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has a malformed name", path, key);
             goto out;
         }
@@ -266,10 +267,8 @@ const mg_amod *mg_akeys_find(const mg_akeys *k, const char *name)
         size_t mid = (lo + hi) / 2;
         int c = strcmp(k->mods[mid].module, name);
         if (!c) return &k->mods[mid];
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
     }
     return NULL;
 }

@@ -10,41 +10,40 @@
 
 #include <stddef.h>
 
-#include "mg.h"
 #include "io/st.h"
+#include "mg.h"
 
 #define MG_PEFT_PREFIX "base_model.model."
 
 typedef enum mg_slot {
-    MG_SLOT_A,        /* <m>.lora_A.weight            [r, in]  */
-    MG_SLOT_B,        /* <m>.lora_B.weight            [out, r] */
-    MG_SLOT_EA,       /* <m>.lora_embedding_A         [r, V]   */
-    MG_SLOT_EB,       /* <m>.lora_embedding_B         [H, r]   */
-    MG_SLOT_MAG,      /* <m>.lora_magnitude_vector    [out]    */
-    MG_SLOT_BASE,     /* <m>.base_layer.weight: replaces <m>.weight */
-    MG_SLOT_FULL,     /* <m>.weight (modules_to_save): replaces it */
-    MG_SLOT_TOKENS,   /* <m>.token_adapter.trainable_tokens_delta [n, H] */
-    MG_SLOT_MTS,      /* <m>.modules_to_save.weight: the trained copy; replaces <m>.weight */
-    MG_SLOT_ORIG,     /* <m>.original_module.weight: PEFT's copy of the untrained module,
+    MG_SLOT_A,      /* <m>.lora_A.weight            [r, in]  */
+    MG_SLOT_B,      /* <m>.lora_B.weight            [out, r] */
+    MG_SLOT_EA,     /* <m>.lora_embedding_A         [r, V]   */
+    MG_SLOT_EB,     /* <m>.lora_embedding_B         [H, r]   */
+    MG_SLOT_MAG,    /* <m>.lora_magnitude_vector    [out]    */
+    MG_SLOT_BASE,   /* <m>.base_layer.weight: replaces <m>.weight */
+    MG_SLOT_FULL,   /* <m>.weight (modules_to_save): replaces it */
+    MG_SLOT_TOKENS, /* <m>.token_adapter.trainable_tokens_delta [n, H] */
+    MG_SLOT_MTS,    /* <m>.modules_to_save.weight: the trained copy; replaces <m>.weight */
+    MG_SLOT_ORIG,   /* <m>.original_module.weight: PEFT's copy of the untrained module,
                        * saved with a resized vocabulary; not used by merge_and_unload */
     MG_SLOT_COUNT
 } mg_slot;
 
 typedef struct mg_amod {
-    char *module;                       /* e.g. "model.layers.0.self_attn.q_proj" */
-    const st_tensor *t[MG_SLOT_COUNT];  /* NULL where absent */
-    const char *key[MG_SLOT_COUNT];     /* the file's tensor names */
+    char *module;                      /* e.g. "model.layers.0.self_attn.q_proj" */
+    const st_tensor *t[MG_SLOT_COUNT]; /* NULL where absent */
+    const char *key[MG_SLOT_COUNT];    /* the file's tensor names */
 } mg_amod;
 
 typedef struct mg_akeys {
-    mg_amod *mods;  /* sorted by module name */
+    mg_amod *mods; /* sorted by module name */
     size_t n;
     size_t n_tensors;
 } mg_akeys;
 
 /* Classifies every tensor of f (path names it in errors). */
-ms_status mg_akeys_classify(const st_file *f, const char *path, mg_akeys *out, const mg_log *lg,
-                            ms_error *err);
+ms_status mg_akeys_classify(const st_file *f, const char *path, mg_akeys *out, const mg_log *lg, ms_error *err);
 void mg_akeys_free(mg_akeys *k); /* NULL-safe; leaves *k empty */
 /* The module called name, or NULL. */
 const mg_amod *mg_akeys_find(const mg_akeys *k, const char *name);

@@ -37,9 +37,9 @@ void mg_release_pages(const void *p, size_t n)
 
 /* Per-op f32 factors. */
 typedef struct prepared {
-    float *c;           /* [rows, r] coefficients per output row */
-    float *M;           /* [r, cols] */
-    float *mag;         /* [rows] (DoRA) */
+    float *c;            /* [rows, r] coefficients per output row */
+    float *M;            /* [r, cols] */
+    float *mag;          /* [rows] (DoRA) */
     int32_t *tok_of_row; /* [rows]: index into the token rows, or -1 */
 } prepared;
 
@@ -163,14 +163,14 @@ typedef struct chunk_job {
     const mg_kernels *k;
     const prepared *pp;
     st_dtype dt;
-    float *cur;         /* [nr, cols] */
-    void *out;          /* [nr, cols] in dt */
+    float *cur; /* [nr, cols] */
+    void *out;  /* [nr, cols] in dt */
     uint64_t r0;
     size_t nr;
-    float *scratch;     /* per thread: 2 * cols floats */
+    float *scratch; /* per thread: 2 * cols floats */
     /* results */
     uint64_t changed[MG_MAX_ADAPTERS];
-    long bad_dora_row;  /* first row with DoRA norm zero, or -1 (op in bad_op) */
+    long bad_dora_row; /* first row with DoRA norm zero, or -1 (op in bad_op) */
     int bad_op;
     long bad_value_idx; /* first non-finite element (chunk index), or -1 */
 } chunk_job;
@@ -187,8 +187,7 @@ static void row_pipeline(chunk_job *J, size_t i, float *y, float *prev, uint64_t
     const st_tensor *src = o->src;
     if (row < o->src_rows)
         mg_to_f32(k, w, (const char *)src->data + row * cols * st_dtype_size(src->dtype), src->dtype, cols);
-    else
-        memset(w, 0, cols * sizeof(float)); /* resized vocabulary: replaced below */
+    else memset(w, 0, cols * sizeof(float)); /* resized vocabulary: replaced below */
     for (int q = 0; q < o->n_ops; q++) {
         const mg_op *op = &o->ops[q];
         memcpy(prev, w, cols * sizeof(float));
@@ -211,7 +210,8 @@ static void row_pipeline(chunk_job *J, size_t i, float *y, float *prev, uint64_t
         for (size_t j = 0; j < cols; j++)
             if (!isfinite(w[j])) {
 #pragma omp critical(mg_bad)
-                if (J->bad_value_idx < 0 || (long)(i * cols + j) < J->bad_value_idx) J->bad_value_idx = (long)(i * cols + j);
+                if (J->bad_value_idx < 0 || (long)(i * cols + j) < J->bad_value_idx)
+                    J->bad_value_idx = (long)(i * cols + j);
                 break;
             }
     mg_from_f32(k, (char *)J->out + i * cols * st_dtype_size(J->dt), w, J->dt, cols);

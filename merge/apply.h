@@ -26,9 +26,8 @@ typedef struct mg_apply_stats {
 
 /* Computes o and streams it to sink. labels[a] names adapter a in errors.
  * Releases the input pages it has consumed (madvise) to bound RSS. */
-ms_status mg_apply_tensor(const mg_otensor *o, st_dtype out_dtype, const mg_kernels *k,
-                          const char *const *labels, const mg_sink *sink, mg_apply_stats *stats,
-                          ms_error *err);
+ms_status mg_apply_tensor(const mg_otensor *o, st_dtype out_dtype, const mg_kernels *k, const char *const *labels,
+                          const mg_sink *sink, mg_apply_stats *stats, ms_error *err);
 
 /* Drops the whole pages inside [p, p+n) of a read-only file mapping from
  * this process (they are re-read from the file if touched again). */

@@ -37,18 +37,18 @@
 #include "acfg.h"
 #include "akeys.h"
 #include "apply.h"
-#include "model/config.h"
 #include "base/err.h"
+#include "base/json.h"
+#include "base/sha256.h"
 #include "fhash.h"
 #include "fsio.h"
-#include "base/json.h"
+#include "io/st.h"
+#include "io/st_shard.h"
 #include "jsonw.h"
 #include "kernel.h"
 #include "manifest.h"
+#include "model/config.h"
 #include "plan.h"
-#include "base/sha256.h"
-#include "io/st.h"
-#include "io/st_shard.h"
 
 #define MG_PATH 4096
 #define MG_MAX_NOTES 8
@@ -56,7 +56,7 @@
 /* Tokenizer and generation files copied from the base when present. */
 const char *const mg_copy_files[MG_N_COPY_FILES] = {
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
-    "merges.txt", "added_tokens.json", "chat_template.jinja",
+    "merges.txt",     "added_tokens.json",     "chat_template.jinja",
 };
 
 /* Monotonic seconds. */
@@ -149,7 +149,8 @@ static ms_status check_paths(run *R, ms_error *err)
         return ms_seterr(err, MS_ERR_INVALID, "--out %s: needs a directory name", o->out_dir);
     snprintf(R->outname, sizeof R->outname, "%s", name);
     if ((st = real_dir("--out parent directory", dirname(b), R->parent, err))) return st;
-    if (strlen(R->parent) + strlen(R->outname) + 2 > MG_PATH) return ms_seterr(err, MS_ERR_INVALID, "--out: path too long");
+    if (strlen(R->parent) + strlen(R->outname) + 2 > MG_PATH)
+        return ms_seterr(err, MS_ERR_INVALID, "--out: path too long");
     snprintf(R->out, sizeof R->out, "%s%s%s", R->parent, strcmp(R->parent, "/") ? "/" : "", R->outname);
     /* If out exists as a link or directory, resolve it too for the checks. */
     char out_real[PATH_MAX];
@@ -172,8 +173,8 @@ static ms_status check_paths(run *R, ms_error *err)
             return ms_seterr(err, MS_ERR_INVALID, "--out %s is %s %s or inside it; inputs are never modified",
                              o->out_dir, i ? "the adapter" : "the base", ins[i]);
         if (path_within(ins[i], outp) || path_within(ins[i], R->out))
-            return ms_seterr(err, MS_ERR_INVALID, "--out %s contains the %s %s; refusing to replace it",
-                             o->out_dir, i ? "adapter" : "base", ins[i]);
+            return ms_seterr(err, MS_ERR_INVALID, "--out %s contains the %s %s; refusing to replace it", o->out_dir,
+                             i ? "adapter" : "base", ins[i]);
     }
     return MS_OK;
 }
@@ -311,7 +312,8 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
         return ms_seterr(err, MS_ERR_INVALID, "give between 1 and %d --adapter", MG_MAX_ADAPTERS);
     for (int i = 0; i < o->n_adapters; i++)
         if (!isfinite(o->adapters[i].weight))
-            return ms_seterr(err, MS_ERR_INVALID, "--adapter %s: the weight must be a finite number", o->adapters[i].dir);
+            return ms_seterr(err, MS_ERR_INVALID, "--adapter %s: the weight must be a finite number",
+                             o->adapters[i].dir);
     if (o->out_dtype != -1 && o->out_dtype != ST_BF16 && o->out_dtype != ST_F16 && o->out_dtype != ST_F32)
         return ms_seterr(err, MS_ERR_INVALID, "--dtype must be bf16, f16 or f32");
     R.n_ad = o->n_adapters;
@@ -324,10 +326,12 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     st_dtype dt = o->out_dtype >= 0 ? (st_dtype)o->out_dtype : R.cfg.dtype;
     if (dt == ST_F32 && o->out_dtype < 0) {
         dt = ST_BF16;
-        mg_logf(&o->log, MG_LOG_INFO, "base config dtype is float32; writing bfloat16 as LLaMA-Factory does (use --dtype f32 to keep it)");
+        mg_logf(&o->log, MG_LOG_INFO,
+                "base config dtype is float32; writing bfloat16 as LLaMA-Factory does (use --dtype f32 to keep it)");
     }
     if (dt != ST_BF16 && dt != ST_F16 && dt != ST_F32) {
-        st = ms_seterr(err, MS_ERR_UNSUPPORTED, "base config.json: dtype %s cannot be an output dtype", st_dtype_name(dt));
+        st = ms_seterr(err, MS_ERR_UNSUPPORTED, "base config.json: dtype %s cannot be an output dtype",
+                       st_dtype_name(dt));
         goto out;
     }
     mg_adapter pa[MG_MAX_ADAPTERS];
@@ -349,7 +353,8 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
                                "is updated and the tokenizer files come from that adapter's directory.";
     R.notes[R.n_notes++] = "Linear deltas are added in float32 and rounded once per adapter; embedding deltas are "
                            "rounded to the output dtype before the add, as PEFT does.";
-    if (!(R.sums = calloc(R.plan.n, sizeof *R.sums)) || !(R.tensor_changed = calloc(R.plan.n, sizeof *R.tensor_changed))) {
+    if (!(R.sums = calloc(R.plan.n, sizeof *R.sums)) ||
+        !(R.tensor_changed = calloc(R.plan.n, sizeof *R.tensor_changed))) {
         st = ms_seterr(err, MS_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -394,10 +399,8 @@ ms_status mg_run(const mg_opts *o, mg_result *res, ms_error *err)
     if ((st = mg_fsync_dir(&R.io, R.parent, err))) {
         /* The rename may not be durable: undo it, so a failure never leaves
          * the new export in place (the previous one, if any, returns). */
-        if (R.out_existed)
-            renameat2(AT_FDCWD, R.tmp, AT_FDCWD, R.out, RENAME_EXCHANGE);
-        else
-            rename(R.out, R.tmp);
+        if (R.out_existed) renameat2(AT_FDCWD, R.tmp, AT_FDCWD, R.out, RENAME_EXCHANGE);
+        else rename(R.out, R.tmp);
         R.tmp_made = 1;
         goto out;
     }

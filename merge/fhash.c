@@ -11,7 +11,10 @@
 #define P3 0x165667B19E3779F9ull
 
 /* Rotate left. */
-static inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t rotl(uint64_t x, int r)
+{
+    return (x << r) | (x >> (64 - r));
+}
 
 /* Loads a little-endian 64-bit word. */
 static inline uint64_t load64(const uint8_t *p)

@@ -87,10 +87,8 @@ static int rm_one(const char *path, const struct stat *sb, int type, struct FTW 
 {
     (void)sb;
     (void)ftw;
-    if (type == FTW_DP || type == FTW_D)
-        rmdir(path);
-    else
-        unlink(path);
+    if (type == FTW_DP || type == FTW_D) rmdir(path);
+    else unlink(path);
     return 0;
 }
 

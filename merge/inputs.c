@@ -107,7 +107,8 @@ static ms_status hash_inputs(run *R, ms_error *err)
     for (size_t i = 0; i < MG_N_COPY_FILES; i++) {
         char p[MG_PATH * 2];
         rn_path_join(p, sizeof p, R->base, mg_copy_files[i]);
-        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, mg_copy_files[i], &R->in_hashing, err))) return st;
+        if (mg_exists(p) && (st = mg_filelist_add(&R->base_files, R->base, mg_copy_files[i], &R->in_hashing, err)))
+            return st;
         if (R->plan.resized_by < 0) continue;
         run_adapter *a = &R->ad[R->plan.resized_by];
         rn_path_join(p, sizeof p, a->dir, mg_copy_files[i]);
@@ -120,10 +121,11 @@ static ms_status hash_inputs(run *R, ms_error *err)
     }
     mg_filelist_sort(&R->base_files);
     for (int i = 0; i < R->n_ad; i++) {
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->in_hashing, err))) return st;
-        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->in_hashing, err))) return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_config.json", &R->in_hashing, err)))
+            return st;
+        if ((st = mg_filelist_add(&R->ad[i].files, R->ad[i].dir, "adapter_model.safetensors", &R->in_hashing, err)))
+            return st;
         mg_filelist_sort(&R->ad[i].files);
     }
     return MS_OK;
 }
-

@@ -12,8 +12,7 @@ extern const mg_kernels mg_kernels_avx2;
 extern const mg_kernels mg_kernels_avx512;
 
 static const mg_kernels mg_kernels_generic = {
-    "generic", lora_row_generic, bf16_to_f32_generic, f16_to_f32_generic, f32_to_bf16_generic,
-    f32_to_f16_generic,
+    "generic", lora_row_generic, bf16_to_f32_generic, f16_to_f32_generic, f32_to_bf16_generic, f32_to_f16_generic,
 };
 
 /* Whether this CPU can run the table called name. */
@@ -22,8 +21,7 @@ static int cpu_can(const char *name)
     __builtin_cpu_init();
     if (!strcmp(name, "generic")) return 1;
     if (!strcmp(name, "avx2"))
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     if (!strcmp(name, "avx512"))
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -66,22 +64,17 @@ void mg_to_f32(const mg_kernels *k, float *dst, const void *src, st_dtype t, siz
     for (size_t i = 0; i < n; i += B) {
         size_t m = n - i < B ? n - i : B;
         memcpy(tmp, (const uint16_t *)src + i, m * 2);
-        if (t == ST_BF16)
-            k->bf16_to_f32(dst + i, tmp, m);
-        else
-            k->f16_to_f32(dst + i, tmp, m);
+        if (t == ST_BF16) k->bf16_to_f32(dst + i, tmp, m);
+        else k->f16_to_f32(dst + i, tmp, m);
     }
 }
 
 /* Converts n f32 values to dtype t into dst bytes. */
 void mg_from_f32(const mg_kernels *k, void *dst, const float *src, st_dtype t, size_t n)
 {
-    if (t == ST_F32)
-        memcpy(dst, src, n * sizeof(float));
-    else if (t == ST_BF16)
-        k->f32_to_bf16(dst, src, n);
-    else
-        k->f32_to_f16(dst, src, n);
+    if (t == ST_F32) memcpy(dst, src, n * sizeof(float));
+    else if (t == ST_BF16) k->f32_to_bf16(dst, src, n);
+    else k->f32_to_f16(dst, src, n);
 }
 
 /* Rounds x to dtype t in place (x = f32(t(x))). */

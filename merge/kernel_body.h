@@ -12,8 +12,8 @@
 #include "base/half.h"
 
 /* y[j] = (sum_k fmaf chain of c[k]*M[k*ld+j]) * s. */
-static void MG_SFX(lora_row)(float *restrict y, const float *restrict c, const float *restrict M,
-                             size_t ld, int r, size_t n, float s)
+static void MG_SFX(lora_row)(float *restrict y, const float *restrict c, const float *restrict M, size_t ld, int r,
+                             size_t n, float s)
 {
     enum { JB = 512 };
     float acc[JB];

@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/st_shard.h"
 #include "mg.h"
 #include "progress.h"
-#include "io/st_shard.h"
 
 static volatile int g_cancel;
 static int g_quiet;
@@ -36,17 +36,16 @@ static void log_line(void *user, int level, const char *msg)
 /* Prints the usage text. */
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: lora-merge --base DIR --adapter DIR[:WEIGHT] [--adapter DIR[:WEIGHT] ...] --out DIR\n"
-            "                  [--dtype bf16|f16|f32] [--max-shard-size 5GB] [--force] [--threads N] [--quiet]\n"
-            "\n"
-            "Merges PEFT LoRA adapters (adapter_config.json + adapter_model.safetensors) into a Hugging Face\n"
-            "Qwen3 base directory, as PEFT merge_and_unload + save_pretrained would, and writes a\n"
-            "self-contained export directory with a medserve-manifest.json of SHA-256 hashes.\n"
-            "Several adapters are merged in order; WEIGHT multiplies an adapter's scale (default 1).\n"
-            "--dtype defaults to the base config dtype (float32 becomes bf16, as LLaMA-Factory does).\n"
-            "The export is built in a temp dir beside --out, verified, then renamed into place;\n"
-            "an existing --out is replaced only with --force. Exit: 0 ok, 2 refused input, 1 failure.\n");
+    fprintf(f, "usage: lora-merge --base DIR --adapter DIR[:WEIGHT] [--adapter DIR[:WEIGHT] ...] --out DIR\n"
+               "                  [--dtype bf16|f16|f32] [--max-shard-size 5GB] [--force] [--threads N] [--quiet]\n"
+               "\n"
+               "Merges PEFT LoRA adapters (adapter_config.json + adapter_model.safetensors) into a Hugging Face\n"
+               "Qwen3 base directory, as PEFT merge_and_unload + save_pretrained would, and writes a\n"
+               "self-contained export directory with a medserve-manifest.json of SHA-256 hashes.\n"
+               "Several adapters are merged in order; WEIGHT multiplies an adapter's scale (default 1).\n"
+               "--dtype defaults to the base config dtype (float32 becomes bf16, as LLaMA-Factory does).\n"
+               "The export is built in a temp dir beside --out, verified, then renamed into place;\n"
+               "an existing --out is replaced only with --force. Exit: 0 ok, 2 refused input, 1 failure.\n");
 }
 
 /* Splits "DIR[:WEIGHT]"; the weight is taken only when the text after the last

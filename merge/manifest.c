@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "base/err.h"
-#include "jsonw.h"
 #include "base/sha256.h"
+#include "jsonw.h"
 
 /* Grows the list by one record. */
 static mg_filerec *grow(mg_filelist *l)

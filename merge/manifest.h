@@ -27,8 +27,8 @@ typedef struct mg_filelist {
 
 /* How a long hash reports progress and stops early (all fields may be NULL). */
 typedef struct mg_hashing {
-    const volatile int *cancel;                 /* nonzero: stop with MS_ERR_CANCELLED */
-    void (*tick)(void *user, uint64_t bytes);   /* called after each block read */
+    const volatile int *cancel;               /* nonzero: stop with MS_ERR_CANCELLED */
+    void (*tick)(void *user, uint64_t bytes); /* called after each block read */
     void *user;
 } mg_hashing;
 
@@ -41,9 +41,9 @@ void mg_filelist_sort(mg_filelist *l);
 void mg_filelist_free(mg_filelist *l);
 
 typedef struct mg_manifest_adapter {
-    const char *name;      /* directory basename */
+    const char *name; /* directory basename */
     double weight;
-    const cJSON *config;   /* adapter_config.json as parsed */
+    const cJSON *config; /* adapter_config.json as parsed */
     const mg_filelist *files;
     size_t tensors_used;
     size_t tensors_changed;
@@ -55,7 +55,7 @@ typedef struct mg_manifest {
     const mg_filelist *base_files;
     const mg_manifest_adapter *adapters;
     int n_adapters;
-    const char *dtype;     /* "bfloat16" ... */
+    const char *dtype; /* "bfloat16" ... */
     int tie_word_embeddings, untied;
     int n_shards;
     uint64_t total_size, total_parameters;

@@ -7,12 +7,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "medserve.h"
 #include "io/st.h"
+#include "medserve.h"
 
 #define MG_TOOL_NAME "lora-merge"
 #define MG_MAX_ADAPTERS 16
-#define MG_MAX_RANK 65536             /* r above this is refused */
+#define MG_MAX_RANK 65536              /* r above this is refused */
 #define MG_MAX_CONFIG_BYTES (1u << 20) /* adapter_config.json, config.json */
 #define MG_MAX_TEXT_FILE (64ull << 20) /* tokenizer.json etc. copied to out/ */
 #define MG_DEFAULT_SHARD 5000000000ull /* "5GB", decimal as huggingface_hub */
@@ -61,10 +61,10 @@ typedef struct mg_opts {
 } mg_opts;
 
 typedef struct mg_result {
-    int n_files;               /* files written to out_dir, manifest included */
-    uint64_t bytes_written;    /* all output files */
+    int n_files;            /* files written to out_dir, manifest included */
+    uint64_t bytes_written; /* all output files */
     size_t tensors_written, tensors_changed;
-    int untied;                /* lm_head written separately from the embedding */
+    int untied; /* lm_head written separately from the embedding */
     char manifest_sha256[65];
     /* seconds spent: hashing inputs, computing + writing tensors, fsync of
      * the weights files, re-reading and verifying, total */

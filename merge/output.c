@@ -10,14 +10,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "apply.h"
 #include "base/err.h"
 #include "base/json.h"
-#include "run.h"
-#include "apply.h"
-#include "fhash.h"
-#include "jsonw.h"
 #include "base/sha256.h"
+#include "fhash.h"
 #include "io/st_shard.h"
+#include "jsonw.h"
+#include "run.h"
 
 typedef struct sink_ctx {
     run *R;
@@ -144,10 +144,8 @@ ms_status rn_write_index(run *R, ms_error *err)
 /* Sets obj[key] to item, in place if present, else appended. */
 static void set_item(cJSON *obj, const char *key, cJSON *item)
 {
-    if (json_get(obj, key))
-        cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
-    else
-        cJSON_AddItemToObject(obj, key, item);
+    if (json_get(obj, key)) cJSON_ReplaceItemInObjectCaseSensitive(obj, key, item);
+    else cJSON_AddItemToObject(obj, key, item);
 }
 
 /* Writes the patched config.json and generation_config.json. */
@@ -188,7 +186,9 @@ ms_status rn_write_configs(run *R, ms_error *err)
     }
     if (patch) {
         set_item(g, "do_sample", cJSON_CreateTrue());
-        mg_logf(&R->o->log, MG_LOG_INFO, "generation_config.json: sampling parameters are set, so do_sample is set to true (as LLaMA-Factory does)");
+        mg_logf(
+            &R->o->log, MG_LOG_INFO,
+            "generation_config.json: sampling parameters are set, so do_sample is set to true (as LLaMA-Factory does)");
         char *gt = mg_json_pretty(g);
         cJSON_Delete(g);
         if (!gt) return ms_seterr(err, MS_ERR_NOMEM, "config: out of memory");
@@ -214,7 +214,9 @@ ms_status rn_copy_tokenizer(run *R, ms_error *err)
         if (st) return st;
     }
     if (!have_tok)
-        mg_logf(&R->o->log, MG_LOG_WARN, "base has no tokenizer.json: the export holds weights and configs only, and medserve needs a tokenizer to serve it");
+        mg_logf(
+            &R->o->log, MG_LOG_WARN,
+            "base has no tokenizer.json: the export holds weights and configs only, and medserve needs a tokenizer to serve it");
     return MS_OK;
 }
 
@@ -265,4 +267,3 @@ ms_status rn_write_manifest(run *R, mg_result *res, ms_error *err)
     free(text);
     return st;
 }
-

@@ -136,12 +136,14 @@ static ms_status bind_base(const st_set *base, mg_plan *p, int tied, int64_t bas
         if (!t)
             return ms_seterr(err, MS_ERR_FORMAT, "base: tensor \"%s\" is missing (config.json describes it)", src_name);
         if (!shape_is(t, rows0, o->ndim == 2 ? o->shape[1] : 0))
-            return ms_seterr(err, MS_ERR_FORMAT, "base %s: tensor \"%s\" has shape %s; config.json implies [%lld%s%lld]",
+            return ms_seterr(err, MS_ERR_FORMAT,
+                             "base %s: tensor \"%s\" has shape %s; config.json implies [%lld%s%lld]",
                              t->path ? t->path : "", src_name, shape_str(t, sb, sizeof sb), (long long)rows0,
                              o->ndim == 2 ? ", " : "", o->ndim == 2 ? (long long)o->shape[1] : 0LL);
         o->src_rows = o->ndim == 2 ? (uint64_t)rows0 : 1;
         if (t->dtype != ST_BF16 && t->dtype != ST_F16 && t->dtype != ST_F32)
-            return ms_seterr(err, MS_ERR_UNSUPPORTED, "base %s: tensor \"%s\" has dtype %s; only BF16, F16 and F32 bases can be merged",
+            return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                             "base %s: tensor \"%s\" has dtype %s; only BF16, F16 and F32 bases can be merged",
                              t->path ? t->path : "", src_name, st_dtype_name(t->dtype));
         o->src = t;
     }
@@ -175,8 +177,8 @@ static mg_op *op_for(mg_otensor *o, int a)
 }
 
 /* Checks the LoRA rank of a module against adapter_config (r / rank_pattern). */
-static ms_status check_rank(const mg_adapter *ad, const char *path, const char *module, int r_w, int *r,
-                            float *scale, ms_error *err)
+static ms_status check_rank(const mg_adapter *ad, const char *path, const char *module, int r_w, int *r, float *scale,
+                            ms_error *err)
 {
     int r_cfg;
     double alpha;
@@ -199,11 +201,11 @@ static ms_status check_rank(const mg_adapter *ad, const char *path, const char *
 typedef struct binding {
     const mg_adapter *ad;
     const mg_amod *m;
-    const char *path;          /* the adapter's weights file, for errors */
-    const mg_otensor *o;       /* the output tensor the module changes */
-    int kind;                  /* K_* of o */
-    mg_op *op;                 /* the adapter's op on o, filled by the phases */
-    size_t *used;              /* adapter tensors bound so far */
+    const char *path;    /* the adapter's weights file, for errors */
+    const mg_otensor *o; /* the output tensor the module changes */
+    int kind;            /* K_* of o */
+    mg_op *op;           /* the adapter's op on o, filled by the phases */
+    size_t *used;        /* adapter tensors bound so far */
 } binding;
 
 /* Phase 1, the full replacement. A modules_to_save copy wins; PEFT saves the
@@ -231,8 +233,8 @@ static ms_status bind_replacement(const binding *b, ms_error *err)
                          m->key[MG_SLOT_ORIG]);
     if (orig) {
         if (orig->ndim != mts->ndim || memcmp(orig->shape, mts->shape, sizeof orig->shape))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, unlike its modules_to_save copy", path,
-                             orig->name, shape_str(orig, sb, sizeof sb));
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s, unlike its modules_to_save copy",
+                             path, orig->name, shape_str(orig, sb, sizeof sb));
         (*b->used)++;
     }
     if ((mts || full) && T[MG_SLOT_BASE])
@@ -241,11 +243,10 @@ static ms_status bind_replacement(const binding *b, ms_error *err)
     const st_tensor *rep = mts ? mts : full ? full : T[MG_SLOT_BASE];
     if (rep) {
         if (!shape_is(rep, o->shape[0], o->ndim == 2 ? o->shape[1] : 0))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s but the export's \"%s\" is [%lld, %lld]%s",
-                             path, rep->name, shape_str(rep, sb, sizeof sb), o->name, (long long)o->shape[0],
-                             (long long)o->shape[1],
-                             (b->kind == K_EMBED || b->kind == K_HEAD) ? " (adapters disagree about the vocabulary size)"
-                                                                       : "");
+            return ms_seterr(
+                err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s but the export's \"%s\" is [%lld, %lld]%s", path,
+                rep->name, shape_str(rep, sb, sizeof sb), o->name, (long long)o->shape[0], (long long)o->shape[1],
+                (b->kind == K_EMBED || b->kind == K_HEAD) ? " (adapters disagree about the vocabulary size)" : "");
         b->op->replace = rep;
         (*b->used)++;
     }
@@ -264,9 +265,10 @@ static ms_status check_delta_kinds(const binding *b, int has_lin, int has_emb, m
         return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has both Linear and Embedding LoRA weights", path,
                          m->module);
     if ((has_lin || has_emb) && (T[MG_SLOT_FULL] || T[MG_SLOT_MTS]))
-        return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: module \"%s\" has LoRA weights and a modules_to_save weight \"%s\"; PEFT never saves both",
-                         path, m->module, T[MG_SLOT_MTS] ? m->key[MG_SLOT_MTS] : m->key[MG_SLOT_FULL]);
+        return ms_seterr(
+            err, MS_ERR_FORMAT,
+            "%s: module \"%s\" has LoRA weights and a modules_to_save weight \"%s\"; PEFT never saves both", path,
+            m->module, T[MG_SLOT_MTS] ? m->key[MG_SLOT_MTS] : m->key[MG_SLOT_FULL]);
     if (T[MG_SLOT_MAG] && !has_lin)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\": a DoRA magnitude without lora_A/lora_B weights", path,
                          m->key[MG_SLOT_MAG]);
@@ -288,8 +290,9 @@ static ms_status bind_linear_lora(const binding *b, ms_error *err)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has \"%s\" but no %s", path, m->module,
                          A ? m->key[MG_SLOT_A] : m->key[MG_SLOT_B], A ? "lora_B.weight" : "lora_A.weight");
     if (b->kind != K_LINEAR && b->kind != K_HEAD)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: module \"%s\" has Linear LoRA weights but \"%s\" is not a Linear weight",
-                         path, m->module, o->name);
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: module \"%s\" has Linear LoRA weights but \"%s\" is not a Linear weight", path, m->module,
+                         o->name);
     if (A->ndim != 2 || B->ndim != 2 || A->shape[0] != B->shape[1] || A->shape[1] != o->shape[1] ||
         B->shape[0] != o->shape[0] || A->shape[0] < 1)
         return ms_seterr(err, MS_ERR_FORMAT,
@@ -315,8 +318,8 @@ static ms_status bind_linear_lora(const binding *b, ms_error *err)
             return ms_seterr(err, MS_ERR_FORMAT, "%s: use_dora is true but module \"%s\" has no lora_magnitude_vector",
                              path, m->module);
         if (!shape_is(mag, o->shape[0], 0))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; DoRA needs [%lld]", path,
-                             mag->name, shape_str(mag, sb, sizeof sb), (long long)o->shape[0]);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; DoRA needs [%lld]", path, mag->name,
+                             shape_str(mag, sb, sizeof sb), (long long)o->shape[0]);
         b->op->mag = mag;
         b->op->delta = MG_DELTA_DORA;
         (*b->used)++;
@@ -383,18 +386,22 @@ static ms_status bind_tokens(mg_plan *p, const binding *b, int a, int tied_at_st
     size_t n_idx;
     const int64_t *idx = mg_acfg_token_indices(b->ad->cfg, &n_idx);
     if (b->kind != K_EMBED)
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: trainable tokens on \"%s\" are not supported (embed_tokens only)",
-                         path, m->module);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s: trainable tokens on \"%s\" are not supported (embed_tokens only)", path, m->module);
     if (!n_idx)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" holds token rows but adapter_config.json has no "
-                         "trainable_token_indices", path, tk->name);
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: tensor \"%s\" holds token rows but adapter_config.json has no "
+                         "trainable_token_indices",
+                         path, tk->name);
     if (!shape_is(tk, (int64_t)n_idx, o->shape[1]))
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%s\" has shape %s; %zu trainable_token_indices need [%zu, %lld]",
-                         path, tk->name, shape_str(tk, sb, sizeof sb), n_idx, n_idx, (long long)o->shape[1]);
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: tensor \"%s\" has shape %s; %zu trainable_token_indices need [%zu, %lld]", path, tk->name,
+                         shape_str(tk, sb, sizeof sb), n_idx, n_idx, (long long)o->shape[1]);
     for (size_t i = 0; i < n_idx; i++) {
         if (idx[i] >= o->shape[0])
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: trainable_token_indices[%zu] = %lld is not below the vocabulary size %lld",
-                             path, i, (long long)idx[i], (long long)o->shape[0]);
+            return ms_seterr(err, MS_ERR_FORMAT,
+                             "%s: trainable_token_indices[%zu] = %lld is not below the vocabulary size %lld", path, i,
+                             (long long)idx[i], (long long)o->shape[0]);
         for (size_t j = 0; j < i; j++)
             if (idx[j] == idx[i])
                 return ms_seterr(err, MS_ERR_FORMAT, "%s: trainable_token_indices lists %lld twice", path,
@@ -512,7 +519,9 @@ static int64_t full_rows(const mg_akeys *k, const char *module, int64_t H)
 {
     const mg_amod *m = mg_akeys_find(k, module);
     if (!m) return 0;
-    const st_tensor *t = m->t[MG_SLOT_MTS] ? m->t[MG_SLOT_MTS] : m->t[MG_SLOT_FULL] ? m->t[MG_SLOT_FULL] : m->t[MG_SLOT_BASE];
+    const st_tensor *t = m->t[MG_SLOT_MTS]    ? m->t[MG_SLOT_MTS]
+                         : m->t[MG_SLOT_FULL] ? m->t[MG_SLOT_FULL]
+                                              : m->t[MG_SLOT_BASE];
     return t && t->ndim == 2 && t->shape[1] == H ? t->shape[0] : 0;
 }
 
@@ -527,11 +536,13 @@ static ms_status find_resize(const qwen3_config *cfg, const mg_adapter *ad, int 
         for (int k = 0; k < 2; k++) {
             int64_t v = full_rows(ad[a].keys, mods[k], cfg->hidden_size);
             if (!v || v == cfg->vocab_size) continue;
-            if (v > 0x7fffffff) return ms_seterr(err, MS_ERR_FORMAT, "%s: vocabulary of %lld rows", ad[a].dir, (long long)v);
+            if (v > 0x7fffffff)
+                return ms_seterr(err, MS_ERR_FORMAT, "%s: vocabulary of %lld rows", ad[a].dir, (long long)v);
             if (p->resized_by >= 0 && v != p->vocab_out)
-                return ms_seterr(err, MS_ERR_FORMAT,
-                                 "%s: full %s weights have %lld rows but an earlier adapter resized the vocabulary to %d",
-                                 ad[a].dir, mods[k], (long long)v, p->vocab_out);
+                return ms_seterr(
+                    err, MS_ERR_FORMAT,
+                    "%s: full %s weights have %lld rows but an earlier adapter resized the vocabulary to %d", ad[a].dir,
+                    mods[k], (long long)v, p->vocab_out);
             if (p->resized_by < 0) {
                 p->vocab_out = (int)v;
                 p->resized_by = a;
@@ -558,8 +569,8 @@ static ms_status check_resize_ops(const mg_plan *p, const mg_adapter *ad, ms_err
 
 /* Builds the whole plan: checks the config, binds every adapter module to its
  * base tensor (bind_module), then assigns output tensors to shards. */
-ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_adapter *ad, int n_ad,
-                        st_dtype out_dtype, uint64_t max_shard_bytes, mg_plan *p, const mg_log *lg, ms_error *err)
+ms_status mg_plan_build(const qwen3_config *cfg, const st_set *base, const mg_adapter *ad, int n_ad, st_dtype out_dtype,
+                        uint64_t max_shard_bytes, mg_plan *p, const mg_log *lg, ms_error *err)
 {
     memset(p, 0, sizeof *p);
     ms_status st = MS_OK;

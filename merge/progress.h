@@ -10,9 +10,9 @@
 
 typedef struct mg_bar {
     FILE *f;
-    int enabled;      /* f is a TTY */
-    double t0, last;  /* seconds */
-    double phase_t0;  /* when the current phase started (for rate and ETA) */
+    int enabled;     /* f is a TTY */
+    double t0, last; /* seconds */
+    double phase_t0; /* when the current phase started (for rate and ETA) */
     char phase[32];
     int drawn;
 } mg_bar;

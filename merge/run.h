@@ -13,13 +13,13 @@
 
 #include "acfg.h"
 #include "akeys.h"
-#include "model/config.h"
+#include "fsio.h"
+#include "io/st.h"
 #include "kernel.h"
 #include "manifest.h"
-#include "fsio.h"
 #include "mg.h"
+#include "model/config.h"
 #include "plan.h"
-#include "io/st.h"
 
 #define MG_PATH 4096
 #define MG_MAX_NOTES 8
@@ -52,15 +52,15 @@ typedef struct run {
     int n_ad;
     mg_plan plan;
     const mg_kernels *k;
-    uint64_t *sums;        /* per output tensor: checksum of the bytes written */
+    uint64_t *sums; /* per output tensor: checksum of the bytes written */
     size_t *tensor_changed;
     mg_filelist base_files, out_files;
     const char *notes[MG_MAX_NOTES];
     size_t n_notes;
     mg_progress prog;
-    mg_hashing hashing;        /* output hashing (main thread) */
-    mg_hashing in_hashing;     /* input hashing (background thread) */
-    double t_sync;             /* seconds in st_writer_finish (fsync, rename) */
+    mg_hashing hashing;    /* output hashing (main thread) */
+    mg_hashing in_hashing; /* input hashing (background thread) */
+    double t_sync;         /* seconds in st_writer_finish (fsync, rename) */
     /* The inputs are hashed on a thread while the merge runs (the manifest
      * needs them only at the end). */
     pthread_t hasher;

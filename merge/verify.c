@@ -14,10 +14,10 @@
 
 #include "base/err.h"
 #include "base/json.h"
-#include "run.h"
-#include "fhash.h"
 #include "base/sha256.h"
+#include "fhash.h"
 #include "io/st_shard.h"
+#include "run.h"
 
 /* Compares tensor data addresses (file order). */
 static int cmp_data(const void *a, const void *b)
@@ -86,8 +86,9 @@ static ms_status verify_file(run *R, const st_file *f, ms_error *err)
             if (b > a) mg_fhash_update(&h, buf + (a - pos), (size_t)(b - a));
             if (ts1 > end) break;
             if (mg_fhash_final(&h) != R->sums[idx[ti]]) {
-                st = ms_seterr(err, MS_ERR_IO, "verify %s: the bytes of tensor \"%s\" on disk differ from those written",
-                               path, ts[ti]->name);
+                st =
+                    ms_seterr(err, MS_ERR_IO, "verify %s: the bytes of tensor \"%s\" on disk differ from those written",
+                              path, ts[ti]->name);
                 goto out;
             }
             mg_fhash_init(&h);
@@ -137,7 +138,8 @@ ms_status rn_verify(run *R, ms_error *err)
     rn_progress(R, "verify");
     if ((st = st_set_open(R->tmp, &s, err))) return st;
     if (st_set_count(s) != p->n) {
-        st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: %zu tensors read back, %zu written", R->tmp, st_set_count(s), p->n);
+        st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: %zu tensors read back, %zu written", R->tmp, st_set_count(s),
+                       p->n);
         goto out;
     }
     for (size_t i = 0; i < p->n; i++) {
@@ -152,7 +154,8 @@ ms_status rn_verify(run *R, ms_error *err)
         const char *base = t && t->path ? strrchr(t->path, '/') : NULL;
         if (!t || t->dtype != p->dtype || t->ndim != o->ndim || t->shape[0] != o->shape[0] ||
             (o->ndim == 2 && t->shape[1] != o->shape[1]) || !base || strcmp(base + 1, name)) {
-            st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: tensor \"%s\" does not read back as written", R->tmp, o->name);
+            st = ms_seterr(err, MS_ERR_INTERNAL, "verify %s: tensor \"%s\" does not read back as written", R->tmp,
+                           o->name);
             goto out;
         }
     }
@@ -169,7 +172,8 @@ ms_status rn_verify(run *R, ms_error *err)
     for (size_t i = 0; i < MG_N_COPY_FILES; i++) {
         char pth[MG_PATH * 2];
         rn_path_join(pth, sizeof pth, R->tmp, mg_copy_files[i]);
-        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, mg_copy_files[i], &R->hashing, err))) goto out;
+        if (mg_exists(pth) && (st = mg_filelist_add(&R->out_files, R->tmp, mg_copy_files[i], &R->hashing, err)))
+            goto out;
     }
     mg_filelist_sort(&R->out_files);
     /* The written config must load. */
@@ -185,4 +189,3 @@ out:
     st_set_close(s);
     return st;
 }
-

@@ -41,59 +41,54 @@ static void wipe(void *p, size_t n)
 /* 1 if c may appear in a key id. */
 static int id_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
 }
 
 /* 1 if c may appear in a key (printable ASCII without space). */
-static int key_char(char c) { return c > 0x20 && c < 0x7f; }
+static int key_char(char c)
+{
+    return c > 0x20 && c < 0x7f;
+}
 
 /* Parses one line "id:key" into a->keys[a->n]. */
-static ms_status add_line(auth *a, const char *line, size_t len, const char *what, int lineno,
-                          ms_error *err)
+static ms_status add_line(auth *a, const char *line, size_t len, const char *what, int lineno, ms_error *err)
 {
     const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: expected 'id:key'", what, lineno);
+    if (!colon) return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: expected 'id:key'", what, lineno);
     size_t il = (size_t)(colon - line), kl = len - il - 1;
     const char *key = colon + 1;
     if (il == 0 || il > AUTH_MAX_ID_LEN)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: key id must have 1..%d characters",
-                         what, lineno, AUTH_MAX_ID_LEN);
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: key id must have 1..%d characters", what, lineno,
+                         AUTH_MAX_ID_LEN);
     for (size_t i = 0; i < il; i++)
         if (!id_char(line[i]))
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: line %d: key id may only use letters, digits, '-', '_', '.'",
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: key id may only use letters, digits, '-', '_', '.'",
                              what, lineno);
     if (kl < AUTH_MIN_KEY_LEN || kl > AUTH_MAX_KEY_LEN)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: key must have %d..%d characters", what,
-                         lineno, AUTH_MIN_KEY_LEN, AUTH_MAX_KEY_LEN);
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: key must have %d..%d characters", what, lineno,
+                         AUTH_MIN_KEY_LEN, AUTH_MAX_KEY_LEN);
     for (size_t i = 0; i < kl; i++)
         if (!key_char(key[i]))
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: line %d: key must be printable ASCII without spaces", what,
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: key must be printable ASCII without spaces", what,
                              lineno);
-    if (a->n >= AUTH_MAX_KEYS)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: more than %d keys", what, AUTH_MAX_KEYS);
+    if (a->n >= AUTH_MAX_KEYS) return ms_seterr(err, MS_ERR_FORMAT, "%s: more than %d keys", what, AUTH_MAX_KEYS);
     for (int i = 0; i < a->n; i++)
         if (strlen(a->keys[i].id) == il && !memcmp(a->keys[i].id, line, il))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: duplicate key id '%.*s'", what,
-                             lineno, (int)il, line);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: duplicate key id '%.*s'", what, lineno, (int)il, line);
     auth_key *k = &a->keys[a->n];
     memcpy(k->id, line, il);
     k->id[il] = 0;
     sha256(key, kl, k->digest);
     for (int i = 0; i < a->n; i++)
         if (!auth_ct_diff(a->keys[i].digest, k->digest, 32))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: the same key as id '%s'", what,
-                             lineno, a->keys[i].id);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: line %d: the same key as id '%s'", what, lineno, a->keys[i].id);
     a->n++;
     return MS_OK;
 }
 
 /* Parses lines "id:key" (blank lines and # comments skipped) into digests. */
-ms_status auth_from_text(const char *text, size_t len, const char *what, auth **out,
-                         ms_error *err)
+ms_status auth_from_text(const char *text, size_t len, const char *what, auth **out, ms_error *err)
 {
     *out = NULL;
     auth *a = calloc(1, sizeof *a);
@@ -143,9 +138,8 @@ ms_status auth_load(const char *path, auth **out, ms_error *err)
     }
     if (st.st_mode & 077) {
         close(fd);
-        return ms_seterr(err, MS_ERR_INVALID,
-                         "%s: mode %03o lets others read or write the keys; run chmod 600 %s", path,
-                         (unsigned)(st.st_mode & 0777), path);
+        return ms_seterr(err, MS_ERR_INVALID, "%s: mode %03o lets others read or write the keys; run chmod 600 %s",
+                         path, (unsigned)(st.st_mode & 0777), path);
     }
     if (st.st_size > (off_t)AUTH_MAX_FILE) {
         close(fd);
@@ -164,8 +158,8 @@ ms_status auth_load(const char *path, auth **out, ms_error *err)
         got += (size_t)r;
     }
     close(fd);
-    ms_status s = got == len ? auth_from_text(buf, len, path, out, err)
-                             : ms_seterr(err, MS_ERR_IO, "%s: short read", path);
+    ms_status s =
+        got == len ? auth_from_text(buf, len, path, out, err) : ms_seterr(err, MS_ERR_IO, "%s: short read", path);
     wipe(buf, len);
     free(buf);
     return s;
@@ -180,7 +174,10 @@ void auth_free(auth *a)
     free(a);
 }
 
-int auth_count(const auth *a) { return a ? a->n : 0; }
+int auth_count(const auth *a)
+{
+    return a ? a->n : 0;
+}
 
 /* Hashes the presented key once and compares it with every stored digest. */
 int auth_check(const auth *a, const char *v, const char **id)

@@ -23,8 +23,7 @@ typedef struct auth auth;
  * keys, duplicate ids and an empty file, naming the line. */
 ms_status auth_load(const char *path, auth **out, ms_error *err);
 /* Builds a key set from memory (same rules; for tests). */
-ms_status auth_from_text(const char *text, size_t len, const char *what, auth **out,
-                         ms_error *err);
+ms_status auth_from_text(const char *text, size_t len, const char *what, auth **out, ms_error *err);
 void auth_free(auth *a);
 int auth_count(const auth *a);
 

@@ -11,34 +11,34 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "base/strbuf.h"
 #include "gen.h"
 #include "oai_resp.h"
 #include "rsplit.h"
-#include "base/strbuf.h"
 
 typedef struct choice {
-    int prompt;               /* index into spec->prompts */
+    int prompt; /* index into spec->prompts */
     int finished;
     ms_finish finish;
     size_t n_generated;
-    rsplit *sp;               /* chat only */
-    strbuf content, reasoning;/* non-stream: all of it; stream: this event's delta */
-    strbuf all;               /* --log-text: everything generated */
-    cJSON *lp;                /* chat: [entries]; completions: {tokens,...}; NULL if off */
-    size_t text_off;          /* completions: bytes of text so far (text_offset) */
+    rsplit *sp;                /* chat only */
+    strbuf content, reasoning; /* non-stream: all of it; stream: this event's delta */
+    strbuf all;                /* --log-text: everything generated */
+    cJSON *lp;                 /* chat: [entries]; completions: {tokens,...}; NULL if off */
+    size_t text_off;           /* completions: bytes of text so far (text_offset) */
     double t_last;
 } choice;
 
 typedef enum gen_end {
     GEN_RUNNING = 0,
-    GEN_DONE,      /* every choice finished */
-    GEN_FAILED,    /* err is set */
-    GEN_HANGUP,    /* the client left */
+    GEN_DONE,   /* every choice finished */
+    GEN_FAILED, /* err is set */
+    GEN_HANGUP, /* the client left */
 } gen_end;
 
 typedef struct gen {
     server *S;
-    http_req *r;              /* NULL once the stream is handed to MHD's cleanup */
+    http_req *r; /* NULL once the stream is handed to MHD's cleanup */
     reqinfo *info;
     const gen_spec *spec;
     int chat, stream, include_usage, logprobs, top_logprobs;
@@ -46,7 +46,7 @@ typedef struct gen {
     choice *ch;
     int n_ch, n_done;
     double deadline, t_start;
-    double idle_s;            /* longest silence on a stream: keep-alive after it */
+    double idle_s; /* longest silence on a stream: keep-alive after it */
     int fd;
     int first_token;
     char id[48];
@@ -56,7 +56,7 @@ typedef struct gen {
     /* stream only */
     strbuf out;
     size_t out_pos;
-    int tail_sent;            /* [DONE] or the error event is in out */
+    int tail_sent; /* [DONE] or the error event is in out */
     uint64_t prompt_tokens;
 } gen;
 
@@ -93,8 +93,7 @@ static char *token_text(gen *g, int32_t id)
  * and those of its top alternatives. */
 static void lp_add(gen *g, choice *c, const job_event *e)
 {
-    _Static_assert(OAI_MAX_COMPLETION_LOGPROBS <= MS_MAX_TOP_LOGPROBS,
-                   "top alternatives must fit in top[]");
+    _Static_assert(OAI_MAX_COMPLETION_LOGPROBS <= MS_MAX_TOP_LOGPROBS, "top alternatives must fit in top[]");
     if (!c->lp && !(c->lp = oai_logprobs_new(g->chat))) return;
     char *tok = token_text(g, e->token);
     if (!tok) return;
@@ -121,8 +120,7 @@ static void finish_info(gen *g)
         gen_tokens += c->n_generated;
         if (c->sp) reasoning += rsplit_reasoning_tokens(c->sp);
         const char *f = c->finished ? oai_finish_name(c->finish) : NULL;
-        int k = snprintf(in->finish + fl, sizeof in->finish - fl, "%s%s", i ? "," : "",
-                         f ? f : "none");
+        int k = snprintf(in->finish + fl, sizeof in->finish - fl, "%s%s", i ? "," : "", f ? f : "none");
         if (k > 0 && fl + (size_t)k < sizeof in->finish) fl += (size_t)k;
     }
     in->prompt_tokens = g->prompt_tokens;
@@ -142,8 +140,7 @@ static void finish_info(gen *g)
 }
 
 /* Marks g failed with an error in OpenAI's shape. */
-static void fail(gen *g, int http, const char *type, const char *code, const char *msg,
-                 const char *outcome)
+static void fail(gen *g, int http, const char *type, const char *code, const char *msg, const char *outcome)
 {
     g->end = GEN_FAILED;
     g->outcome = outcome;
@@ -171,10 +168,8 @@ static void on_event(gen *g, const job_event *e)
         sb_reset(&c->content);
         sb_reset(&c->reasoning);
     }
-    if (g->chat)
-        rsplit_feed(c->sp, e->token, e->text, e->text_len, &c->reasoning, &c->content);
-    else
-        sb_append(&c->content, e->text, e->text_len);
+    if (g->chat) rsplit_feed(c->sp, e->token, e->text, e->text_len, &c->reasoning, &c->content);
+    else sb_append(&c->content, e->text, e->text_len);
     c->text_off += e->text_len;
     if (g->S->cfg.log_text) sb_append(&c->all, e->text, e->text_len);
     if (e->finish == MS_FINISH_NONE) return;
@@ -213,12 +208,10 @@ static int step(gen *g, int *choice_out)
         on_event(g, e);
         job_event_free(e);
         return 0;
-    case JOB_IDLE:
-        return 1;
+    case JOB_IDLE: return 1;
     case JOB_TIMEOUT: {
         char msg[128];
-        snprintf(msg, sizeof msg, "the request exceeded the server's --timeout of %g s",
-                 g->S->cfg.timeout_s);
+        snprintf(msg, sizeof msg, "the request exceeded the server's --timeout of %g s", g->S->cfg.timeout_s);
         fail(g, 504, "server_error", "timeout", msg, "timeout");
         break;
     }
@@ -226,9 +219,7 @@ static int step(gen *g, int *choice_out)
         g->end = GEN_HANGUP;
         g->outcome = "client_closed";
         break;
-    case JOB_ABORT:
-        fail(g, 503, "server_error", "shutting_down", job_abort_reason(g->j), "aborted");
-        break;
+    case JOB_ABORT: fail(g, 503, "server_error", "shutting_down", job_abort_reason(g->j), "aborted"); break;
     }
     job_cancel(g->j);
     return 0;
@@ -268,13 +259,11 @@ static cJSON *build_response(gen *g)
             text = t.p ? t.p : "";
         }
         const char *f = oai_finish_name(c->finish);
-        oai_choice oc = {i, NULL, c->reasoning.n ? c->reasoning.p : NULL, text, take_lp(c),
-                         f ? f : "stop"};
+        oai_choice oc = {i, NULL, c->reasoning.n ? c->reasoning.p : NULL, text, take_lp(c), f ? f : "stop"};
         oai_add_choice(o, &h, &oc);
         sb_free(&t);
     }
-    oai_add_usage(o, oai_usage(g->prompt_tokens, g->info->completion_tokens,
-                               g->info->reasoning_tokens));
+    oai_add_usage(o, oai_usage(g->prompt_tokens, g->info->completion_tokens, g->info->reasoning_tokens));
     return o;
 }
 
@@ -364,9 +353,7 @@ static void sse_tail(gen *g)
         if (g->include_usage) {
             oai_head h = head_of(g);
             cJSON *o = oai_completion_object(&h);
-            if (o)
-                oai_add_usage(o, oai_usage(g->prompt_tokens, g->info->completion_tokens,
-                                           g->info->reasoning_tokens));
+            if (o) oai_add_usage(o, oai_usage(g->prompt_tokens, g->info->completion_tokens, g->info->reasoning_tokens));
             sse_json(g, o);
         }
         sb_puts(&g->out, "data: [DONE]\n\n");
@@ -378,8 +365,7 @@ static void sse_tail(gen *g)
 static void sse_after_event(gen *g, int i)
 {
     choice *c = &g->ch[i];
-    if (c->content.n || c->reasoning.n || oai_logprobs_count(c->lp, g->chat))
-        sse_chunk(g, i, 0, NULL);
+    if (c->content.n || c->reasoning.n || oai_logprobs_count(c->lp, g->chat)) sse_chunk(g, i, 0, NULL);
     if (c->finished && (c->finish == MS_FINISH_STOP || c->finish == MS_FINISH_LENGTH))
         sse_chunk(g, i, 0, oai_finish_name(c->finish));
 }
@@ -423,7 +409,10 @@ static ssize_t stream_read(void *ctx, char *buf, size_t max)
 }
 
 /* Stream cleanup (MHD calls it once, after the last read). */
-static void stream_free(void *ctx) { gen_free(ctx); }
+static void stream_free(void *ctx)
+{
+    gen_free(ctx);
+}
 
 /* ---- setup ----------------------------------------------------------- */
 
@@ -436,24 +425,21 @@ static int plan_tokens(gen *g, int *max_tokens)
         size_t np = g->spec->prompts[p].n;
         oai_err e;
         if (np == 0) {
-            oai_fail(&e, 400, "invalid_request_error", g->spec->param, "invalid_value",
-                     "the prompt is empty");
+            oai_fail(&e, 400, "invalid_request_error", g->spec->param, "invalid_value", "the prompt is empty");
             oai_reply_error(g->r, &e);
             return -1;
         }
         long long want = og->has_max_tokens ? og->max_tokens : 0;
         if (np >= (size_t)n_ctx || (size_t)want > (size_t)n_ctx - np) {
             if (og->has_max_tokens)
-                oai_fail(&e, 400, "invalid_request_error", g->spec->param,
-                         "context_length_exceeded",
+                oai_fail(&e, 400, "invalid_request_error", g->spec->param, "context_length_exceeded",
                          "This model's maximum context length is %d tokens. However, you "
                          "requested %lld tokens (%zu in the %s, %lld in the completion). Please "
                          "reduce the length of the %s or completion.",
                          n_ctx, (long long)np + want, np, g->chat ? "messages" : "prompt", want,
                          g->chat ? "messages" : "prompt");
             else
-                oai_fail(&e, 400, "invalid_request_error", g->spec->param,
-                         "context_length_exceeded",
+                oai_fail(&e, 400, "invalid_request_error", g->spec->param, "context_length_exceeded",
                          "This model's maximum context length is %d tokens. However, your %s "
                          "resulted in %zu tokens, which leaves no room for a completion.",
                          n_ctx, g->chat ? "messages" : "prompt", np);
@@ -462,8 +448,7 @@ static int plan_tokens(gen *g, int *max_tokens)
         }
         if (!og->has_max_tokens) {
             want = (long long)n_ctx - (long long)np;
-            if (g->S->svc->max_new_tokens > 0 && want > g->S->svc->max_new_tokens)
-                want = g->S->svc->max_new_tokens;
+            if (g->S->svc->max_new_tokens > 0 && want > g->S->svc->max_new_tokens) want = g->S->svc->max_new_tokens;
         }
         max_tokens[p] = (int)want;
     }
@@ -515,8 +500,7 @@ static int submit_all(gen *g, const int *max_tokens, uint64_t base_seed)
             oai_err e;
             oai_err_from_status(&e, st, err.message);
             if (st == MS_ERR_BUSY)
-                snprintf(e.message, sizeof e.message,
-                         "the server is busy (queue full); retry after a moment");
+                snprintf(e.message, sizeof e.message, "the server is busy (queue full); retry after a moment");
             g->outcome = "rejected";
             oai_reply_error(g->r, &e);
             return -1;
@@ -582,8 +566,7 @@ void gen_run(server *S, http_req *r, reqinfo *info, const gen_spec *spec)
         }
     }
     ms_error err;
-    if (g->out.oom || plan_tokens(g, max_tokens) ||
-        !(g->j = job_create(S->svc, S->jobs, n_ch, &err)) ||
+    if (g->out.oom || plan_tokens(g, max_tokens) || !(g->j = job_create(S->svc, S->jobs, n_ch, &err)) ||
         submit_all(g, max_tokens, seed)) {
         if (!http_replied(r)) {
             oai_err e;

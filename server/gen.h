@@ -16,18 +16,18 @@
 #include "server.h"
 
 typedef struct gen_prompt {
-    int32_t *ids;          /* owned by the caller */
+    int32_t *ids; /* owned by the caller */
     size_t n;
-    const char *echo;      /* completions with echo: the prompt text, else NULL */
+    const char *echo; /* completions with echo: the prompt text, else NULL */
     size_t echo_len;
 } gen_prompt;
 
 typedef struct gen_spec {
-    int chat;              /* 1: chat.completion(.chunk), 0: text_completion */
+    int chat; /* 1: chat.completion(.chunk), 0: text_completion */
     const oai_gen *g;
     const gen_prompt *prompts;
     size_t n_prompts;
-    const char *param;     /* name of the prompt param for context errors */
+    const char *param; /* name of the prompt param for context errors */
 } gen_spec;
 
 /* Replies to r (or cuts the connection if the client left) and fills info. */

@@ -21,7 +21,7 @@
 #include "http.h"
 
 #define HTTP_MAX_REPLY_HEADERS 8
-#define HTTP_DISCARD_FACTOR 8   /* close after discarding this many times max_body */
+#define HTTP_DISCARD_FACTOR 8 /* close after discarding this many times max_body */
 #define HTTP_STREAM_BLOCK (16u << 10)
 
 struct http_server {
@@ -39,7 +39,7 @@ struct http_req {
     char *body;
     size_t body_len, body_cap, discarded;
     http_flag flag;
-    int in_headers;     /* on_headers is running: a reply now skips the body */
+    int in_headers; /* on_headers is running: a reply now skips the body */
     int replied, status;
     double t_start;
     void *user;
@@ -51,8 +51,7 @@ struct http_req {
 /* The T4 defaults of docs/threats.md. */
 http_limits http_limits_default(void)
 {
-    http_limits l = {HTTP_DEFAULT_MAX_BODY, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,
-                     HTTP_DEFAULT_IDLE_S};
+    http_limits l = {HTTP_DEFAULT_MAX_BODY, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP, HTTP_DEFAULT_IDLE_S};
     return l;
 }
 
@@ -81,16 +80,13 @@ static void req_free(http_req *r)
 static void set_peer(http_req *r)
 {
     strcpy(r->peer, "?");
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr) return;
     const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->peer,
-                  sizeof r->peer);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, r->peer, sizeof r->peer);
     else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->peer,
-                  sizeof r->peer);
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, r->peer, sizeof r->peer);
 }
 
 /* Parses a Content-Length value strictly (digits only); -1 if malformed. */
@@ -122,8 +118,7 @@ static void check_headers(http_req *r)
     }
     if (n_cl) {
         long long cl = parse_content_length(http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH));
-        if (cl < 0)
-            r->flag = HTTP_FLAG_BAD_FRAMING;
+        if (cl < 0) r->flag = HTTP_FLAG_BAD_FRAMING;
         else if ((unsigned long long)cl / HTTP_DISCARD_FACTOR > r->srv->lim.max_body)
             r->flag = HTTP_FLAG_TOO_LARGE; /* refuse now, unread: the connection closes */
         /* a body a little over the cap is read and discarded (take_body), so the
@@ -161,9 +156,8 @@ static int take_body(http_req *r, const char *data, size_t n)
 
 /* MHD access handler: builds the request, runs on_headers, collects the body,
  * runs on_request. */
-static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version, const char *upload,
-                                 size_t *upload_size, void **con_cls)
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                 const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
     http_server *s = cls;
     (void)version;
@@ -203,8 +197,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 }
 
 /* MHD completion notice: reports to on_done and frees the request. */
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
     http_server *s = cls;
     (void)conn;
@@ -223,12 +216,11 @@ static void queue(http_req *r, int status, struct MHD_Response *resp, const char
         return;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-    for (int i = 0; i < r->n_hdr; i++)
-        MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
+    for (int i = 0; i < r->n_hdr; i++) MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
     /* a body left unread (or an ambiguous one) leaves the stream out of step */
     const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (r->flag != HTTP_FLAG_NONE || (r->in_headers && ((cl && strcmp(cl, "0")) ||
-                                                        http_header(r, "Transfer-Encoding"))))
+    if (r->flag != HTTP_FLAG_NONE ||
+        (r->in_headers && ((cl && strcmp(cl, "0")) || http_header(r, "Transfer-Encoding"))))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result q = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
@@ -255,8 +247,7 @@ void http_add_header(http_req *r, const char *name, const char *value)
 void http_reply(http_req *r, int status, const char *content_type, const char *body, size_t len)
 {
     if (r->replied) return;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     queue(r, status, resp, content_type);
 }
 
@@ -286,8 +277,8 @@ static void stream_free(void *cls)
 }
 
 /* Queues a chunked response whose body comes from fn (see http.h). */
-void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn,
-                       void *ctx, void (*free_fn)(void *ctx))
+void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn, void *ctx,
+                       void (*free_fn)(void *ctx))
 {
     stream_glue *g = r->replied ? NULL : malloc(sizeof *g);
     if (!g) {
@@ -298,8 +289,8 @@ void http_reply_stream(http_req *r, int status, const char *content_type, http_s
     g->fn = fn;
     g->ctx = ctx;
     g->free_fn = free_fn;
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, stream_read, g, stream_free);
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, stream_read, g, stream_free);
     if (!resp) {
         stream_free(g);
         r->replied = -1;
@@ -314,15 +305,42 @@ void http_abort(http_req *r)
     if (!r->replied) r->replied = -1;
 }
 
-const char *http_method(const http_req *r) { return r->method; }
-const char *http_path(const http_req *r) { return r->path; }
-http_flag http_flags(const http_req *r) { return r->flag; }
-const char *http_peer(const http_req *r) { return r->peer; }
-double http_t_start(const http_req *r) { return r->t_start; }
-void http_set_user(http_req *r, void *user) { r->user = user; }
-void *http_user(const http_req *r) { return r->user; }
-int http_replied(const http_req *r) { return r->replied != 0; }
-int http_status(const http_req *r) { return r->status; }
+const char *http_method(const http_req *r)
+{
+    return r->method;
+}
+const char *http_path(const http_req *r)
+{
+    return r->path;
+}
+http_flag http_flags(const http_req *r)
+{
+    return r->flag;
+}
+const char *http_peer(const http_req *r)
+{
+    return r->peer;
+}
+double http_t_start(const http_req *r)
+{
+    return r->t_start;
+}
+void http_set_user(http_req *r, void *user)
+{
+    r->user = user;
+}
+void *http_user(const http_req *r)
+{
+    return r->user;
+}
+int http_replied(const http_req *r)
+{
+    return r->replied != 0;
+}
+int http_status(const http_req *r)
+{
+    return r->status;
+}
 
 /* The collected body, "" when there is none. */
 const char *http_body(const http_req *r, size_t *len)
@@ -343,8 +361,7 @@ typedef struct count_ctx {
 } count_ctx;
 
 /* Header iterator: counts fields named c->name (case-insensitive). */
-static enum MHD_Result count_iter(void *cls, enum MHD_ValueKind kind, const char *key,
-                                  const char *value)
+static enum MHD_Result count_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     count_ctx *c = cls;
     (void)kind;
@@ -364,8 +381,7 @@ int http_header_count(const http_req *r, const char *name)
 /* The connection's socket descriptor from MHD. */
 int http_fd(const http_req *r)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     return ci ? ci->connect_fd : -1;
 }
 
@@ -380,8 +396,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Binds host:port and starts MHD with one thread per connection and the limits. */
-http_server *http_start(const char *host, int port, const http_limits *lim,
-                        const http_handlers *h, ms_error *err)
+http_server *http_start(const char *host, int port, const http_limits *lim, const http_handlers *h, ms_error *err)
 {
     if (port < 0 || port > 65535) {
         ms_seterr(err, MS_ERR_INVALID, "--port: %d is not in 0..65535", port);
@@ -399,8 +414,7 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
     memset(&a4, 0, sizeof a4);
     memset(&a6, 0, sizeof a6);
     const struct sockaddr *sa;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL | MHD_USE_ERROR_LOG;
     if (!strcmp(host, "localhost")) host = "127.0.0.1"; /* the one name taken; no resolver */
     if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
         a4.sin_family = AF_INET;
@@ -413,21 +427,17 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
         flags |= MHD_USE_IPv6;
     } else {
         free(s);
-        ms_seterr(err, MS_ERR_INVALID, "--host: '%s' is not a numeric IPv4 or IPv6 address",
-                  host);
+        ms_seterr(err, MS_ERR_INVALID, "--host: '%s' is not a numeric IPv4 or IPv6 address", host);
         return NULL;
     }
-    s->d = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-        lim->max_conns, MHD_OPTION_PER_IP_CONNECTION_LIMIT, lim->max_per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, lim->idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)HTTP_CONN_MEMORY, MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK,
-        MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_END);
+    s->d = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_access, s, MHD_OPTION_SOCK_ADDR, sa,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT, lim->max_conns,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, lim->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT,
+                            lim->idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+                            MHD_OPTION_THREAD_STACK_SIZE, (size_t)HTTP_THREAD_STACK, MHD_OPTION_STRICT_FOR_CLIENT, 1,
+                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!s->d) {
-        ms_seterr(err, MS_ERR_IO, "http: cannot listen on %s:%d (%s)", host, port,
-                  strerror(errno));
+        ms_seterr(err, MS_ERR_IO, "http: cannot listen on %s:%d (%s)", host, port, strerror(errno));
         free(s);
         return NULL;
     }
@@ -436,7 +446,10 @@ http_server *http_start(const char *host, int port, const http_limits *lim,
     return s;
 }
 
-int http_port(const http_server *s) { return s->port; }
+int http_port(const http_server *s)
+{
+    return s->port;
+}
 
 /* Stops MHD (closing connections, joining threads) and frees. */
 void http_stop(http_server *s)

@@ -16,15 +16,15 @@
 #define HTTP_DEFAULT_MAX_CONNS 256
 #define HTTP_DEFAULT_MAX_PER_IP 32
 #define HTTP_DEFAULT_IDLE_S 15
-#define HTTP_CONN_MEMORY (32u << 10)   /* request line + headers + I/O buffers */
+#define HTTP_CONN_MEMORY (32u << 10) /* request line + headers + I/O buffers */
 #define HTTP_THREAD_STACK (1u << 20)
-#define HTTP_MAX_HEADERS 64            /* more fields than this: 431 */
+#define HTTP_MAX_HEADERS 64 /* more fields than this: 431 */
 
 typedef struct http_limits {
-    size_t max_body;        /* bytes; larger bodies get 413 */
-    unsigned max_conns;     /* connections accepted at once */
-    unsigned max_per_ip;    /* connections from one address */
-    unsigned idle_s;        /* idle (and header/body read) timeout */
+    size_t max_body;     /* bytes; larger bodies get 413 */
+    unsigned max_conns;  /* connections accepted at once */
+    unsigned max_per_ip; /* connections from one address */
+    unsigned idle_s;     /* idle (and header/body read) timeout */
 } http_limits;
 
 http_limits http_limits_default(void);
@@ -51,8 +51,7 @@ typedef struct http_handlers {
 } http_handlers;
 
 /* Starts listening on host:port (port 0: any free port) with its own threads. */
-http_server *http_start(const char *host, int port, const http_limits *lim,
-                        const http_handlers *h, ms_error *err);
+http_server *http_start(const char *host, int port, const http_limits *lim, const http_handlers *h, ms_error *err);
 /* The bound port. */
 int http_port(const http_server *s);
 /* Stops listening, closes every connection, joins its threads; NULL-safe. */
@@ -60,7 +59,7 @@ void http_stop(http_server *s);
 
 /* ---- request accessors (valid until on_done returns) ------------------ */
 const char *http_method(const http_req *r);
-const char *http_path(const http_req *r);   /* without the query string */
+const char *http_path(const http_req *r);              /* without the query string */
 const char *http_body(const http_req *r, size_t *len); /* NUL-terminated; "" if none */
 http_flag http_flags(const http_req *r);
 /* Value of a header (name case-insensitive), NULL if absent; first if repeated. */
@@ -91,8 +90,8 @@ void http_reply(http_req *r, int status, const char *content_type, const char *b
  * count, 0 never, -1 at the end, -2 on an error (connection cut). It runs on
  * the connection's thread and may block. free_fn runs once when done. */
 typedef ssize_t (*http_stream_fn)(void *ctx, char *buf, size_t max);
-void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn,
-                       void *ctx, void (*free_fn)(void *ctx));
+void http_reply_stream(http_req *r, int status, const char *content_type, http_stream_fn fn, void *ctx,
+                       void (*free_fn)(void *ctx));
 
 /* Sends nothing and closes the connection (the client already left). */
 void http_abort(http_req *r);

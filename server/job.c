@@ -34,10 +34,10 @@ typedef struct job_seq {
 struct job {
     svc *s;
     job_registry *g;
-    job *prev, *next;          /* registry links, under g->mu */
+    job *prev, *next; /* registry links, under g->mu */
     pthread_mutex_t mu;
     int efd;
-    int refs;                  /* 1 for the HTTP side + 1 per unfinished submitted seq */
+    int refs; /* 1 for the HTTP side + 1 per unfinished submitted seq */
     int released, aborted;
     char abort_reason[128];
     job_event *head, *tail;
@@ -45,7 +45,10 @@ struct job {
     job_seq *seqs;
 };
 
-void job_event_free(job_event *ev) { free(ev); }
+void job_event_free(job_event *ev)
+{
+    free(ev);
+}
 
 /* A registry with no jobs (NULL when out of memory). */
 job_registry *job_registry_create(void)
@@ -202,10 +205,8 @@ static int on_token(const ms_token_event *ev, void *user)
     pthread_mutex_lock(&j->mu);
     int cancel = j->released;
     if (e && !j->released) {
-        if (j->tail)
-            j->tail->next = e;
-        else
-            j->head = e;
+        if (j->tail) j->tail->next = e;
+        else j->head = e;
         j->tail = e;
         e = NULL;
     } else if (!e && !j->released && fin) {
@@ -278,8 +279,7 @@ job_wait job_next(job *j, int sock_fd, double deadline, double idle_s, job_event
         int rc = poll(p, sock_fd >= 0 ? 2 : 1, ms);
         if (rc < 0 && errno != EINTR) return JOB_HANGUP;
         if (rc <= 0) continue;
-        if (sock_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
-            return JOB_HANGUP;
+        if (sock_fd >= 0 && (p[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) return JOB_HANGUP;
         if (p[0].revents & POLLIN) {
             uint64_t v;
             ssize_t rd = read(j->efd, &v, sizeof v);
@@ -326,10 +326,8 @@ void job_release(job *j)
     job_registry *g = j->g;
     if (g) {
         pthread_mutex_lock(&g->mu);
-        if (j->prev)
-            j->prev->next = j->next;
-        else
-            g->head = j->next;
+        if (j->prev) j->prev->next = j->next;
+        else g->head = j->next;
         if (j->next) j->next->prev = j->prev;
         g->count--;
         pthread_mutex_unlock(&g->mu);

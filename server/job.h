@@ -15,18 +15,18 @@
 
 typedef struct job_event {
     int choice;
-    int32_t token;          /* -1: no token (a final event may carry none) */
+    int32_t token; /* -1: no token (a final event may carry none) */
     float logprob;
     int n_top;
-    int32_t *top_ids;       /* n_top, inside this allocation */
+    int32_t *top_ids; /* n_top, inside this allocation */
     float *top_lps;
-    char *text;             /* text_len bytes + NUL, inside this allocation */
+    char *text; /* text_len bytes + NUL, inside this allocation */
     size_t text_len;
     ms_finish finish;
     ms_status status;
-    char *error;            /* when finish == MS_FINISH_ERROR, inside this allocation */
+    char *error; /* when finish == MS_FINISH_ERROR, inside this allocation */
     size_t n_prompt, n_generated;
-    double t;               /* monotonic arrival time */
+    double t; /* monotonic arrival time */
     struct job_event *next;
 } job_event;
 
@@ -35,7 +35,7 @@ void job_event_free(job_event *ev);
 /* Every job alive on the HTTP side, so a drain can count and abort them. */
 typedef struct job_registry job_registry;
 job_registry *job_registry_create(void);
-void job_registry_free(job_registry *g);       /* NULL-safe; must be empty */
+void job_registry_free(job_registry *g); /* NULL-safe; must be empty */
 int job_registry_count(job_registry *g);
 /* Wakes every job's waiter with JOB_ABORT (reason kept for the error). */
 void job_registry_abort(job_registry *g, const char *reason);
@@ -49,11 +49,11 @@ job *job_create(svc *s, job_registry *g, int n_choices, ms_error *err);
 ms_status job_submit(job *j, int choice, const ms_request *r, ms_error *err);
 
 typedef enum job_wait {
-    JOB_EVENT,    /* *ev is set; caller frees it */
-    JOB_IDLE,     /* idle_s passed with nothing (e.g. time for a keep-alive) */
-    JOB_TIMEOUT,  /* the deadline passed */
-    JOB_HANGUP,   /* the client closed its socket */
-    JOB_ABORT,    /* the server aborts (drain timeout or engine fault) */
+    JOB_EVENT,   /* *ev is set; caller frees it */
+    JOB_IDLE,    /* idle_s passed with nothing (e.g. time for a keep-alive) */
+    JOB_TIMEOUT, /* the deadline passed */
+    JOB_HANGUP,  /* the client closed its socket */
+    JOB_ABORT,   /* the server aborts (drain timeout or engine fault) */
 } job_wait;
 
 /* Waits for the next event. sock_fd < 0: no disconnect check. */

@@ -13,8 +13,7 @@
 #define MAX_STATUS 600
 
 static const double TTFT_BUCKETS[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-static const double ITL_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                     0.1,   0.25,   0.5,   1,    2.5};
+static const double ITL_BUCKETS[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 static const double DUR_BUCKETS[] = {0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
 #define NB(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_BUCKETS 16
@@ -34,9 +33,14 @@ struct metrics {
     histo ttft, itl, duration;
 };
 
-static const char *const ROUTE_NAMES[ROUTE_COUNT] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health",
-    "/metrics",             "/tokenize",       "/detokenize", "other"};
+static const char *const ROUTE_NAMES[ROUTE_COUNT] = {"/v1/chat/completions",
+                                                     "/v1/completions",
+                                                     "/v1/models",
+                                                     "/health",
+                                                     "/metrics",
+                                                     "/tokenize",
+                                                     "/detokenize",
+                                                     "other"};
 
 /* Label value of a route. */
 const char *metrics_route_name(metrics_route r)
@@ -102,8 +106,14 @@ void metrics_tokens(metrics *m, uint64_t prompt, uint64_t generated)
     __atomic_add_fetch(&m->generated_tokens, generated, __ATOMIC_RELAXED);
 }
 
-void metrics_ttft(metrics *m, double s) { histo_add(&m->ttft, s); }
-void metrics_itl(metrics *m, double s) { histo_add(&m->itl, s); }
+void metrics_ttft(metrics *m, double s)
+{
+    histo_add(&m->ttft, s);
+}
+void metrics_itl(metrics *m, double s)
+{
+    histo_add(&m->itl, s);
+}
 
 /* One histogram in Prometheus form. */
 static void histo_render(strbuf *b, histo *h, const char *name, const char *help)
@@ -119,8 +129,8 @@ static void histo_render(strbuf *b, histo *h, const char *name, const char *help
         cum += counts[i];
         sb_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, h->bounds[i], (unsigned long long)cum);
     }
-    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
-              (unsigned long long)n, name, sum, name, (unsigned long long)n);
+    sb_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, (unsigned long long)n, name, sum,
+              name, (unsigned long long)n);
 }
 
 /* A gauge or counter line with its HELP and TYPE. */
@@ -130,8 +140,7 @@ static void scalar(strbuf *b, const char *name, const char *type, const char *he
 }
 
 /* Prints every counter, gauge and histogram in exposition format 0.0.4. */
-ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state,
-                         char **out, size_t *len)
+ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state, char **out, size_t *len)
 {
     strbuf b = {0};
     sb_printf(&b, "# HELP medserve_requests_total HTTP requests by route and status code.\n"
@@ -140,37 +149,29 @@ ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, i
         for (int s = 0; s < MAX_STATUS; s++) {
             uint64_t v = __atomic_load_n(&m->requests[r][s], __ATOMIC_RELAXED);
             if (v)
-                sb_printf(&b, "medserve_requests_total{route=\"%s\",code=\"%d\"} %llu\n",
-                          ROUTE_NAMES[r], s, (unsigned long long)v);
+                sb_printf(&b, "medserve_requests_total{route=\"%s\",code=\"%d\"} %llu\n", ROUTE_NAMES[r], s,
+                          (unsigned long long)v);
         }
-    scalar(&b, "medserve_ready", "gauge", "1 when serving, 0 while loading or draining.",
-           state == 1);
+    scalar(&b, "medserve_ready", "gauge", "1 when serving, 0 while loading or draining.", state == 1);
     scalar(&b, "medserve_draining", "gauge", "1 while draining after SIGTERM.", state == 2);
-    scalar(&b, "medserve_requests_in_flight", "gauge", "Generation requests being served.",
-           in_flight);
-    scalar(&b, "medserve_queue_depth", "gauge", "Requests waiting for a sequence slot.",
-           st->queued);
+    scalar(&b, "medserve_requests_in_flight", "gauge", "Generation requests being served.", in_flight);
+    scalar(&b, "medserve_queue_depth", "gauge", "Requests waiting for a sequence slot.", st->queued);
     scalar(&b, "medserve_running_sequences", "gauge", "Sequences being decoded.", st->running);
-    scalar(&b, "medserve_max_sequences", "gauge", "Sequences decoded together at most.",
-           st->max_seqs);
+    scalar(&b, "medserve_max_sequences", "gauge", "Sequences decoded together at most.", st->max_seqs);
     scalar(&b, "medserve_context_tokens", "gauge", "Context length per sequence.", st->n_ctx);
-    scalar(&b, "medserve_kv_blocks_used", "gauge", "KV-cache blocks in use.",
-           (double)st->kv_blocks_used);
-    scalar(&b, "medserve_kv_blocks_total", "gauge", "KV-cache blocks in all.",
-           (double)st->kv_blocks_total);
+    scalar(&b, "medserve_kv_blocks_used", "gauge", "KV-cache blocks in use.", (double)st->kv_blocks_used);
+    scalar(&b, "medserve_kv_blocks_total", "gauge", "KV-cache blocks in all.", (double)st->kv_blocks_total);
     scalar(&b, "medserve_kv_usage_ratio", "gauge", "KV-cache blocks used / total.",
            st->kv_blocks_total ? (double)st->kv_blocks_used / (double)st->kv_blocks_total : 0.0);
     scalar(&b, "medserve_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
            (double)__atomic_load_n(&m->prompt_tokens, __ATOMIC_RELAXED));
-    scalar(&b, "medserve_generation_tokens_total", "counter",
-           "Generated tokens of finished requests.",
+    scalar(&b, "medserve_generation_tokens_total", "counter", "Generated tokens of finished requests.",
            (double)__atomic_load_n(&m->generated_tokens, __ATOMIC_RELAXED));
     histo_render(&b, &m->ttft, "medserve_time_to_first_token_seconds",
                  "Time from request arrival to the first generated token.");
     histo_render(&b, &m->itl, "medserve_inter_token_latency_seconds",
                  "Time between consecutive tokens of one sequence.");
-    histo_render(&b, &m->duration, "medserve_request_duration_seconds",
-                 "Duration of generation requests.");
+    histo_render(&b, &m->duration, "medserve_request_duration_seconds", "Duration of generation requests.");
     size_t n = b.n;
     char *text = sb_take(&b);
     if (!text) return MS_ERR_NOMEM;

@@ -37,7 +37,6 @@ void metrics_itl(metrics *m, double seconds);
 
 /* Renders everything plus the engine's gauges; *out malloc'd. in_flight:
  * generation requests the server holds; state: 0 loading, 1 ready, 2 draining. */
-ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state,
-                         char **out, size_t *len);
+ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state, char **out, size_t *len);
 
 #endif

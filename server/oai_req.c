@@ -14,8 +14,7 @@
 #define BAD "invalid_request_error"
 
 /* Fills e with an OpenAI-shaped error and its HTTP status. */
-int oai_fail(oai_err *e, int http, const char *type, const char *param, const char *code,
-             const char *fmt, ...)
+int oai_fail(oai_err *e, int http, const char *type, const char *param, const char *code, const char *fmt, ...)
 {
     e->http = http;
     snprintf(e->type, sizeof e->type, "%s", type);
@@ -49,16 +48,51 @@ static int in_list(const char *k, const char *const *list)
 
 /* Parameters of OpenAI's (or vLLM's) API that this server does not implement:
  * rejected by name unless null, never ignored. */
-static const char *const UNSUPPORTED[] = {
-    "tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "audio",
-    "modalities", "prediction", "store", "metadata", "service_tier", "reasoning_effort",
-    "web_search_options", "verbosity", "prompt_cache_key", "safety_identifier", "suffix",
-    "best_of", "guided_json", "guided_regex", "guided_choice", "guided_grammar", "ignore_eos",
-    "min_tokens", "use_beam_search", "length_penalty", "include_stop_str_in_output",
-    "skip_special_tokens", "spaces_between_special_tokens", "truncate_prompt_tokens",
-    "prompt_logprobs", "add_generation_prompt", "continue_final_message", "documents",
-    "chat_template", "mm_processor_kwargs", "priority", "request_id", "logits_processors",
-    "cache_prompt", "n_probs", "grammar", "json_schema", "structured_outputs", NULL};
+static const char *const UNSUPPORTED[] = {"tools",
+                                          "tool_choice",
+                                          "functions",
+                                          "function_call",
+                                          "parallel_tool_calls",
+                                          "audio",
+                                          "modalities",
+                                          "prediction",
+                                          "store",
+                                          "metadata",
+                                          "service_tier",
+                                          "reasoning_effort",
+                                          "web_search_options",
+                                          "verbosity",
+                                          "prompt_cache_key",
+                                          "safety_identifier",
+                                          "suffix",
+                                          "best_of",
+                                          "guided_json",
+                                          "guided_regex",
+                                          "guided_choice",
+                                          "guided_grammar",
+                                          "ignore_eos",
+                                          "min_tokens",
+                                          "use_beam_search",
+                                          "length_penalty",
+                                          "include_stop_str_in_output",
+                                          "skip_special_tokens",
+                                          "spaces_between_special_tokens",
+                                          "truncate_prompt_tokens",
+                                          "prompt_logprobs",
+                                          "add_generation_prompt",
+                                          "continue_final_message",
+                                          "documents",
+                                          "chat_template",
+                                          "mm_processor_kwargs",
+                                          "priority",
+                                          "request_id",
+                                          "logits_processors",
+                                          "cache_prompt",
+                                          "n_probs",
+                                          "grammar",
+                                          "json_schema",
+                                          "structured_outputs",
+                                          NULL};
 
 /* Checks every key of o: allowed, unsupported (400 naming it) or unknown. */
 static int check_keys(const cJSON *o, const char *const *allowed, const char *prefix, oai_err *e)
@@ -69,8 +103,7 @@ static int check_keys(const cJSON *o, const char *const *allowed, const char *pr
         if (in_list(c->string, allowed)) continue;
         if (!*prefix && in_list(c->string, UNSUPPORTED)) {
             if (cJSON_IsNull(c)) continue;
-            return oai_fail(e, 400, BAD, param, "unsupported_parameter",
-                            "'%s' is not supported by this server", param);
+            return oai_fail(e, 400, BAD, param, "unsupported_parameter", "'%s' is not supported by this server", param);
         }
         return oai_fail(e, 400, BAD, param, "unknown_parameter", "unknown parameter '%s'", param);
     }
@@ -83,44 +116,37 @@ static int check_keys_exact(const cJSON *o, const char *const *allowed, oai_err 
 {
     for (const cJSON *c = o->child; c; c = c->next)
         if (!in_list(c->string, allowed))
-            return oai_fail(e, 400, BAD, c->string, "unknown_parameter",
-                            "unknown parameter '%.60s'", c->string);
+            return oai_fail(e, 400, BAD, c->string, "unknown_parameter", "unknown parameter '%.60s'", c->string);
     return 0;
 }
 
 /* Optional number in [lo, hi] (lo excluded when lo_open); 1 given, 0 absent, -1 bad. */
-static int get_num(const cJSON *o, const char *key, double lo, double hi, int lo_open,
-                   double *out, oai_err *e)
+static int get_num(const cJSON *o, const char *key, double lo, double hi, int lo_open, double *out, oai_err *e)
 {
     const cJSON *v = json_get_opt(o, key);
     if (!v) return 0;
     if (!cJSON_IsNumber(v))
-        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be a number, not %s", key,
-                        type_name(v));
+        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be a number, not %s", key, type_name(v));
     double d = v->valuedouble;
     if (!isfinite(d) || d > hi || d < lo || (lo_open && d == lo))
-        return oai_fail(e, 400, BAD, key, "invalid_value", "'%s' = %g is out of range %s%g, %g]",
-                        key, d, lo_open ? "(" : "[", lo, hi);
+        return oai_fail(e, 400, BAD, key, "invalid_value", "'%s' = %g is out of range %s%g, %g]", key, d,
+                        lo_open ? "(" : "[", lo, hi);
     *out = d;
     return 1;
 }
 
 /* Optional integer in [lo, hi]; 1 given, 0 absent, -1 bad. */
-static int get_int(const cJSON *o, const char *key, double lo, double hi, long long *out,
-                   oai_err *e)
+static int get_int(const cJSON *o, const char *key, double lo, double hi, long long *out, oai_err *e)
 {
     const cJSON *v = json_get_opt(o, key);
     if (!v) return 0;
     if (!cJSON_IsNumber(v))
-        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be an integer, not %s", key,
-                        type_name(v));
+        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be an integer, not %s", key, type_name(v));
     double d = v->valuedouble;
     if (!json_is_integer(v))
-        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be an integer, not %g", key,
-                        d);
+        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be an integer, not %g", key, d);
     if (d < lo || d > hi)
-        return oai_fail(e, 400, BAD, key, "invalid_value", "'%s' = %.0f is out of range [%.0f, %.0f]",
-                        key, d, lo, hi);
+        return oai_fail(e, 400, BAD, key, "invalid_value", "'%s' = %.0f is out of range [%.0f, %.0f]", key, d, lo, hi);
     *out = (long long)d;
     return 1;
 }
@@ -131,8 +157,7 @@ static int get_bool(const cJSON *o, const char *key, int *out, oai_err *e)
     const cJSON *v = json_get_opt(o, key);
     if (!v) return 0;
     if (!cJSON_IsBool(v))
-        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be a boolean, not %s", key,
-                        type_name(v));
+        return oai_fail(e, 400, BAD, key, "invalid_type", "'%s' must be a boolean, not %s", key, type_name(v));
     *out = cJSON_IsTrue(v);
     return 1;
 }
@@ -147,12 +172,11 @@ static int check_model(const cJSON *root, const oai_limits *lim, int required, o
                         "'model' is required (this server serves '%s')", lim->model_name);
     }
     if (!cJSON_IsString(v))
-        return oai_fail(e, 400, BAD, "model", "invalid_type", "'model' must be a string, not %s",
-                        type_name(v));
+        return oai_fail(e, 400, BAD, "model", "invalid_type", "'model' must be a string, not %s", type_name(v));
     if (strcmp(v->valuestring, lim->model_name))
         return oai_fail(e, 404, BAD, "model", "model_not_found",
-                        "the model '%.200s' does not exist (this server serves '%.200s')",
-                        v->valuestring, lim->model_name);
+                        "the model '%.200s' does not exist (this server serves '%.200s')", v->valuestring,
+                        lim->model_name);
     return 0;
 }
 
@@ -168,22 +192,21 @@ static int parse_stop(const cJSON *root, oai_gen *g, oai_err *e)
     } else if (cJSON_IsArray(v)) {
         for (const cJSON *c = v->child; c; c = c->next) {
             if (n == MS_MAX_STOP)
-                return oai_fail(e, 400, BAD, "stop", "invalid_value",
-                                "'stop' has more than %d strings", MS_MAX_STOP);
+                return oai_fail(e, 400, BAD, "stop", "invalid_value", "'stop' has more than %d strings", MS_MAX_STOP);
             items[n++] = c;
         }
     } else {
-        return oai_fail(e, 400, BAD, "stop", "invalid_type",
-                        "'stop' must be a string or a list of strings, not %s", type_name(v));
+        return oai_fail(e, 400, BAD, "stop", "invalid_type", "'stop' must be a string or a list of strings, not %s",
+                        type_name(v));
     }
     for (int i = 0; i < n; i++) {
         if (!cJSON_IsString(items[i]))
-            return oai_fail(e, 400, BAD, "stop", "invalid_type",
-                            "'stop' entries must be strings, not %s", type_name(items[i]));
+            return oai_fail(e, 400, BAD, "stop", "invalid_type", "'stop' entries must be strings, not %s",
+                            type_name(items[i]));
         size_t len = strlen(items[i]->valuestring);
         if (len == 0 || len > OAI_MAX_STOP_LEN)
-            return oai_fail(e, 400, BAD, "stop", "invalid_value",
-                            "'stop' strings must have 1..%d bytes", OAI_MAX_STOP_LEN);
+            return oai_fail(e, 400, BAD, "stop", "invalid_value", "'stop' strings must have 1..%d bytes",
+                            OAI_MAX_STOP_LEN);
         g->stop[i] = items[i]->valuestring;
     }
     g->n_stop = n;
@@ -196,17 +219,16 @@ static int parse_logit_bias(const cJSON *root, const oai_limits *lim, oai_gen *g
     const cJSON *v = json_get_opt(root, "logit_bias");
     if (!v) return 0;
     if (!cJSON_IsObject(v))
-        return oai_fail(e, 400, BAD, "logit_bias", "invalid_type",
-                        "'logit_bias' must be an object, not %s", type_name(v));
+        return oai_fail(e, 400, BAD, "logit_bias", "invalid_type", "'logit_bias' must be an object, not %s",
+                        type_name(v));
     int n = cJSON_GetArraySize(v);
     if (n > OAI_MAX_LOGIT_BIAS)
-        return oai_fail(e, 400, BAD, "logit_bias", "invalid_value",
-                        "'logit_bias' has more than %d entries", OAI_MAX_LOGIT_BIAS);
+        return oai_fail(e, 400, BAD, "logit_bias", "invalid_value", "'logit_bias' has more than %d entries",
+                        OAI_MAX_LOGIT_BIAS);
     if (n == 0) return 0;
     g->bias_ids = malloc((size_t)n * sizeof *g->bias_ids);
     g->bias_values = malloc((size_t)n * sizeof *g->bias_values);
-    if (!g->bias_ids || !g->bias_values)
-        return oai_fail(e, 500, "server_error", "logit_bias", NULL, "out of memory");
+    if (!g->bias_ids || !g->bias_values) return oai_fail(e, 500, "server_error", "logit_bias", NULL, "out of memory");
     for (const cJSON *c = v->child; c; c = c->next) {
         const char *k = c->string;
         size_t kl = strlen(k);
@@ -218,10 +240,8 @@ static int parse_logit_bias(const cJSON *root, const oai_limits *lim, oai_gen *g
         }
         if (!ok || id >= lim->vocab_size)
             return oai_fail(e, 400, BAD, "logit_bias", "invalid_value",
-                            "'logit_bias' key '%.40s' is not a token id in [0, %d)", k,
-                            lim->vocab_size);
-        if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) || c->valuedouble < -100 ||
-            c->valuedouble > 100)
+                            "'logit_bias' key '%.40s' is not a token id in [0, %d)", k, lim->vocab_size);
+        if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) || c->valuedouble < -100 || c->valuedouble > 100)
             return oai_fail(e, 400, BAD, "logit_bias", "invalid_value",
                             "'logit_bias' value for %lld must be a number in [-100, 100]", id);
         g->bias_ids[g->n_bias] = (int32_t)id;
@@ -241,8 +261,8 @@ static int parse_stream(const cJSON *root, oai_gen *g, oai_err *e)
         return oai_fail(e, 400, BAD, "stream_options", "invalid_value",
                         "'stream_options' is only allowed when 'stream' is true");
     if (!cJSON_IsObject(so))
-        return oai_fail(e, 400, BAD, "stream_options", "invalid_type",
-                        "'stream_options' must be an object, not %s", type_name(so));
+        return oai_fail(e, 400, BAD, "stream_options", "invalid_type", "'stream_options' must be an object, not %s",
+                        type_name(so));
     static const char *const keys[] = {"include_usage", NULL};
     if (check_keys(so, keys, "stream_options.", e)) return -1;
     if (get_bool(so, "include_usage", &g->include_usage, e) < 0) {
@@ -268,20 +288,17 @@ static int parse_sampling(const cJSON *root, const oai_limits *lim, oai_gen *g, 
     g->top_k = r ? (v < 0 ? 0 : (int)v) : 0; /* -1 (vLLM) and 0 both mean off */
     if ((r = get_num(root, "min_p", 0, 1, 0, &g->min_p, e)) < 0) return -1;
     g->has_min_p = r;
-    if ((r = get_num(root, "repetition_penalty", 0, 10, 1, &g->repetition_penalty, e)) < 0)
-        return -1;
+    if ((r = get_num(root, "repetition_penalty", 0, 10, 1, &g->repetition_penalty, e)) < 0) return -1;
     g->has_repetition_penalty = r;
     if (get_num(root, "presence_penalty", -2, 2, 0, &g->presence_penalty, e) < 0) return -1;
     if (get_num(root, "frequency_penalty", -2, 2, 0, &g->frequency_penalty, e) < 0) return -1;
     if ((r = get_int(root, "seed", -OAI_SEED_MAX, OAI_SEED_MAX, &v, e)) < 0) return -1;
     g->has_seed = r;
     if (r) g->seed = (uint64_t)(int64_t)v;
-    if (parse_stop(root, g, e) || parse_logit_bias(root, lim, g, e) || parse_stream(root, g, e))
-        return -1;
+    if (parse_stop(root, g, e) || parse_logit_bias(root, lim, g, e) || parse_stream(root, g, e)) return -1;
     const cJSON *u = json_get_opt(root, "user");
     if (u && !cJSON_IsString(u))
-        return oai_fail(e, 400, BAD, "user", "invalid_type", "'user' must be a string, not %s",
-                        type_name(u));
+        return oai_fail(e, 400, BAD, "user", "invalid_type", "'user' must be a string, not %s", type_name(u));
     return 0;
 }
 
@@ -301,8 +318,7 @@ static char *own(oai_chat *c, char *s)
 
 /* Message content: a string, or text parts joined with "\n"; null only when
  * null_ok. *out points into the JSON or into c->owned. */
-static int parse_content(const cJSON *m, size_t i, int null_ok, oai_chat *c, const char **out,
-                         oai_err *e)
+static int parse_content(const cJSON *m, size_t i, int null_ok, oai_chat *c, const char **out, oai_err *e)
 {
     char param[64];
     snprintf(param, sizeof param, "messages[%zu].content", i);
@@ -312,37 +328,32 @@ static int parse_content(const cJSON *m, size_t i, int null_ok, oai_chat *c, con
             *out = "";
             return 0;
         }
-        return oai_fail(e, 400, BAD, param, v ? "invalid_type" : "missing_required_parameter",
-                        "'%s' is required", param);
+        return oai_fail(e, 400, BAD, param, v ? "invalid_type" : "missing_required_parameter", "'%s' is required",
+                        param);
     }
     if (cJSON_IsString(v)) {
         *out = v->valuestring;
         return 0;
     }
     if (!cJSON_IsArray(v))
-        return oai_fail(e, 400, BAD, param, "invalid_type",
-                        "'%s' must be a string or a list of text parts, not %s", param,
-                        type_name(v));
+        return oai_fail(e, 400, BAD, param, "invalid_type", "'%s' must be a string or a list of text parts, not %s",
+                        param, type_name(v));
     size_t total = 1, j = 0;
     for (const cJSON *p = v->child; p; p = p->next, j++) {
         char pp[96];
         snprintf(pp, sizeof pp, "%s[%zu]", param, j);
-        if (!cJSON_IsObject(p))
-            return oai_fail(e, 400, BAD, pp, "invalid_type", "'%s' must be an object", pp);
+        if (!cJSON_IsObject(p)) return oai_fail(e, 400, BAD, pp, "invalid_type", "'%s' must be an object", pp);
         const cJSON *t = json_get(p, "type");
-        if (!cJSON_IsString(t))
-            return oai_fail(e, 400, BAD, pp, "invalid_type", "'%s.type' must be a string", pp);
+        if (!cJSON_IsString(t)) return oai_fail(e, 400, BAD, pp, "invalid_type", "'%s.type' must be a string", pp);
         if (strcmp(t->valuestring, "text"))
             return oai_fail(e, 400, BAD, pp, "unsupported_parameter",
-                            "content parts of type '%.40s' are not supported (only 'text')",
-                            t->valuestring);
+                            "content parts of type '%.40s' are not supported (only 'text')", t->valuestring);
         static const char *const keys[] = {"type", "text", NULL};
         char pre[100];
         snprintf(pre, sizeof pre, "%s.", pp);
         if (check_keys(p, keys, pre, e)) return -1;
         const cJSON *tx = json_get(p, "text");
-        if (!cJSON_IsString(tx))
-            return oai_fail(e, 400, BAD, pp, "invalid_type", "'%s.text' must be a string", pp);
+        if (!cJSON_IsString(tx)) return oai_fail(e, 400, BAD, pp, "invalid_type", "'%s.text' must be a string", pp);
         total += strlen(tx->valuestring) + 1;
     }
     char *buf = own(c, malloc(total));
@@ -368,17 +379,15 @@ static int parse_tool_calls(const cJSON *m, size_t i, oai_chat *c, const char **
     if (!v) return 0;
     char param[64];
     snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
-    if (!cJSON_IsArray(v))
-        return oai_fail(e, 400, BAD, param, "invalid_type", "'%s' must be a list", param);
+    if (!cJSON_IsArray(v)) return oai_fail(e, 400, BAD, param, "invalid_type", "'%s' must be a list", param);
     for (const cJSON *t = v->child; t; t = t->next) {
         const cJSON *f = json_get(t, "function");
         const cJSON *ty = json_get(t, "type");
         static const char *const keys[] = {"id", "type", "function", NULL};
         static const char *const fkeys[] = {"name", "arguments", NULL};
         if (!cJSON_IsObject(t) || !cJSON_IsObject(f) || (ty && !cJSON_IsString(ty)) ||
-            (ty && strcmp(ty->valuestring, "function")) ||
-            !cJSON_IsString(json_get(f, "name")) || !cJSON_IsString(json_get(f, "arguments")) ||
-            (json_get(t, "id") && !cJSON_IsString(json_get(t, "id"))))
+            (ty && strcmp(ty->valuestring, "function")) || !cJSON_IsString(json_get(f, "name")) ||
+            !cJSON_IsString(json_get(f, "arguments")) || (json_get(t, "id") && !cJSON_IsString(json_get(t, "id"))))
             return oai_fail(e, 400, BAD, param, "invalid_value",
                             "'%s' entries must be {id, type: \"function\", function: {name, "
                             "arguments: string}}",
@@ -399,8 +408,7 @@ static int parse_message(const cJSON *m, size_t i, oai_chat *c, oai_err *e)
 {
     char param[64];
     snprintf(param, sizeof param, "messages[%zu]", i);
-    if (!cJSON_IsObject(m))
-        return oai_fail(e, 400, BAD, param, "invalid_type", "'%s' must be an object", param);
+    if (!cJSON_IsObject(m)) return oai_fail(e, 400, BAD, param, "invalid_type", "'%s' must be an object", param);
     const cJSON *role = json_get(m, "role");
     if (!cJSON_IsString(role))
         return oai_fail(e, 400, BAD, param, "invalid_value", "'%s.role' must be a string", param);
@@ -415,18 +423,15 @@ static int parse_message(const cJSON *m, size_t i, oai_chat *c, oai_err *e)
         return 0;
     }
     if (!strcmp(r, "assistant")) {
-        static const char *const keys[] = {"role", "content", "reasoning_content", "tool_calls",
-                                           "refusal", NULL};
+        static const char *const keys[] = {"role", "content", "reasoning_content", "tool_calls", "refusal", NULL};
         if (check_keys(m, keys, pre, e) || parse_content(m, i, 1, c, &out->content, e) ||
             parse_tool_calls(m, i, c, &out->tool_calls_json, e))
             return -1;
         if (json_get_opt(m, "refusal"))
-            return oai_fail(e, 400, BAD, "refusal", "unsupported_parameter",
-                            "'%srefusal' is not supported", pre);
+            return oai_fail(e, 400, BAD, "refusal", "unsupported_parameter", "'%srefusal' is not supported", pre);
         const cJSON *rc = json_get_opt(m, "reasoning_content");
         if (rc && !cJSON_IsString(rc))
-            return oai_fail(e, 400, BAD, param, "invalid_type",
-                            "'%sreasoning_content' must be a string", pre);
+            return oai_fail(e, 400, BAD, param, "invalid_type", "'%sreasoning_content' must be a string", pre);
         out->reasoning_content = rc ? rc->valuestring : NULL;
         out->role = "assistant";
         return 0;
@@ -436,29 +441,24 @@ static int parse_message(const cJSON *m, size_t i, oai_chat *c, oai_err *e)
         if (check_keys(m, keys, pre, e) || parse_content(m, i, 0, c, &out->content, e)) return -1;
         const cJSON *id = json_get_opt(m, "tool_call_id");
         if (id && !cJSON_IsString(id))
-            return oai_fail(e, 400, BAD, param, "invalid_type", "'%stool_call_id' must be a string",
-                            pre);
+            return oai_fail(e, 400, BAD, param, "invalid_type", "'%stool_call_id' must be a string", pre);
         out->role = "tool";
         return 0;
     }
     return oai_fail(e, 400, BAD, param, "invalid_value",
-                    "'%s.role' = '%.40s' is not one of system, developer, user, assistant, tool",
-                    param, r);
+                    "'%s.role' = '%.40s' is not one of system, developer, user, assistant, tool", param, r);
 }
 
 /* messages[] into c->msgs. */
 static int parse_messages(const cJSON *root, oai_chat *c, oai_err *e)
 {
     const cJSON *v = json_get_opt(root, "messages");
-    if (!v)
-        return oai_fail(e, 400, BAD, "messages", "missing_required_parameter",
-                        "'messages' is required");
-    if (!cJSON_IsArray(v))
-        return oai_fail(e, 400, BAD, "messages", "invalid_type", "'messages' must be a list");
+    if (!v) return oai_fail(e, 400, BAD, "messages", "missing_required_parameter", "'messages' is required");
+    if (!cJSON_IsArray(v)) return oai_fail(e, 400, BAD, "messages", "invalid_type", "'messages' must be a list");
     int n = cJSON_GetArraySize(v);
     if (n < 1 || n > OAI_MAX_MESSAGES)
-        return oai_fail(e, 400, BAD, "messages", "invalid_value",
-                        "'messages' must have 1..%d entries", OAI_MAX_MESSAGES);
+        return oai_fail(e, 400, BAD, "messages", "invalid_value", "'messages' must have 1..%d entries",
+                        OAI_MAX_MESSAGES);
     c->msgs = calloc((size_t)n, sizeof *c->msgs);
     if (!c->msgs) return oai_fail(e, 500, "server_error", "messages", NULL, "out of memory");
     c->n_msgs = (size_t)n;
@@ -516,18 +516,35 @@ void oai_chat_free(oai_chat *c)
 /* Keys, model, sampling, template kwargs, response_format, max tokens, logprobs, messages. */
 int oai_parse_chat(const cJSON *root, const oai_limits *lim, oai_chat *out, oai_err *e)
 {
-    static const char *const keys[] = {
-        "messages", "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n",
-        "stop", "stream", "stream_options", "seed", "presence_penalty", "frequency_penalty",
-        "logit_bias", "logprobs", "top_logprobs", "user", "top_k", "min_p", "repetition_penalty",
-        "chat_template_kwargs", "response_format", NULL};
+    static const char *const keys[] = {"messages",
+                                       "model",
+                                       "max_tokens",
+                                       "max_completion_tokens",
+                                       "temperature",
+                                       "top_p",
+                                       "n",
+                                       "stop",
+                                       "stream",
+                                       "stream_options",
+                                       "seed",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       "logit_bias",
+                                       "logprobs",
+                                       "top_logprobs",
+                                       "user",
+                                       "top_k",
+                                       "min_p",
+                                       "repetition_penalty",
+                                       "chat_template_kwargs",
+                                       "response_format",
+                                       NULL};
     memset(out, 0, sizeof *out);
     oai_gen *g = &out->g;
     if (!cJSON_IsObject(root))
         return oai_fail(e, 400, BAD, "", "invalid_type", "the request body must be a JSON object");
-    if (check_keys(root, keys, "", e) || check_model(root, lim, 1, e) ||
-        parse_sampling(root, lim, g, e) || parse_template_kwargs(root, g, e) ||
-        parse_response_format(root, e))
+    if (check_keys(root, keys, "", e) || check_model(root, lim, 1, e) || parse_sampling(root, lim, g, e) ||
+        parse_template_kwargs(root, g, e) || parse_response_format(root, e))
         return -1;
     long long mt = 0, mct = 0;
     int h1 = get_int(root, "max_tokens", 1, 2147483647.0, &mt, e);
@@ -544,8 +561,7 @@ int oai_parse_chat(const cJSON *root, const oai_limits *lim, oai_chat *out, oai_
     int htl = get_int(root, "top_logprobs", 0, MS_MAX_TOP_LOGPROBS, &tl, e);
     if (htl < 0) return -1;
     if (htl && !g->logprobs)
-        return oai_fail(e, 400, BAD, "top_logprobs", "invalid_value",
-                        "'top_logprobs' requires 'logprobs': true");
+        return oai_fail(e, 400, BAD, "top_logprobs", "invalid_value", "'top_logprobs' requires 'logprobs': true");
     g->top_logprobs = (int)tl;
     return parse_messages(root, out, e);
 }
@@ -566,8 +582,7 @@ void oai_completion_free(oai_completion *c)
 }
 
 /* A JSON list of token ids into a malloc'd array; param names it in errors. */
-static int parse_ids(const cJSON *v, const char *param, int vocab, int32_t **out, size_t *n,
-                     oai_err *e)
+static int parse_ids(const cJSON *v, const char *param, int vocab, int32_t **out, size_t *n, oai_err *e)
 {
     int cnt = cJSON_GetArraySize(v);
     int32_t *ids = malloc((size_t)(cnt > 0 ? cnt : 1) * sizeof *ids);
@@ -576,8 +591,8 @@ static int parse_ids(const cJSON *v, const char *param, int vocab, int32_t **out
     for (const cJSON *c = v->child; c; c = c->next, k++) {
         if (!json_is_integer(c) || c->valuedouble < 0 || c->valuedouble >= vocab) {
             free(ids);
-            return oai_fail(e, 400, BAD, param, "invalid_value",
-                            "'%s'[%zu] is not a token id in [0, %d)", param, k, vocab);
+            return oai_fail(e, 400, BAD, param, "invalid_value", "'%s'[%zu] is not a token id in [0, %d)", param, k,
+                            vocab);
         }
         ids[k] = (int32_t)c->valuedouble;
     }
@@ -590,9 +605,7 @@ static int parse_ids(const cJSON *v, const char *param, int vocab, int32_t **out
 static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion *c, oai_err *e)
 {
     const cJSON *v = json_get_opt(root, "prompt");
-    if (!v)
-        return oai_fail(e, 400, BAD, "prompt", "missing_required_parameter",
-                        "'prompt' is required");
+    if (!v) return oai_fail(e, 400, BAD, "prompt", "missing_required_parameter", "'prompt' is required");
     const cJSON *single = NULL;
     int n;
     int ids_flat = 0;
@@ -601,8 +614,7 @@ static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion
         n = 1;
     } else if (cJSON_IsArray(v)) {
         n = cJSON_GetArraySize(v);
-        if (n == 0)
-            return oai_fail(e, 400, BAD, "prompt", "invalid_value", "'prompt' must not be empty");
+        if (n == 0) return oai_fail(e, 400, BAD, "prompt", "invalid_value", "'prompt' must not be empty");
         ids_flat = cJSON_IsNumber(v->child);
         if (ids_flat) n = 1;
     } else {
@@ -612,8 +624,7 @@ static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion
                         type_name(v));
     }
     if (n > OAI_MAX_PROMPTS)
-        return oai_fail(e, 400, BAD, "prompt", "invalid_value", "'prompt' has more than %d entries",
-                        OAI_MAX_PROMPTS);
+        return oai_fail(e, 400, BAD, "prompt", "invalid_value", "'prompt' has more than %d entries", OAI_MAX_PROMPTS);
     c->n_prompts = (size_t)n;
     c->texts = calloc((size_t)n, sizeof *c->texts);
     c->text_lens = calloc((size_t)n, sizeof *c->text_lens);
@@ -636,8 +647,7 @@ static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion
             c->texts[i] = p->valuestring;
             c->text_lens[i] = strlen(p->valuestring);
         } else if (kind == 2 && cJSON_IsArray(p)) {
-            if (!p->child)
-                return oai_fail(e, 400, BAD, param, "invalid_value", "'%s' is empty", param);
+            if (!p->child) return oai_fail(e, 400, BAD, param, "invalid_value", "'%s' is empty", param);
             if (parse_ids(p, param, lim->vocab_size, &c->ids[i], &c->n_ids[i], e)) return -1;
         } else {
             return oai_fail(e, 400, BAD, param, "invalid_type",
@@ -648,21 +658,34 @@ static int parse_prompt(const cJSON *root, const oai_limits *lim, oai_completion
 }
 
 /* Keys, model, sampling, max_tokens, logprobs (int), echo, then the prompt. */
-int oai_parse_completion(const cJSON *root, const oai_limits *lim, oai_completion *out,
-                         oai_err *e)
+int oai_parse_completion(const cJSON *root, const oai_limits *lim, oai_completion *out, oai_err *e)
 {
-    static const char *const keys[] = {
-        "prompt", "model", "max_tokens", "temperature", "top_p", "n", "stop", "stream",
-        "stream_options", "seed", "presence_penalty", "frequency_penalty", "logit_bias",
-        "logprobs", "echo", "user", "top_k", "min_p", "repetition_penalty", NULL};
+    static const char *const keys[] = {"prompt",
+                                       "model",
+                                       "max_tokens",
+                                       "temperature",
+                                       "top_p",
+                                       "n",
+                                       "stop",
+                                       "stream",
+                                       "stream_options",
+                                       "seed",
+                                       "presence_penalty",
+                                       "frequency_penalty",
+                                       "logit_bias",
+                                       "logprobs",
+                                       "echo",
+                                       "user",
+                                       "top_k",
+                                       "min_p",
+                                       "repetition_penalty",
+                                       NULL};
     memset(out, 0, sizeof *out);
     oai_gen *g = &out->g;
     g->enable_thinking = -1;
     if (!cJSON_IsObject(root))
         return oai_fail(e, 400, BAD, "", "invalid_type", "the request body must be a JSON object");
-    if (check_keys(root, keys, "", e) || check_model(root, lim, 1, e) ||
-        parse_sampling(root, lim, g, e))
-        return -1;
+    if (check_keys(root, keys, "", e) || check_model(root, lim, 1, e) || parse_sampling(root, lim, g, e)) return -1;
     long long mt = 0, lp = 0;
     int h = get_int(root, "max_tokens", 1, 2147483647.0, &mt, e);
     if (h < 0) return -1;
@@ -690,8 +713,8 @@ void oai_tokenize_free(oai_tokenize *t)
 /* Exactly one of prompt and messages; model optional. */
 int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *out, oai_err *e)
 {
-    static const char *const keys[] = {"prompt", "messages", "model", "add_generation_prompt",
-                                       "chat_template_kwargs", "add_special_tokens", NULL};
+    static const char *const keys[] = {
+        "prompt", "messages", "model", "add_generation_prompt", "chat_template_kwargs", "add_special_tokens", NULL};
     memset(out, 0, sizeof *out);
     out->chat.g.enable_thinking = -1;
     if (!cJSON_IsObject(root))
@@ -703,13 +726,10 @@ int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *o
     if (get_bool(root, "add_special_tokens", &asp, e) < 0) return -1;
     const cJSON *p = json_get_opt(root, "prompt"), *m = json_get_opt(root, "messages");
     if (!!p == !!m)
-        return oai_fail(e, 400, BAD, "prompt", "invalid_value",
-                        "give exactly one of 'prompt' and 'messages'");
+        return oai_fail(e, 400, BAD, "prompt", "invalid_value", "give exactly one of 'prompt' and 'messages'");
     if (p) {
-        if (!cJSON_IsString(p))
-            return oai_fail(e, 400, BAD, "prompt", "invalid_type", "'prompt' must be a string");
-        if (json_get_opt(root, "add_generation_prompt") ||
-            json_get_opt(root, "chat_template_kwargs"))
+        if (!cJSON_IsString(p)) return oai_fail(e, 400, BAD, "prompt", "invalid_type", "'prompt' must be a string");
+        if (json_get_opt(root, "add_generation_prompt") || json_get_opt(root, "chat_template_kwargs"))
             return oai_fail(e, 400, BAD, "add_generation_prompt", "invalid_value",
                             "'add_generation_prompt' and 'chat_template_kwargs' need 'messages'");
         out->prompt = p->valuestring;
@@ -723,8 +743,7 @@ int oai_parse_tokenize(const cJSON *root, const oai_limits *lim, oai_tokenize *o
 }
 
 /* Only "tokens" (ids in range) and an optional matching "model". */
-int oai_parse_detokenize(const cJSON *root, const oai_limits *lim, int32_t **ids, size_t *n,
-                         oai_err *e)
+int oai_parse_detokenize(const cJSON *root, const oai_limits *lim, int32_t **ids, size_t *n, oai_err *e)
 {
     static const char *const keys[] = {"tokens", "model", NULL};
     *ids = NULL;

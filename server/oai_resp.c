@@ -16,14 +16,10 @@ char *oai_error_body(const oai_err *e)
     }
     cJSON_AddStringToObject(o, "message", e->message);
     cJSON_AddStringToObject(o, "type", e->type[0] ? e->type : "invalid_request_error");
-    if (e->param[0])
-        cJSON_AddStringToObject(o, "param", e->param);
-    else
-        cJSON_AddNullToObject(o, "param");
-    if (e->code[0])
-        cJSON_AddStringToObject(o, "code", e->code);
-    else
-        cJSON_AddNullToObject(o, "code");
+    if (e->param[0]) cJSON_AddStringToObject(o, "param", e->param);
+    else cJSON_AddNullToObject(o, "param");
+    if (e->code[0]) cJSON_AddStringToObject(o, "code", e->code);
+    else cJSON_AddNullToObject(o, "code");
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return s;
@@ -61,8 +57,7 @@ void oai_reply_json(http_req *r, int status, cJSON *obj)
 }
 
 /* The fields every completion object and chunk starts with. */
-cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model,
-                    const char *fingerprint)
+cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model, const char *fingerprint)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -77,9 +72,7 @@ cJSON *oai_envelope(const char *id, const char *object, time_t created, const ch
 /* The envelope of h's object kind, then "choices": []. */
 cJSON *oai_completion_object(const oai_head *h)
 {
-    const char *object = !h->chat     ? "text_completion"
-                         : h->stream ? "chat.completion.chunk"
-                                     : "chat.completion";
+    const char *object = !h->chat ? "text_completion" : h->stream ? "chat.completion.chunk" : "chat.completion";
     cJSON *o = oai_envelope(h->id, object, h->created, h->model, h->fingerprint);
     if (!o) return NULL;
     cJSON_AddArrayToObject(o, "choices");
@@ -97,10 +90,8 @@ void oai_add_choice(cJSON *o, const oai_head *h, const oai_choice *c)
         cJSON *m = cJSON_AddObjectToObject(ch, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
         cJSON_AddStringToObject(m, "content", c->content);
-        if (c->reasoning)
-            cJSON_AddStringToObject(m, "reasoning_content", c->reasoning);
-        else
-            cJSON_AddNullToObject(m, "reasoning_content");
+        if (c->reasoning) cJSON_AddStringToObject(m, "reasoning_content", c->reasoning);
+        else cJSON_AddNullToObject(m, "reasoning_content");
         cJSON_AddNullToObject(m, "refusal");
     } else if (h->chat) {
         cJSON *d = cJSON_AddObjectToObject(ch, "delta");
@@ -119,20 +110,16 @@ void oai_add_choice(cJSON *o, const oai_head *h, const oai_choice *c)
     } else {
         cJSON_AddItemToObject(ch, "logprobs", c->logprobs);
     }
-    if (c->finish)
-        cJSON_AddStringToObject(ch, "finish_reason", c->finish);
-    else
-        cJSON_AddNullToObject(ch, "finish_reason");
+    if (c->finish) cJSON_AddStringToObject(ch, "finish_reason", c->finish);
+    else cJSON_AddNullToObject(ch, "finish_reason");
     cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(o, "choices"), ch);
 }
 
 /* "usage" last, after the choices. */
 void oai_add_usage(cJSON *o, cJSON *usage)
 {
-    if (usage)
-        cJSON_AddItemToObject(o, "usage", usage);
-    else
-        cJSON_AddNullToObject(o, "usage");
+    if (usage) cJSON_AddItemToObject(o, "usage", usage);
+    else cJSON_AddNullToObject(o, "usage");
 }
 
 /* The UTF-8 bytes of s as a JSON array of numbers. */
@@ -161,9 +148,8 @@ cJSON *oai_logprobs_new(int chat)
  * bytes}]}; completions: the token, its logprob and offset appended to their
  * lists, and {text: logprob} of the token and its alternatives (one entry per
  * distinct text) to top_logprobs. */
-void oai_logprobs_add(cJSON *lp, int chat, const char *text, double logprob,
-                      char *const *top_text, const float *top_logprob, int n_top,
-                      size_t text_offset)
+void oai_logprobs_add(cJSON *lp, int chat, const char *text, double logprob, char *const *top_text,
+                      const float *top_logprob, int n_top, size_t text_offset)
 {
     if (chat) {
         cJSON *ent = cJSON_CreateObject();
@@ -181,10 +167,8 @@ void oai_logprobs_add(cJSON *lp, int chat, const char *text, double logprob,
         }
         cJSON_AddItemToArray(lp, ent);
     } else {
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "tokens"),
-                             cJSON_CreateString(text));
-        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs"),
-                             cJSON_CreateNumber(logprob));
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "tokens"), cJSON_CreateString(text));
+        cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "token_logprobs"), cJSON_CreateNumber(logprob));
         cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(lp, "text_offset"),
                              cJSON_CreateNumber((double)text_offset));
         cJSON *top = cJSON_CreateObject();
@@ -286,27 +270,16 @@ const char *oai_finish_name(int f)
 void oai_err_from_status(oai_err *e, ms_status st, const char *message)
 {
     switch (st) {
-    case MS_ERR_INVALID:
-        oai_fail(e, 400, "invalid_request_error", NULL, "invalid_value", "%s", message);
-        break;
+    case MS_ERR_INVALID: oai_fail(e, 400, "invalid_request_error", NULL, "invalid_value", "%s", message); break;
     case MS_ERR_CONTEXT:
-        oai_fail(e, 400, "invalid_request_error", "messages", "context_length_exceeded", "%s",
-                 message);
+        oai_fail(e, 400, "invalid_request_error", "messages", "context_length_exceeded", "%s", message);
         break;
-    case MS_ERR_BUSY:
-        oai_fail(e, 429, "rate_limit_error", NULL, "queue_full", "%s", message);
-        break;
-    case MS_ERR_NOMEM:
-        oai_fail(e, 503, "server_error", NULL, "out_of_memory", "%s", message);
-        break;
+    case MS_ERR_BUSY: oai_fail(e, 429, "rate_limit_error", NULL, "queue_full", "%s", message); break;
+    case MS_ERR_NOMEM: oai_fail(e, 503, "server_error", NULL, "out_of_memory", "%s", message); break;
     case MS_ERR_UNSUPPORTED:
         oai_fail(e, 400, "invalid_request_error", NULL, "unsupported_parameter", "%s", message);
         break;
-    case MS_ERR_CANCELLED:
-        oai_fail(e, 503, "server_error", NULL, "cancelled", "%s", message);
-        break;
-    default:
-        oai_fail(e, 500, "server_error", NULL, NULL, "%s", message);
-        break;
+    case MS_ERR_CANCELLED: oai_fail(e, 503, "server_error", NULL, "cancelled", "%s", message); break;
+    default: oai_fail(e, 500, "server_error", NULL, NULL, "%s", message); break;
     }
 }

@@ -25,16 +25,15 @@ void oai_reply_error(http_req *r, const oai_err *e);
 void oai_reply_json(http_req *r, int status, cJSON *obj);
 
 /* {"id","object","created","model","system_fingerprint"}. */
-cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model,
-                    const char *fingerprint);
+cJSON *oai_envelope(const char *id, const char *object, time_t created, const char *model, const char *fingerprint);
 /* What every completion object and chunk of one request repeats. */
 typedef struct oai_head {
     const char *id;
     time_t created;
     const char *model;
     const char *fingerprint;
-    int chat;              /* chat.completion(.chunk), else text_completion */
-    int stream;            /* chunks with deltas, else one object with messages */
+    int chat;   /* chat.completion(.chunk), else text_completion */
+    int stream; /* chunks with deltas, else one object with messages */
 } oai_head;
 
 /* One entry of "choices". Strings are copied; logprobs is moved in. */
@@ -60,9 +59,8 @@ void oai_add_usage(cJSON *o, cJSON *usage);
 cJSON *oai_logprobs_new(int chat);
 /* Records one sampled token: its text and logprob, n_top alternatives
  * (top_text[k] NULL: not decoded) and, for completions, its text offset. */
-void oai_logprobs_add(cJSON *lp, int chat, const char *text, double logprob,
-                      char *const *top_text, const float *top_logprob, int n_top,
-                      size_t text_offset);
+void oai_logprobs_add(cJSON *lp, int chat, const char *text, double logprob, char *const *top_text,
+                      const float *top_logprob, int n_top, size_t text_offset);
 /* Tokens recorded in lp (0 when lp is NULL). */
 int oai_logprobs_count(const cJSON *lp, int chat);
 

@@ -18,7 +18,7 @@
 
 struct reqlog {
     int fd;
-    int own_fd;          /* close at the end (not stderr) */
+    int own_fd; /* close at the end (not stderr) */
     pthread_t flusher;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -56,8 +56,7 @@ ms_status reqlog_open(const char *path, reqlog **out, ms_error *err)
     if (path) {
         l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (l->fd < 0) {
-            ms_status st = ms_seterr(err, MS_ERR_IO, "--log %s: cannot open: %s", path,
-                                     strerror(errno));
+            ms_status st = ms_seterr(err, MS_ERR_IO, "--log %s: cannot open: %s", path, strerror(errno));
             free(l);
             return st;
         }
@@ -137,19 +136,18 @@ static void iso_now(char *out, size_t cap)
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
 }
 
 /* Settles the outcome (a reply cut short, or never sent, is client_closed),
  * then builds the record with cJSON so every string is escaped. */
-char *reqlog_line(const reqinfo *in, const char *client, const char *method, int status,
-                  int completed_ok, double dur_s, int with_text)
+char *reqlog_line(const reqinfo *in, const char *client, const char *method, int status, int completed_ok, double dur_s,
+                  int with_text)
 {
     const char *outcome = in->outcome;
     if (!outcome) outcome = status < 400 ? "ok" : "error";
-    if (!strcmp(outcome, "streaming") || (!completed_ok && !strcmp(outcome, "ok")))
-        outcome = "client_closed";
+    if (!strcmp(outcome, "streaming") || (!completed_ok && !strcmp(outcome, "ok"))) outcome = "client_closed";
     if (status == 499) outcome = "client_closed";
     char ts[96];
     iso_now(ts, sizeof ts);
@@ -157,10 +155,8 @@ char *reqlog_line(const reqinfo *in, const char *client, const char *method, int
     if (!o) return NULL;
     cJSON_AddStringToObject(o, "ts", ts);
     cJSON_AddStringToObject(o, "id", in->id);
-    if (in->key_id)
-        cJSON_AddStringToObject(o, "key_id", in->key_id);
-    else
-        cJSON_AddNullToObject(o, "key_id");
+    if (in->key_id) cJSON_AddStringToObject(o, "key_id", in->key_id);
+    else cJSON_AddNullToObject(o, "key_id");
     cJSON_AddStringToObject(o, "client", client);
     cJSON_AddStringToObject(o, "method", method);
     cJSON_AddStringToObject(o, "route", metrics_route_name(in->route));
@@ -173,18 +169,14 @@ char *reqlog_line(const reqinfo *in, const char *client, const char *method, int
         cJSON_AddNumberToObject(o, "prompt_tokens", (double)in->prompt_tokens);
         cJSON_AddNumberToObject(o, "completion_tokens", (double)in->completion_tokens);
         cJSON_AddNumberToObject(o, "reasoning_tokens", (double)in->reasoning_tokens);
-        if (in->ttft_s >= 0)
-            cJSON_AddNumberToObject(o, "ttft_ms", (double)(long long)(in->ttft_s * 1e6) / 1e3);
-        else
-            cJSON_AddNullToObject(o, "ttft_ms");
+        if (in->ttft_s >= 0) cJSON_AddNumberToObject(o, "ttft_ms", (double)(long long)(in->ttft_s * 1e6) / 1e3);
+        else cJSON_AddNullToObject(o, "ttft_ms");
         cJSON_AddStringToObject(o, "finish_reason", in->finish);
         if (in->has_seed) { /* exact digits: a double would round 64-bit seeds */
             char sd[24];
             snprintf(sd, sizeof sd, "%lld", (long long)(int64_t)in->seed);
             cJSON_AddRawToObject(o, "seed", sd);
-        }
-        else
-            cJSON_AddNullToObject(o, "seed");
+        } else cJSON_AddNullToObject(o, "seed");
     }
     if (in->error[0]) cJSON_AddStringToObject(o, "error", in->error);
     if (with_text) {

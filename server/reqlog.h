@@ -28,16 +28,16 @@ void reqlog_close(reqlog *l);
 typedef struct reqinfo {
     char id[48];
     metrics_route route;
-    const char *key_id;     /* points into the auth set, or NULL */
-    const char *outcome;    /* "ok", "error", "client_closed", "timeout", "aborted" */
+    const char *key_id;  /* points into the auth set, or NULL */
+    const char *outcome; /* "ok", "error", "client_closed", "timeout", "aborted" */
     char error[512];
     int stream, n;
     int has_seed;
     uint64_t seed;
     uint64_t prompt_tokens, completion_tokens, reasoning_tokens;
-    double ttft_s;          /* < 0: no token */
-    char finish[64];        /* finish reasons, comma-separated per choice */
-    char *prompt_text;      /* only with --log-text, malloc'd */
+    double ttft_s;     /* < 0: no token */
+    char finish[64];   /* finish reasons, comma-separated per choice */
+    char *prompt_text; /* only with --log-text, malloc'd */
     char *completion_text;
 } reqinfo;
 
@@ -47,7 +47,7 @@ typedef struct reqinfo {
  * with with_text (--log-text) the prompt and completion texts. status is the
  * reply's (499 when none was sent); completed_ok: the reply reached the client
  * in full. client and method come from the HTTP request. */
-char *reqlog_line(const reqinfo *in, const char *client, const char *method, int status,
-                  int completed_ok, double dur_s, int with_text);
+char *reqlog_line(const reqinfo *in, const char *client, const char *method, int status, int completed_ok, double dur_s,
+                  int with_text);
 
 #endif

@@ -10,15 +10,21 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "gen.h"
 #include "base/json.h"
+#include "gen.h"
 #include "oai_resp.h"
 #include "routes.h"
 
 #define BAD "invalid_request_error"
 
-int srv_state_get(server *s) { return __atomic_load_n(&s->state, __ATOMIC_SEQ_CST); }
-void srv_state_set(server *s, int st) { __atomic_store_n(&s->state, st, __ATOMIC_SEQ_CST); }
+int srv_state_get(server *s)
+{
+    return __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
+}
+void srv_state_set(server *s, int st)
+{
+    __atomic_store_n(&s->state, st, __ATOMIC_SEQ_CST);
+}
 
 /* Random id from getrandom (clock-derived if that fails). */
 void srv_new_id(char *id, size_t cap, const char *prefix)
@@ -54,8 +60,7 @@ static metrics_route route_of(const char *path)
 }
 
 /* Replies with an error built from the arguments. */
-static void reply_err(http_req *r, int status, const char *type, const char *param,
-                      const char *code, const char *msg)
+static void reply_err(http_req *r, int status, const char *type, const char *param, const char *code, const char *msg)
 {
     oai_err e;
     oai_fail(&e, status, type, param, code, "%s", msg);
@@ -99,8 +104,9 @@ static void on_headers(void *ctx, http_req *r)
     in->route = route_of(http_path(r));
     in->ttft_s = -1;
     srv_new_id(in->id, sizeof in->id,
-               in->route == ROUTE_CHAT ? "chatcmpl-" : in->route == ROUTE_COMPLETIONS ? "cmpl-"
-                                                                                     : "req-");
+               in->route == ROUTE_CHAT          ? "chatcmpl-"
+               : in->route == ROUTE_COMPLETIONS ? "cmpl-"
+                                                : "req-");
     http_add_header(r, "X-Request-Id", in->id);
     switch (http_flags(r)) {
     case HTTP_FLAG_TOO_MANY_HEADERS:
@@ -111,30 +117,24 @@ static void on_headers(void *ctx, http_req *r)
                   "ambiguous body framing (Content-Length with Transfer-Encoding, repeated, or "
                   "malformed)");
         return;
-    case HTTP_FLAG_TOO_LARGE:
-        reply_too_large(S, r);
-        return;
-    case HTTP_FLAG_NONE:
-        break;
+    case HTTP_FLAG_TOO_LARGE: reply_too_large(S, r); return;
+    case HTTP_FLAG_NONE: break;
     }
     if (in->route != ROUTE_HEALTH && check_auth(S, r, in)) return;
     if (in->route == ROUTE_OTHER) {
         reply_err(r, 404, BAD, NULL, "not_found", "no such route");
         return;
     }
-    int get = in->route == ROUTE_MODELS || in->route == ROUTE_HEALTH ||
-              in->route == ROUTE_METRICS;
+    int get = in->route == ROUTE_MODELS || in->route == ROUTE_HEALTH || in->route == ROUTE_METRICS;
     if (strcmp(http_method(r), get ? "GET" : "POST")) {
         http_add_header(r, "Allow", get ? "GET" : "POST");
-        reply_err(r, 405, BAD, NULL, "method_not_allowed",
-                  get ? "this route takes GET" : "this route takes POST");
+        reply_err(r, 405, BAD, NULL, "method_not_allowed", get ? "this route takes GET" : "this route takes POST");
         return;
     }
     int st = srv_state_get(S);
     if (in->route != ROUTE_HEALTH && in->route != ROUTE_METRICS &&
         (st == SRV_LOADING || (st == SRV_DRAINING && !get))) {
-        reply_err(r, 503, "server_error", NULL,
-                  st == SRV_LOADING ? "loading" : "shutting_down",
+        reply_err(r, 503, "server_error", NULL, st == SRV_LOADING ? "loading" : "shutting_down",
                   st == SRV_LOADING ? "the model is still loading" : "the server is shutting down");
         return;
     }
@@ -186,8 +186,7 @@ static void route_chat(server *S, http_req *r, reqinfo *in, cJSON *root)
     int32_t *ids = NULL;
     size_t n = 0;
     ms_error err;
-    ms_status st = S->svc->ops->chat_tokenize(S->svc->self, c.msgs, c.n_msgs, 1,
-                                              c.g.enable_thinking, &ids, &n, &err);
+    ms_status st = S->svc->ops->chat_tokenize(S->svc->self, c.msgs, c.n_msgs, 1, c.g.enable_thinking, &ids, &n, &err);
     if (st != MS_OK) {
         oai_err_from_status(&e, st, err.message);
         if (e.http == 400) snprintf(e.param, sizeof e.param, "messages");
@@ -224,8 +223,8 @@ static void route_completions(server *S, http_req *r, reqinfo *in, cJSON *root)
         ms_error err;
         if (c.texts[i]) {
             /* the caller writes the whole prompt, so added tokens are matched */
-            ms_status st = S->svc->ops->tokenize(S->svc->self, c.texts[i], c.text_lens[i], 1,
-                                                 &ps[i].ids, &ps[i].n, &err);
+            ms_status st =
+                S->svc->ops->tokenize(S->svc->self, c.texts[i], c.text_lens[i], 1, &ps[i].ids, &ps[i].n, &err);
             if (st != MS_OK) {
                 oai_err_from_status(&e, st, err.message);
                 oai_reply_error(r, &e);
@@ -241,8 +240,7 @@ static void route_completions(server *S, http_req *r, reqinfo *in, cJSON *root)
             c.ids[i] = NULL; /* ownership moves to ps */
             if (c.g.echo) {
                 size_t len = 0;
-                if (S->svc->ops->detokenize(S->svc->self, ps[i].ids, ps[i].n, 0, &echo[i], &len,
-                                            &err) == MS_OK) {
+                if (S->svc->ops->detokenize(S->svc->self, ps[i].ids, ps[i].n, 0, &echo[i], &len, &err) == MS_OK) {
                     ps[i].echo = echo[i];
                     ps[i].echo_len = len;
                 }
@@ -286,10 +284,7 @@ static void route_health(server *S, http_req *r)
 {
     int st = srv_state_get(S);
     int fatal = __atomic_load_n(&S->fatal, __ATOMIC_SEQ_CST);
-    const char *s = fatal                ? "unhealthy"
-                    : st == SRV_READY    ? "ok"
-                    : st == SRV_LOADING  ? "loading"
-                                         : "draining";
+    const char *s = fatal ? "unhealthy" : st == SRV_READY ? "ok" : st == SRV_LOADING ? "loading" : "draining";
     if (strcmp(s, "ok")) http_add_header(r, "Retry-After", "1");
     oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, oai_health(s));
 }
@@ -302,8 +297,7 @@ static void route_metrics(server *S, http_req *r)
     if (S->svc) S->svc->ops->stats(S->svc->self, &st);
     char *text = NULL;
     size_t len = 0;
-    if (metrics_render(S->metrics, &st, job_registry_count(S->jobs), srv_state_get(S), &text,
-                       &len) != MS_OK) {
+    if (metrics_render(S->metrics, &st, job_registry_count(S->jobs), srv_state_get(S), &text, &len) != MS_OK) {
         reply_err(r, 503, "server_error", NULL, "out_of_memory", "out of memory");
         return;
     }
@@ -325,11 +319,10 @@ static void route_tokenize(server *S, http_req *r, cJSON *root)
     int32_t *ids = NULL;
     size_t n = 0;
     ms_error err;
-    ms_status st = t.prompt ? S->svc->ops->tokenize(S->svc->self, t.prompt, t.prompt_len, 1, &ids,
-                                                    &n, &err)
-                            : S->svc->ops->chat_tokenize(S->svc->self, t.chat.msgs,
-                                                         t.chat.n_msgs, t.add_generation_prompt,
-                                                         t.chat.g.enable_thinking, &ids, &n, &err);
+    ms_status st = t.prompt
+                       ? S->svc->ops->tokenize(S->svc->self, t.prompt, t.prompt_len, 1, &ids, &n, &err)
+                       : S->svc->ops->chat_tokenize(S->svc->self, t.chat.msgs, t.chat.n_msgs, t.add_generation_prompt,
+                                                    t.chat.g.enable_thinking, &ids, &n, &err);
     if (st != MS_OK) {
         oai_err_from_status(&e, st, err.message);
         oai_reply_error(r, &e);
@@ -401,8 +394,7 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     double dur = http_now() - http_t_start(r);
     int status = http_status(r) ? http_status(r) : 499;
     metrics_request(S->metrics, in->route, status, dur);
-    char *line = reqlog_line(in, http_peer(r), http_method(r), status, completed_ok, dur,
-                             S->cfg.log_text);
+    char *line = reqlog_line(in, http_peer(r), http_method(r), status, completed_ok, dur, S->cfg.log_text);
     if (line) reqlog_write(S->log, line, strlen(line));
     free(line);
     free(in->prompt_text);

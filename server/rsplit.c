@@ -4,14 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/chat_parse.h"
 #include "rsplit.h"
+#include "text/chat_parse.h"
 
 #define RSPLIT_TAIL_TOKENS 16 /* enough to see "<think>\n\n</think>\n\n" */
 
 struct rsplit {
     chat_splitter sp;
-    int failed;   /* the splitter reported an error: pass text through as content */
+    int failed; /* the splitter reported an error: pass text through as content */
 };
 
 /* Chooses the splitter mode from the decoded prompt tail. */
@@ -40,8 +40,7 @@ static void put(const chat_delta *d, strbuf *reasoning, strbuf *content)
 }
 
 /* Feeds one token; after a splitter error the rest passes through as content. */
-void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf *reasoning,
-                 strbuf *content)
+void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf *reasoning, strbuf *content)
 {
     if (r->failed) {
         sb_append(content, text, len);
@@ -68,7 +67,10 @@ void rsplit_flush(rsplit *r, strbuf *reasoning, strbuf *content)
     if (chat_splitter_flush(&r->sp, &d, &err) == MS_OK) put(&d, reasoning, content);
 }
 
-size_t rsplit_reasoning_tokens(const rsplit *r) { return r->sp.n_reasoning_tokens; }
+size_t rsplit_reasoning_tokens(const rsplit *r)
+{
+    return r->sp.n_reasoning_tokens;
+}
 
 /* Frees the splitter; NULL-safe. */
 void rsplit_free(rsplit *r)

@@ -18,8 +18,7 @@ typedef struct rsplit rsplit;
  * inside a think block). NULL on allocation failure. */
 rsplit *rsplit_create(const svc *s, const int32_t *prompt, size_t n_prompt);
 /* Feeds one token; appends what can be decided to reasoning and content. */
-void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf *reasoning,
-                 strbuf *content);
+void rsplit_feed(rsplit *r, int32_t token, const char *text, size_t len, strbuf *reasoning, strbuf *content);
 /* End of output: appends what was held back. */
 void rsplit_flush(rsplit *r, strbuf *reasoning, strbuf *content);
 /* Tokens counted as reasoning so far. */

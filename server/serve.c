@@ -14,11 +14,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "serve.h"
 #include "routes.h"
+#include "serve.h"
 #include "server.h"
 
-#define ABORT_GRACE_S 3.0  /* after aborting, how long requests get to send their error */
+#define ABORT_GRACE_S 3.0 /* after aborting, how long requests get to send their error */
 
 /* Prints the options of `medserve DIR`. */
 static void usage(FILE *f)
@@ -46,8 +46,7 @@ static void usage(FILE *f)
             "  --fake-engine            no model: a deterministic fake engine (tests, load tests)\n"
             "  --fake-step-us N         fake engine: microseconds per decode step (default 2000)\n"
             "  --fake-fault-after N     fake engine: fail like a broken engine after N tokens\n",
-            SRV_DEFAULT_MAX_N, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP,
-            HTTP_DEFAULT_IDLE_S);
+            SRV_DEFAULT_MAX_N, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP, HTTP_DEFAULT_IDLE_S);
 }
 
 /* Parses a whole decimal integer in [lo, hi]; 0 ok. */
@@ -57,8 +56,7 @@ static int parse_int(const char *opt, const char *v, long long lo, long long hi,
     errno = 0;
     long long x = v ? strtoll(v, &end, 10) : 0;
     if (!v || !*v || *end || errno || x < lo || x > hi) {
-        fprintf(stderr, "medserve: %s: expected an integer in [%lld, %lld], got '%s'\n", opt, lo,
-                hi, v ? v : "");
+        fprintf(stderr, "medserve: %s: expected an integer in [%lld, %lld], got '%s'\n", opt, lo, hi, v ? v : "");
         return -1;
     }
     *out = x;
@@ -72,8 +70,7 @@ static int parse_secs(const char *opt, const char *v, double *out)
     errno = 0;
     double x = v ? strtod(v, &end) : 0;
     if (!v || !*v || *end || errno || !(x > 0) || x > 1e6) {
-        fprintf(stderr, "medserve: %s: expected seconds in (0, 1000000], got '%s'\n", opt,
-                v ? v : "");
+        fprintf(stderr, "medserve: %s: expected seconds in (0, 1000000], got '%s'\n", opt, v ? v : "");
         return -1;
     }
     *out = x;
@@ -102,8 +99,7 @@ static int parse_args(int argc, char **argv, srv_config *c)
         }
         if (a[0] != '-') {
             if (c->dir) {
-                fprintf(stderr, "medserve: more than one directory given ('%s', '%s')\n", c->dir,
-                        a);
+                fprintf(stderr, "medserve: more than one directory given ('%s', '%s')\n", c->dir, a);
                 return 2;
             }
             c->dir = a;
@@ -201,8 +197,7 @@ static int set_model_name(server *S)
         n = buf;
     }
     if (!*n || strlen(n) >= sizeof S->model_name) {
-        fprintf(stderr, "medserve: --model-name must have 1..%zu bytes\n",
-                sizeof S->model_name - 1);
+        fprintf(stderr, "medserve: --model-name must have 1..%zu bytes\n", sizeof S->model_name - 1);
         return -1;
     }
     snprintf(S->model_name, sizeof S->model_name, "%s", n);
@@ -216,8 +211,8 @@ static int load(server *S)
     ms_status st;
     svc *s = NULL;
     if (S->cfg.fake) {
-        svc_fake_params fp = {S->cfg.ctx ? S->cfg.ctx : 4096, S->cfg.max_seqs, S->cfg.queue,
-                              S->cfg.fake_step_us, S->cfg.fake_fault_after};
+        svc_fake_params fp = {S->cfg.ctx ? S->cfg.ctx : 4096, S->cfg.max_seqs, S->cfg.queue, S->cfg.fake_step_us,
+                              S->cfg.fake_fault_after};
         st = svc_fake_open(&fp, &s, &err);
     } else {
         svc_ms_params p = {S->cfg.threads, S->cfg.ctx, S->cfg.max_seqs, S->cfg.queue, S->cfg.q8};
@@ -262,8 +257,8 @@ static int serve_loop(server *S, const sigset_t *sigs)
         }
         if (sig == SIGTERM || sig == SIGINT) break;
     }
-    fprintf(stderr, "medserve: draining (%d requests in flight, up to %g s)\n",
-            job_registry_count(S->jobs), S->cfg.drain_timeout_s);
+    fprintf(stderr, "medserve: draining (%d requests in flight, up to %g s)\n", job_registry_count(S->jobs),
+            S->cfg.drain_timeout_s);
     srv_state_set(S, SRV_DRAINING);
     int left = wait_jobs(S, S->cfg.drain_timeout_s);
     if (left > 0) {
@@ -319,18 +314,17 @@ int serve_main(int argc, char **argv)
         rc = err.status == MS_ERR_INVALID ? 2 : 1;
         goto out;
     }
-    fprintf(stderr, "medserve: listening on http://%s%s%s:%d (loading %s)\n",
-            strchr(S.cfg.host, ':') ? "[" : "", S.cfg.host, strchr(S.cfg.host, ':') ? "]" : "",
-            http_port(hs), S.cfg.fake ? "the fake engine" : S.cfg.dir);
+    fprintf(stderr, "medserve: listening on http://%s%s%s:%d (loading %s)\n", strchr(S.cfg.host, ':') ? "[" : "",
+            S.cfg.host, strchr(S.cfg.host, ':') ? "]" : "", http_port(hs), S.cfg.fake ? "the fake engine" : S.cfg.dir);
     if (!S.auth) fprintf(stderr, "medserve: no --api-key-file: every route is open\n");
     if ((rc = load(&S)) != 0) goto out;
     srv_state_set(&S, SRV_READY);
-    fprintf(stderr, "medserve: ready: model '%s', context %d, %d keys\n", S.model_name,
-            S.svc->n_ctx, auth_count(S.auth));
+    fprintf(stderr, "medserve: ready: model '%s', context %d, %d keys\n", S.model_name, S.svc->n_ctx,
+            auth_count(S.auth));
     rc = serve_loop(&S, &sigs);
 out:
-    http_stop(hs);     /* closes connections; joins their threads */
-    svc_free(S.svc);   /* engine: cancels what is left, joins */
+    http_stop(hs);   /* closes connections; joins their threads */
+    svc_free(S.svc); /* engine: cancels what is left, joins */
     reqlog_close(S.log);
     job_registry_free(S.jobs);
     metrics_free(S.metrics);

@@ -17,7 +17,7 @@
 #include "svc.h"
 
 #define SRV_DEFAULT_MAX_N 8
-#define SRV_KEEPALIVE_S 5.0    /* SSE comment after this much silence (at most idle/3) */
+#define SRV_KEEPALIVE_S 5.0 /* SSE comment after this much silence (at most idle/3) */
 
 typedef enum srv_state {
     SRV_LOADING = 0,
@@ -31,13 +31,13 @@ typedef struct srv_config {
     int port;
     const char *api_key_file;
     int threads, ctx, max_seqs, queue, max_n;
-    int q8;            /* --weights q8 */
+    int q8; /* --weights q8 */
     double timeout_s, drain_timeout_s;
     const char *log_path;
     int log_text;
     const char *model_name;
     http_limits lim;
-    int fake;           /* --fake-engine: no model, deterministic fake tokens */
+    int fake; /* --fake-engine: no model, deterministic fake tokens */
     int fake_step_us;
     long fake_fault_after;
 } srv_config;
@@ -45,15 +45,15 @@ typedef struct srv_config {
 typedef struct server {
     srv_config cfg;
     char model_name[256];
-    char fingerprint[64];  /* system_fingerprint */
+    char fingerprint[64]; /* system_fingerprint */
     time_t created;
-    svc *svc;              /* set once loaded (state READY) */
-    auth *auth;            /* NULL: no keys configured */
+    svc *svc;   /* set once loaded (state READY) */
+    auth *auth; /* NULL: no keys configured */
     metrics *metrics;
     reqlog *log;
     job_registry *jobs;
-    int state;             /* srv_state, atomic */
-    int fatal;             /* an engine fault was seen: exit non-zero */
+    int state; /* srv_state, atomic */
+    int fatal; /* an engine fault was seen: exit non-zero */
 } server;
 
 int srv_state_get(server *s);

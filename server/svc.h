@@ -13,19 +13,17 @@
 
 typedef struct svc_ops {
     /* allow_special as ms_tokenize; *ids malloc'd. */
-    ms_status (*tokenize)(void *self, const char *text, size_t len, int allow_special,
-                          int32_t **ids, size_t *n_ids, ms_error *err);
+    ms_status (*tokenize)(void *self, const char *text, size_t len, int allow_special, int32_t **ids, size_t *n_ids,
+                          ms_error *err);
     /* As ms_detokenize; *text malloc'd and NUL-terminated. */
-    ms_status (*detokenize)(void *self, const int32_t *ids, size_t n_ids, int skip_special,
-                            char **text, size_t *len, ms_error *err);
+    ms_status (*detokenize)(void *self, const int32_t *ids, size_t n_ids, int skip_special, char **text, size_t *len,
+                            ms_error *err);
     /* As ms_chat_tokenize with add_generation_prompt = 1 and no tools. */
-    ms_status (*chat_tokenize)(void *self, const ms_message *msgs, size_t n_msgs,
-                               int add_generation_prompt, int enable_thinking, int32_t **ids,
-                               size_t *n_ids, ms_error *err);
+    ms_status (*chat_tokenize)(void *self, const ms_message *msgs, size_t n_msgs, int add_generation_prompt,
+                               int enable_thinking, int32_t **ids, size_t *n_ids, ms_error *err);
     ms_sampling (*sampling_default)(void *self);
     /* As ms_engine_submit: every accepted request gets exactly one final event. */
-    ms_status (*submit)(void *self, const ms_request *r, ms_token_fn fn, void *user,
-                        uint64_t *id, ms_error *err);
+    ms_status (*submit)(void *self, const ms_request *r, ms_token_fn fn, void *user, uint64_t *id, ms_error *err);
     ms_status (*cancel)(void *self, uint64_t id);
     void (*stats)(void *self, ms_engine_stats *out);
     /* Cancels what runs (final events still delivered), joins, frees. */
@@ -35,12 +33,12 @@ typedef struct svc_ops {
 typedef struct svc {
     const svc_ops *ops;
     void *self;
-    int vocab_size;          /* valid token ids are [0, vocab_size) */
-    int n_ctx;               /* tokens per sequence, prompt + output */
-    int max_new_tokens;      /* generation_config max_new_tokens, 0 if absent */
-    int32_t think_open_id;   /* <think>, or -1 */
-    int32_t think_close_id;  /* </think>, or -1 */
-    char manifest_sha256[65];/* hex, or "" */
+    int vocab_size;           /* valid token ids are [0, vocab_size) */
+    int n_ctx;                /* tokens per sequence, prompt + output */
+    int max_new_tokens;       /* generation_config max_new_tokens, 0 if absent */
+    int32_t think_open_id;    /* <think>, or -1 */
+    int32_t think_close_id;   /* </think>, or -1 */
+    char manifest_sha256[65]; /* hex, or "" */
 } svc;
 
 /* Frees s and what it owns; NULL-safe. */
@@ -48,8 +46,8 @@ void svc_free(svc *s);
 
 typedef struct svc_fake_params {
     int n_ctx, max_seqs, max_queue;
-    int step_us;       /* wall time of one decode step */
-    long fault_after;  /* > 0: after this many tokens every sequence ends with an
+    int step_us;      /* wall time of one decode step */
+    long fault_after; /* > 0: after this many tokens every sequence ends with an
                         * internal error, as a broken engine would (tests) */
 } svc_fake_params;
 
@@ -61,10 +59,10 @@ typedef struct svc_fake_params {
 ms_status svc_fake_open(const svc_fake_params *p, svc **out, ms_error *err);
 
 typedef struct svc_ms_params {
-    int n_threads;     /* 0: all online CPUs */
-    int n_ctx;         /* 0: the engine's default */
+    int n_threads; /* 0: all online CPUs */
+    int n_ctx;     /* 0: the engine's default */
     int max_seqs, max_queue;
-    int q8;            /* quantise weights to int8 at load */
+    int q8; /* quantise weights to int8 at load */
 } svc_ms_params;
 
 /* Loads dir with libmedserve and starts its engine. */

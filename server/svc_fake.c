@@ -23,8 +23,7 @@
 #define FAKE_KV_BLOCK 16
 #define FAKE_MAX_TOP 20
 
-enum { ID_EOT = 151643, ID_IM_START = 151644, ID_IM_END = 151645, ID_THINK = 151667,
-       ID_THINK_END = 151668 };
+enum { ID_EOT = 151643, ID_IM_START = 151644, ID_IM_END = 151645, ID_THINK = 151667, ID_THINK_END = 151668 };
 
 typedef struct fake_special {
     int32_t id;
@@ -33,18 +32,15 @@ typedef struct fake_special {
 } fake_special;
 
 static const fake_special SPECIALS[] = {
-    {ID_EOT, "<|endoftext|>", 1},
-    {ID_IM_START, "<|im_start|>", 1},
-    {ID_IM_END, "<|im_end|>", 1},
-    {ID_THINK, "<think>", 0},
-    {ID_THINK_END, "</think>", 0},
+    {ID_EOT, "<|endoftext|>", 1}, {ID_IM_START, "<|im_start|>", 1}, {ID_IM_END, "<|im_end|>", 1},
+    {ID_THINK, "<think>", 0},     {ID_THINK_END, "</think>", 0},
 };
 #define N_SPECIALS (sizeof SPECIALS / sizeof SPECIALS[0])
 
 typedef struct fseq {
     uint64_t id;
-    uint64_t h;          /* hash of prompt and seed: the sequence's identity */
-    int think;           /* 1: emit a <think> block first */
+    uint64_t h; /* hash of prompt and seed: the sequence's identity */
+    int think;  /* 1: emit a <think> block first */
     size_t n_prompt;
     int max_tokens, n_gen, answer_len, think_len;
     int logprobs, top_logprobs;
@@ -61,7 +57,7 @@ typedef struct fake {
     pthread_t thread;
     int stop;
     uint64_t next_id;
-    fseq *queued, *running;    /* singly linked, FIFO by append */
+    fseq *queued, *running; /* singly linked, FIFO by append */
     int n_queued, n_running;
     uint64_t prompt_tokens, generated_tokens;
 } fake;
@@ -90,8 +86,7 @@ static int ids_push(int32_t **ids, size_t *n, size_t *cap, int32_t id)
 }
 
 /* Encodes text: bytes, plus added tokens when allow_special. */
-static int encode_append(const char *text, size_t len, int allow_special, int32_t **ids, size_t *n,
-                         size_t *cap)
+static int encode_append(const char *text, size_t len, int allow_special, int32_t **ids, size_t *n, size_t *cap)
 {
     size_t i = 0;
     while (i < len) {
@@ -115,8 +110,8 @@ static int encode_append(const char *text, size_t len, int allow_special, int32_
 }
 
 /* Tokenize: see encode_append. */
-static ms_status fake_tokenize(void *self, const char *text, size_t len, int allow_special,
-                               int32_t **ids, size_t *n_ids, ms_error *err)
+static ms_status fake_tokenize(void *self, const char *text, size_t len, int allow_special, int32_t **ids,
+                               size_t *n_ids, ms_error *err)
 {
     (void)self;
     size_t n = 0, cap = 0;
@@ -148,15 +143,14 @@ static const char *id_text(int32_t id, char byte[2], int *special)
 }
 
 /* Detokenize: concatenates the ids' texts. */
-static ms_status fake_detokenize(void *self, const int32_t *ids, size_t n_ids, int skip_special,
-                                 char **text, size_t *len, ms_error *err)
+static ms_status fake_detokenize(void *self, const int32_t *ids, size_t n_ids, int skip_special, char **text,
+                                 size_t *len, ms_error *err)
 {
     (void)self;
     size_t cap = 1, n = 0;
     for (size_t i = 0; i < n_ids; i++) {
         if (ids[i] < 0 || ids[i] >= FAKE_VOCAB)
-            return ms_seterr(err, MS_ERR_INVALID, "detokenize: id %d out of range [0, %d)",
-                             (int)ids[i], FAKE_VOCAB);
+            return ms_seterr(err, MS_ERR_INVALID, "detokenize: id %d out of range [0, %d)", (int)ids[i], FAKE_VOCAB);
         cap += 16;
     }
     char *out = malloc(cap);
@@ -177,9 +171,8 @@ static ms_status fake_detokenize(void *self, const int32_t *ids, size_t n_ids, i
 }
 
 /* Renders messages in Qwen3's shape; message text never yields added tokens. */
-static ms_status fake_chat_tokenize(void *self, const ms_message *msgs, size_t n_msgs,
-                                    int add_generation_prompt, int enable_thinking,
-                                    int32_t **ids, size_t *n_ids, ms_error *err)
+static ms_status fake_chat_tokenize(void *self, const ms_message *msgs, size_t n_msgs, int add_generation_prompt,
+                                    int enable_thinking, int32_t **ids, size_t *n_ids, ms_error *err)
 {
     (void)self;
     size_t n = 0, cap = 0;
@@ -188,24 +181,19 @@ static ms_status fake_chat_tokenize(void *self, const ms_message *msgs, size_t n
     for (size_t i = 0; i < n_msgs && ok; i++) {
         const char *role = msgs[i].role ? msgs[i].role : "";
         const char *content = msgs[i].content ? msgs[i].content : "";
-        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") &&
-            strcmp(role, "tool")) {
+        if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant") && strcmp(role, "tool")) {
             free(out);
             return ms_seterr(err, MS_ERR_INVALID, "messages[%zu].role: unknown role '%s'", i, role);
         }
-        ok = ids_push(&out, &n, &cap, ID_IM_START) &&
-             encode_append(role, strlen(role), 0, &out, &n, &cap) &&
-             ids_push(&out, &n, &cap, '\n') &&
-             encode_append(content, strlen(content), 0, &out, &n, &cap) &&
+        ok = ids_push(&out, &n, &cap, ID_IM_START) && encode_append(role, strlen(role), 0, &out, &n, &cap) &&
+             ids_push(&out, &n, &cap, '\n') && encode_append(content, strlen(content), 0, &out, &n, &cap) &&
              ids_push(&out, &n, &cap, ID_IM_END) && ids_push(&out, &n, &cap, '\n');
     }
     if (ok && add_generation_prompt) {
-        ok = ids_push(&out, &n, &cap, ID_IM_START) &&
-             encode_append("assistant\n", 10, 0, &out, &n, &cap);
+        ok = ids_push(&out, &n, &cap, ID_IM_START) && encode_append("assistant\n", 10, 0, &out, &n, &cap);
         if (ok && enable_thinking == 0)
             ok = ids_push(&out, &n, &cap, ID_THINK) && encode_append("\n\n", 2, 0, &out, &n, &cap) &&
-                 ids_push(&out, &n, &cap, ID_THINK_END) &&
-                 encode_append("\n\n", 2, 0, &out, &n, &cap);
+                 ids_push(&out, &n, &cap, ID_THINK_END) && encode_append("\n\n", 2, 0, &out, &n, &cap);
     }
     if (!ok) {
         free(out);
@@ -238,23 +226,18 @@ static void list_append(fseq **head, fseq *q)
 }
 
 /* Queues a request; see svc_ops.submit. */
-static ms_status fake_submit(void *self, const ms_request *r, ms_token_fn fn, void *user,
-                             uint64_t *id, ms_error *err)
+static ms_status fake_submit(void *self, const ms_request *r, ms_token_fn fn, void *user, uint64_t *id, ms_error *err)
 {
     fake *f = self;
-    if (!r || !fn || r->n_prompt == 0 || !r->prompt)
-        return ms_seterr(err, MS_ERR_INVALID, "submit: empty prompt");
+    if (!r || !fn || r->n_prompt == 0 || !r->prompt) return ms_seterr(err, MS_ERR_INVALID, "submit: empty prompt");
     if (r->max_tokens <= 0) return ms_seterr(err, MS_ERR_INVALID, "submit: max_tokens must be > 0");
-    if (r->stop[0])
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "submit: the fake engine has no stop strings");
+    if (r->stop[0]) return ms_seterr(err, MS_ERR_UNSUPPORTED, "submit: the fake engine has no stop strings");
     if (r->n_prompt > (size_t)f->p.n_ctx || (size_t)r->max_tokens > (size_t)f->p.n_ctx - r->n_prompt)
-        return ms_seterr(err, MS_ERR_CONTEXT,
-                         "submit: prompt (%zu tokens) + max_tokens (%d) > context (%d)", r->n_prompt,
-                         r->max_tokens, f->p.n_ctx);
+        return ms_seterr(err, MS_ERR_CONTEXT, "submit: prompt (%zu tokens) + max_tokens (%d) > context (%d)",
+                         r->n_prompt, r->max_tokens, f->p.n_ctx);
     for (size_t i = 0; i < r->n_prompt; i++)
         if (r->prompt[i] < 0 || r->prompt[i] >= FAKE_VOCAB)
-            return ms_seterr(err, MS_ERR_INVALID, "submit: prompt[%zu] = %d out of range", i,
-                             (int)r->prompt[i]);
+            return ms_seterr(err, MS_ERR_INVALID, "submit: prompt[%zu] = %d out of range", i, (int)r->prompt[i]);
     fseq *q = calloc(1, sizeof *q);
     if (!q) return ms_seterr(err, MS_ERR_NOMEM, "submit: out of memory");
     uint64_t h = 1469598103934665603ull;
@@ -329,8 +312,7 @@ static void fake_stats(void *self, ms_engine_stats *out)
     out->n_ctx = f->p.n_ctx;
     for (fseq *q = f->running; q; q = q->next)
         out->kv_blocks_used += (q->n_prompt + (size_t)q->n_gen + FAKE_KV_BLOCK - 1) / FAKE_KV_BLOCK;
-    out->kv_blocks_total =
-        (size_t)f->p.max_seqs * (((size_t)f->p.n_ctx + FAKE_KV_BLOCK - 1) / FAKE_KV_BLOCK);
+    out->kv_blocks_total = (size_t)f->p.max_seqs * (((size_t)f->p.n_ctx + FAKE_KV_BLOCK - 1) / FAKE_KV_BLOCK);
     out->prompt_tokens = f->prompt_tokens;
     out->generated_tokens = f->generated_tokens;
     pthread_mutex_unlock(&f->mu);

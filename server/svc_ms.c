@@ -14,43 +14,50 @@ typedef struct msvc {
 } msvc;
 
 /* See svc_ops.tokenize. */
-static ms_status ms_tok(void *self, const char *text, size_t len, int allow_special, int32_t **ids,
-                        size_t *n_ids, ms_error *err)
+static ms_status ms_tok(void *self, const char *text, size_t len, int allow_special, int32_t **ids, size_t *n_ids,
+                        ms_error *err)
 {
     return ms_tokenize(((msvc *)self)->m, text, len, allow_special, ids, n_ids, err);
 }
 
 /* See svc_ops.detokenize. */
-static ms_status ms_detok(void *self, const int32_t *ids, size_t n_ids, int skip_special,
-                          char **text, size_t *len, ms_error *err)
+static ms_status ms_detok(void *self, const int32_t *ids, size_t n_ids, int skip_special, char **text, size_t *len,
+                          ms_error *err)
 {
     return ms_detokenize(((msvc *)self)->m, ids, n_ids, skip_special, text, len, err);
 }
 
 /* See svc_ops.chat_tokenize (no tools: the server refuses them). */
-static ms_status ms_chat(void *self, const ms_message *msgs, size_t n_msgs,
-                         int add_generation_prompt, int enable_thinking, int32_t **ids,
-                         size_t *n_ids, ms_error *err)
+static ms_status ms_chat(void *self, const ms_message *msgs, size_t n_msgs, int add_generation_prompt,
+                         int enable_thinking, int32_t **ids, size_t *n_ids, ms_error *err)
 {
-    return ms_chat_tokenize(((msvc *)self)->m, msgs, n_msgs, NULL, add_generation_prompt,
-                            enable_thinking, ids, n_ids, NULL, err);
+    return ms_chat_tokenize(((msvc *)self)->m, msgs, n_msgs, NULL, add_generation_prompt, enable_thinking, ids, n_ids,
+                            NULL, err);
 }
 
 /* See svc_ops.sampling_default. */
-static ms_sampling ms_defaults(void *self) { return ms_sampling_default(((msvc *)self)->m); }
+static ms_sampling ms_defaults(void *self)
+{
+    return ms_sampling_default(((msvc *)self)->m);
+}
 
 /* See svc_ops.submit. */
-static ms_status ms_submit(void *self, const ms_request *r, ms_token_fn fn, void *user,
-                           uint64_t *id, ms_error *err)
+static ms_status ms_submit(void *self, const ms_request *r, ms_token_fn fn, void *user, uint64_t *id, ms_error *err)
 {
     return ms_engine_submit(((msvc *)self)->e, r, fn, user, id, err);
 }
 
 /* See svc_ops.cancel. */
-static ms_status ms_cancel(void *self, uint64_t id) { return ms_engine_cancel(((msvc *)self)->e, id); }
+static ms_status ms_cancel(void *self, uint64_t id)
+{
+    return ms_engine_cancel(((msvc *)self)->e, id);
+}
 
 /* See svc_ops.stats. */
-static void ms_stats(void *self, ms_engine_stats *out) { ms_engine_get_stats(((msvc *)self)->e, out); }
+static void ms_stats(void *self, ms_engine_stats *out)
+{
+    ms_engine_get_stats(((msvc *)self)->e, out);
+}
 
 /* Engine first (it cancels and joins), then the model it reads. */
 static void ms_close(void *self)
@@ -62,8 +69,7 @@ static void ms_close(void *self)
     free(v);
 }
 
-static const svc_ops MS_OPS = {ms_tok,    ms_detok,  ms_chat,  ms_defaults,
-                               ms_submit, ms_cancel, ms_stats, ms_close};
+static const svc_ops MS_OPS = {ms_tok, ms_detok, ms_chat, ms_defaults, ms_submit, ms_cancel, ms_stats, ms_close};
 
 /* The id of an added token's exact text, or -1. */
 static int32_t single_id(ms_model *m, const char *text)
@@ -117,8 +123,7 @@ ms_status svc_ms_open(const char *dir, const svc_ms_params *p, svc **out, ms_err
     s->max_new_tokens = info.max_new_tokens;
     s->think_open_id = single_id(m, "<think>");
     s->think_close_id = single_id(m, "</think>");
-    snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s",
-             info.manifest_sha256 ? info.manifest_sha256 : "");
+    snprintf(s->manifest_sha256, sizeof s->manifest_sha256, "%s", info.manifest_sha256 ? info.manifest_sha256 : "");
     *out = s;
     return MS_OK;
 }

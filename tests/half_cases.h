@@ -54,7 +54,7 @@ static inline size_t hc_cases(uint32_t *out, size_t cap)
     size_t n = 0;
     for (size_t i = 0; i < sizeof HC_NANS / sizeof *HC_NANS; i++) hc_put(out, cap, &n, HC_NANS[i]);
     static const uint32_t fixed[] = {
-        0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u, /* zeros, infinities */
+        0x00000000u, 0x80000000u, 0x7f800000u, 0xff800000u,                           /* zeros, infinities */
         0x00000001u, 0x80000001u, 0x00008000u, 0x00018000u, 0x007fffffu, 0x807fffffu, /* f32 subnormals */
         0x00800000u, 0x7f7fffffu, 0xff7fffffu, 0x7f7f7fffu, 0x7f7f8000u, 0xff7f8000u, /* bf16 overflow edge */
         0x477fe000u, 0x477fefffu, 0x477ff000u, 0xc77ff000u, 0x47800000u,              /* f16 overflow edge */

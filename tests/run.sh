@@ -25,6 +25,9 @@ run_c_tests() { # $1 build dir, $2 label
     done
 }
 
+echo "== format"
+if make -s format-check; then pass=$((pass + 1)); else fail=$((fail + 1)); failed_names+=("format-check (run: make format)"); fi
+
 echo "== build"
 if ! make -j"$JOBS" tests >/tmp/medserve-build.log 2>&1; then
     cat /tmp/medserve-build.log; echo "0 passed, 1 failed"; exit 1

@@ -49,8 +49,8 @@ static const char *chosen(const model *m, int q8)
 /* The instance name of a small backend of ops for m (what ms_bench reports). */
 static void check_instance_name(const backend_ops *ops, const model *m, int q8, const char *want)
 {
-    backend_params bp = {.n_threads = 1, .max_seqs = 1, .max_tokens = 16, .n_blocks = 2, .block_size = 16,
-                         .weights_q8 = q8};
+    backend_params bp = {
+        .n_threads = 1, .max_seqs = 1, .max_tokens = 16, .n_blocks = 2, .block_size = 16, .weights_q8 = q8};
     backend *b = NULL;
     ms_error e = {0};
     CHECK(ops->create(m, &bp, &b, &e) == MS_OK, "%s create: %s", ops->name, e.message);
@@ -150,8 +150,7 @@ static void t_api(void)
     ep.n_ctx = 64;
     ep.max_seqs = 1;
     ms_engine *eng = ms_engine_create(mm, &ep, &e);
-    CHECK(!eng && e.status == MS_ERR_UNSUPPORTED && strstr(e.message, "int8 weights: odd"), "q8 engine: %s",
-          e.message);
+    CHECK(!eng && e.status == MS_ERR_UNSUPPORTED && strstr(e.message, "int8 weights: odd"), "q8 engine: %s", e.message);
     ms_engine_free(eng);
     ms_model_free(mm);
 }

@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "model/config.h"
 #include "base/err.h"
 #include "base/json.h"
 #include "io/st.h"
+#include "model/config.h"
 #include "util.h"
 
 #define BAD_DIR "tests/data/bad"

@@ -7,9 +7,9 @@
  * JSON number handling, content parts and the refusals. */
 #include <stdlib.h>
 
+#include "base/json.h"
 #include "text/chat.h"
 #include "text/chat_json.h"
-#include "base/json.h"
 #include "util.h"
 
 #define CASES "tests/data/chat-cases.jsonl"
@@ -83,8 +83,9 @@ static void check_ranges(const chat_out *o, const lits *l, int line)
         size_t b = o->untrusted[2 * i], e = o->untrusted[2 * i + 1];
         CHECK(b >= prev && b < e && e <= o->len, "line %d: bad range %zu [%zu,%zu) len %zu", line, i, b, e, o->len);
         if (!(b >= prev && b < e && e <= o->len)) return;
-        CHECK(made_of_literals(o->text + prev, b - prev, l), "line %d: trusted run [%zu,%zu) is not template text: %.*s",
-              line, prev, b, (int)(b - prev), o->text + prev);
+        CHECK(made_of_literals(o->text + prev, b - prev, l),
+              "line %d: trusted run [%zu,%zu) is not template text: %.*s", line, prev, b, (int)(b - prev),
+              o->text + prev);
         prev = e;
     }
     CHECK(made_of_literals(o->text + prev, o->len - prev, l), "line %d: trusted tail is not template text", line);
@@ -205,7 +206,8 @@ static void t_parts_and_errors(void)
 {
     ms_error e = {0};
     char *a = render_json("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
-                          "{\"type\":\"text\",\"text\":\"b\"}]}]}", &e);
+                          "{\"type\":\"text\",\"text\":\"b\"}]}]}",
+                          &e);
     char *b = render_json("{\"messages\":[{\"role\":\"user\",\"content\":\"a\\nb\"}]}", &e);
     CHECK(a && b && strcmp(a, b) == 0, "text parts must join with a newline: %s", a ? a : e.message);
     free(a);

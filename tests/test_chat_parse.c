@@ -92,8 +92,8 @@ static void concat(const toks *t, size_t a, size_t b, char *out)
 /* Streams t through a splitter. Reasoning tokens are [r_from, r_end), answer
  * tokens start at c_from; at every step the stream must have emitted all it
  * was fed except leading newlines and, in the reasoning, trailing ones. */
-static void stream(const toks *t, chat_split_mode mode, size_t r_from, size_t r_end, size_t c_from, char *rs,
-                   char *cs, size_t *nrt, int *saw, int iter)
+static void stream(const toks *t, chat_split_mode mode, size_t r_from, size_t r_end, size_t c_from, char *rs, char *cs,
+                   size_t *nrt, int *saw, int iter)
 {
     chat_splitter sp;
     chat_splitter_init(&sp, mode, CHAT_THINK_START_ID, CHAT_THINK_END_ID);
@@ -115,8 +115,8 @@ static void stream(const toks *t, chat_split_mode mode, size_t r_from, size_t r_
         } else if (i >= r_from && i < r_end) {
             concat(t, r_from, i, so_far);
             strip(so_far, 1);
-            CHECK(strcmp(so_far, rs) == 0, "iter %d step %zu: reasoning held back: want \"%s\" got \"%s\"", iter,
-                  i, so_far, rs);
+            CHECK(strcmp(so_far, rs) == 0, "iter %d step %zu: reasoning held back: want \"%s\" got \"%s\"", iter, i,
+                  so_far, rs);
         }
     }
     CHECK(chat_splitter_flush(&sp, &d, &e) == MS_OK && d.reasoning_len == 0 && d.content_len == 0, "flush");
@@ -135,7 +135,9 @@ static void t_split_random(void)
         rand_text(r, sizeof r);
         rand_text(c, sizeof c);
         int variant = (int)rnd(6);
-        chat_split_mode mode = variant <= 2 ? CHAT_SPLIT_PLAIN : variant <= 4 ? CHAT_SPLIT_IN_THINK : CHAT_SPLIT_NO_THINK;
+        chat_split_mode mode = variant <= 2   ? CHAT_SPLIT_PLAIN
+                               : variant <= 4 ? CHAT_SPLIT_IN_THINK
+                                              : CHAT_SPLIT_NO_THINK;
         int think = variant == 0 || variant == 1 || variant == 3 || variant == 4;
         int closed = variant == 0 || variant == 3;
         toks t = {0};
@@ -183,7 +185,8 @@ static void t_split_random(void)
         chat_split_result one;
         ms_error e = {0};
         CHECK(chat_split_all(t.ids, (const char *const *)t.texts, t.lens, t.n, mode, CHAT_THINK_START_ID,
-                             CHAT_THINK_END_ID, &one, &e) == MS_OK, "%s", e.message);
+                             CHAT_THINK_END_ID, &one, &e) == MS_OK,
+              "%s", e.message);
         CHECK(strcmp(rs, want_r) == 0, "iter %d: streamed reasoning \"%s\" want \"%s\"", it, rs, want_r);
         CHECK(strcmp(cs, want_c) == 0, "iter %d: streamed content \"%s\" want \"%s\"", it, cs, want_c);
         CHECK(one.reasoning && strcmp(one.reasoning, rs) == 0, "iter %d: one-shot reasoning differs", it);
@@ -235,8 +238,10 @@ static void t_tool_calls(void)
     static const struct {
         const char *content, *calls;
     } cases[] = {
-        {"Let me check.", "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Bern\"}}}]"},
-        {"", "[{\"name\":\"a\",\"arguments\":{}},{\"name\":\"b\",\"arguments\":{\"x\":[1,2.50,{\"y\":null}],\"s\":\"\\\"q\\\"\\n\"}}]"},
+        {"Let me check.",
+         "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Bern\"}}}]"},
+        {"",
+         "[{\"name\":\"a\",\"arguments\":{}},{\"name\":\"b\",\"arguments\":{\"x\":[1,2.50,{\"y\":null}],\"s\":\"\\\"q\\\"\\n\"}}]"},
         {"多行\n内容", "[{\"name\":\"检索\",\"arguments\":{\"id\":\"AB123456\",\"n\":1e2}}]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -266,7 +271,8 @@ static void t_tool_calls(void)
     }
     chat_tool_calls tc;
     ms_error e = {0};
-    CHECK(chat_parse_tool_calls("plain answer", 12, &tc, &e) == MS_OK && tc.n == 0 && !strcmp(tc.content, "plain answer"),
+    CHECK(chat_parse_tool_calls("plain answer", 12, &tc, &e) == MS_OK && tc.n == 0 &&
+              !strcmp(tc.content, "plain answer"),
           "no tool call");
     chat_tool_calls_free(&tc);
     static const char *const bad[] = {

@@ -79,11 +79,10 @@ static void t_v5_yarn(void)
           c.yarn_attention_factor);
     CHECK(c.n_eos == 2 && c.eos_ids[0] == 151645 && c.eos_ids[1] == 151643, "eos list");
     /* 4.x yarn in rope_scaling with legacy "type"; given attention_factor; orig max defaulted */
-    put("config.json",
-        "{\"model_type\":\"qwen3\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
-        "\"head_dim\":16,\"intermediate_size\":8,\"vocab_size\":10,\"max_position_embeddings\":4096,"
-        "\"rope_theta\":10000,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2,\"attention_factor\":1.5,"
-        "\"beta_fast\":16,\"truncate\":false}}");
+    put("config.json", "{\"model_type\":\"qwen3\",\"hidden_size\":64,\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                       "\"head_dim\":16,\"intermediate_size\":8,\"vocab_size\":10,\"max_position_embeddings\":4096,"
+                       "\"rope_theta\":10000,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2,\"attention_factor\":1.5,"
+                       "\"beta_fast\":16,\"truncate\":false}}");
     CHECK(config_load(g_dir, &c, &e) == MS_OK, "%s", e.message);
     CHECK(c.rope_yarn && c.yarn_factor == 2 && c.yarn_original_max == 4096 && c.yarn_attention_factor == 1.5 &&
               c.yarn_beta_fast == 16 && c.yarn_truncate == 0 && c.rope_theta == 10000,
@@ -133,24 +132,37 @@ static int rejects(const char *from, const char *to, const char *msg)
 
 static void t_rejections(void)
 {
-    CHECK(rejects("\"model_type\":\"qwen3\"", "\"model_type\":\"qwen3_moe\"", "model_type \"qwen3_moe\" is not supported"), "moe");
+    CHECK(rejects("\"model_type\":\"qwen3\"", "\"model_type\":\"qwen3_moe\"",
+                  "model_type \"qwen3_moe\" is not supported"),
+          "moe");
     CHECK(rejects("\"model_type\":\"qwen3\"", "\"model_type\":\"qwen2\"", "not supported"), "qwen2");
     CHECK(rejects("\"model_type\":\"qwen3\",", "", "\"model_type\" is missing"), "no model_type");
     CHECK(rejects("\"use_sliding_window\":false", "\"use_sliding_window\":true", "use_sliding_window"), "sliding");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2}", "rope_type \"linear\""), "linear");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}", "rope_type \"dynamic\""), "dynamic");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":2}", "not supported"), "llama3");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"longrope\"}", "not supported"), "longrope");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"yarn\"}", "\"factor\" is missing"), "yarn without factor");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":0.5}", "yarn factor"), "yarn factor < 1");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2}",
+                  "rope_type \"linear\""),
+          "linear");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}",
+                  "rope_type \"dynamic\""),
+          "dynamic");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":2}", "not supported"),
+          "llama3");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"longrope\"}", "not supported"),
+          "longrope");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"yarn\"}", "\"factor\" is missing"),
+          "yarn without factor");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":0.5}", "yarn factor"),
+          "yarn factor < 1");
     CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":[1]", "must be an object"), "rope_scaling array");
     CHECK(rejects("\"rope_theta\":1000000,", "", "no rope_theta"), "missing theta");
     CHECK(rejects("\"rope_theta\":1000000", "\"rope_theta\":-5", "rope_theta"), "negative theta");
     CHECK(rejects("\"rope_theta\":1000000", "\"rope_theta\":\"1e6\"", "finite number"), "string theta");
     CHECK(rejects("\"rms_norm_eps\":1e-06", "\"rms_norm_eps\":0", "rms_norm_eps"), "eps 0");
     CHECK(rejects("\"torch_dtype\":\"bfloat16\"", "\"torch_dtype\":\"float64\"", "not supported"), "float64");
-    CHECK(rejects("\"torch_dtype\":\"bfloat16\"", "\"torch_dtype\":\"bfloat16\",\"dtype\":\"float16\"", "disagree"), "dtype conflict");
-    CHECK(rejects("\"use_cache\":true", "\"use_cache\":true,\"quantization_config\":{\"quant_method\":\"awq\"}", "quantization_config"), "quantized");
+    CHECK(rejects("\"torch_dtype\":\"bfloat16\"", "\"torch_dtype\":\"bfloat16\",\"dtype\":\"float16\"", "disagree"),
+          "dtype conflict");
+    CHECK(rejects("\"use_cache\":true", "\"use_cache\":true,\"quantization_config\":{\"quant_method\":\"awq\"}",
+                  "quantization_config"),
+          "quantized");
     CHECK(rejects("\"num_key_value_heads\":8", "\"num_key_value_heads\":6", "not a multiple"), "nh mod nkv");
     CHECK(rejects("\"num_key_value_heads\":8", "\"num_key_value_heads\":32", "not a multiple"), "nkv > nh");
     CHECK(rejects("\"num_key_value_heads\":8", "\"num_key_value_heads\":0", "outside"), "nkv 0");
@@ -163,7 +175,8 @@ static void t_rejections(void)
     CHECK(rejects("\"num_attention_heads\":16", "\"num_attention_heads\":0", "outside"), "heads 0");
     CHECK(rejects("\"intermediate_size\":3072", "\"intermediate_size\":4294967296", "outside"), "intermediate 2^32");
     CHECK(rejects("\"vocab_size\":151936", "\"vocab_size\":2147483648", "outside"), "vocab 2^31");
-    CHECK(rejects("\"max_position_embeddings\":40960", "\"max_position_embeddings\":2147483648", "outside"), "ctx 2^31");
+    CHECK(rejects("\"max_position_embeddings\":40960", "\"max_position_embeddings\":2147483648", "outside"),
+          "ctx 2^31");
     CHECK(rejects("\"head_dim\":128", "\"head_dim\":127", "even"), "odd head_dim");
     CHECK(rejects("\"head_dim\":128", "\"head_dim\":null", "head_dim"), "null head_dim");
     CHECK(rejects("\"head_dim\":128,", "", "head_dim\" is absent"), "absent head_dim, 1024/16 = 64");
@@ -174,9 +187,12 @@ static void t_rejections(void)
     CHECK(rejects("\"eos_token_id\":151645", "\"eos_token_id\":[1,\"2\"]", "eos_token_id"), "eos string in list");
     CHECK(rejects("\"eos_token_id\":151645", "\"eos_token_id\":{}", "eos_token_id"), "eos object");
     CHECK(rejects("\"max_window_layers\":28", "\"layer_types\":[\"sliding_attention\"]", "layer_types"), "layer_types");
-    CHECK(rejects("\"model_type\":\"qwen3\"", "\"model_type\":\"qwen3\",\"model_type\":\"qwen3\"", "duplicate key"), "duplicate key");
+    CHECK(rejects("\"model_type\":\"qwen3\"", "\"model_type\":\"qwen3\",\"model_type\":\"qwen3\"", "duplicate key"),
+          "duplicate key");
     CHECK(rejects("{\"architectures\"", "[{\"architectures\"", "invalid JSON"), "not an object");
-    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":null,\"partial_rotary_factor\":0.5", "partial_rotary_factor"), "partial rotary");
+    CHECK(rejects("\"rope_scaling\":null", "\"rope_scaling\":null,\"partial_rotary_factor\":0.5",
+                  "partial_rotary_factor"),
+          "partial rotary");
     qwen3_config c;
     ms_error e = {0};
     char p[128];
@@ -225,8 +241,8 @@ static void t_gen(void)
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         put("generation_config.json", bad[i][0]);
         ms_status s = gen_config_load(g_dir, &g, &e);
-        CHECK(s != MS_OK && strstr(e.message, bad[i][1]) && strstr(e.message, "generation_config.json"),
-              "%s: %s", bad[i][0], s ? e.message : "accepted");
+        CHECK(s != MS_OK && strstr(e.message, bad[i][1]) && strstr(e.message, "generation_config.json"), "%s: %s",
+              bad[i][0], s ? e.message : "accepted");
     }
     unlink(p);
 }
@@ -236,7 +252,10 @@ int main(int argc, char **argv)
     snprintf(g_dir, sizeof g_dir, "/tmp/ms_test_config_XXXXXX");
     if (!mkdtemp(g_dir)) return 1;
     static const test_case cases[] = {
-        {"config_v4", t_v4}, {"config_v5_yarn", t_v5_yarn}, {"config_rejections", t_rejections}, {"gen_config", t_gen},
+        {"config_v4", t_v4},
+        {"config_v5_yarn", t_v5_yarn},
+        {"config_rejections", t_rejections},
+        {"gen_config", t_gen},
     };
     int rc = test_main(argc, argv, cases, (int)(sizeof cases / sizeof *cases));
     char p[128];

@@ -14,8 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/engine.h"
 #include "base/err.h"
+#include "engine/engine.h"
 #include "engine/kv.h"
 #include "util.h"
 
@@ -27,14 +27,14 @@
 /* ---- the fake backend ------------------------------------------------------ */
 
 static struct {
-    int eos_at;        /* sequence length at which eos is favoured (0: never) */
-    int nan_at;        /* sequence length at which logits get a NaN (0: never) */
-    int fail_call;     /* forward call number that fails (0: never) */
-    int delay_us;      /* sleep per forward call */
+    int eos_at;    /* sequence length at which eos is favoured (0: never) */
+    int nan_at;    /* sequence length at which logits get a NaN (0: never) */
+    int fail_call; /* forward call number that fails (0: never) */
+    int delay_us;  /* sleep per forward call */
     /* recorded by forward (read after the requests finished) */
     int n_calls, max_total, max_seq_tokens;
-    int calls_mixed;   /* calls holding both a decode token and a full prefill chunk */
-    int chunk;         /* the engine's prefill_chunk, to recognise full chunks */
+    int calls_mixed; /* calls holding both a decode token and a full prefill chunk */
+    int chunk;       /* the engine's prefill_chunk, to recognise full chunks */
 } fake;
 
 struct backend {
@@ -55,7 +55,7 @@ static void fake_logits(const int32_t *toks, int n, float *out)
     uint64_t h = 1469598103934665603ull;
     for (int i = 0; i < n; i++) h = mix(h, (uint64_t)toks[i]);
     for (int v = 0; v < V; v++) out[v] = (float)((mix(h, (uint64_t)v) >> 40) % 1000) / 100.0f - 5.0f;
-    out[10 + h % 50] += 6.0f;          /* a clear favourite, so greedy has margins */
+    out[10 + h % 50] += 6.0f; /* a clear favourite, so greedy has margins */
     out[EOS] = (fake.eos_at && n == fake.eos_at) ? 20.0f : -10.0f;
     for (int v = N_VALID; v < V; v++) out[v] = 30.0f; /* ids without text: never sampled */
     if (fake.nan_at && n == fake.nan_at) out[5] = NAN;
@@ -82,8 +82,7 @@ static ms_status fake_forward(backend *b, const fwd_seq *seqs, int n, ms_error *
     if (fake.delay_us) usleep((useconds_t)fake.delay_us);
     if (fake.fail_call && call == fake.fail_call)
         return ms_seterr(err, MS_ERR_INTERNAL, "fake backend: injected failure at call %d", call);
-    if (n < 1 || n > b->max_seqs)
-        return ms_seterr(err, MS_ERR_INVALID, "fake backend: %d sequences", n);
+    if (n < 1 || n > b->max_seqs) return ms_seterr(err, MS_ERR_INVALID, "fake backend: %d sequences", n);
     int total = 0, has_decode = 0, has_chunk = 0;
     for (int s = 0; s < n; s++) {
         total += seqs[s].n_tokens;
@@ -143,10 +142,15 @@ static size_t fake_feed(void *ctx, tok_stream *s, int32_t id, char *out, size_t 
 
 static ms_engine *make_engine(int max_seqs, int max_queue, int chunk, int n_ctx)
 {
-    engine_model em = {.ops = &fake_ops, .vocab = V, .n_valid = N_VALID, .max_ctx = 1024,
-                       .stop_ids = {EOS}, .n_stop_ids = 1, .text_feed = fake_feed, .max_piece = 16};
-    ms_engine_params p = {.n_ctx = n_ctx, .max_seqs = max_seqs, .max_queue = max_queue,
-                          .prefill_chunk = chunk};
+    engine_model em = {.ops = &fake_ops,
+                       .vocab = V,
+                       .n_valid = N_VALID,
+                       .max_ctx = 1024,
+                       .stop_ids = {EOS},
+                       .n_stop_ids = 1,
+                       .text_feed = fake_feed,
+                       .max_piece = 16};
+    ms_engine_params p = {.n_ctx = n_ctx, .max_seqs = max_seqs, .max_queue = max_queue, .prefill_chunk = chunk};
     ms_engine *e = NULL;
     ms_error err = {0};
     fake.chunk = chunk;
@@ -167,7 +171,7 @@ typedef struct collector {
     size_t text_len;
     ms_token_event final;
     char error[600];
-    int cancel_after;  /* return 1 from the callback at this many tokens (0: never) */
+    int cancel_after; /* return 1 from the callback at this many tokens (0: never) */
     int32_t top0[1100];
     int32_t tops[64][3];
     float top_lps[64][3];
@@ -239,8 +243,7 @@ static int coll_wait(collector *c)
 static ms_request greedy_req(const int32_t *prompt, int n, int max_tokens)
 {
     ms_request r = {.prompt = prompt, .n_prompt = (size_t)n, .max_tokens = max_tokens};
-    r.sampling = (ms_sampling){.greedy = 1, .temperature = 1.0f, .top_p = 1.0f,
-                               .repetition_penalty = 1.0f};
+    r.sampling = (ms_sampling){.greedy = 1, .temperature = 1.0f, .top_p = 1.0f, .repetition_penalty = 1.0f};
     return r;
 }
 
@@ -275,7 +278,10 @@ static void make_prompt(int32_t *p, int n, int salt)
     for (int i = 0; i < n; i++) p[i] = 10 + (int32_t)((i * 7 + salt * 13) % 50);
 }
 
-static void reset_fake(void) { memset(&fake, 0, sizeof fake); }
+static void reset_fake(void)
+{
+    memset(&fake, 0, sizeof fake);
+}
 
 /* ---- tests ------------------------------------------------------------------------ */
 
@@ -293,8 +299,7 @@ static void t_greedy(void)
         CHECK(coll_wait(&c), "no single final event");
         CHECK(c.n_tokens == 30 && !memcmp(c.tokens, want, sizeof want), "tokens differ from the direct computation");
         CHECK(c.final.finish == MS_FINISH_LENGTH && c.final.n_generated == 30 && c.final.n_prompt == 21,
-              "final: finish %d, %zu generated, %zu prompt", c.final.finish, c.final.n_generated,
-              c.final.n_prompt);
+              "final: finish %d, %zu generated, %zu prompt", c.final.finish, c.final.n_generated, c.final.n_prompt);
         char text[64];
         size_t tl = 0;
         for (int k = 0; k < 30; k++) tl += fake_text(want[k], text + tl);
@@ -304,9 +309,8 @@ static void t_greedy(void)
         ms_engine_get_stats(e, &s);
         CHECK(s.running == 0 && s.queued == 0 && s.kv_blocks_used == 0 && s.prompt_tokens == 21 &&
                   s.generated_tokens == 30 && s.kv_blocks_total == 4 * 16 && s.n_ctx == 256,
-              "stats: running %d queued %d kv %zu/%zu prompt %llu gen %llu", s.running, s.queued,
-              s.kv_blocks_used, s.kv_blocks_total, (unsigned long long)s.prompt_tokens,
-              (unsigned long long)s.generated_tokens);
+              "stats: running %d queued %d kv %zu/%zu prompt %llu gen %llu", s.running, s.queued, s.kv_blocks_used,
+              s.kv_blocks_total, (unsigned long long)s.prompt_tokens, (unsigned long long)s.generated_tokens);
     }
     ms_engine_free(e);
     coll_destroy(&c);
@@ -324,8 +328,11 @@ static void run_eight(int together, int sample, collector *c)
         r[i] = greedy_req(prompts[i], lens[i], 40 + i * 5);
         r[i].logprobs = 1;
         if (sample)
-            r[i].sampling = (ms_sampling){.temperature = 0.9f, .top_k = 12, .top_p = 0.9f,
-                                          .repetition_penalty = 1.1f, .seed = 1000 + (uint64_t)i};
+            r[i].sampling = (ms_sampling){.temperature = 0.9f,
+                                          .top_k = 12,
+                                          .top_p = 0.9f,
+                                          .repetition_penalty = 1.1f,
+                                          .seed = 1000 + (uint64_t)i};
         coll_init(&c[i]);
     }
     for (int i = 0; e && i < 8; i++) {
@@ -346,13 +353,12 @@ static void t_batch_invariance(void)
         reset_fake();
         run_eight(1, sample, together);
         int calls_together = fake.n_calls;
-        CHECK(calls_together < calls_alone, "batching did not reduce forward calls (%d vs %d)",
-              calls_together, calls_alone);
+        CHECK(calls_together < calls_alone, "batching did not reduce forward calls (%d vs %d)", calls_together,
+              calls_alone);
         CHECK(fake.max_total > 16, "requests were never batched (max %d tokens per call)", fake.max_total);
         for (int i = 0; i < 8; i++) {
             CHECK(alone[i].n_tokens == together[i].n_tokens &&
-                      !memcmp(alone[i].tokens, together[i].tokens,
-                              (size_t)alone[i].n_tokens * sizeof(int32_t)) &&
+                      !memcmp(alone[i].tokens, together[i].tokens, (size_t)alone[i].n_tokens * sizeof(int32_t)) &&
                       !memcmp(alone[i].lps, together[i].lps, (size_t)alone[i].n_tokens * sizeof(float)),
                   "sample=%d request %d: %d tokens alone, %d together, or different tokens", sample, i,
                   alone[i].n_tokens, together[i].n_tokens);
@@ -362,15 +368,14 @@ static void t_batch_invariance(void)
                 const int lens[8] = {3, 17, 250, 40, 1, 99, 16, 161};
                 make_prompt(prompt, lens[i], i + 5);
                 int n = reference_greedy(prompt, lens[i], 40 + i * 5, want);
-                CHECK(n == together[i].n_tokens &&
-                          !memcmp(want, together[i].tokens, (size_t)n * sizeof(int32_t)),
+                CHECK(n == together[i].n_tokens && !memcmp(want, together[i].tokens, (size_t)n * sizeof(int32_t)),
                       "request %d: greedy tokens differ from the direct computation", i);
             }
             coll_destroy(&alone[i]);
             coll_destroy(&together[i]);
         }
-        printf("  sample=%d: %d forward calls alone, %d together (max %d tokens per call)\n", sample,
-               calls_alone, calls_together, fake.max_total);
+        printf("  sample=%d: %d forward calls alone, %d together (max %d tokens per call)\n", sample, calls_alone,
+               calls_together, fake.max_total);
     }
 }
 
@@ -397,10 +402,8 @@ static void t_chunked_prefill(void)
         }
         submit(e, &rb, &b);
         CHECK(coll_wait(&b) && coll_wait(&a), "no final events");
-        CHECK(fake.max_seq_tokens == 16, "largest per-sequence step %d, want the chunk 16",
-              fake.max_seq_tokens);
-        CHECK(fake.calls_mixed >= 15, "only %d forward calls mixed a prefill chunk with decoding",
-              fake.calls_mixed);
+        CHECK(fake.max_seq_tokens == 16, "largest per-sequence step %d, want the chunk 16", fake.max_seq_tokens);
+        CHECK(fake.calls_mixed >= 15, "only %d forward calls mixed a prefill chunk with decoding", fake.calls_mixed);
         int32_t want[200];
         reference_greedy(pb, 300, 4, want);
         CHECK(b.n_tokens == 4 && !memcmp(b.tokens, want, 4 * sizeof(int32_t)), "chunked prompt output differs");
@@ -427,10 +430,9 @@ static void t_eos(void)
         if (e && submit(e, &r, &c) == MS_OK) {
             CHECK(coll_wait(&c), "no final event");
             if (!ignore) {
-                CHECK(c.final.finish == MS_FINISH_STOP && c.final.token == EOS &&
-                          c.final.n_generated == 6 && c.n_tokens == 6,
-                      "finish %d token %d generated %zu", c.final.finish, c.final.token,
-                      c.final.n_generated);
+                CHECK(c.final.finish == MS_FINISH_STOP && c.final.token == EOS && c.final.n_generated == 6 &&
+                          c.n_tokens == 6,
+                      "finish %d token %d generated %zu", c.final.finish, c.final.token, c.final.n_generated);
                 CHECK(c.text_len == 10 && !strstr(c.text, "<eos>"), "text '%.*s'", (int)c.text_len, c.text);
             } else {
                 CHECK(c.final.finish == MS_FINISH_LENGTH && c.n_tokens == 20 && c.tokens[5] == EOS,
@@ -473,8 +475,8 @@ static void t_stop_strings(void)
     if (e && submit(e, &r, &c) == MS_OK) {
         CHECK(coll_wait(&c), "no final event");
         CHECK(c.final.finish == MS_FINISH_STOP, "finish %d", c.final.finish);
-        CHECK(c.text_len == cut && !memcmp(c.text, full, cut), "text '%.*s', want '%.*s' (stop '%s')",
-              (int)c.text_len, c.text, (int)cut, full, stop);
+        CHECK(c.text_len == cut && !memcmp(c.text, full, cut), "text '%.*s', want '%.*s' (stop '%s')", (int)c.text_len,
+              c.text, (int)cut, full, stop);
         CHECK(c.n_tokens == k_end + 1, "%d tokens, the stop completes at token %d", c.n_tokens, k_end + 1);
     }
     coll_destroy(&c);
@@ -499,8 +501,7 @@ static void t_stop_strings(void)
     r3.stop[0] = "";
     ms_error err = {0};
     uint64_t id;
-    CHECK(e && ms_engine_submit(e, &r3, on_event, NULL, &id, &err) == MS_ERR_INVALID &&
-              strstr(err.message, "stop"),
+    CHECK(e && ms_engine_submit(e, &r3, on_event, NULL, &id, &err) == MS_ERR_INVALID && strstr(err.message, "stop"),
           "empty stop accepted: %s", err.message);
     r3.stop[0] = "\xff";
     CHECK(e && ms_engine_submit(e, &r3, on_event, NULL, &id, &err) == MS_ERR_INVALID, "bad UTF-8 stop accepted");
@@ -537,8 +538,8 @@ static void t_cancel(void)
         wait_idle(e);
         ms_engine_stats s;
         ms_engine_get_stats(e, &s);
-        CHECK(s.running == 0 && s.kv_blocks_used == 0, "slot or KV not freed: running %d kv %zu",
-              s.running, s.kv_blocks_used);
+        CHECK(s.running == 0 && s.kv_blocks_used == 0, "slot or KV not freed: running %d kv %zu", s.running,
+              s.kv_blocks_used);
     }
     /* 2. ms_engine_cancel on a running request and on a queued one */
     collector b, q;
@@ -599,20 +600,18 @@ static void t_busy_and_context(void)
     CHECK(e && ms_engine_submit(e, &bad, on_event, NULL, &id, &err) == MS_ERR_INVALID, "empty prompt");
     int32_t badp[2] = {3, V};
     bad = greedy_req(badp, 2, 4);
-    CHECK(e && ms_engine_submit(e, &bad, on_event, NULL, &id, &err) == MS_ERR_INVALID &&
-              strstr(err.message, "token 1"),
+    CHECK(e && ms_engine_submit(e, &bad, on_event, NULL, &id, &err) == MS_ERR_INVALID && strstr(err.message, "token 1"),
           "prompt id out of range: %s", err.message);
     bad = greedy_req(prompt, 4, 4);
     bad.sampling.top_p = 0.0f;
-    CHECK(e && ms_engine_submit(e, &bad, on_event, NULL, &id, &err) == MS_ERR_INVALID &&
-              strstr(err.message, "top_p"),
+    CHECK(e && ms_engine_submit(e, &bad, on_event, NULL, &id, &err) == MS_ERR_INVALID && strstr(err.message, "top_p"),
           "bad sampling: %s", err.message);
     for (int i = 0; i < 3; i++) CHECK(e && coll_wait(&c[i]), "request %d: no final event", i);
     ms_engine_free(e);
     for (int i = 0; i < 3; i++) coll_destroy(&c[i]);
 
-    engine_model em = {.ops = &fake_ops, .vocab = V, .n_valid = N_VALID, .max_ctx = 1024,
-                       .text_feed = fake_feed, .max_piece = 16};
+    engine_model em = {
+        .ops = &fake_ops, .vocab = V, .n_valid = N_VALID, .max_ctx = 1024, .text_feed = fake_feed, .max_piece = 16};
     ms_engine_params p = ms_engine_params_default();
     p.n_ctx = 2048;
     ms_engine *x = NULL;
@@ -641,8 +640,8 @@ static void t_free_in_flight(void)
     usleep(5000);
     ms_engine_free(e);
     for (int i = 0; i < 6; i++) {
-        CHECK(c[i].n_final == 1 && c[i].final.finish == MS_FINISH_CANCELLED,
-              "request %d: %d final events, finish %d", i, c[i].n_final, c[i].final.finish);
+        CHECK(c[i].n_final == 1 && c[i].final.finish == MS_FINISH_CANCELLED, "request %d: %d final events, finish %d",
+              i, c[i].n_final, c[i].final.finish);
         coll_destroy(&c[i]);
     }
 }
@@ -709,12 +708,12 @@ static void t_logprobs(void)
     collector d;
     coll_init(&d);
     ms_request r2 = greedy_req(prompt, 8, 5);
-    r2.sampling = (ms_sampling){.temperature = 0.8f, .top_p = 0.9f, .repetition_penalty = 1.0f,
-                                .seed = 4, .top_logprobs = 3};
+    r2.sampling =
+        (ms_sampling){.temperature = 0.8f, .top_p = 0.9f, .repetition_penalty = 1.0f, .seed = 4, .top_logprobs = 3};
     if (e && submit(e, &r2, &d) == MS_OK) {
         CHECK(coll_wait(&d), "no final event");
-        CHECK(d.n_top_seen == d.n_tokens && d.n_tokens == 5, "%d of %d events had 3 alternatives",
-              d.n_top_seen, d.n_tokens);
+        CHECK(d.n_top_seen == d.n_tokens && d.n_tokens == 5, "%d of %d events had 3 alternatives", d.n_top_seen,
+              d.n_tokens);
         int32_t seq[20];
         memcpy(seq, prompt, sizeof prompt);
         for (int k = 0; k < d.n_tokens && k < 64; k++) {
@@ -731,10 +730,9 @@ static void t_logprobs(void)
                     if (!taken && (best[j] < 0 || l[v] > l[best[j]])) best[j] = v;
                 }
             for (int j = 0; j < 3; j++) {
-                CHECK(d.tops[k][j] == best[j], "token %d alternative %d is %d, want %d", k, j,
-                      d.tops[k][j], best[j]);
-                CHECK(fabs(d.top_lps[k][j] - (l[best[j]] - mx - log(z))) < 1e-4,
-                      "token %d alternative %d logprob %g", k, j, d.top_lps[k][j]);
+                CHECK(d.tops[k][j] == best[j], "token %d alternative %d is %d, want %d", k, j, d.tops[k][j], best[j]);
+                CHECK(fabs(d.top_lps[k][j] - (l[best[j]] - mx - log(z))) < 1e-4, "token %d alternative %d logprob %g",
+                      k, j, d.top_lps[k][j]);
             }
             seq[8 + k] = d.tokens[k];
         }
@@ -764,8 +762,8 @@ static void t_exactly_once(void)
         c[i].cancel_after = (x >> 45) % 4 == 0 ? 1 + (int)((x >> 50) % 5) : 0;
         ms_request r = greedy_req(prompts[i], len, max);
         if ((x >> 10) % 3 == 0) {
-            r.sampling = (ms_sampling){.temperature = 0.7f, .top_p = 0.8f, .repetition_penalty = 1.0f,
-                                       .seed = (uint64_t)i};
+            r.sampling =
+                (ms_sampling){.temperature = 0.7f, .top_p = 0.8f, .repetition_penalty = 1.0f, .seed = (uint64_t)i};
         }
         if ((x >> 12) % 5 == 0) r.stop[0] = "ab";
         accepted[i] = e && submit(e, &r, &c[i]) == MS_OK;
@@ -791,8 +789,7 @@ static void t_exactly_once(void)
         finals_after_free += c[i].n_final;
         coll_destroy(&c[i]);
     }
-    CHECK(finals == N && finals_after_free == N, "%d / %d final events for %d requests", finals,
-          finals_after_free, N);
+    CHECK(finals == N && finals_after_free == N, "%d / %d final events for %d requests", finals, finals_after_free, N);
 }
 
 int main(int argc, char **argv)

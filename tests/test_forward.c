@@ -22,11 +22,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/backend.h"
 #include "base/json.h"
+#include "base/sha256.h"
+#include "engine/backend.h"
 #include "engine/kv.h"
 #include "model/model.h"
-#include "base/sha256.h"
 #include "util.h"
 
 #define FIXTURE_DIR "tests/data/infer"
@@ -36,8 +36,7 @@
 #define MAX_CTX 256
 
 static const char *const FIXTURES[] = {
-    "a_tied_gqa2_f32", "b_untied_gqa4_bf16", "c_bias_yarn_f32", "d_tied_bf16_v5config",
-    "e_untied_mha_f16",
+    "a_tied_gqa2_f32", "b_untied_gqa4_bf16", "c_bias_yarn_f32", "d_tied_bf16_v5config", "e_untied_mha_f16",
 };
 
 typedef struct prompt {
@@ -79,8 +78,8 @@ static int synth_model(const cJSON *args, run *r, char *dir, size_t cap)
     cJSON_ArrayForEach(a, args)
     {
         /* fixture arguments are plain tokens; refuse anything a shell would interpret */
-        if (!cJSON_IsString(a) || strspn(a->valuestring, "abcdefghijklmnopqrstuvwxyz0123456789.:-_") !=
-                                      strlen(a->valuestring))
+        if (!cJSON_IsString(a) ||
+            strspn(a->valuestring, "abcdefghijklmnopqrstuvwxyz0123456789.:-_") != strlen(a->valuestring))
             return -1;
         len += (size_t)snprintf(cmd + len, sizeof cmd - len, " %s", a->valuestring);
     }
@@ -114,11 +113,11 @@ static int fwd_one(run *r, int slot, const int32_t *ids, int n, int pos0, int mo
 }
 
 /* Compares logits of one prompt [n, V] with the fixture; returns the worst abs diff. */
-static double check_logits(const cJSON *pj, const float *lg, int t0, int n, int V,
-                           const cJSON *cols, double tol, const char *what)
+static double check_logits(const cJSON *pj, const float *lg, int t0, int n, int V, const cJSON *cols, double tol,
+                           const char *what)
 {
-    const cJSON *ref = json_get(pj, "logits"), *t5 = json_get(pj, "top5_ids"),
-                *t5v = json_get(pj, "top5_logits"), *am = json_get(pj, "argmax");
+    const cJSON *ref = json_get(pj, "logits"), *t5 = json_get(pj, "top5_ids"), *t5v = json_get(pj, "top5_logits"),
+                *am = json_get(pj, "argmax");
     double worst = 0;
     int wpos = -1, wcol = -1, bad_argmax = 0;
     double wours = 0, wref = 0;
@@ -151,13 +150,12 @@ static double check_logits(const cJSON *pj, const float *lg, int t0, int n, int 
             double hf_margin = cJSON_GetArrayItem(tv, 0)->valuedouble - cJSON_GetArrayItem(tv, 1)->valuedouble;
             int near_tie = hf_margin <= tol && (double)row[ours] - row[hf] <= tol;
             bad_argmax += !near_tie;
-            printf("  %s: position %d argmax %d (%.7g) vs HF %d (%.7g here; HF top-2 margin %.3g)%s\n",
-                   what, t, ours, row[ours], hf, row[hf], hf_margin,
-                   near_tie ? ": a near tie within tolerance, accepted" : "");
+            printf("  %s: position %d argmax %d (%.7g) vs HF %d (%.7g here; HF top-2 margin %.3g)%s\n", what, t, ours,
+                   row[ours], hf, row[hf], hf_margin, near_tie ? ": a near tie within tolerance, accepted" : "");
         }
     }
-    printf("  %s: %d positions, max |diff| %.3g at position %d id %d (ours %.7g, HF %.7g), tol %g\n",
-           what, n - t0, worst, wpos, wcol, wours, wref, tol);
+    printf("  %s: %d positions, max |diff| %.3g at position %d id %d (ours %.7g, HF %.7g), tol %g\n", what, n - t0,
+           worst, wpos, wcol, wours, wref, tol);
     CHECK(worst <= tol, "%s: logits differ from HF by %g > %g", what, worst, tol);
     CHECK(bad_argmax == 0, "%s: %d positions with another argmax than HF", what, bad_argmax);
     return worst;
@@ -197,8 +195,11 @@ static void run_fixture(const char *name)
         goto out;
     }
     r.V = r.m->cfg.vocab_size;
-    backend_params bp = {.n_threads = 1, .max_seqs = MAX_PROMPTS, .max_tokens = 4 * MAX_CTX,
-                         .n_blocks = MAX_PROMPTS * 2 * MAX_CTX / BLOCK, .block_size = BLOCK};
+    backend_params bp = {.n_threads = 1,
+                         .max_seqs = MAX_PROMPTS,
+                         .max_tokens = 4 * MAX_CTX,
+                         .n_blocks = MAX_PROMPTS * 2 * MAX_CTX / BLOCK,
+                         .block_size = BLOCK};
     const char *want = strstr(name, "_bf16") ? "cpu-fast" : "cpu-reference";
     r.ops = backend_select(MS_BACKEND_CPU, r.m, 0, &e);
     if (!r.ops || r.ops->create(r.m, &bp, &r.b, &e) != MS_OK) {
@@ -206,8 +207,7 @@ static void run_fixture(const char *name)
         goto out;
     }
     CHECK(!strcmp(r.ops->name, want), "%s: backend_select chose %s, expected %s", name, r.ops->name, want);
-    CHECK(kv_pool_create(bp.n_blocks, BLOCK, 2 * MAX_PROMPTS, MAX_CTX / BLOCK, &r.kv, &e) == MS_OK,
-          "%s", e.message);
+    CHECK(kv_pool_create(bp.n_blocks, BLOCK, 2 * MAX_PROMPTS, MAX_CTX / BLOCK, &r.kv, &e) == MS_OK, "%s", e.message);
     const cJSON *pj;
     cJSON_ArrayForEach(pj, prompts)
     {
@@ -225,8 +225,8 @@ static void run_fixture(const char *name)
         if (fwd_one(&r, i, p[i].ids, p[i].n, 0, mode, alone[i] + (size_t)first * r.V)) goto fail;
         char what[96];
         snprintf(what, sizeof what, "%s prompt %d", name, i);
-        check_logits(cJSON_GetArrayItem(prompts, i), alone[i] + (size_t)first * r.V, first, p[i].n,
-                     r.V, cols, tol, what);
+        check_logits(cJSON_GetArrayItem(prompts, i), alone[i] + (size_t)first * r.V, first, p[i].n, r.V, cols, tol,
+                     what);
     }
 
     /* 1b. where step 1 ran on the fast backend, the reference backend on the same
@@ -272,14 +272,13 @@ static void run_fixture(const char *name)
         int len = sizes[c < 3 ? c : 3];
         if (len > p[li].n - pos) len = p[li].n - pos;
         size_t out_row = mode == 2 ? (size_t)pos : (size_t)(pos + len - 1);
-        if (fwd_one(&r, MAX_PROMPTS + li, p[li].ids + pos, len, pos, mode, chunk + out_row * r.V))
-            goto fail;
+        if (fwd_one(&r, MAX_PROMPTS + li, p[li].ids + pos, len, pos, mode, chunk + out_row * r.V)) goto fail;
         pos += len;
         size_t rows = mode == 2 ? (size_t)len : 1;
         if (mode == 1 && pos < p[li].n) continue; /* only the last position was made alone */
         CHECK(!memcmp(alone[li] + out_row * r.V, chunk + out_row * r.V, sizeof(float) * rows * (size_t)r.V),
-              "%s prompt %d: chunked prefill logits (positions to %d) differ from a prefill at once",
-              name, li, pos - 1);
+              "%s prompt %d: chunked prefill logits (positions to %d) differ from a prefill at once", name, li,
+              pos - 1);
     }
 
     /* 3b. thread-count invariance: a 2-thread backend gives bitwise the 1-thread logits */
@@ -310,8 +309,7 @@ static void run_fixture(const char *name)
         for (int i = 0; i < np; i++) {
             if (!mismatch[i] && s < p[i].n_greedy && next[i] != p[i].greedy[s]) {
                 mismatch[i] = 1;
-                printf("  %s prompt %d: greedy step %d gives %d, HF %d\n", name, i, s, next[i],
-                       p[i].greedy[s]);
+                printf("  %s prompt %d: greedy step %d gives %d, HF %d\n", name, i, s, next[i], p[i].greedy[s]);
             }
             if (s < 8) ours[i][s] = next[i];
             CHECK(kv_reserve(r.kv, i, p[i].n + s + 1, &e) == MS_OK, "%s", e.message);
@@ -334,8 +332,7 @@ static void run_fixture(const char *name)
         }
         for (int i = 0; i < np; i++) next[i] = argmax(dec + (size_t)i * r.V, r.V);
     }
-    for (int i = 0; i < np; i++)
-        CHECK(!mismatch[i], "%s prompt %d: greedy continuation differs from HF", name, i);
+    for (int i = 0; i < np; i++) CHECK(!mismatch[i], "%s prompt %d: greedy continuation differs from HF", name, i);
     printf("  %s: greedy %d steps x %d prompts compared\n", name, steps, np);
     goto out;
 fail:
@@ -362,16 +359,32 @@ out:
 }
 
 /* One test case per fixture. */
-static void t_a(void) { run_fixture(FIXTURES[0]); }
-static void t_b(void) { run_fixture(FIXTURES[1]); }
-static void t_c(void) { run_fixture(FIXTURES[2]); }
-static void t_d(void) { run_fixture(FIXTURES[3]); }
-static void t_e(void) { run_fixture(FIXTURES[4]); }
+static void t_a(void)
+{
+    run_fixture(FIXTURES[0]);
+}
+static void t_b(void)
+{
+    run_fixture(FIXTURES[1]);
+}
+static void t_c(void)
+{
+    run_fixture(FIXTURES[2]);
+}
+static void t_d(void)
+{
+    run_fixture(FIXTURES[3]);
+}
+static void t_e(void)
+{
+    run_fixture(FIXTURES[4]);
+}
 
 /* fwd_check: the call checks every backend makes, each bad field refused with its status. */
 static void t_fwd_check(void)
 {
-    const fwd_limits lim = {2, 8, 32, 16, 2, 100}; /* 2 seqs, 8 tokens, 32 positions, blocks of 16, 2 blocks, vocab 100 */
+    const fwd_limits lim = {2,  8, 32,
+                            16, 2, 100}; /* 2 seqs, 8 tokens, 32 positions, blocks of 16, 2 blocks, vocab 100 */
     int32_t tok[4] = {1, 2, 3, 99}, blocks[2] = {0, 1}, bad_blocks[2] = {0, 2};
     float logits[100];
     ms_error e = {0};
@@ -393,7 +406,8 @@ static void t_fwd_check(void)
     CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "token 3 id 100"), "token id = vocab");
     tok[3] = 99;
     s.logits = NULL;
-    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "without a buffer"), "no logits buffer");
+    CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "without a buffer"),
+          "no logits buffer");
     s = ok;
     s.n_tokens = 0;
     CHECK(fwd_check(&lim, &s, 1, &T, &e) == MS_ERR_INVALID && strstr(e.message, "no tokens"), "empty sequence");
@@ -409,12 +423,8 @@ int main(int argc, char **argv)
 {
     unsetenv("MEDSERVE_CPU_REFERENCE"); /* backend_select's default choice is what is checked */
     static const test_case cases[] = {
-        {"fwd_check", t_fwd_check},
-        {"forward_a_tied_gqa2_f32", t_a},
-        {"forward_b_untied_gqa4_bf16", t_b},
-        {"forward_c_bias_yarn_f32", t_c},
-        {"forward_d_tied_bf16_v5config", t_d},
-        {"forward_e_untied_mha_f16", t_e},
+        {"fwd_check", t_fwd_check},       {"forward_a_tied_gqa2_f32", t_a},      {"forward_b_untied_gqa4_bf16", t_b},
+        {"forward_c_bias_yarn_f32", t_c}, {"forward_d_tied_bf16_v5config", t_d}, {"forward_e_untied_mha_f16", t_e},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
 }

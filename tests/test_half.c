@@ -34,9 +34,9 @@ static uint16_t oracle_bf16(float x)
     if (a == 0.0) return sign;
     if (isinf(a)) return sign | 0x7f80u;
     int e;
-    frexp(a, &e);                                           /* a in [2^(e-1), 2^e) */
+    frexp(a, &e);                                                         /* a in [2^(e-1), 2^e) */
     const double q = e - 1 < -126 ? ldexp(1, -133) : ldexp(1, e - 1 - 7); /* spacing of bf16 there */
-    const double v = nearbyint(a / q) * q;                  /* a / q is exact */
+    const double v = nearbyint(a / q) * q;                                /* a / q is exact */
     if (v >= ldexp(1, 128)) return sign | 0x7f80u;
     if (v < ldexp(1, -126)) return sign | (uint16_t)(v / ldexp(1, -133));
     frexp(v, &e);
@@ -81,7 +81,8 @@ static void t_bf16_exhaustive(void)
         const int is_nan = (h & 0x7f80u) == 0x7f80u && (h & 0x7fu);
         const uint16_t want = is_nan ? (uint16_t)((h & 0x8000u) | HALF_BF16_QNAN) : (uint16_t)h;
         if (half_f32_to_bf16(f) != want) {
-            if (bad_trip++ < 5) printf("  bf16 %04x -> %08x -> %04x, want %04x\n", h, hc_bits(f), half_f32_to_bf16(f), want);
+            if (bad_trip++ < 5)
+                printf("  bf16 %04x -> %08x -> %04x, want %04x\n", h, hc_bits(f), half_f32_to_bf16(f), want);
         }
         if ((h & 0x7fffu) >= 0x7f80u) continue; /* infinity, NaN: no neighbour above */
         /* the f32 exactly halfway to the next magnitude up (infinity after 0x7f7f) */
@@ -101,17 +102,16 @@ static void t_f16_exhaustive(void)
     for (uint32_t h = 0; h < 65536; h++) {
         const float f = half_f16_to_f32((uint16_t)h);
         const int is_nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu);
-        if (is_nan)
-            bad_wide += hc_bits(f) != (((h & 0x8000u) << 16) | 0x7f800000u | ((h & 0x3ffu) << 13));
-        else
-            bad_wide += (double)f != f16_value(h) || !!signbit(f) != !!(h & 0x8000u);
+        if (is_nan) bad_wide += hc_bits(f) != (((h & 0x8000u) << 16) | 0x7f800000u | ((h & 0x3ffu) << 13));
+        else bad_wide += (double)f != f16_value(h) || !!signbit(f) != !!(h & 0x8000u);
         const uint16_t want = is_nan ? (uint16_t)((h & 0x8000u) | HALF_F16_QNAN) : (uint16_t)h;
         if (half_f32_to_f16(f) != want) {
-            if (bad_trip++ < 5) printf("  f16 %04x -> %08x -> %04x, want %04x\n", h, hc_bits(f), half_f32_to_f16(f), want);
+            if (bad_trip++ < 5)
+                printf("  f16 %04x -> %08x -> %04x, want %04x\n", h, hc_bits(f), half_f32_to_f16(f), want);
         }
         if ((h & 0x7fffu) >= 0x7c00u) continue;
         const double a = f, b = (h & 0x7fffu) == 0x7bffu ? (h & 0x8000u ? -65536.0 : 65536.0)
-                                                          : (double)half_f16_to_f32((uint16_t)(h + 1));
+                                                         : (double)half_f16_to_f32((uint16_t)(h + 1));
         const float mid = (float)((a + b) / 2);
         const uint16_t even = (h & 1u) ? (uint16_t)(h + 1) : (uint16_t)h;
         bad_tie += half_f32_to_f16(mid) != even;

@@ -51,10 +51,12 @@ static void t_getters(void)
     CHECK(json_get_string(j, "b", 1, &s, "c.json", &e) != MS_OK, "type");
     int b = 0;
     CHECK(json_get_bool(j, "b", 1, &b, "c.json", &e) == MS_OK && b == 1, "bool");
-    CHECK(json_get_opt(j, "i") == json_get(j, "i") && json_get_opt(j, "n") == NULL &&
-              json_get_opt(j, "zz") == NULL && json_get(j, "n") != NULL, "null or absent is not given");
+    CHECK(json_get_opt(j, "i") == json_get(j, "i") && json_get_opt(j, "n") == NULL && json_get_opt(j, "zz") == NULL &&
+              json_get(j, "n") != NULL,
+          "null or absent is not given");
     CHECK(json_is_integer(json_get(j, "i")) && !json_is_integer(json_get(j, "f")) &&
-              !json_is_integer(json_get(j, "s")) && !json_is_integer(NULL), "integer");
+              !json_is_integer(json_get(j, "s")) && !json_is_integer(NULL),
+          "integer");
     cJSON_Delete(j);
 }
 

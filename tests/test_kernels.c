@@ -26,11 +26,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cpu/ref/cpu.h"
 #include "cpu/fast/kern.h"
 #include "cpu/fast/kern_attn.h"
-#include "engine/backend.h"
 #include "cpu/fast/kern_ops.h"
+#include "cpu/ref/cpu.h"
+#include "engine/backend.h"
 #include "engine/kv.h"
 #include "model/model.h"
 #include "util.h"
@@ -134,8 +134,7 @@ static void test_vs_reference(void)
             cpu_matmul(yr, xf, T, &W, &B, ST_BF16, 1);
             for (size_t ii = 0; ii < 3; ii++) {
                 if (ALL_ISAS[ii] > best) continue;
-                kern_gemm_bf16(ALL_ISAS[ii], &m.p, xb, ldx, T, yf, n, use_bias ? bias : NULL, 0,
-                               m.p.n_panels);
+                kern_gemm_bf16(ALL_ISAS[ii], &m.p, xb, ldx, T, yf, n, use_bias ? bias : NULL, 0, m.p.n_panels);
                 double worst = 0, worst_allowed = 0;
                 int bad = 0;
                 for (int t = 0; t < T; t++)
@@ -151,8 +150,8 @@ static void test_vs_reference(void)
                         if (d > worst) worst = d, worst_allowed = allowed;
                     }
                 CHECK(bad == 0, "%s [%lld, %lld] bias %d: %d of %lld outside tolerance, worst %.3g (allowed %.3g)",
-                      kern_isa_name(ALL_ISAS[ii]), (long long)n, (long long)k, use_bias, bad,
-                      (long long)(T * n), worst, worst_allowed);
+                      kern_isa_name(ALL_ISAS[ii]), (long long)n, (long long)k, use_bias, bad, (long long)(T * n), worst,
+                      worst_allowed);
             }
             free(bb);
         }
@@ -219,8 +218,8 @@ static void test_isas_agree(void)
             kern_gemm_bf16(ALL_ISAS[ii], &m.p, xb, ldx, T1, y1, n, NULL, 0, m.p.n_panels);
             int diff = 0;
             for (int64_t i = 0; i < T1 * n; i++) diff += memcmp(&y0[i], &y1[i], 4) != 0;
-            CHECK(diff == 0, "%s T=%d: %d of %lld outputs differ from scalar", kern_isa_name(ALL_ISAS[ii]),
-                  T1, diff, (long long)(T1 * n));
+            CHECK(diff == 0, "%s T=%d: %d of %lld outputs differ from scalar", kern_isa_name(ALL_ISAS[ii]), T1, diff,
+                  (long long)(T1 * n));
         }
     }
     free(xf);
@@ -277,8 +276,8 @@ static kattn_src attn_src(const attn_fix *f, int layer, int h)
 }
 
 /* Full attention of G query heads for one position via the kern_attn.h steps. */
-static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G, int layer, int h, int pos,
-                      float scale, float *out, float *parts)
+static void attn_fast(kern_isa isa, const attn_fix *f, const uint16_t *q, int G, int layer, int h, int pos, float scale,
+                      float *out, float *parts)
 {
     kattn_src src = attn_src(f, layer, h);
     const int nc = kattn_n_chunks(pos), d = f->d;
@@ -298,8 +297,8 @@ static void test_attn_sum(void)
 {
     enum { D = 64, NC = 3 };
     float oc[NC * D], want[D], got[D];
-    const uint32_t special[] = {0x7fc00001u, 0x7f800001u, 0xffffffffu, 0x7f800000u, 0xff800000u, 0x3f808000u,
-                                0x3f818000u, 0x3f7fffffu, 0x7f7fffffu, 0x00000001u};
+    const uint32_t special[] = {0x7fc00001u, 0x7f800001u, 0xffffffffu, 0x7f800000u, 0xff800000u,
+                                0x3f808000u, 0x3f818000u, 0x3f7fffffu, 0x7f7fffffu, 0x00000001u};
     for (int i = 0; i < NC * D; i++) oc[i] = rnd_bf16(4.0f) + rnd_bf16(0.01f);
     for (int i = 0; i < (int)(sizeof special / sizeof *special); i++) {
         memcpy(&oc[i], &special[i], 4); /* chunk 0 holds it, chunks 1 and 2 add zero */
@@ -462,10 +461,11 @@ static int fwd_open(fwd_run *r, const backend_ops *ops, const model *m, int thre
 {
     ms_error e = {0};
     const int per = FWD_CTX / FWD_BLOCK;
-    backend_params bp = {.n_threads = threads, .max_seqs = seqs, .max_tokens = FWD_CTX, .n_blocks = per * seqs,
-                         .block_size = FWD_BLOCK};
+    backend_params bp = {
+        .n_threads = threads, .max_seqs = seqs, .max_tokens = FWD_CTX, .n_blocks = per * seqs, .block_size = FWD_BLOCK};
     r->ops = ops;
-    if (ops->create(m, &bp, &r->b, &e) != MS_OK || kv_pool_create(bp.n_blocks, FWD_BLOCK, seqs, per, &r->kv, &e) != MS_OK) {
+    if (ops->create(m, &bp, &r->b, &e) != MS_OK ||
+        kv_pool_create(bp.n_blocks, FWD_BLOCK, seqs, per, &r->kv, &e) != MS_OK) {
         printf("  setup: %s\n", e.message);
         return -1;
     }
@@ -488,7 +488,11 @@ static int fwd_prefill_m(fwd_run *r, int slot, const int32_t *ids, int n, int ch
     ms_error e = {0};
     for (int i = 0; i < n; i += chunk) {
         int c = n - i < chunk ? n - i : chunk;
-        fwd_seq q = {ids + i, c, i, kv_blocks(r->kv, slot), last_only ? (i + c == n) : 2,
+        fwd_seq q = {ids + i,
+                     c,
+                     i,
+                     kv_blocks(r->kv, slot),
+                     last_only ? (i + c == n) : 2,
                      out + (size_t)(last_only ? n - 1 : i) * V};
         if (r->ops->forward(r->b, &q, 1, &e) != MS_OK) {
             printf("  forward: %s\n", e.message);
@@ -548,8 +552,7 @@ static void test_forward_fast(void)
     }
     /* 1. each prompt alone, reference vs fast */
     fwd_run R = {0}, F = {0};
-    int ok = fwd_open(&R, &cpu_ref_backend_ops, m, 2, NP) == 0 &&
-             fwd_open(&F, &cpu_fast_backend_ops, m, 2, NP) == 0;
+    int ok = fwd_open(&R, &cpu_ref_backend_ops, m, 2, NP) == 0 && fwd_open(&F, &cpu_fast_backend_ops, m, 2, NP) == 0;
     CHECK(ok, "backends");
     double worst = 0;
     int bad_arg = 0, n_pos = 0;
@@ -598,7 +601,8 @@ static void test_forward_fast(void)
     }
     /* 3. all prompts in one call, then 3 decode steps together == each alone; threads 1, 2, 16 */
     const int threads[3] = {1, 2, 16};
-    float *step_alone = malloc(sizeof(float) * (size_t)NP * V * 3), *step_batch = malloc(sizeof(float) * (size_t)NP * V);
+    float *step_alone = malloc(sizeof(float) * (size_t)NP * V * 3),
+          *step_batch = malloc(sizeof(float) * (size_t)NP * V);
     for (int ti = 0; ok && ti < 3; ti++) {
         fwd_run B = {0};
         ok = fwd_open(&B, &cpu_fast_backend_ops, m, threads[ti], NP) == 0;
@@ -624,7 +628,9 @@ static void test_forward_fast(void)
             if (ti == 0) {
                 /* the same steps one sequence at a time on the reference-alone state F */
                 for (int p = 0; ok && p < NP; p++) {
-                    fwd_seq one = {&tok[p], 1, lens[p] + g, kv_blocks(F.kv, p), 1, step_alone + ((size_t)g * NP + p) * V};
+                    fwd_seq one = {&tok[p],     1,
+                                   lens[p] + g, kv_blocks(F.kv, p),
+                                   1,           step_alone + ((size_t)g * NP + p) * V};
                     ok = F.ops->forward(F.b, &one, 1, &e) == MS_OK;
                 }
             }

@@ -27,8 +27,7 @@ static void t_reserve_release(void)
     kv_pool *p = NULL;
     ms_error e = {0};
     REQUIRE(kv_pool_create(9, 16, 3, 4, &p, &e) == MS_OK, "%s", e.message);
-    CHECK(kv_total(p) == 9 && kv_used(p) == 0 && kv_free_blocks(p) == 9 && kv_block_size(p) == 16,
-          "fresh pool counts");
+    CHECK(kv_total(p) == 9 && kv_used(p) == 0 && kv_free_blocks(p) == 9 && kv_block_size(p) == 16, "fresh pool counts");
     CHECK(kv_reserve(p, 0, 0, &e) == MS_OK && kv_slot_blocks(p, 0) == 0, "0 tokens need no block");
     CHECK(kv_reserve(p, 0, 1, &e) == MS_OK && kv_slot_blocks(p, 0) == 1, "1 token = 1 block");
     CHECK(kv_reserve(p, 0, 16, &e) == MS_OK && kv_slot_blocks(p, 0) == 1, "16 tokens = 1 block");
@@ -37,13 +36,11 @@ static void t_reserve_release(void)
     const int32_t *t0 = kv_blocks(p, 0);
     CHECK(t0[0] == 0 && t0[1] == 1, "fresh pool hands out 0, 1: got %d %d", t0[0], t0[1]);
     CHECK(kv_reserve(p, 1, 64, &e) == MS_OK && kv_used(p) == 6, "used %zu", kv_used(p));
-    CHECK(kv_reserve(p, 2, 65, &e) == MS_ERR_CONTEXT && strstr(e.message, "at most 4"),
-          "per-slot cap: %s", e.message);
+    CHECK(kv_reserve(p, 2, 65, &e) == MS_ERR_CONTEXT && strstr(e.message, "at most 4"), "per-slot cap: %s", e.message);
     CHECK(kv_reserve(p, 2, 64, &e) == MS_ERR_NOMEM && kv_slot_blocks(p, 2) == 0 && kv_used(p) == 6,
           "all-or-nothing on exhaustion: held %d used %zu", kv_slot_blocks(p, 2), kv_used(p));
     CHECK(kv_reserve(p, 2, 64 - 16, &e) == MS_OK && kv_free_blocks(p) == 0, "exact fit");
-    CHECK(kv_reserve(p, 3, 1, &e) == MS_ERR_INVALID && kv_reserve(p, -1, 1, &e) == MS_ERR_INVALID,
-          "bad slot accepted");
+    CHECK(kv_reserve(p, 3, 1, &e) == MS_ERR_INVALID && kv_reserve(p, -1, 1, &e) == MS_ERR_INVALID, "bad slot accepted");
     CHECK(kv_reserve(p, 0, -5, &e) == MS_ERR_INVALID, "negative tokens accepted");
     kv_release(p, 1);
     CHECK(kv_used(p) == 5 && kv_slot_blocks(p, 1) == 0 && kv_free_blocks(p) == 4, "release returns blocks");

@@ -12,12 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model/config.h"
-#include "fsio.h"
 #include "base/json.h"
-#include "mg.h"
 #include "base/sha256.h"
+#include "fsio.h"
 #include "io/st.h"
+#include "mg.h"
+#include "model/config.h"
 #include "util.h"
 
 #define DATA "tests/data/merge"
@@ -136,7 +136,7 @@ static void run_case(const char *name)
             CHECK(g != NULL, "%s: missing %s", name, t->valuestring);
             if (!g) continue;
             const st_tensor *ref = in_list(changed, t->valuestring) ? st_file_find(exp, t->valuestring)
-                                                                   : st_set_find(base, t->valuestring);
+                                                                    : st_set_find(base, t->valuestring);
             if (!ref && !strcmp(t->valuestring, "lm_head.weight")) ref = st_set_find(base, "model.embed_tokens.weight");
             CHECK(ref != NULL, "%s: no reference for %s", name, t->valuestring);
             if (!ref) continue;
@@ -144,8 +144,9 @@ static void run_case(const char *name)
             if (ref->dtype != g->dtype || ref->numel != g->numel) continue;
             uint64_t nd;
             uint64_t w = ulp_diff(g->data, ref->data, g->dtype, g->numel, &nd);
-            if (nd) printf("  %s: %s: %llu of %llu elements differ, max %llu ulp\n", name, t->valuestring,
-                           (unsigned long long)nd, (unsigned long long)g->numel, (unsigned long long)w);
+            if (nd)
+                printf("  %s: %s: %llu of %llu elements differ, max %llu ulp\n", name, t->valuestring,
+                       (unsigned long long)nd, (unsigned long long)g->numel, (unsigned long long)w);
             worst = w > worst ? w : worst;
             ndiff_total += nd;
             exact += nd == 0;
@@ -372,8 +373,8 @@ static void t_paths(void)
     CHECK(mg_run(&o, &res, &e) == MS_ERR_INVALID && strstr(e.message, "--force"), "existing out: %s", e.message);
     o.out_dir = o.base_dir;
     o.force = 1;
-    CHECK(mg_run(&o, &res, &e) == MS_ERR_INVALID && strstr(e.message, "inputs are never modified"),
-          "out == base: %s", e.message);
+    CHECK(mg_run(&o, &res, &e) == MS_ERR_INVALID && strstr(e.message, "inputs are never modified"), "out == base: %s",
+          e.message);
     o.out_dir = DATA "/bases";
     CHECK(mg_run(&o, &res, &e) == MS_ERR_INVALID && strstr(e.message, "contains the base"), "out contains base: %s",
           e.message);

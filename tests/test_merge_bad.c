@@ -11,10 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fsio.h"
 #include "base/json.h"
-#include "mg.h"
+#include "fsio.h"
 #include "io/st.h"
+#include "mg.h"
 #include "util.h"
 
 #define DATA "tests/data/merge"
@@ -42,10 +42,10 @@ typedef struct edit {
     const char *match;
     const char *rename_to; /* whole new name */
     int drop;
-    int swap_shape;        /* 2-D: [a,b] -> [b,a] */
-    int fill;              /* 1: zeros, 2: first element NaN, 3: shape[0] + 1 rows of zeros */
+    int swap_shape; /* 2-D: [a,b] -> [b,a] */
+    int fill;       /* 1: zeros, 2: first element NaN, 3: shape[0] + 1 rows of zeros */
     int to_i32;
-    const char *dup_to;    /* also write a copy under this name */
+    const char *dup_to; /* also write a copy under this name */
 } edit;
 
 /* Rewrites path applying edits (each to every tensor whose name contains match). */
@@ -58,7 +58,7 @@ static int rewrite_st(const char *path, const edit *ed, int n_ed)
     st_wtensor *w = calloc(n + 1, sizeof *w);
     const void **src = calloc(n + 1, sizeof *src);
     void **own = calloc(n + 1, sizeof *own);
-    char (*names)[256] = calloc(n + 1, sizeof *names);
+    char(*names)[256] = calloc(n + 1, sizeof *names);
     for (size_t i = 0; i < n; i++) {
         const st_tensor *t = st_file_get(f, i);
         snprintf(names[m], 256, "%s", t->name);
@@ -150,14 +150,14 @@ static void put_bytes(const char *path, const void *data, size_t n)
 
 typedef struct bad_case {
     const char *name;
-    const char *adapter;  /* fixture case whose adapter 1 is copied */
-    const char *base;     /* fixture base copied */
+    const char *adapter;             /* fixture case whose adapter 1 is copied */
+    const char *base;                /* fixture base copied */
     const char *cfg_key, *cfg_val;   /* adapter_config.json change */
     const char *bcfg_key, *bcfg_val; /* base config.json change */
-    edit ed[2];           /* adapter_model.safetensors changes */
-    edit bed;             /* base model.safetensors change */
-    int file_op;          /* 1 remove config, 2 .bin instead of safetensors, 3 pickle bytes, 4 truncate */
-    int want_input;       /* 1: a refused input (exit 2 class), 0: other failure */
+    edit ed[2];                      /* adapter_model.safetensors changes */
+    edit bed;                        /* base model.safetensors change */
+    int file_op;                     /* 1 remove config, 2 .bin instead of safetensors, 3 pickle bytes, 4 truncate */
+    int want_input;                  /* 1: a refused input (exit 2 class), 0: other failure */
     const char *msg;
 } bad_case;
 
@@ -168,10 +168,14 @@ static const bad_case CASES[] = {
     {"seq_cls", "lora_all7", "untied", "task_type", "\"SEQ_CLS\"", .want_input = 1, .msg = "score head"},
     {"bias_all", "lora_all7", "untied", "bias", "\"lora_only\"", .want_input = 1, .msg = "\"bias\""},
     {"unknown_feature", "lora_all7", "untied", "use_magic", "true", .want_input = 1, .msg = "unknown field"},
-    {"rank_mismatch", "lora_all7", "untied", "r", "4", .want_input = 1, .msg = "rank 8 but adapter_config.json gives r = 4"},
-    {"not_targeted", "lora_all7", "untied", "target_modules", "[\"q_proj\"]", .want_input = 1, .msg = "do not select it"},
-    {"layers_mismatch", "lora_all7", "untied", "layers_to_transform", "[1]", .want_input = 1, .msg = "do not select it"},
-    {"dora_no_magnitude", "lora_all7", "untied", "use_dora", "true", .want_input = 1, .msg = "no lora_magnitude_vector"},
+    {"rank_mismatch", "lora_all7", "untied", "r", "4", .want_input = 1,
+     .msg = "rank 8 but adapter_config.json gives r = 4"},
+    {"not_targeted", "lora_all7", "untied", "target_modules", "[\"q_proj\"]", .want_input = 1,
+     .msg = "do not select it"},
+    {"layers_mismatch", "lora_all7", "untied", "layers_to_transform", "[1]", .want_input = 1,
+     .msg = "do not select it"},
+    {"dora_no_magnitude", "lora_all7", "untied", "use_dora", "true", .want_input = 1,
+     .msg = "no lora_magnitude_vector"},
     {"magnitude_without_dora", "dora", "untied", "use_dora", "false", .want_input = 1, .msg = "use_dora is false"},
     {"tokens_out_of_range", "trainable_tokens", "untied", "trainable_token_indices", "[3, 17, 256]", .want_input = 1,
      .msg = "not below the vocabulary"},
@@ -186,15 +190,16 @@ static const bad_case CASES[] = {
             {Q ".lora_B", .rename_to = "base_model.model.model.layers.7.self_attn.q_proj.lora_B.weight"}},
      .want_input = 1, .msg = "matches no base tensor"},
     {"wrong_model_shapes", "lora_all7", "untied",
-     .ed = {{"layers.0.self_attn.k_proj", .drop = 1},
-            {Q ".lora", .rename_to = NULL, .swap_shape = 1}},
-     .want_input = 1, .msg = "do not fit"},
-    {"no_prefix", "lora_all7", "untied", .ed = {{Q ".lora_A", .rename_to = "model.layers.0.self_attn.q_proj.lora_A.weight"}},
-     .want_input = 1, .msg = "does not start with"},
+     .ed = {{"layers.0.self_attn.k_proj", .drop = 1}, {Q ".lora", .rename_to = NULL, .swap_shape = 1}}, .want_input = 1,
+     .msg = "do not fit"},
+    {"no_prefix", "lora_all7", "untied",
+     .ed = {{Q ".lora_A", .rename_to = "model.layers.0.self_attn.q_proj.lora_A.weight"}}, .want_input = 1,
+     .msg = "does not start with"},
     {"lora_bias_key", "lora_all7", "untied",
-     .ed = {{Q ".lora_B", .rename_to = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias"}}, .want_input = 1,
-     .msg = "lora_bias"},
-    {"int_dtype", "lora_all7", "untied", .ed = {{Q ".lora_A", .to_i32 = 1}}, .want_input = 1, .msg = "only F32, BF16 and F16"},
+     .ed = {{Q ".lora_B", .rename_to = "base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias"}},
+     .want_input = 1, .msg = "lora_bias"},
+    {"int_dtype", "lora_all7", "untied", .ed = {{Q ".lora_A", .to_i32 = 1}}, .want_input = 1,
+     .msg = "only F32, BF16 and F16"},
     {"all_zero", "lora_all7", "untied", .ed = {{"lora_B", .fill = 1}}, .want_input = 1, .msg = "changes no weight"},
     {"nan", "lora_all7", "untied", .ed = {{Q ".lora_B", .fill = 2}}, .want_input = 1, .msg = "non-finite"},
     {"resized_vocab_head_only", "modules_to_save", "untied", .ed = {{"lm_head", .fill = 3}}, .want_input = 1,

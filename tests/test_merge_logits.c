@@ -16,13 +16,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/backend.h"
-#include "fsio.h"
 #include "base/json.h"
+#include "base/sha256.h"
+#include "engine/backend.h"
 #include "engine/kv.h"
+#include "fsio.h"
 #include "mg.h"
 #include "model/model.h"
-#include "base/sha256.h"
 #include "util.h"
 
 #define FX "tests/data/merge/logits"
@@ -110,10 +110,11 @@ static void t_logits(void)
         int want_am = cJSON_GetArrayItem(am, t)->valueint;
         CHECK(best == want_am || top1 - top2 <= TOL, "position %d: argmax %d, unmerged PEFT %d", t, best, want_am);
     }
-    printf("  logits vs unmerged PEFT: max |diff| %.5f (position %d, id %d); PEFT's in-place merge: %.4f\n", worst,
-           wt, wc, worst_inpl);
+    printf("  logits vs unmerged PEFT: max |diff| %.5f (position %d, id %d); PEFT's in-place merge: %.4f\n", worst, wt,
+           wc, worst_inpl);
     CHECK(worst <= TOL, "max |diff| %.5f over %.3f", worst, TOL);
-    CHECK(worst * 10 < worst_inpl, "the untied export should be far closer to the unmerged model than an in-place merge");
+    CHECK(worst * 10 < worst_inpl,
+          "the untied export should be far closer to the unmerged model than an in-place merge");
 done:
     free(lg);
     kv_pool_free(kv);

@@ -217,7 +217,8 @@ static void t_acfg_refusals(void)
         {"{\"peft_type\":\"LORA\",\"megatron_config\":{\"a\":1}}", "megatron_config", MS_ERR_UNSUPPORTED},
         {"{\"peft_type\":\"LORA\",\"ensure_weight_tying\":true}", "ensure_weight_tying", MS_ERR_UNSUPPORTED},
         {"{\"peft_type\":\"LORA\",\"brand_new_feature\":{\"x\":1}}", "unknown field", MS_ERR_UNSUPPORTED},
-        {"{\"peft_type\":\"LORA\",\"trainable_token_indices\":{\"embed_tokens\":[1]}}", "list of token ids", MS_ERR_UNSUPPORTED},
+        {"{\"peft_type\":\"LORA\",\"trainable_token_indices\":{\"embed_tokens\":[1]}}", "list of token ids",
+         MS_ERR_UNSUPPORTED},
         {"{\"peft_type\":\"LORA\",\"r\":0}", "\"r\"", MS_ERR_FORMAT},
         {"{\"peft_type\":\"LORA\",\"r\":4.5}", "\"r\"", MS_ERR_FORMAT},
         {"{\"peft_type\":\"LORA\",\"rank_pattern\":{\"(\":4}}", "not a valid regex", MS_ERR_FORMAT},
@@ -229,7 +230,8 @@ static void t_acfg_refusals(void)
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         ms_error e;
         const mg_acfg *c = load_cfg(v[i].json, &e);
-        CHECK(c == NULL && e.status == v[i].st && strstr(e.message, v[i].msg) && strstr(e.message, "adapter_config.json"),
+        CHECK(c == NULL && e.status == v[i].st && strstr(e.message, v[i].msg) &&
+                  strstr(e.message, "adapter_config.json"),
               "case %zu (%s): status %d message: %s", i, v[i].json, e.status, e.message);
         mg_acfg_free(c);
     }
@@ -309,7 +311,8 @@ static void t_akeys(void)
         const mg_amod *hd = mg_akeys_find(&k, "lm_head");
         CHECK(k.n == 4 && k.n_tensors == 9, "%zu modules, %zu tensors", k.n, k.n_tensors);
         CHECK(q && q->t[MG_SLOT_A] && q->t[MG_SLOT_B] && q->t[MG_SLOT_MAG], "q_proj slots");
-        CHECK(em && em->t[MG_SLOT_EA] && em->t[MG_SLOT_EB] && em->t[MG_SLOT_BASE] && em->t[MG_SLOT_TOKENS], "embed slots");
+        CHECK(em && em->t[MG_SLOT_EA] && em->t[MG_SLOT_EB] && em->t[MG_SLOT_BASE] && em->t[MG_SLOT_TOKENS],
+              "embed slots");
         CHECK(hd && hd->t[MG_SLOT_FULL], "lm_head full");
         mg_akeys_free(&k);
     }
@@ -404,8 +407,8 @@ static void t_apply_edges(void)
     mg_apply_stats stats;
     st = mg_apply_tensor(&o, ST_BF16, mg_kernels_get(), labels, &sink, &stats, &e);
     CHECK(st == MS_OK, "lora: %s", e.message);
-    CHECK(out[0] == 0x4000 && out[4] == 0x3f00, "1 + 0.5*1*2 = 2 (0x4000), 0 + 0.25*2 = 0.5 (0x3f00): %04x %04x", out[0],
-          out[4]);
+    CHECK(out[0] == 0x4000 && out[4] == 0x3f00, "1 + 0.5*1*2 = 2 (0x4000), 0 + 0.25*2 = 0.5 (0x3f00): %04x %04x",
+          out[0], out[4]);
     CHECK(stats.changed[0] == 8, "changed %llu", (unsigned long long)stats.changed[0]);
 }
 

@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #include "base/json.h"
-#include "model/model.h"
 #include "base/sha256.h"
 #include "io/st.h"
+#include "model/model.h"
 #include "util.h"
 
 #define SYNTH "build/tools/synth"
@@ -52,8 +52,7 @@ static void expect_reject(const char *name, const char *part1, const char *part2
     ms_status st = load(name, &m, &e);
     CHECK(st != MS_OK && m == NULL, "%s: loaded though it should be rejected", name);
     CHECK(strstr(e.message, part1) != NULL, "%s: message lacks \"%s\": %s", name, part1, e.message);
-    CHECK(!part2 || strstr(e.message, part2) != NULL, "%s: message lacks \"%s\": %s", name, part2,
-          e.message);
+    CHECK(!part2 || strstr(e.message, part2) != NULL, "%s: message lacks \"%s\": %s", name, part2, e.message);
     printf("  %s rejected: %s\n", name, e.message);
     model_free(m);
 }
@@ -79,8 +78,8 @@ static int edit_json(const char *name, const char *file, const char *key, const 
 
 /* Rewrites g_tmp/name/model.safetensors from its own tensors: drops `drop`, and adds
  * `add` (dtype, 1-D or 2-D shape, zero-filled) if given. Returns 0 on success. */
-static int rewrite_st(const char *name, const char *drop, const char *add, st_dtype add_dtype,
-                      int64_t rows, int64_t cols)
+static int rewrite_st(const char *name, const char *drop, const char *add, st_dtype add_dtype, int64_t rows,
+                      int64_t cols)
 {
     char path[512];
     ms_error e = {0};
@@ -143,9 +142,8 @@ static void t_tied_ok(void)
     CHECK(m->embed.rows == 151936 && m->embed.cols == 16 && m->embed.dtype == ST_BF16, "embed");
     CHECK(m->lm_head.data == m->embed.data, "tied lm_head must be the embedding");
     const layer_weights *w = &m->layers[1];
-    CHECK(w->wq.rows == 16 && w->wq.cols == 16 && w->wk.rows == 8 && w->wo.rows == 16 &&
-              w->wo.cols == 16 && w->w_gate.rows == 32 && w->w_down.cols == 32 &&
-              w->q_norm.cols == 8 && w->attn_norm.rows == 1,
+    CHECK(w->wq.rows == 16 && w->wq.cols == 16 && w->wk.rows == 8 && w->wo.rows == 16 && w->wo.cols == 16 &&
+              w->w_gate.rows == 32 && w->w_down.cols == 32 && w->q_norm.cols == 8 && w->attn_norm.rows == 1,
           "layer shapes");
     CHECK(!w->bq.data && !w->bo.data, "biases bound without attention_bias");
     /* weights point into the file: compare a few elements with the tensor */
@@ -153,11 +151,11 @@ static void t_tied_ok(void)
     CHECK(t && t->data == w->w_down.data, "down_proj not zero-copy");
     if (t)
         for (int64_t i = 0; i < 32; i += 7)
-            CHECK(wmat_get(&w->w_down, 3, i) == st_tensor_getf(t, (uint64_t)(3 * 32 + i)),
-                  "wmat_get(3, %lld)", (long long)i);
+            CHECK(wmat_get(&w->w_down, 3, i) == st_tensor_getf(t, (uint64_t)(3 * 32 + i)), "wmat_get(3, %lld)",
+                  (long long)i);
     /* stop ids: generation_config [151645, 151643] ∪ config 151645 ∪ tokenizer <|im_end|> */
-    CHECK(m->n_stop == 2 && m->stop_ids[0] == 151645 && m->stop_ids[1] == 151643,
-          "stop ids: %d: %d %d", m->n_stop, m->stop_ids[0], m->stop_ids[1]);
+    CHECK(m->n_stop == 2 && m->stop_ids[0] == 151645 && m->stop_ids[1] == 151643, "stop ids: %d: %d %d", m->n_stop,
+          m->stop_ids[0], m->stop_ids[1]);
     CHECK(m->manifest_sha256[0] == '\0', "manifest digest without a manifest");
     CHECK(m->tok != NULL && m->gen.top_k == 20, "tokenizer and generation config");
     model_free(m);
@@ -171,16 +169,14 @@ static void t_untied_bias_sharded_ok(void)
     ms_error e = {0};
     CHECK(load("untied", &m, &e) == MS_OK, "%s", e.message);
     if (m) {
-        CHECK(m->lm_head.data && m->lm_head.data != m->embed.data && m->lm_head.rows == 151936,
-              "untied lm_head");
+        CHECK(m->lm_head.data && m->lm_head.data != m->embed.data && m->lm_head.rows == 151936, "untied lm_head");
         CHECK(m->embed.dtype == ST_F32, "f32 weights");
     }
     model_free(m);
     CHECK(load("bias", &m, &e) == MS_OK, "%s", e.message);
     if (m) {
         const layer_weights *w = &m->layers[0];
-        CHECK(w->bq.data && w->bq.cols == 16 && w->bk.cols == 8 && w->bv.cols == 8 && w->bo.cols == 16,
-              "biases");
+        CHECK(w->bq.data && w->bq.cols == 16 && w->bk.cols == 8 && w->bv.cols == 8 && w->bo.cols == 16, "biases");
         CHECK(m->cfg.rope_yarn == 1, "yarn config");
     }
     model_free(m);
@@ -211,8 +207,7 @@ static void t_manifest(void)
 /* A tied model's extra lm_head.weight is ignored, as HF does. */
 static void t_stray_lm_head_tied(void)
 {
-    CHECK(copy_dir("tied", "stray") == 0 &&
-              rewrite_st("stray", NULL, "lm_head.weight", ST_BF16, 151936, 16) == 0,
+    CHECK(copy_dir("tied", "stray") == 0 && rewrite_st("stray", NULL, "lm_head.weight", ST_BF16, 151936, 16) == 0,
           "setup");
     model *m = NULL;
     ms_error e = {0};
@@ -235,8 +230,7 @@ static void t_rejections(void)
           "setup");
     expect_reject("extra", "unexpected tensor model.layers.0.self_attn.q_proj.bias", NULL);
     /* a shape that disagrees with config.json */
-    CHECK(copy_dir("tied", "shape") == 0 && edit_json("shape", "config.json", "intermediate_size", "48") == 0,
-          "setup");
+    CHECK(copy_dir("tied", "shape") == 0 && edit_json("shape", "config.json", "intermediate_size", "48") == 0, "setup");
     expect_reject("shape", "model.layers.0.mlp.gate_proj.weight has shape [32, 16]", "[48, 16]");
     /* a vector with the wrong rank */
     CHECK(copy_dir("tied", "rank") == 0 &&
@@ -249,8 +243,7 @@ static void t_rejections(void)
           "setup");
     expect_reject("dtype", "model.norm.weight has dtype I32", "F32, F16 or BF16");
     /* untied without lm_head */
-    CHECK(copy_dir("tied", "nohead") == 0 &&
-              edit_json("nohead", "config.json", "tie_word_embeddings", "false") == 0,
+    CHECK(copy_dir("tied", "nohead") == 0 && edit_json("nohead", "config.json", "tie_word_embeddings", "false") == 0,
           "setup");
     expect_reject("nohead", "missing tensor lm_head.weight", "tie_word_embeddings");
     /* tokenizer ids beyond vocab_size */
@@ -267,10 +260,8 @@ static void t_rejections(void)
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
-        {"model_tied_ok", t_tied_ok},
-        {"model_untied_bias_sharded_ok", t_untied_bias_sharded_ok},
-        {"model_manifest_digest", t_manifest},
-        {"model_stray_lm_head_tied", t_stray_lm_head_tied},
+        {"model_tied_ok", t_tied_ok},          {"model_untied_bias_sharded_ok", t_untied_bias_sharded_ok},
+        {"model_manifest_digest", t_manifest}, {"model_stray_lm_head_tied", t_stray_lm_head_tied},
         {"model_rejections", t_rejections},
     };
     snprintf(g_tmp, sizeof g_tmp, "/tmp/ms_test_model_XXXXXX");

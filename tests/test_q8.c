@@ -16,10 +16,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
+#include "cpu/fast/q8.h"
 #include "cpu/ref/cpu.h"
 #include "engine/backend.h"
-#include "cpu/fast/q8.h"
-#include "base/json.h"
 #include "engine/kv.h"
 #include "model/model.h"
 #include "util.h"
@@ -58,7 +58,8 @@ static q8act make_act(int T, int64_t k, float *xf)
     a.sx = malloc(sizeof(float) * (size_t)(T * a.groups));
     a.corr = malloc(sizeof(int32_t) * (size_t)(T * a.groups));
     for (int t = 0; t < T; t++) {
-        for (int64_t i = 0; i < k; i++) xf[t * k + i] = half_bf16_to_f32(half_f32_to_bf16((float)((urand() - 0.5) * 4)));
+        for (int64_t i = 0; i < k; i++)
+            xf[t * k + i] = half_bf16_to_f32(half_f32_to_bf16((float)((urand() - 0.5) * 4)));
         q8_quant_row(xf + t * k, k, &a, t);
     }
     return a;
@@ -82,7 +83,8 @@ static void test_quant(void)
     int bad = 0;
     for (int64_t r = 0; r < n; r++)
         for (int64_t c = 0; c < k; c++) {
-            const uint8_t b = p.data[((size_t)(r / KERN_PW) * (size_t)p.kq + (size_t)(c / 4)) * 128 + 4 * (size_t)(r % KERN_PW) + (size_t)(c % 4)];
+            const uint8_t b = p.data[((size_t)(r / KERN_PW) * (size_t)p.kq + (size_t)(c / 4)) * 128 +
+                                     4 * (size_t)(r % KERN_PW) + (size_t)(c % 4)];
             double deq = ((int)b - 128) * (double)p.scale[r], orig = half_bf16_to_f32(w[r * k + c]);
             bad += fabs(deq - orig) > 0.5 * p.scale[r] * 1.0001 + 1e-12;
         }
@@ -184,7 +186,8 @@ static void test_gemm(void)
                 double wv = half_bf16_to_f32(w[r * k + c]), xv = xf[t * k + c];
                 exact += wv * xv;
                 /* half a weight step times |x| + half an activation step times |w| (+ cross term) */
-                bound += 0.5 * p.scale[r] * fabs(xv) + 0.5 * a.sx[t * a.groups + c / Q8_GROUP] * (fabs(wv) + 0.5 * p.scale[r]);
+                bound += 0.5 * p.scale[r] * fabs(xv) +
+                         0.5 * a.sx[t * a.groups + c / Q8_GROUP] * (fabs(wv) + 0.5 * p.scale[r]);
             }
             bound += fabs(exact) * 0x1p-8 + 1e-6; /* output rounding to bf16 */
             double d = fabs(exact - y0[t * n + r]);
@@ -243,8 +246,8 @@ static void test_accuracy(void)
             goto next;
         }
         const int V = m->cfg.vocab_size;
-        backend_params bp = {.n_threads = 2, .max_seqs = 1, .max_tokens = 256, .n_blocks = 16, .block_size = 16,
-                             .weights_q8 = 1};
+        backend_params bp = {
+            .n_threads = 2, .max_seqs = 1, .max_tokens = 256, .n_blocks = 16, .block_size = 16, .weights_q8 = 1};
         if (!(ops = backend_select(MS_BACKEND_CPU, m, 1, &e)) || ops->create(m, &bp, &b, &e) != MS_OK ||
             kv_pool_create(16, 16, 1, 16, &kv, &e) != MS_OK) {
             CHECK(0, "%s: q8 backend: %s", FIXTURES[f], e.message);

@@ -26,7 +26,10 @@ static cJSON *fixture(void)
     return j;
 }
 
-static double num(const cJSON *o, const char *k) { return cJSON_GetNumberValue(json_get(o, k)); }
+static double num(const cJSON *o, const char *k)
+{
+    return cJSON_GetNumberValue(json_get(o, k));
+}
 
 /* Reads a fixture "params" object into an ms_sampling (bias arrays in the statics given). */
 static ms_sampling params_of(const cJSON *p, int32_t *bias_ids, float *bias_vals)
@@ -123,8 +126,7 @@ static sampler *small_sampler(small_case *sc, uint64_t seed)
     sampler *s = NULL;
     ms_error e = {0};
     sc->p.seed = seed;
-    ms_status st = sampler_create(&sc->p, sc->vocab, sc->n_valid, sc->prompt, (size_t)sc->n_prompt,
-                                  &s, &e);
+    ms_status st = sampler_create(&sc->p, sc->vocab, sc->n_valid, sc->prompt, (size_t)sc->n_prompt, &s, &e);
     CHECK(st == MS_OK, "%s: sampler_create: %s", sc->name, e.message);
     for (int i = 0; s && i < sc->n_gen; i++) sampler_accept(s, sc->gen[i]);
     return s;
@@ -158,19 +160,19 @@ static void t_hf_small(void)
         qsort(ids, n > 0 ? (size_t)n : 0, sizeof *ids, cmp_i32);
         int same = n == sc.n_kept;
         for (int i = 0; same && i < n; i++) same = ids[i] == sc.kept[i];
-        CHECK(same, "%s: kept %d ids, HF keeps %d (first ours %d, HF %d)", sc.name, n, sc.n_kept,
-              n > 0 ? ids[0] : -1, sc.kept[0]);
+        CHECK(same, "%s: kept %d ids, HF keeps %d (first ours %d, HF %d)", sc.name, n, sc.n_kept, n > 0 ? ids[0] : -1,
+              sc.kept[0]);
         for (int i = 0; same && i < n; i++) {
             float want = sc.processed[i], got = l[ids[i]];
-            CHECK(fabsf(got - want) <= 1e-5f * fmaxf(1.0f, fabsf(want)),
-                  "%s: id %d processed %.9g, HF %.9g", sc.name, ids[i], (double)got, (double)want);
+            CHECK(fabsf(got - want) <= 1e-5f * fmaxf(1.0f, fabsf(want)), "%s: id %d processed %.9g, HF %.9g", sc.name,
+                  ids[i], (double)got, (double)want);
         }
         if (sc.p.greedy || sc.p.temperature == 1.0f) {
             /* in-place row after penalties equals HF's penalised row (valid ids) */
             for (int i = 0; i < sc.n_valid; i++) {
                 float want = sc.penalised[i], got = l[i];
-                CHECK(fabsf(got - want) <= 1e-5f * fmaxf(1.0f, fabsf(want)),
-                      "%s: penalised[%d] %.9g, HF %.9g", sc.name, i, (double)got, (double)want);
+                CHECK(fabsf(got - want) <= 1e-5f * fmaxf(1.0f, fabsf(want)), "%s: penalised[%d] %.9g, HF %.9g", sc.name,
+                      i, (double)got, (double)want);
             }
         }
         free(l);
@@ -185,8 +187,7 @@ static void t_hf_small(void)
 /* The fixture's full-vocab row: ((i * 2654435761) mod M) / scale - 5 in float32. */
 static void big_row(float *l, int vocab, int64_t modulus, float scale)
 {
-    for (int64_t i = 0; i < vocab; i++)
-        l[i] = (float)((i * 2654435761ll) % modulus) / scale - 5.0f;
+    for (int64_t i = 0; i < vocab; i++) l[i] = (float)((i * 2654435761ll) % modulus) / scale - 5.0f;
 }
 
 /* Kept sets on 151,936-entry rows equal HF's (count, checksums, best 10 in order). */
@@ -238,7 +239,7 @@ static void t_hf_big(void)
 }
 
 /* Chi-square critical values at p = 0.001 for df = 1..12. */
-static const double chi2_crit[] = {0, 10.828, 13.816, 16.266, 18.467, 20.515, 22.458,
+static const double chi2_crit[] = {0,      10.828, 13.816, 16.266, 18.467, 20.515, 22.458,
                                    24.322, 26.124, 27.877, 29.588, 31.264, 32.909};
 
 /* Draws 10^5 tokens for a fixture case and compares the counts with softmax
@@ -272,8 +273,7 @@ static void chi_square_case(const char *name, double wrong_temperature)
     CHECK(in_kept == draws, "%s: %ld of %d draws outside HF's kept set", name, draws - in_kept, draws);
     CHECK(df >= 1 && df <= 12, "%s: df %d", name, df);
     if (df >= 1 && df <= 12)
-        CHECK(chi2 < chi2_crit[df], "%s: chi2 %.2f >= %.3f (df %d, p = 0.001)", name, chi2,
-              chi2_crit[df], df);
+        CHECK(chi2 < chi2_crit[df], "%s: chi2 %.2f >= %.3f (df %d, p = 0.001)", name, chi2, chi2_crit[df], df);
     printf("  %s: chi2 %.2f (df %d, critical %.3f)\n", name, chi2, df, df <= 12 ? chi2_crit[df] : 0);
     if (wrong_temperature > 0 && df >= 1 && df <= 12) {
         /* negative control: the same draws against a wrong temperature must fail */
@@ -284,8 +284,7 @@ static void chi_square_case(const char *name, double wrong_temperature)
             double d = (double)count[sc.kept[i]] - expect;
             chi2w += d * d / expect;
         }
-        CHECK(chi2w > chi2_crit[df], "%s: draws also fit temperature x%g (chi2 %.2f)", name,
-              wrong_temperature, chi2w);
+        CHECK(chi2w > chi2_crit[df], "%s: draws also fit temperature x%g (chi2 %.2f)", name, wrong_temperature, chi2w);
     }
     free(count);
     free(l);
@@ -314,8 +313,7 @@ static void t_seed(void)
     {
         uint64_t want = strtoull(cJSON_GetStringValue(it), NULL, 10);
         uint64_t got = sampler_rng_next(&r);
-        CHECK(got == want, "rng output %d: %llu, want %llu", i, (unsigned long long)got,
-              (unsigned long long)want);
+        CHECK(got == want, "rng output %d: %llu, want %llu", i, (unsigned long long)got, (unsigned long long)want);
         i++;
     }
     CHECK(i == 8, "rng outputs %d", i);
@@ -350,10 +348,21 @@ static void t_validation(void)
         const char *field;
         ms_sampling p;
     } bad[] = {
-        {"temperature", ok}, {"temperature", ok}, {"top_p", ok},     {"top_p", ok},
-        {"top_p", ok},       {"top_k", ok},       {"min_p", ok},     {"min_p", ok},
-        {"repetition_penalty", ok}, {"repetition_penalty", ok}, {"presence_penalty", ok},
-        {"frequency_penalty", ok}, {"top_logprobs", ok}, {"logit_bias", ok}, {"logit_bias", ok},
+        {"temperature", ok},
+        {"temperature", ok},
+        {"top_p", ok},
+        {"top_p", ok},
+        {"top_p", ok},
+        {"top_k", ok},
+        {"min_p", ok},
+        {"min_p", ok},
+        {"repetition_penalty", ok},
+        {"repetition_penalty", ok},
+        {"presence_penalty", ok},
+        {"frequency_penalty", ok},
+        {"top_logprobs", ok},
+        {"logit_bias", ok},
+        {"logit_bias", ok},
         {"logit_bias", ok},
     };
     bad[0].p.temperature = -0.1f;
@@ -381,8 +390,7 @@ static void t_validation(void)
         sampler *s = NULL;
         ms_status st = sampler_create(&bad[i].p, 100, 100, NULL, 0, &s, &e);
         CHECK(st == MS_ERR_INVALID && s == NULL, "case %zu (%s) accepted", i, bad[i].field);
-        CHECK(strstr(e.message, bad[i].field) != NULL, "case %zu: message '%s' lacks '%s'", i,
-              e.message, bad[i].field);
+        CHECK(strstr(e.message, bad[i].field) != NULL, "case %zu: message '%s' lacks '%s'", i, e.message, bad[i].field);
     }
     ms_error e = {0};
     sampler *s = NULL;
@@ -405,8 +413,7 @@ static void t_n_valid(void)
 {
     const float base[10] = {0.5f, 0.0f, 1.0f, 0.2f, -1.0f, 0.1f, 0.0f, 0.0f, 9.0f, 8.0f};
     for (int greedy = 0; greedy < 2; greedy++) {
-        ms_sampling p = {.greedy = greedy, .temperature = 2.0f, .top_p = 1.0f,
-                         .repetition_penalty = 1.0f, .seed = 3};
+        ms_sampling p = {.greedy = greedy, .temperature = 2.0f, .top_p = 1.0f, .repetition_penalty = 1.0f, .seed = 3};
         sampler *s = NULL;
         CHECK(sampler_create(&p, 10, 6, NULL, 0, &s, NULL) == MS_OK, "create");
         int bad = 0;
@@ -443,8 +450,7 @@ static void t_logprobs(void)
     double mx = 7.0, z = 0.0;
     for (int i = 0; i < 7; i++) z += exp(raw[i] - mx);
     double lse = mx + log(z);
-    ms_sampling p = {.temperature = 0.5f, .top_k = 2, .top_p = 1.0f, .repetition_penalty = 1.5f,
-                     .seed = 11};
+    ms_sampling p = {.temperature = 0.5f, .top_k = 2, .top_p = 1.0f, .repetition_penalty = 1.5f, .seed = 11};
     sampler *s = NULL;
     CHECK(sampler_create(&p, 7, 6, (int32_t[]){1}, 1, &s, NULL) == MS_OK, "create");
     for (int d = 0; s && d < 200; d++) {
@@ -476,8 +482,8 @@ static void t_speed(void)
         const char *what;
         ms_sampling p;
     } cfg[] = {
-        {"qwen defaults T0.6 k20 p0.95", {.temperature = 0.6f, .top_k = 20, .top_p = 0.95f,
-                                          .repetition_penalty = 1.0f}},
+        {"qwen defaults T0.6 k20 p0.95",
+         {.temperature = 0.6f, .top_k = 20, .top_p = 0.95f, .repetition_penalty = 1.0f}},
         {"top_p 0.9 alone", {.temperature = 1.0f, .top_p = 0.9f, .repetition_penalty = 1.0f}},
         {"temperature alone", {.temperature = 0.8f, .top_p = 1.0f, .repetition_penalty = 1.0f}},
         {"greedy + rep penalty", {.greedy = 1, .top_p = 1.0f, .repetition_penalty = 1.1f}},
@@ -507,9 +513,8 @@ static void t_speed(void)
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
-        {"sampler_hf_small", t_hf_small}, {"sampler_hf_big", t_hf_big},
-        {"sampler_chi_square", t_chi_square}, {"sampler_seed", t_seed},
-        {"sampler_validation", t_validation}, {"sampler_n_valid", t_n_valid},
+        {"sampler_hf_small", t_hf_small}, {"sampler_hf_big", t_hf_big},         {"sampler_chi_square", t_chi_square},
+        {"sampler_seed", t_seed},         {"sampler_validation", t_validation}, {"sampler_n_valid", t_n_valid},
         {"sampler_logprobs", t_logprobs}, {"sampler_speed", t_speed},
     };
     int rc = test_main(argc, argv, cases, sizeof cases / sizeof *cases);

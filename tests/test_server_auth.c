@@ -43,8 +43,8 @@ static void t_format(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         a = from(bad[i].text, &e);
-        CHECK(!a && strstr(e.message, bad[i].msg) && strstr(e.message, "keys"),
-              "case %zu: '%s' (want '%s')", i, a ? "accepted" : e.message, bad[i].msg);
+        CHECK(!a && strstr(e.message, bad[i].msg) && strstr(e.message, "keys"), "case %zu: '%s' (want '%s')", i,
+              a ? "accepted" : e.message, bad[i].msg);
         auth_free(a);
     }
 }
@@ -61,11 +61,11 @@ static void t_check(void)
         NULL,
         "",
         "Bearer ",
-        "Bearer " K1 "x",              /* key + suffix */
-        "Bearer k1-0123456789abcde",   /* key prefix */
-        "bearer " K1,                  /* lower-case scheme */
+        "Bearer " K1 "x",            /* key + suffix */
+        "Bearer k1-0123456789abcde", /* key prefix */
+        "bearer " K1,                /* lower-case scheme */
         "BEARER " K1,
-        "Bearer  " K1,                 /* two spaces */
+        "Bearer  " K1, /* two spaces */
         "Basic " K1,
         K1,
         "Bearer alice:" K1,
@@ -126,8 +126,7 @@ static void t_file(void)
     for (size_t i = 0; i < sizeof loose / sizeof *loose; i++) {
         p = write_keys("alice:" K1 "\n", loose[i]);
         ms_status st = p ? auth_load(p, &a, &e) : MS_ERR_IO;
-        CHECK(st != MS_OK && strstr(e.message, "chmod 600"), "mode %03o refused: %s",
-              (unsigned)loose[i], e.message);
+        CHECK(st != MS_OK && strstr(e.message, "chmod 600"), "mode %03o refused: %s", (unsigned)loose[i], e.message);
         auth_free(a);
         a = NULL;
         if (p) unlink(p);
@@ -153,8 +152,7 @@ static void t_timing_report(void)
     clock_gettime(CLOCK_MONOTONIC, &t2);
     double d1 = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
     double d2 = (double)(t2.tv_sec - t1.tv_sec) * 1e9 + (double)(t2.tv_nsec - t1.tv_nsec);
-    printf("  timing: wrong first byte %.0f ns/check, wrong last byte %.0f ns/check\n",
-           d1 / rounds, d2 / rounds);
+    printf("  timing: wrong first byte %.0f ns/check, wrong last byte %.0f ns/check\n", d1 / rounds, d2 / rounds);
     auth_free(a);
 }
 

@@ -134,8 +134,7 @@ static void t_cancel_release(void)
         }
         job_event_free(ev);
     }
-    CHECK(finals == 2 && cancelled == 2, "cancel gives final CANCELLED events (%d, %d)", finals,
-          cancelled);
+    CHECK(finals == 2 && cancelled == 2, "cancel gives final CANCELLED events (%d, %d)", finals, cancelled);
     CHECK(longest < 200, "cancelled before the end: %d of 200 tokens", longest);
     job_release(j);
     /* release while running: slots freed, job freed by the last callback */

@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include "base/json.h"
+#include "base/strbuf.h"
 #include "metrics.h"
 #include "reqlog.h"
-#include "base/strbuf.h"
 #include "util.h"
 
 /* Value of the sample line starting with prefix (name plus labels), or -1. */
@@ -60,9 +60,9 @@ static void t_render(void)
     metrics_request(m, ROUTE_HEALTH, 503, 0.001);
     metrics_tokens(m, 10, 20);
     metrics_tokens(m, 1, 2);
-    metrics_ttft(m, 0.02);  /* bucket 0.025 */
-    metrics_ttft(m, 0.7);   /* bucket 1 */
-    metrics_ttft(m, 100);   /* +Inf only */
+    metrics_ttft(m, 0.02); /* bucket 0.025 */
+    metrics_ttft(m, 0.7);  /* bucket 1 */
+    metrics_ttft(m, 100);  /* +Inf only */
     metrics_itl(m, 0.004);
     ms_engine_stats st = {3, 2, 8, 4096, 5, 20, 0, 0};
     char *t = NULL;
@@ -74,12 +74,10 @@ static void t_render(void)
     CHECK(sample(t, "medserve_requests_total{route=\"/v1/chat/completions\",code=\"429\"}") == 1, "429");
     CHECK(sample(t, "medserve_requests_total{route=\"/health\",code=\"503\"}") == 1, "health");
     CHECK(sample(t, "medserve_requests_total{route=\"/metrics\",code=\"200\"}") == -1, "zero counters omitted");
-    CHECK(sample(t, "medserve_queue_depth") == 3 && sample(t, "medserve_running_sequences") == 2,
-          "queue/running");
+    CHECK(sample(t, "medserve_queue_depth") == 3 && sample(t, "medserve_running_sequences") == 2, "queue/running");
     CHECK(sample(t, "medserve_kv_usage_ratio") == 0.25, "kv ratio");
     CHECK(sample(t, "medserve_requests_in_flight") == 4 && sample(t, "medserve_ready") == 1, "gauges");
-    CHECK(sample(t, "medserve_prompt_tokens_total") == 11 &&
-              sample(t, "medserve_generation_tokens_total") == 22,
+    CHECK(sample(t, "medserve_prompt_tokens_total") == 11 && sample(t, "medserve_generation_tokens_total") == 22,
           "token counters");
     CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"0.01\"}") == 0, "ttft le 0.01");
     CHECK(sample(t, "medserve_time_to_first_token_seconds_bucket{le=\"0.025\"}") == 1, "ttft le 0.025");
@@ -152,8 +150,7 @@ static void t_reqlog(void)
         const cJSON *w = j ? json_get(j, "w") : NULL, *i = j ? json_get(j, "i") : NULL;
         if (w && i && w->valueint >= 0 && w->valueint < W && i->valueint >= 0 && i->valueint < N)
             seen[w->valueint][i->valueint]++;
-        else
-            bad++;
+        else bad++;
         cJSON_Delete(j);
         lines++;
         p = nl + 1;
@@ -197,8 +194,7 @@ static void t_reqlog_line(void)
 {
     char *l = NULL;
     CHECK(!strcmp(line_outcome(NULL, 200, 1, &l), "ok"), "ok");
-    CHECK(l && strstr(l, "\"seed\":-3}") && strstr(l, "\"ttft_ms\":null") &&
-              strstr(l, "\"duration_ms\":1.5,") &&
+    CHECK(l && strstr(l, "\"seed\":-3}") && strstr(l, "\"ttft_ms\":null") && strstr(l, "\"duration_ms\":1.5,") &&
               strstr(l, "\"route\":\"/v1/chat/completions\"") && !strstr(l, "PROMPT"),
           "%s", l ? l : "NULL");
     free(l);

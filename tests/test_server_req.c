@@ -34,9 +34,7 @@ static int chat_rejects(const char *src, int http, const char *param, const char
     int rc = chat(src, &c, &e);
     oai_chat_free(&c);
     int ok = rc == -1 && e.http == http && !strcmp(e.param, param) && (!code || !strcmp(e.code, code));
-    if (!ok)
-        printf("  got rc %d http %d param '%s' code '%s': %s\n", rc, e.http, e.param, e.code,
-               e.message);
+    if (!ok) printf("  got rc %d http %d param '%s' code '%s': %s\n", rc, e.http, e.param, e.code, e.message);
     return ok;
 }
 
@@ -58,18 +56,17 @@ static int chat_accepts(const char *src)
 static void t_chat_fields(void)
 {
     /* strings in the parsed struct point into the tree: keep it alive */
-    const char *src =
-        "{\"model\":\"m\",\"messages\":[{\"role\":\"developer\",\"content\":\"sys\"},"
-        "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\","
-        "\"text\":\"b\"}]},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
-        "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
-        "{\"role\":\"tool\",\"content\":\"r\",\"tool_call_id\":\"c1\"}],"
-        "\"temperature\":0.5,\"top_p\":0.9,\"top_k\":-1,\"min_p\":0.1,\"repetition_penalty\":1.1,"
-        "\"presence_penalty\":-2,\"frequency_penalty\":2,\"n\":3,\"stop\":[\"x\",\"yy\"],"
-        "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"seed\":-5,"
-        "\"logit_bias\":{\"5\":-100,\"999\":2.5},\"logprobs\":true,\"top_logprobs\":20,"
-        "\"user\":\"u\",\"max_completion_tokens\":7,\"chat_template_kwargs\":{\"enable_thinking\":false},"
-        "\"response_format\":{\"type\":\"text\"},\"tools\":null}";
+    const char *src = "{\"model\":\"m\",\"messages\":[{\"role\":\"developer\",\"content\":\"sys\"},"
+                      "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},{\"type\":\"text\","
+                      "\"text\":\"b\"}]},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"c1\","
+                      "\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+                      "{\"role\":\"tool\",\"content\":\"r\",\"tool_call_id\":\"c1\"}],"
+                      "\"temperature\":0.5,\"top_p\":0.9,\"top_k\":-1,\"min_p\":0.1,\"repetition_penalty\":1.1,"
+                      "\"presence_penalty\":-2,\"frequency_penalty\":2,\"n\":3,\"stop\":[\"x\",\"yy\"],"
+                      "\"stream\":true,\"stream_options\":{\"include_usage\":true},\"seed\":-5,"
+                      "\"logit_bias\":{\"5\":-100,\"999\":2.5},\"logprobs\":true,\"top_logprobs\":20,"
+                      "\"user\":\"u\",\"max_completion_tokens\":7,\"chat_template_kwargs\":{\"enable_thinking\":false},"
+                      "\"response_format\":{\"type\":\"text\"},\"tools\":null}";
     ms_error je;
     cJSON *root = json_parse_strict(src, strlen(src), "body", &je);
     CHECK(root != NULL, "%s", je.message);
@@ -99,8 +96,7 @@ static void t_chat_fields(void)
     oai_chat_free(&c);
     cJSON_Delete(root);
     /* defaults */
-    root = json_parse_strict("{\"model\":\"m\"," MSGS "}", strlen("{\"model\":\"m\"," MSGS "}"),
-                             "body", &je);
+    root = json_parse_strict("{\"model\":\"m\"," MSGS "}", strlen("{\"model\":\"m\"," MSGS "}"), "body", &je);
     rc = oai_parse_chat(root, &LIM, &c, &e);
     CHECK(rc == 0 && c.g.n == 1 && !c.g.has_temperature && !c.g.has_max_tokens && !c.g.stream &&
               c.g.enable_thinking == -1 && !c.g.has_seed,
@@ -151,15 +147,11 @@ static void t_numeric_table(void)
     for (size_t f = 0; f < sizeof expect / sizeof *expect; f++) {
         for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
             snprintf(src, sizeof src, "{\"model\":\"m\"," MSGS ",\"%s\":%s}", expect[f].field, bad[b]);
-            if (expect[f].accepts[b])
-                CHECK(chat_accepts(src), "%s=%s should be accepted", expect[f].field, bad[b]);
-            else
-                CHECK(chat_rejects(src, 400, expect[f].field, NULL), "%s=%s should be 400",
-                      expect[f].field, bad[b]);
+            if (expect[f].accepts[b]) CHECK(chat_accepts(src), "%s=%s should be accepted", expect[f].field, bad[b]);
+            else CHECK(chat_rejects(src, 400, expect[f].field, NULL), "%s=%s should be 400", expect[f].field, bad[b]);
         }
         for (int k = 0; k < 4 && fields[f].ok_values[k]; k++) {
-            snprintf(src, sizeof src, "{\"model\":\"m\"," MSGS ",\"%s\":%s}", fields[f].field,
-                     fields[f].ok_values[k]);
+            snprintf(src, sizeof src, "{\"model\":\"m\"," MSGS ",\"%s\":%s}", fields[f].field, fields[f].ok_values[k]);
             CHECK(chat_accepts(src), "%s=%s", fields[f].field, fields[f].ok_values[k]);
         }
         /* null means "not given" */
@@ -169,47 +161,39 @@ static void t_numeric_table(void)
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"n\":5}", 400, "n", "invalid_value"), "n over cap");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"top_logprobs\":2}", 400, "top_logprobs", NULL),
           "top_logprobs needs logprobs");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logprobs\":true,\"top_logprobs\":21}", 400,
-                       "top_logprobs", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logprobs\":true,\"top_logprobs\":21}", 400, "top_logprobs", NULL),
           "top_logprobs > 20");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logprobs\":1}", 400, "logprobs", "invalid_type"),
           "chat logprobs is a boolean");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stream\":\"true\"}", 400, "stream", NULL),
-          "stream string");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"max_tokens\":2,\"max_completion_tokens\":3}",
-                       400, "max_tokens", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stream\":\"true\"}", 400, "stream", NULL), "stream string");
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"max_tokens\":2,\"max_completion_tokens\":3}", 400, "max_tokens",
+                       NULL),
           "disagreeing max tokens");
 }
 
 /* Unsupported, unknown, malformed and out-of-range fields name their param. */
 static void t_chat_rejections(void)
 {
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"tools\":[]}", 400, "tools", "unsupported_parameter"),
-          "tools");
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"tools\":[]}", 400, "tools", "unsupported_parameter"), "tools");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"tool_choice\":\"none\"}", 400, "tool_choice",
                        "unsupported_parameter"),
           "tool_choice");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"response_format\":{\"type\":\"json_object\"}}", 400,
                        "response_format", "unsupported_parameter"),
           "response_format json");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"functions\":[{}]}", 400, "functions",
-                       "unsupported_parameter"),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"functions\":[{}]}", 400, "functions", "unsupported_parameter"),
           "functions");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"frobnicate\":1}", 400, "frobnicate",
-                       "unknown_parameter"),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"frobnicate\":1}", 400, "frobnicate", "unknown_parameter"),
           "unknown field");
-    CHECK(chat_rejects("{\"Model\":\"m\"," MSGS "}", 400, "Model", "unknown_parameter"),
-          "keys are case-sensitive");
+    CHECK(chat_rejects("{\"Model\":\"m\"," MSGS "}", 400, "Model", "unknown_parameter"), "keys are case-sensitive");
     CHECK(chat_rejects("{\"model\":\"other\"," MSGS "}", 404, "model", "model_not_found"), "unknown model");
     CHECK(chat_rejects("{" MSGS "}", 400, "model", "missing_required_parameter"), "missing model");
-    CHECK(chat_rejects("{\"model\":\"m\"}", 400, "messages", "missing_required_parameter"),
-          "missing messages");
+    CHECK(chat_rejects("{\"model\":\"m\"}", 400, "messages", "missing_required_parameter"), "missing messages");
     CHECK(chat_rejects("{\"model\":\"m\",\"messages\":[]}", 400, "messages", NULL), "empty messages");
-    CHECK(chat_rejects("{\"model\":\"m\",\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", 400,
-                       "messages[0]", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\",\"messages\":[{\"role\":\"robot\",\"content\":\"x\"}]}", 400, "messages[0]",
+                       NULL),
           "bad role");
-    CHECK(chat_rejects("{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", 400,
-                       "messages[0].content", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}]}", 400, "messages[0].content", NULL),
           "missing content");
     CHECK(chat_rejects("{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
                        "\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}",
@@ -219,31 +203,28 @@ static void t_chat_rejections(void)
                        "\"bob\"}]}",
                        400, "messages[0].name", "unknown_parameter"),
           "message name");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400,
-                       "stop", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", 400, "stop", NULL),
           "5 stops");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stop\":\"\"}", 400, "stop", NULL), "empty stop");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stop\":[1]}", 400, "stop", NULL), "numeric stop");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stream_options\":{\"include_usage\":true}}", 400,
-                       "stream_options", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stream_options\":{\"include_usage\":true}}", 400, "stream_options",
+                       NULL),
           "stream_options without stream");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"x\":1}}", 400,
                        "stream_options.x", "unknown_parameter"),
           "unknown stream option");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"chat_template_kwargs\":{\"add_vision_id\":true}}",
-                       400, "chat_template_kwargs.add_vision_id", "unknown_parameter"),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"chat_template_kwargs\":{\"add_vision_id\":true}}", 400,
+                       "chat_template_kwargs.add_vision_id", "unknown_parameter"),
           "template kwargs other than enable_thinking (D5)");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"chat_template_kwargs\":{\"enable_thinking\":1}}",
-                       400, "chat_template_kwargs.enable_thinking", NULL),
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"chat_template_kwargs\":{\"enable_thinking\":1}}", 400,
+                       "chat_template_kwargs.enable_thinking", NULL),
           "enable_thinking type");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logit_bias\":{\"1000\":1}}", 400, "logit_bias", NULL),
           "bias id == vocab");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logit_bias\":{\"-1\":1}}", 400, "logit_bias", NULL),
-          "bias id -1");
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logit_bias\":{\"-1\":1}}", 400, "logit_bias", NULL), "bias id -1");
     CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logit_bias\":{\"01\":1}}", 400, "logit_bias", NULL),
           "bias id with leading zero");
-    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logit_bias\":{\"1\":101}}", 400, "logit_bias", NULL),
-          "bias value");
+    CHECK(chat_rejects("{\"model\":\"m\"," MSGS ",\"logit_bias\":{\"1\":101}}", 400, "logit_bias", NULL), "bias value");
     CHECK(chat_rejects("[1]", 400, "", NULL), "array body");
 }
 
@@ -263,14 +244,13 @@ static void t_completions(void)
     oai_completion c;
     oai_err e;
     cJSON *root;
-    CHECK(completion("{\"model\":\"m\",\"prompt\":\"abc\",\"echo\":true,\"logprobs\":3}", &c, &e, &root) ==
-                  -1 &&
+    CHECK(completion("{\"model\":\"m\",\"prompt\":\"abc\",\"echo\":true,\"logprobs\":3}", &c, &e, &root) == -1 &&
               !strcmp(e.param, "echo"),
           "echo with logprobs refused");
     oai_completion_free(&c);
     cJSON_Delete(root);
-    CHECK(completion("{\"model\":\"m\",\"prompt\":\"abc\",\"logprobs\":3}", &c, &e, &root) == 0 &&
-              c.n_prompts == 1 && c.text_lens[0] == 3 && c.g.logprobs && c.g.top_logprobs == 3,
+    CHECK(completion("{\"model\":\"m\",\"prompt\":\"abc\",\"logprobs\":3}", &c, &e, &root) == 0 && c.n_prompts == 1 &&
+              c.text_lens[0] == 3 && c.g.logprobs && c.g.top_logprobs == 3,
           "string prompt");
     oai_completion_free(&c);
     cJSON_Delete(root);
@@ -289,14 +269,14 @@ static void t_completions(void)
           "list of id lists");
     oai_completion_free(&c);
     cJSON_Delete(root);
-    static const char *const bad_ids[] = {"[-1]", "[1000]", "[2147483648]", "[1.5]", "[\"a\",1]",
-                                          "[[1],\"a\"]", "[[]]", "[]", "7", "{}"};
+    static const char *const bad_ids[] = {"[-1]",        "[1000]", "[2147483648]", "[1.5]", "[\"a\",1]",
+                                          "[[1],\"a\"]", "[[]]",   "[]",           "7",     "{}"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
         char src[128];
         snprintf(src, sizeof src, "{\"model\":\"m\",\"prompt\":%s}", bad_ids[i]);
         int rc = completion(src, &c, &e, &root);
-        CHECK(rc == -1 && e.http == 400 && !strncmp(e.param, "prompt", 6), "prompt %s: rc %d %s",
-              bad_ids[i], rc, e.message);
+        CHECK(rc == -1 && e.http == 400 && !strncmp(e.param, "prompt", 6), "prompt %s: rc %d %s", bad_ids[i], rc,
+              e.message);
         oai_completion_free(&c);
         cJSON_Delete(root);
     }
@@ -348,8 +328,7 @@ static void t_tokenize(void)
     cJSON_Delete(root);
     const char *s5 = "{\"tokens\":[1,-1]}";
     root = json_parse_strict(s5, strlen(s5), "b", &je);
-    CHECK(oai_parse_detokenize(root, &LIM, &ids, &n, &e) == -1 && !strcmp(e.param, "tokens"),
-          "detokenize -1");
+    CHECK(oai_parse_detokenize(root, &LIM, &ids, &n, &e) == -1 && !strcmp(e.param, "tokens"), "detokenize -1");
     free(ids);
     cJSON_Delete(root);
     const char *s6 = "{\"tokens\":[1],\"model\":\"x\"}";

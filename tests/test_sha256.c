@@ -20,7 +20,10 @@ static void hex_of(const void *p, size_t n, size_t step, char out[65])
 
 static void t_vectors(void)
 {
-    static const struct { const char *msg; const char *hex; } v[] = {
+    static const struct {
+        const char *msg;
+        const char *hex;
+    } v[] = {
         {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
         {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
         {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
@@ -115,11 +118,8 @@ static void t_agree(void)
 int main(int argc, char **argv)
 {
     static const test_case cases[] = {
-        {"sha256_vectors", t_vectors},
-        {"sha256_million_a", t_million_a},
-        {"sha256_file", t_file},
-        {"sha256_generic", t_generic},
-        {"sha256_impls_agree", t_agree},
+        {"sha256_vectors", t_vectors}, {"sha256_million_a", t_million_a}, {"sha256_file", t_file},
+        {"sha256_generic", t_generic}, {"sha256_impls_agree", t_agree},
     };
     return test_main(argc, argv, cases, 5);
 }

@@ -57,11 +57,14 @@ static int count_entries(const char *dir)
 
 
 /* Deterministic filler: byte j of tensor i. */
-static uint8_t fill_byte(size_t i, uint64_t j) { return (uint8_t)(i * 31 + j * 7 + (j >> 8)); }
+static uint8_t fill_byte(size_t i, uint64_t j)
+{
+    return (uint8_t)(i * 31 + j * 7 + (j >> 8));
+}
 
 /* Writes tensors t[0..n) with fill_byte data, streaming in small pieces. */
-static ms_status write_st(const char *path, const st_wtensor *t, size_t n, const char *const *meta,
-                          size_t n_meta, size_t piece, ms_error *e)
+static ms_status write_st(const char *path, const st_wtensor *t, size_t n, const char *const *meta, size_t n_meta,
+                          size_t piece, ms_error *e)
 {
     st_writer *w;
     ms_status s = st_writer_open(path, t, n, meta, n_meta, &w, e);
@@ -93,10 +96,10 @@ static void t_round_trip(void)
     char path[300];
     snprintf(path, sizeof path, "%s/a.safetensors", dir);
     st_wtensor t[] = {
-        {"w.f32", ST_F32, 2, {3, 5}},  {"w.bf16", ST_BF16, 1, {7}},  {"w.f16", ST_F16, 3, {1, 2, 3}},
-        {"i8", ST_I8, 1, {5}},         {"u8", ST_U8, 1, {3}},         {"i64", ST_I64, 0, {0}},
-        {"empty", ST_F32, 2, {0, 4}},  {"i32", ST_I32, 1, {2}},       {"f64", ST_F64, 1, {1}},
-        {"f4", ST_F4, 1, {4}},         {"b", ST_BOOL, 1, {2}},        {"a\"q\\\n", ST_U8, 1, {1}},
+        {"w.f32", ST_F32, 2, {3, 5}}, {"w.bf16", ST_BF16, 1, {7}}, {"w.f16", ST_F16, 3, {1, 2, 3}},
+        {"i8", ST_I8, 1, {5}},        {"u8", ST_U8, 1, {3}},       {"i64", ST_I64, 0, {0}},
+        {"empty", ST_F32, 2, {0, 4}}, {"i32", ST_I32, 1, {2}},     {"f64", ST_F64, 1, {1}},
+        {"f4", ST_F4, 1, {4}},        {"b", ST_BOOL, 1, {2}},      {"a\"q\\\n", ST_U8, 1, {1}},
     };
     size_t n = sizeof t / sizeof *t;
     const char *meta[] = {"zz", "1", "aa", "two words"};
@@ -131,8 +134,8 @@ static void t_round_trip(void)
         CHECK(strcmp(x->path, path) == 0, "path");
     }
     /* data order: dtype rank (widest first) then name */
-    const char *expect[] = {"f64", "i64", "w.f32", "i32", "w.bf16", "w.f16", "i8", "u8", "a\"q\\\n", "b", "f4",
-                            "empty"};
+    const char *expect[] = {"f64", "i64", "w.f32",    "i32", "w.bf16", "w.f16",
+                            "i8",  "u8",  "a\"q\\\n", "b",   "f4",     "empty"};
     (void)expect;
     const st_tensor *prev = NULL;
     for (size_t i = 0; i < st_file_count(f); i++) {
@@ -140,8 +143,8 @@ static void t_round_trip(void)
         if (prev) CHECK((const uint8_t *)prev->data + prev->nbytes == x->data, "tiling at %zu", i);
         prev = x;
     }
-    CHECK(strcmp(st_file_get(f, 0)->name, "f64") == 0 || strcmp(st_file_get(f, 0)->name, "i64") == 0,
-          "first is %s", st_file_get(f, 0)->name);
+    CHECK(strcmp(st_file_get(f, 0)->name, "f64") == 0 || strcmp(st_file_get(f, 0)->name, "i64") == 0, "first is %s",
+          st_file_get(f, 0)->name);
     CHECK(st_file_recheck(f, &e) == MS_OK, "recheck: %s", e.message);
     const st_tensor *f64 = st_file_find(f, "f64");
     CHECK(f64 && st_tensor_require_dtype(f64, &e) == MS_ERR_UNSUPPORTED && strstr(e.message, "unsupported dtype F64") &&
@@ -218,7 +221,8 @@ static void t_determinism(void)
     for (size_t k = 0; k < 3; k++) {
         size_t i = st_writer_order(w, k);
         size_t orig = i == 0 ? 2 : i - 1;
-        uint64_t nb = (uint64_t)st_dtype_size(u[i].dtype) * (uint64_t)u[i].shape[0] * (u[i].ndim > 1 ? (uint64_t)u[i].shape[1] : 1);
+        uint64_t nb = (uint64_t)st_dtype_size(u[i].dtype) * (uint64_t)u[i].shape[0] *
+                      (u[i].ndim > 1 ? (uint64_t)u[i].shape[1] : 1);
         for (uint64_t j = 0; j < nb; j++) {
             uint8_t c = fill_byte(orig, j);
             CHECK(st_writer_write(w, &c, 1, &e) == MS_OK, "%s", e.message);
@@ -357,8 +361,8 @@ static void t_too_many(void)
     char *h = malloc(cap);
     len += (size_t)snprintf(h + len, cap - len, "{");
     for (size_t i = 0; i < n; i++)
-        len += (size_t)snprintf(h + len, cap - len, "%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}",
-                                i ? "," : "", i);
+        len += (size_t)snprintf(h + len, cap - len,
+                                "%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}", i ? "," : "", i);
     len += (size_t)snprintf(h + len, cap - len, "}");
     for (int i = 0; i < 8; i++) fputc((int)(((uint64_t)len >> (8 * i)) & 0xff), f);
     fwrite(h, 1, len, f);
@@ -380,8 +384,7 @@ static void t_too_many(void)
 /* The dtype table: names parse back, unknown spellings fail, sizes. */
 static void t_dtypes(void)
 {
-    for (int i = 0; i < ST_DTYPE_COUNT; i++)
-        CHECK(st_dtype_parse(st_dtype_name((st_dtype)i)) == i, "dtype name %d", i);
+    for (int i = 0; i < ST_DTYPE_COUNT; i++) CHECK(st_dtype_parse(st_dtype_name((st_dtype)i)) == i, "dtype name %d", i);
     CHECK(st_dtype_parse("F33") == -1 && st_dtype_parse("f32") == -1, "unknown dtype names");
     CHECK(st_dtype_size(ST_BF16) == 2 && st_dtype_size(ST_F4) == 0 && st_dtype_bits(ST_F6_E2M3) == 6, "sizes");
 }
@@ -444,8 +447,8 @@ static void t_hf_order(void)
                          "lm_head.weight",
                          "zzz.other"};
     for (size_t i = 1; i < sizeof mod / sizeof *mod; i++)
-        CHECK(st_hf_order_cmp(mod[i - 1], mod[i]) < 0 && st_hf_order_cmp(mod[i], mod[i - 1]) > 0, "module order %s < %s",
-              mod[i - 1], mod[i]);
+        CHECK(st_hf_order_cmp(mod[i - 1], mod[i]) < 0 && st_hf_order_cmp(mod[i], mod[i - 1]) > 0,
+              "module order %s < %s", mod[i - 1], mod[i]);
     /* transformers 5.x dot_natural_key (order checked against Python by hand) */
     const char *nat[] = {"lm_head.weight",
                          "model.embed_tokens.weight",
@@ -457,8 +460,9 @@ static void t_hf_order(void)
     for (size_t i = 1; i < sizeof nat / sizeof *nat; i++)
         CHECK(st_hf5_order_cmp(nat[i - 1], nat[i]) < 0 && st_hf5_order_cmp(nat[i], nat[i - 1]) > 0,
               "natural order %s < %s", nat[i - 1], nat[i]);
-    CHECK(st_hf5_order_cmp("a", "a.1") < 0 && st_hf5_order_cmp("a.1", "a.0x") < 0 && st_hf5_order_cmp("a.b", "a.b1") < 0 &&
-              st_hf5_order_cmp("a.b2", "a.b10") < 0 && st_hf5_order_cmp("a.B", "a.b") < 0 && st_hf5_order_cmp("a.b", "a.b") == 0,
+    CHECK(st_hf5_order_cmp("a", "a.1") < 0 && st_hf5_order_cmp("a.1", "a.0x") < 0 &&
+              st_hf5_order_cmp("a.b", "a.b1") < 0 && st_hf5_order_cmp("a.b2", "a.b10") < 0 &&
+              st_hf5_order_cmp("a.B", "a.b") < 0 && st_hf5_order_cmp("a.b", "a.b") == 0,
           "natural key details");
 }
 
@@ -517,9 +521,11 @@ static void t_sharded_set(void)
     snprintf(path, sizeof path, "%s/%s", dir, ST_INDEX_FILE);
     size_t len;
     char *idx = (char *)(uint8_t *)ut_read_file(path, &len);
-    CHECK(idx && len > 2 && idx[len - 1] == '\n' && !strncmp(idx, "{\n  \"metadata\": {\n    \"total_parameters\": 1072,\n", 48),
+    CHECK(idx && len > 2 && idx[len - 1] == '\n' &&
+              !strncmp(idx, "{\n  \"metadata\": {\n    \"total_parameters\": 1072,\n", 48),
           "index layout: %.60s", idx ? idx : "");
-    CHECK(idx && strstr(idx, "\"total_size\": 2144\n  },\n  \"weight_map\": {\n    \"lm_head.weight\": ") && strstr(idx, "\"zero\": \"model-00004-of-00004.safetensors\"\n  }\n}\n"),
+    CHECK(idx && strstr(idx, "\"total_size\": 2144\n  },\n  \"weight_map\": {\n    \"lm_head.weight\": ") &&
+              strstr(idx, "\"zero\": \"model-00004-of-00004.safetensors\"\n  }\n}\n"),
           "index content: %s", idx ? idx : "");
     free(idx);
     /* a single model.safetensors beside the index is used, with a note */
@@ -528,7 +534,8 @@ static void t_sharded_set(void)
     CHECK(write_st(path, one, 1, NULL, 0, 3, &e) == MS_OK, "%s", e.message);
     CHECK(st_set_open(dir, &s, &e) == MS_OK, "%s", e.message);
     if (s) {
-        CHECK(st_set_count(s) == 1 && st_set_find(s, "only") && st_set_note(s) && strstr(st_set_note(s), "using model.safetensors"),
+        CHECK(st_set_count(s) == 1 && st_set_find(s, "only") && st_set_note(s) &&
+                  strstr(st_set_note(s), "using model.safetensors"),
               "single file preferred with a note");
         st_set_close(s);
     }
@@ -600,12 +607,12 @@ int main(int argc, char **argv)
 {
     g_argv0 = argv[0];
     static const test_case cases[] = {
-        {"st_round_trip", t_round_trip},   {"st_header_layout", t_header_layout},
-        {"st_determinism", t_determinism}, {"st_alignment", t_alignment},
+        {"st_round_trip", t_round_trip},       {"st_header_layout", t_header_layout},
+        {"st_determinism", t_determinism},     {"st_alignment", t_alignment},
         {"st_writer_errors", t_writer_errors}, {"st_faults", t_faults},
-        {"st_too_many", t_too_many},       {"st_dtypes", t_dtypes},
-        {"st_shard_plan", t_shard_plan},   {"st_hf_order", t_hf_order},
-        {"st_sharded_set", t_sharded_set}, {"st_synth_determinism", t_synth_determinism},
+        {"st_too_many", t_too_many},           {"st_dtypes", t_dtypes},
+        {"st_shard_plan", t_shard_plan},       {"st_hf_order", t_hf_order},
+        {"st_sharded_set", t_sharded_set},     {"st_synth_determinism", t_synth_determinism},
     };
     return test_main(argc, argv, cases, (int)(sizeof cases / sizeof *cases));
 }

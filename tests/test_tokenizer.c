@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "base/json.h"
-#include "util.h"
 #include "text/tokenizer.h"
+#include "util.h"
 
 #define TOK_DIR "tests/data/qwen3-tokenizer"
 
@@ -156,8 +156,8 @@ static void run_case(const cJSON *j, void *user)
                 ranges[2 * i + 1] = (size_t)r->child->next->valuedouble;
             }
         }
-        ms_status s = tok_encode_masked(tok(), text->valuestring, strlen(text->valuestring), ranges, nr, &got,
-                                        &n_got, &e);
+        ms_status s =
+            tok_encode_masked(tok(), text->valuestring, strlen(text->valuestring), ranges, nr, &got, &n_got, &e);
         if (s == MS_OK && same_ids(got, n_got, want, n_want, m, text->valuestring)) st->enc_ok++;
         else {
             if (s) printf("  encode failed: %s\n", e.message);
@@ -207,8 +207,8 @@ static void t_generated_cases(void)
     if (!tok()) return;
     stats st = {0};
     int n = each_line("tests/data/tokenizer-cases.jsonl", run_case, &st);
-    printf("  generated cases: %d lines, encode %d ok / %d bad, decode %d ok / %d bad\n", n, st.enc_ok,
-           st.enc_bad, st.dec_ok, st.dec_bad);
+    printf("  generated cases: %d lines, encode %d ok / %d bad, decode %d ok / %d bad\n", n, st.enc_ok, st.enc_bad,
+           st.dec_ok, st.dec_bad);
     CHECK(st.enc_ok >= 2000 && st.enc_bad == 0, "encode parity on the generated cases");
     CHECK(st.dec_ok >= 2000 && st.dec_bad == 0, "decode parity on the generated cases");
 }
@@ -368,8 +368,9 @@ static void t_load_errors(void)
     j = cJSON_Duplicate(base, 1);
     {
         cJSON *split = cJSON_GetArrayItem(path_get(j, "pre_tokenizer", "pretokenizers"), 0);
-        cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(split, "pattern"), "Regex",
-                                               cJSON_CreateString("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"));
+        cJSON_ReplaceItemInObjectCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(split, "pattern"), "Regex",
+            cJSON_CreateString("'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"));
     }
     expect_error(j, "only the Qwen2/Qwen3 split regex", "GPT-2 split regex");
     j = cJSON_Duplicate(base, 1);
@@ -505,8 +506,7 @@ static void run_variant(const cJSON *j, void *user)
     if (tok_encode(g_variant, text, strlen(text), &got, &n_got, &e) == MS_OK &&
         same_ids(got, n_got, want, n_want, "variant", text))
         st->enc_ok++;
-    else
-        st->enc_bad++;
+    else st->enc_bad++;
     /* the variant token is matched only in trusted text */
     size_t whole[2] = {0, strlen(text)};
     free(got);
@@ -556,8 +556,8 @@ static void t_lookups(void)
         int32_t id = (int32_t)json_get(a, "id")->valuedouble;
         size_t len = 0;
         const char *b = tok_token_bytes(t, id, &len);
-        bad += tok_lookup(t, content) != id || tok_is_special(t, id) != cJSON_IsTrue(json_get(a, "special")) ||
-               !b || len != strlen(content) || memcmp(b, content, len);
+        bad += tok_lookup(t, content) != id || tok_is_special(t, id) != cJSON_IsTrue(json_get(a, "special")) || !b ||
+               len != strlen(content) || memcmp(b, content, len);
     }
     CHECK(n == 26 && bad == 0, "added tokens: %d of %d wrong", bad, n);
     int step = 0;
@@ -705,8 +705,10 @@ static void t_stream(void)
         size_t n = 1 + rnd(63);
         for (size_t i = 0; i < n; i++) {
             uint32_t k = rnd(10);
-            ids[i] = k < 4 ? (int32_t)rnd(256) : k < 7 ? (int32_t)rnd(151643) : k < 9 ? (int32_t)(151643 + rnd(26))
-                                                                                        : (int32_t)(151643 + rnd(300));
+            ids[i] = k < 4   ? (int32_t)rnd(256)
+                     : k < 7 ? (int32_t)rnd(151643)
+                     : k < 9 ? (int32_t)(151643 + rnd(26))
+                             : (int32_t)(151643 + rnd(300));
         }
         for (int skip = 0; skip < 2; skip++) {
             char *one = NULL;
@@ -742,8 +744,8 @@ static void t_linear(void)
 {
     tokenizer *t = tok();
     if (!t) return;
-    const char *units[] = {"a", " ", "\n ", "1", ".", "\xe4\xb8\xad", "'s", "e\xcc\x81", "<|", "<|im_end",
-                           "\xcc\x81", " \t", "a1", "\xf0\x9f\x98\x80"};
+    const char *units[] = {"a",         " ",  "\n ",      "1",        ".",   "\xe4\xb8\xad", "'s",
+                           "e\xcc\x81", "<|", "<|im_end", "\xcc\x81", " \t", "a1",           "\xf0\x9f\x98\x80"};
     size_t big = ut_sanitized() ? ((size_t)256 << 10) : ((size_t)1 << 20);
     double limit = ut_sanitized() ? 30.0 : 5.0, worst = 0, worst_ratio = 0;
     char *buf = malloc(big + 16);

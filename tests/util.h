@@ -33,16 +33,16 @@ static int test_case_running_;
 
 /* A failed REQUIRE ends the case (memory it held is not freed: the case has
  * failed already, and LeakSanitizer's report then points at the cause). */
-#define REQUIRE(cond, ...)                                                           \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            test_failed_checks_++;                                                   \
+#define REQUIRE(cond, ...)                                                            \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            test_failed_checks_++;                                                    \
             printf("  required check failed %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                                     \
-            printf("\n");                                                            \
-            if (test_case_running_) longjmp(test_case_exit_, 1);                     \
-            exit(1);                                                                 \
-        }                                                                            \
+            printf(__VA_ARGS__);                                                      \
+            printf("\n");                                                             \
+            if (test_case_running_) longjmp(test_case_exit_, 1);                      \
+            exit(1);                                                                  \
+        }                                                                             \
     } while (0)
 
 typedef struct test_case {

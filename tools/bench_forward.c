@@ -63,8 +63,8 @@ int main(int argc, char **argv)
     }
     double t_load = now_s() - t0;
     const int ctx = P + G, per_seq = (ctx + BLOCK - 1) / BLOCK, V = m->cfg.vocab_size;
-    backend_params bp = {.n_threads = threads, .max_seqs = B, .max_tokens = P,
-                         .n_blocks = per_seq * B, .block_size = BLOCK};
+    backend_params bp = {
+        .n_threads = threads, .max_seqs = B, .max_tokens = P, .n_blocks = per_seq * B, .block_size = BLOCK};
     const backend_ops *ops = backend_select(MS_BACKEND_CPU, m, 0, &e);
     backend *b = NULL;
     kv_pool *kv = NULL;
@@ -107,12 +107,11 @@ int main(int argc, char **argv)
         }
     }
     double t_dec = now_s() - t0, c_dec = cpu_s() - c0;
-    printf("model %s: H %d, L %d, V %d, dtype %s; %d threads\n", argv[1], m->cfg.hidden_size,
-           m->cfg.n_layers, V, st_dtype_name(m->embed.dtype), threads);
+    printf("model %s: H %d, L %d, V %d, dtype %s; %d threads\n", argv[1], m->cfg.hidden_size, m->cfg.n_layers, V,
+           st_dtype_name(m->embed.dtype), threads);
     printf("load %.2f s; prefill %d x %d tokens: %.2f s = %.1f tok/s; decode %d steps x %d seqs: "
            "%.2f s = %.2f tok/s (%.1f ms/step)\n",
-           t_load, B, P, t_pre, (double)P * B / t_pre, G, B, t_dec, (double)G * B / t_dec,
-           1e3 * t_dec / G);
+           t_load, B, P, t_pre, (double)P * B / t_pre, G, B, t_dec, (double)G * B / t_dec, 1e3 * t_dec / G);
     printf("cpu time (all threads): prefill %.2f s, decode %.2f s\n", c_pre, c_dec);
     free(next);
     free(ids);

@@ -3,7 +3,7 @@
 # and test medserve. Idempotent: does nothing when everything is present.
 # Not root and something missing: names exactly what to install and fails.
 set -u
-DEB_PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev python3 python3-pip curl bc"
+DEB_PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev clang-format python3 python3-pip curl bc"
 PY_PKGS="pytest openai"   # PyPI tools the end-to-end tests use (no torch: fixtures are committed)
 
 missing_deb=""

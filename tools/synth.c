@@ -22,13 +22,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model/config.h"
 #include "base/err.h"
 #include "base/half.h"
 #include "base/json.h"
 #include "base/strbuf.h"
 #include "io/st.h"
 #include "io/st_shard.h"
+#include "model/config.h"
 
 #define CHUNK (1u << 20)
 /* standard deviation of the sum of four uniform 16-bit integers:
@@ -66,8 +66,8 @@ static uint64_t tensor_key(uint64_t seed, const char *name)
 static int32_t centered(uint64_t key, uint64_t i)
 {
     uint64_t r = mix64(key + (i + 1) * 0x9E3779B97F4A7C15ull);
-    int32_t s = (int32_t)(r & 0xffff) + (int32_t)((r >> 16) & 0xffff) + (int32_t)((r >> 32) & 0xffff) +
-                (int32_t)(r >> 48);
+    int32_t s =
+        (int32_t)(r & 0xffff) + (int32_t)((r >> 16) & 0xffff) + (int32_t)((r >> 32) & 0xffff) + (int32_t)(r >> 48);
     return s - 131070;
 }
 
@@ -79,7 +79,10 @@ typedef struct fill_ctx {
     uint64_t written, total;
 } fill_ctx;
 
-static int is_norm(const char *name) { return strstr(name, "norm.weight") != NULL; }
+static int is_norm(const char *name)
+{
+    return strstr(name, "norm.weight") != NULL;
+}
 
 /* Streams tensor i: generated CHUNK elements at a time, converted, written. */
 static ms_status fill(void *user, size_t i, st_writer *w, ms_error *err)
@@ -208,7 +211,12 @@ static void py_float(double v, char *out, size_t cap)
     digits[nd] = 0;
     char *o = out;
     size_t left = cap;
-#define PUT(...) do { int k_ = snprintf(o, left, __VA_ARGS__); o += k_; left -= (size_t)k_; } while (0)
+#define PUT(...)                                 \
+    do {                                         \
+        int k_ = snprintf(o, left, __VA_ARGS__); \
+        o += k_;                                 \
+        left -= (size_t)k_;                      \
+    } while (0)
     if (neg) PUT("-");
     if (exp >= -4 && exp < 16) {
         if (exp < 0) {
@@ -244,7 +252,8 @@ static void config_text(const synth_opts *o, strbuf *t)
     sb_printf(t, "  \"attention_bias\": %s,\n  \"attention_dropout\": 0.0,\n  \"bos_token_id\": 151643,\n", b);
     if (o->style == 5) sb_printf(t, "  \"dtype\": \"%s\",\n", dtype_torch(o->dtype));
     sb_printf(t, "  \"eos_token_id\": 151645,\n  \"head_dim\": %d,\n  \"hidden_act\": \"silu\",\n", o->head_dim);
-    sb_printf(t, "  \"hidden_size\": %d,\n  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n", o->hidden, o->inter);
+    sb_printf(t, "  \"hidden_size\": %d,\n  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n", o->hidden,
+              o->inter);
     if (o->style == 5) {
         sb_printf(t, "  \"layer_types\": [\n");
         for (int i = 0; i < o->layers; i++) sb_printf(t, "    \"full_attention\"%s\n", i + 1 < o->layers ? "," : "");
@@ -252,22 +261,25 @@ static void config_text(const synth_opts *o, strbuf *t)
     }
     sb_printf(t, "  \"max_position_embeddings\": %d,\n  \"max_window_layers\": %d,\n  \"model_type\": \"qwen3\",\n",
               o->max_pos, o->layers);
-    sb_printf(t, "  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_key_value_heads\": %d,\n", o->heads,
-              o->layers, o->kv_heads);
+    sb_printf(t, "  \"num_attention_heads\": %d,\n  \"num_hidden_layers\": %d,\n  \"num_key_value_heads\": %d,\n",
+              o->heads, o->layers, o->kv_heads);
     if (o->style == 5) {
         py_float(o->theta, th, sizeof th);
         sb_printf(t, "  \"pad_token_id\": null,\n  \"rms_norm_eps\": %s,\n  \"rope_parameters\": {\n", eps);
         if (o->yarn_factor > 0)
             sb_printf(t, "    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n", yf, o->yarn_orig);
-        sb_printf(t, "    \"rope_theta\": %s,\n    \"rope_type\": \"%s\"\n  },\n", th, o->yarn_factor > 0 ? "yarn" : "default");
+        sb_printf(t, "    \"rope_theta\": %s,\n    \"rope_type\": \"%s\"\n  },\n", th,
+                  o->yarn_factor > 0 ? "yarn" : "default");
     } else {
         /* 4.x files carry theta as the integer the Qwen configs use */
         if (o->theta == (double)(long long)o->theta) snprintf(th, sizeof th, "%lld", (long long)o->theta);
         else py_float(o->theta, th, sizeof th);
         sb_printf(t, "  \"rms_norm_eps\": %s,\n", eps);
         if (o->yarn_factor > 0)
-            sb_printf(t, "  \"rope_scaling\": {\n    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n"
-                         "    \"rope_type\": \"yarn\"\n  },\n", yf, o->yarn_orig);
+            sb_printf(t,
+                      "  \"rope_scaling\": {\n    \"factor\": %s,\n    \"original_max_position_embeddings\": %d,\n"
+                      "    \"rope_type\": \"yarn\"\n  },\n",
+                      yf, o->yarn_orig);
         else sb_printf(t, "  \"rope_scaling\": null,\n");
         sb_printf(t, "  \"rope_theta\": %s,\n", th);
     }
@@ -280,10 +292,12 @@ static void config_text(const synth_opts *o, strbuf *t)
 
 static void gen_config_text(const synth_opts *o, strbuf *t)
 {
-    sb_printf(t, "{\n  \"bos_token_id\": 151643,\n  \"do_sample\": true,\n  \"eos_token_id\": [\n    151645,\n    151643\n  ],\n"
-                 "  \"pad_token_id\": 151643,\n  \"temperature\": 0.6,\n  \"top_k\": 20,\n  \"top_p\": 0.95,\n"
-                 "  \"transformers_version\": \"%s\"\n}\n",
-              o->style == 5 ? "5.0.0" : "4.51.0");
+    sb_printf(
+        t,
+        "{\n  \"bos_token_id\": 151643,\n  \"do_sample\": true,\n  \"eos_token_id\": [\n    151645,\n    151643\n  ],\n"
+        "  \"pad_token_id\": 151643,\n  \"temperature\": 0.6,\n  \"top_k\": 20,\n  \"top_p\": 0.95,\n"
+        "  \"transformers_version\": \"%s\"\n}\n",
+        o->style == 5 ? "5.0.0" : "4.51.0");
 }
 
 /* ---- files ------------------------------------------------------------- */
@@ -299,9 +313,9 @@ static ms_status write_text(const char *dir, const char *name, const strbuf *t, 
 /* Copies the tokenizer files present in src (tokenizer.json required). */
 static ms_status copy_tokenizer(const char *src, const char *dir, ms_error *err)
 {
-    static const char *const files[] = {"tokenizer.json",   "tokenizer_config.json", "special_tokens_map.json",
-                                        "vocab.json",       "merges.txt",            "added_tokens.json",
-                                        "chat_template.jinja"};
+    static const char *const files[] = {
+        "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json",
+        "merges.txt",     "added_tokens.json",     "chat_template.jinja"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         char from[4200], to[4200];
         snprintf(from, sizeof from, "%s/%s", src, files[i]);
@@ -342,10 +356,10 @@ static ms_status prepare_dir(const synth_opts *o, ms_error *err)
         if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
         nonempty = 1;
         if (!o->force) break;
-        int ours = !strcmp(n, "config.json") || !strcmp(n, "generation_config.json") ||
-                   !strncmp(n, "tokenizer", 9) || !strcmp(n, "special_tokens_map.json") ||
-                   !strcmp(n, "vocab.json") || !strcmp(n, "merges.txt") || !strcmp(n, "added_tokens.json") ||
-                   !strcmp(n, "chat_template.jinja") || !strcmp(n, ST_INDEX_FILE) || !strcmp(n, ST_SINGLE_FILE) ||
+        int ours = !strcmp(n, "config.json") || !strcmp(n, "generation_config.json") || !strncmp(n, "tokenizer", 9) ||
+                   !strcmp(n, "special_tokens_map.json") || !strcmp(n, "vocab.json") || !strcmp(n, "merges.txt") ||
+                   !strcmp(n, "added_tokens.json") || !strcmp(n, "chat_template.jinja") || !strcmp(n, ST_INDEX_FILE) ||
+                   !strcmp(n, ST_SINGLE_FILE) ||
                    (!strncmp(n, "model-", 6) && strstr(n, "-of-") && strstr(n, ".safetensors"));
         if (ours) {
             char p[4200];
@@ -362,17 +376,16 @@ static ms_status prepare_dir(const synth_opts *o, ms_error *err)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: synth --out DIR [--shape tiny|0.6b|1.7b|4b|8b] [options]\n"
-            "  --hidden N --layers N --heads N --kv-heads N --head-dim N --intermediate N\n"
-            "  --vocab N --max-pos N --tied 0|1 --attention-bias 0|1 --yarn FACTOR:ORIG\n"
-            "  --rope-theta X --eps X --dtype bf16|f16|f32 --seed N --std X --norm-std X\n"
-            "  --max-shard-size BYTES|5GB --config-style 4|5 --hf-order 4|5 --tokenizer DIR|none\n"
-            "  --force --quiet\n"
-            "--hf-order: which transformers' save order decides the shards (default: the\n"
-            "config style): 4 = module order, 5 = 5.x natural order (runtime/io/st_shard.h).\n"
-            "Writes config.json, generation_config.json, tokenizer files and deterministic\n"
-            "random weights (same arguments -> identical bytes).\n");
+    fprintf(f, "usage: synth --out DIR [--shape tiny|0.6b|1.7b|4b|8b] [options]\n"
+               "  --hidden N --layers N --heads N --kv-heads N --head-dim N --intermediate N\n"
+               "  --vocab N --max-pos N --tied 0|1 --attention-bias 0|1 --yarn FACTOR:ORIG\n"
+               "  --rope-theta X --eps X --dtype bf16|f16|f32 --seed N --std X --norm-std X\n"
+               "  --max-shard-size BYTES|5GB --config-style 4|5 --hf-order 4|5 --tokenizer DIR|none\n"
+               "  --force --quiet\n"
+               "--hf-order: which transformers' save order decides the shards (default: the\n"
+               "config style): 4 = module order, 5 = 5.x natural order (runtime/io/st_shard.h).\n"
+               "Writes config.json, generation_config.json, tokenizer files and deterministic\n"
+               "random weights (same arguments -> identical bytes).\n");
 }
 
 static int set_shape(synth_opts *o, const char *s)
@@ -384,15 +397,29 @@ static int set_shape(synth_opts *o, const char *s)
     o->layers = 28;
     o->tied = 1;
     if (!strcmp(s, "tiny")) {
-        o->hidden = 64; o->layers = 2; o->heads = 4; o->kv_heads = 2; o->head_dim = 32; o->inter = 128;
+        o->hidden = 64;
+        o->layers = 2;
+        o->heads = 4;
+        o->kv_heads = 2;
+        o->head_dim = 32;
+        o->inter = 128;
     } else if (!strcmp(s, "0.6b")) {
-        o->hidden = 1024; o->inter = 3072;
+        o->hidden = 1024;
+        o->inter = 3072;
     } else if (!strcmp(s, "1.7b")) {
-        o->hidden = 2048; o->inter = 6144;
+        o->hidden = 2048;
+        o->inter = 6144;
     } else if (!strcmp(s, "4b")) {
-        o->hidden = 2560; o->layers = 36; o->heads = 32; o->inter = 9728;
+        o->hidden = 2560;
+        o->layers = 36;
+        o->heads = 32;
+        o->inter = 9728;
     } else if (!strcmp(s, "8b")) {
-        o->hidden = 4096; o->layers = 36; o->heads = 32; o->inter = 12288; o->tied = 0;
+        o->hidden = 4096;
+        o->layers = 36;
+        o->heads = 32;
+        o->inter = 12288;
+        o->tied = 0;
     } else {
         return -1;
     }
@@ -432,15 +459,29 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         long long n = v ? num(v) : -1;
         int used = 1;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
-        else if (!strcmp(a, "--force")) { o->force = 1; used = 0; }
-        else if (!strcmp(a, "--quiet")) { o->quiet = 1; used = 0; }
-        else if (a[0] != '-') { o->out = a; used = 0; }
-        else if (!v) { fprintf(stderr, "synth: %s needs a value\n", a); return -1; }
-        else if (!strcmp(a, "--out")) { o->out = v; n = 0; }
-        else if (!strcmp(a, "--shape") || !strcmp(a, "--preset")) n = 0;
-        else if (!strcmp(a, "--tokenizer")) { o->tokenizer = v; n = 0; }
-        else if (!strcmp(a, "--hidden")) o->hidden = (int)n;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--force")) {
+            o->force = 1;
+            used = 0;
+        } else if (!strcmp(a, "--quiet")) {
+            o->quiet = 1;
+            used = 0;
+        } else if (a[0] != '-') {
+            o->out = a;
+            used = 0;
+        } else if (!v) {
+            fprintf(stderr, "synth: %s needs a value\n", a);
+            return -1;
+        } else if (!strcmp(a, "--out")) {
+            o->out = v;
+            n = 0;
+        } else if (!strcmp(a, "--shape") || !strcmp(a, "--preset")) n = 0;
+        else if (!strcmp(a, "--tokenizer")) {
+            o->tokenizer = v;
+            n = 0;
+        } else if (!strcmp(a, "--hidden")) o->hidden = (int)n;
         else if (!strcmp(a, "--layers")) o->layers = (int)n;
         else if (!strcmp(a, "--heads")) o->heads = (int)n;
         else if (!strcmp(a, "--kv-heads")) o->kv_heads = (int)n;
@@ -452,29 +493,51 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         else if (!strcmp(a, "--attention-bias")) o->bias = (int)n;
         else if (!strcmp(a, "--config-style")) o->style = (int)n;
         else if (!strcmp(a, "--hf-order")) o->order = (int)n;
-        else if (!strcmp(a, "--seed")) { o->seed = strtoull(v, NULL, 10); n = 0; }
-        else if (!strcmp(a, "--rope-theta")) { o->theta = strtod(v, NULL); n = 0; }
-        else if (!strcmp(a, "--eps")) { o->eps = strtod(v, NULL); n = 0; }
-        else if (!strcmp(a, "--std")) { o->std = strtod(v, NULL); n = o->std >= 0 ? 0 : -1; }
-        else if (!strcmp(a, "--norm-std")) { o->norm_std = strtod(v, NULL); n = o->norm_std >= 0 ? 0 : -1; }
-        else if (!strcmp(a, "--yarn")) {
+        else if (!strcmp(a, "--seed")) {
+            o->seed = strtoull(v, NULL, 10);
+            n = 0;
+        } else if (!strcmp(a, "--rope-theta")) {
+            o->theta = strtod(v, NULL);
+            n = 0;
+        } else if (!strcmp(a, "--eps")) {
+            o->eps = strtod(v, NULL);
+            n = 0;
+        } else if (!strcmp(a, "--std")) {
+            o->std = strtod(v, NULL);
+            n = o->std >= 0 ? 0 : -1;
+        } else if (!strcmp(a, "--norm-std")) {
+            o->norm_std = strtod(v, NULL);
+            n = o->norm_std >= 0 ? 0 : -1;
+        } else if (!strcmp(a, "--yarn")) {
             char *end;
             o->yarn_factor = strtod(v, &end);
             n = *end == ':' ? num(end + 1) : -1;
             o->yarn_orig = (int)n;
         } else if (!strcmp(a, "--dtype")) {
-            o->dtype = !strcmp(v, "bf16") ? ST_BF16 : !strcmp(v, "f16") ? ST_F16 : !strcmp(v, "f32") ? ST_F32 : ST_DTYPE_COUNT;
+            o->dtype = !strcmp(v, "bf16")  ? ST_BF16
+                       : !strcmp(v, "f16") ? ST_F16
+                       : !strcmp(v, "f32") ? ST_F32
+                                           : ST_DTYPE_COUNT;
             n = o->dtype == ST_DTYPE_COUNT ? -1 : 0;
         } else if (!strcmp(a, "--max-shard-size")) {
             ms_error e;
             n = st_parse_size(v, &o->max_shard, &e) ? -1 : 0;
-        } else { fprintf(stderr, "synth: unknown option %s\n", a); return -1; }
+        } else {
+            fprintf(stderr, "synth: unknown option %s\n", a);
+            return -1;
+        }
         if (used) {
-            if (n < 0 || n > 0x7fffffff) { fprintf(stderr, "synth: bad value for %s: %s\n", a, v); return -1; }
+            if (n < 0 || n > 0x7fffffff) {
+                fprintf(stderr, "synth: bad value for %s: %s\n", a, v);
+                return -1;
+            }
             i++;
         }
     }
-    if (!o->out) { usage(stderr); return -1; }
+    if (!o->out) {
+        usage(stderr);
+        return -1;
+    }
     if (!o->order) o->order = o->style;
     if ((o->tied | o->bias) & ~1 || (o->style != 4 && o->style != 5) || (o->order != 4 && o->order != 5)) {
         fprintf(stderr, "synth: --tied/--attention-bias take 0 or 1, --config-style and --hf-order 4 or 5\n");
@@ -528,8 +591,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "synth: wrote %s (%zu tensors, %llu bytes of weights)\n", o.out, l.n,
                 (unsigned long long)fc.total);
     if (!s && !o.quiet && strcmp(o.tokenizer, "none") && o.vocab < 151669)
-        fprintf(stderr, "synth: note: vocab %d is smaller than the tokenizer's 151669 ids; medserve will refuse to "
-                "serve this model (fine for merge tests)\n", o.vocab);
+        fprintf(stderr,
+                "synth: note: vocab %d is smaller than the tokenizer's 151669 ids; medserve will refuse to "
+                "serve this model (fine for merge tests)\n",
+                o.vocab);
 out:
     for (size_t i = 0; i < l.n; i++) free((char *)l.t[i].name);
     free(l.t);

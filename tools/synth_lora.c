@@ -19,16 +19,16 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "model/config.h"
 #include "base/err.h"
 #include "base/half.h"
 #include "io/st.h"
+#include "model/config.h"
 
 #define CHUNK (1u << 20)
 #define SUM4_SD 37837.22723720648 /* sd of a sum of four uniform 16-bit integers */
 #define MAX_TARGETS 7
 
-static const char *const ALL7[MAX_TARGETS] = {"q_proj", "k_proj", "v_proj", "o_proj",
+static const char *const ALL7[MAX_TARGETS] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
                                               "gate_proj", "up_proj", "down_proj"};
 
 typedef struct opts {
@@ -59,7 +59,7 @@ static uint64_t name_hash(const char *s)
 
 typedef struct gen {
     const char *name;
-    int is_a;        /* A: uniform; B: gaussian */
+    int is_a; /* A: uniform; B: gaussian */
     int64_t rows, cols;
 } gen;
 
@@ -176,7 +176,7 @@ static ms_status run(const opts *o, ms_error *err)
     size_t cap = (size_t)c.n_layers * (size_t)nt * 2;
     gen *g = calloc(cap ? cap : 1, sizeof *g);
     st_wtensor *w = calloc(cap ? cap : 1, sizeof *w);
-    char (*names)[128] = calloc(cap ? cap : 1, sizeof *names);
+    char(*names)[128] = calloc(cap ? cap : 1, sizeof *names);
     if (!g || !w || !names) {
         free(g), free(w), free(names);
         return ms_seterr(err, MS_ERR_NOMEM, "out of memory");
@@ -186,7 +186,8 @@ static ms_status run(const opts *o, ms_error *err)
         if (!layer_on(o, i)) continue;
         for (int k = 0; k < nt; k++) {
             int64_t rows, cols;
-            const char *part = t[k][0] == 'q' || t[k][0] == 'k' || t[k][0] == 'v' || t[k][0] == 'o' ? "self_attn" : "mlp";
+            const char *part =
+                t[k][0] == 'q' || t[k][0] == 'k' || t[k][0] == 'v' || t[k][0] == 'o' ? "self_attn" : "mlp";
             if (t[k][0] == 'q') rows = q, cols = H;
             else if (t[k][0] == 'k' || t[k][0] == 'v') rows = kv, cols = H;
             else if (t[k][0] == 'o') rows = H, cols = q;
@@ -225,9 +226,10 @@ static ms_status run(const opts *o, ms_error *err)
 /* Prints the usage text. */
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: synth_lora --base DIR --out DIR [--r 16] [--alpha 32] [--targets all|all-linear|q_proj,v_proj,...]\n"
-               "                  [--dtype f32|bf16|f16] [--seed N] [--std 0.01] [--rslora] [--layers 0,1,...]\n"
-               "                  [--force] [--quiet]\n");
+    fprintf(
+        f, "usage: synth_lora --base DIR --out DIR [--r 16] [--alpha 32] [--targets all|all-linear|q_proj,v_proj,...]\n"
+           "                  [--dtype f32|bf16|f16] [--seed N] [--std 0.01] [--rslora] [--layers 0,1,...]\n"
+           "                  [--force] [--quiet]\n");
 }
 
 int main(int argc, char **argv)

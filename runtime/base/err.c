@@ -42,4 +42,7 @@ const char *ms_status_name(ms_status s)
     return "unknown";
 }
 
-const char *ms_version(void) { return MS_VERSION_STRING; }
+const char *ms_version(void)
+{
+    return MS_VERSION_STRING;
+}

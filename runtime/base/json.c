@@ -19,10 +19,19 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n)
     if (c < 0x80) return 1;
     size_t k;
     unsigned min;
-    if ((c & 0xE0) == 0xC0) { k = 2; min = 0x80; c &= 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { k = 3; min = 0x800; c &= 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { k = 4; min = 0x10000; c &= 0x07; }
-    else return 0;
+    if ((c & 0xE0) == 0xC0) {
+        k = 2;
+        min = 0x80;
+        c &= 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        k = 3;
+        min = 0x800;
+        c &= 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        k = 4;
+        min = 0x10000;
+        c &= 0x07;
+    } else return 0;
     if (k > n) return 0;
     for (size_t i = 1; i < k; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -41,8 +50,8 @@ static ms_status check_raw(const char *buf, size_t len, const char *what, ms_err
         if (s[i] == 0) return ms_seterr(err, MS_ERR_FORMAT, "%s: NUL byte at offset %zu", what, i);
         size_t k = utf8_seq_len(s + i, len - i);
         if (!k) return ms_seterr(err, MS_ERR_FORMAT, "%s: invalid UTF-8 at offset %zu", what, i);
-        if (s[i] == 'u' && (backslashes & 1) && i + 4 < len + 0 && len - i > 4 &&
-            s[i + 1] == '0' && s[i + 2] == '0' && s[i + 3] == '0' && s[i + 4] == '0')
+        if (s[i] == 'u' && (backslashes & 1) && i + 4 < len + 0 && len - i > 4 && s[i + 1] == '0' && s[i + 2] == '0' &&
+            s[i + 3] == '0' && s[i + 4] == '0')
             return ms_seterr(err, MS_ERR_FORMAT, "%s: \\u0000 in a string at offset %zu", what, i - 1);
         backslashes = (s[i] == '\\') ? backslashes + 1 : 0;
         i += k;
@@ -95,8 +104,9 @@ static int raw_depth_ok(const char *buf, size_t len)
             else if (c == '\\') esc = 1;
             else if (c == '"') in_str = 0;
         } else if (c == '"') in_str = 1;
-        else if (c == '{' || c == '[') { if (++depth > JSON_MAX_DEPTH) return 0; }
-        else if (c == '}' || c == ']') depth--;
+        else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH) return 0;
+        } else if (c == '}' || c == ']') depth--;
     }
     return 1;
 }
@@ -119,8 +129,7 @@ cJSON *json_parse_strict(const char *buf, size_t len, const char *what, ms_error
     }
     for (const char *p = end; p && p < buf + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            ms_seterr(err, MS_ERR_FORMAT, "%s: trailing data after JSON at offset %zu", what,
-                      (size_t)(p - buf));
+            ms_seterr(err, MS_ERR_FORMAT, "%s: trailing data after JSON at offset %zu", what, (size_t)(p - buf));
             cJSON_Delete(j);
             return NULL;
         }
@@ -136,7 +145,9 @@ ms_status file_read_all(const char *path, size_t max_bytes, char **out, size_t *
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return ms_seterr(err, errno == ENOENT ? MS_ERR_NOTFOUND : MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!f)
+        return ms_seterr(err, errno == ENOENT ? MS_ERR_NOTFOUND : MS_ERR_IO, "%s: cannot open: %s", path,
+                         strerror(errno));
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
@@ -200,23 +211,21 @@ static ms_status absent(const char *key, int required, const char *what, ms_erro
     return MS_OK;
 }
 
-ms_status json_get_int(const cJSON *obj, const char *key, int required, int64_t min, int64_t max,
-                       int64_t *out, const char *what, ms_error *err)
+ms_status json_get_int(const cJSON *obj, const char *key, int required, int64_t min, int64_t max, int64_t *out,
+                       const char *what, ms_error *err)
 {
     const cJSON *v = json_get_opt(obj, key);
     if (!v) return absent(key, required, what, err);
-    if (!json_is_integer(v))
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be an integer", what, key);
+    if (!json_is_integer(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be an integer", what, key);
     double d = v->valuedouble;
     if (d < (double)min || d > (double)max)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" = %.17g is outside [%lld, %lld]", what, key,
-                         d, (long long)min, (long long)max);
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" = %.17g is outside [%lld, %lld]", what, key, d,
+                         (long long)min, (long long)max);
     *out = (int64_t)d;
     return MS_OK;
 }
 
-ms_status json_get_double(const cJSON *obj, const char *key, int required, double *out,
-                          const char *what, ms_error *err)
+ms_status json_get_double(const cJSON *obj, const char *key, int required, double *out, const char *what, ms_error *err)
 {
     const cJSON *v = json_get_opt(obj, key);
     if (!v) return absent(key, required, what, err);
@@ -226,8 +235,7 @@ ms_status json_get_double(const cJSON *obj, const char *key, int required, doubl
     return MS_OK;
 }
 
-ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *what,
-                        ms_error *err)
+ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *what, ms_error *err)
 {
     const cJSON *v = json_get_opt(obj, key);
     if (!v) return absent(key, required, what, err);
@@ -236,8 +244,8 @@ ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *ou
     return MS_OK;
 }
 
-ms_status json_get_string(const cJSON *obj, const char *key, int required, const char **out,
-                          const char *what, ms_error *err)
+ms_status json_get_string(const cJSON *obj, const char *key, int required, const char **out, const char *what,
+                          ms_error *err)
 {
     const cJSON *v = json_get_opt(obj, key);
     if (!v) return absent(key, required, what, err);

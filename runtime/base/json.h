@@ -32,14 +32,13 @@ int json_is_integer(const cJSON *v);
 /* Typed getters: return MS_OK and set *out when present with the right type;
  * when absent and required == 0 leave *out untouched and return MS_OK;
  * otherwise an error naming what/key. Integers must be integral and in range. */
-ms_status json_get_int(const cJSON *obj, const char *key, int required, int64_t min, int64_t max,
-                       int64_t *out, const char *what, ms_error *err);
-ms_status json_get_double(const cJSON *obj, const char *key, int required, double *out,
-                          const char *what, ms_error *err);
-ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *out,
-                        const char *what, ms_error *err);
-ms_status json_get_string(const cJSON *obj, const char *key, int required, const char **out,
-                          const char *what, ms_error *err);
+ms_status json_get_int(const cJSON *obj, const char *key, int required, int64_t min, int64_t max, int64_t *out,
+                       const char *what, ms_error *err);
+ms_status json_get_double(const cJSON *obj, const char *key, int required, double *out, const char *what,
+                          ms_error *err);
+ms_status json_get_bool(const cJSON *obj, const char *key, int required, int *out, const char *what, ms_error *err);
+ms_status json_get_string(const cJSON *obj, const char *key, int required, const char **out, const char *what,
+                          ms_error *err);
 
 /* Reads a whole file into a malloc'd NUL-terminated buffer (at most max_bytes). */
 ms_status file_read_all(const char *path, size_t max_bytes, char **out, size_t *len, ms_error *err);

@@ -28,7 +28,10 @@ static const uint32_t K[64] = {
 };
 
 /* Rotate right. */
-static inline uint32_t ror(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+static inline uint32_t ror(uint32_t x, int n)
+{
+    return (x >> n) | (x << (32 - n));
+}
 
 /* Big-endian 32-bit load. */
 static inline uint32_t load_be32(const uint8_t *p)
@@ -63,13 +66,19 @@ static void sha256_block(uint32_t h[8], const uint8_t *p)
         b = a;
         a = t1 + t2;
     }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d;
-    h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+    h[5] += f;
+    h[6] += g;
+    h[7] += k;
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 #include <cpuid.h>
+#include <immintrin.h>
 
 /* n blocks with the SHA extensions. The state is kept as the two halves the
  * sha256rnds2 instruction works on (ABEF and CDGH); each group of four
@@ -78,12 +87,12 @@ static void sha256_block(uint32_t h[8], const uint8_t *p)
 __attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t h[8], const uint8_t *p, size_t n)
 {
     const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
-    __m128i t = _mm_loadu_si128((const __m128i *)&h[0]);   /* h0 h1 h2 h3 */
-    __m128i s1 = _mm_loadu_si128((const __m128i *)&h[4]);  /* h4 h5 h6 h7 */
-    t = _mm_shuffle_epi32(t, 0xB1);                         /* h1 h0 h3 h2 */
-    s1 = _mm_shuffle_epi32(s1, 0x1B);                       /* h7 h6 h5 h4 */
-    __m128i s0 = _mm_alignr_epi8(t, s1, 8);                 /* ABEF */
-    s1 = _mm_blend_epi16(s1, t, 0xF0);                      /* CDGH */
+    __m128i t = _mm_loadu_si128((const __m128i *)&h[0]);  /* h0 h1 h2 h3 */
+    __m128i s1 = _mm_loadu_si128((const __m128i *)&h[4]); /* h4 h5 h6 h7 */
+    t = _mm_shuffle_epi32(t, 0xB1);                       /* h1 h0 h3 h2 */
+    s1 = _mm_shuffle_epi32(s1, 0x1B);                     /* h7 h6 h5 h4 */
+    __m128i s0 = _mm_alignr_epi8(t, s1, 8);               /* ABEF */
+    s1 = _mm_blend_epi16(s1, t, 0xF0);                    /* CDGH */
     for (; n; n--, p += 64) {
         __m128i save0 = s0, save1 = s1, w[4];
         for (int g = 0; g < 16; g++) {
@@ -104,10 +113,10 @@ __attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t h[
         s0 = _mm_add_epi32(s0, save0);
         s1 = _mm_add_epi32(s1, save1);
     }
-    t = _mm_shuffle_epi32(s0, 0x1B);       /* F E B A */
-    s1 = _mm_shuffle_epi32(s1, 0xB1);      /* D C H G */
-    s0 = _mm_blend_epi16(t, s1, 0xF0);     /* D C B A -> h0..h3 */
-    s1 = _mm_alignr_epi8(s1, t, 8);        /* H G F E -> h4..h7 */
+    t = _mm_shuffle_epi32(s0, 0x1B);   /* F E B A */
+    s1 = _mm_shuffle_epi32(s1, 0xB1);  /* D C H G */
+    s0 = _mm_blend_epi16(t, s1, 0xF0); /* D C B A -> h0..h3 */
+    s1 = _mm_alignr_epi8(s1, t, 8);    /* H G F E -> h4..h7 */
     _mm_storeu_si128((__m128i *)&h[0], s0);
     _mm_storeu_si128((__m128i *)&h[4], s1);
 }
@@ -247,8 +256,7 @@ ms_status sha256_file(const char *path, char out[65], ms_error *err)
     if (fd < 0) {
         int e = errno;
         free(buf);
-        return ms_seterr(err, e == ENOENT ? MS_ERR_NOTFOUND : MS_ERR_IO, "%s: open: %s", path,
-                         strerror(e));
+        return ms_seterr(err, e == ENOENT ? MS_ERR_NOTFOUND : MS_ERR_IO, "%s: open: %s", path, strerror(e));
     }
     sha256_ctx c;
     sha256_init(&c);

@@ -39,7 +39,10 @@ void sb_append(strbuf *b, const char *s, size_t n)
     b->p[b->n] = 0;
 }
 
-void sb_puts(strbuf *b, const char *s) { sb_append(b, s, strlen(s)); }
+void sb_puts(strbuf *b, const char *s)
+{
+    sb_append(b, s, strlen(s));
+}
 
 /* Formats into the free space; when that is too small, grows to the length
  * vsnprintf asked for and formats again. */
@@ -108,7 +111,10 @@ ms_status sb_add(strbuf *b, const char *s, size_t n, ms_error *err)
     return sb_status(b, err);
 }
 
-ms_status sb_adds(strbuf *b, const char *s, ms_error *err) { return sb_add(b, s, strlen(s), err); }
+ms_status sb_adds(strbuf *b, const char *s, ms_error *err)
+{
+    return sb_add(b, s, strlen(s), err);
+}
 
 /* Empties the buffer. */
 void sb_reset(strbuf *b)

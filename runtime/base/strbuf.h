@@ -12,7 +12,7 @@
 #include "medserve.h"
 
 typedef struct strbuf {
-    char *p;       /* NUL-terminated when non-NULL (after any append, even of 0 bytes) */
+    char *p; /* NUL-terminated when non-NULL (after any append, even of 0 bytes) */
     size_t n, cap;
     int oom;
 } strbuf;
@@ -32,8 +32,8 @@ ms_status sb_status(const strbuf *b, ms_error *err);
  * is out of memory, from this append or an earlier one. */
 ms_status sb_add(strbuf *b, const char *s, size_t n, ms_error *err);
 ms_status sb_adds(strbuf *b, const char *s, ms_error *err);
-void sb_reset(strbuf *b);              /* keeps the allocation */
-void sb_free(strbuf *b);               /* NULL-safe, leaves b empty */
+void sb_reset(strbuf *b); /* keeps the allocation */
+void sb_free(strbuf *b);  /* NULL-safe, leaves b empty */
 /* Drops the first n bytes. */
 void sb_consume(strbuf *b, size_t n);
 /* Hands the text to the caller (malloc'd, NUL-terminated, "" when nothing

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/backend.h"
-#include "text/chat.h"
-#include "engine/engine.h"
 #include "base/err.h"
+#include "engine/backend.h"
+#include "engine/engine.h"
 #include "model/model.h"
+#include "text/chat.h"
 #include "text/tokenizer.h"
 
 #define API_MAX_THREADS 1024
@@ -38,8 +38,7 @@ ms_model *ms_model_load(const char *dir, const ms_load_params *p, ms_error *err)
         return NULL;
     }
     if (lp.n_threads < 0 || lp.n_threads > API_MAX_THREADS) {
-        ms_seterr(err, MS_ERR_INVALID, "load params: n_threads %d outside [0, %d]", lp.n_threads,
-                  API_MAX_THREADS);
+        ms_seterr(err, MS_ERR_INVALID, "load params: n_threads %d outside [0, %d]", lp.n_threads, API_MAX_THREADS);
         return NULL;
     }
     if (lp.weights != MS_WEIGHTS_NATIVE && lp.weights != MS_WEIGHTS_Q8) {
@@ -101,11 +100,10 @@ void ms_model_get_info(const ms_model *m, ms_model_info *out)
 }
 
 /* HF encode (allow_special) or the whole text as untrusted. */
-ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow_special,
-                      int32_t **ids, size_t *n_ids, ms_error *err)
+ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow_special, int32_t **ids, size_t *n_ids,
+                      ms_error *err)
 {
-    if (!m || !ids || !n_ids || (!text && len))
-        return ms_seterr(err, MS_ERR_INVALID, "tokenize: missing argument");
+    if (!m || !ids || !n_ids || (!text && len)) return ms_seterr(err, MS_ERR_INVALID, "tokenize: missing argument");
     if (!text) text = "";
     if (allow_special) return tok_encode(m->m->tok, text, len, ids, n_ids, err);
     size_t whole[2] = {0, len};
@@ -113,25 +111,23 @@ ms_status ms_tokenize(const ms_model *m, const char *text, size_t len, int allow
 }
 
 /* Checks the ids against the vocab and decodes them. */
-ms_status ms_detokenize(const ms_model *m, const int32_t *ids, size_t n_ids, int skip_special,
-                        char **text, size_t *len, ms_error *err)
+ms_status ms_detokenize(const ms_model *m, const int32_t *ids, size_t n_ids, int skip_special, char **text, size_t *len,
+                        ms_error *err)
 {
-    if (!m || !text || !len || (!ids && n_ids))
-        return ms_seterr(err, MS_ERR_INVALID, "detokenize: missing argument");
+    if (!m || !text || !len || (!ids && n_ids)) return ms_seterr(err, MS_ERR_INVALID, "detokenize: missing argument");
     for (size_t i = 0; i < n_ids; i++)
         if (ids[i] < 0 || ids[i] >= m->m->cfg.vocab_size)
-            return ms_seterr(err, MS_ERR_INVALID, "detokenize: id %zu is %d, outside [0, %d)", i,
-                             (int)ids[i], m->m->cfg.vocab_size);
+            return ms_seterr(err, MS_ERR_INVALID, "detokenize: id %zu is %d, outside [0, %d)", i, (int)ids[i],
+                             m->m->cfg.vocab_size);
     return tok_decode(m->m->tok, ids, n_ids, skip_special, text, len, err);
 }
 
 /* Renders with the Qwen3 template and encodes with message text untrusted. */
-ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_msgs,
-                           const char *tools_json, int add_generation_prompt, int enable_thinking,
-                           int32_t **ids, size_t *n_ids, char **text, ms_error *err)
+ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_msgs, const char *tools_json,
+                           int add_generation_prompt, int enable_thinking, int32_t **ids, size_t *n_ids, char **text,
+                           ms_error *err)
 {
-    if (!m || !ids || !n_ids || (!msgs && n_msgs))
-        return ms_seterr(err, MS_ERR_INVALID, "chat: missing argument");
+    if (!m || !ids || !n_ids || (!msgs && n_msgs)) return ms_seterr(err, MS_ERR_INVALID, "chat: missing argument");
     if (text) *text = NULL;
     if (!chat_template_is_qwen3(tok_chat_template(m->m->tok)))
         return ms_seterr(err, MS_ERR_UNSUPPORTED,
@@ -140,13 +136,11 @@ ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_m
                          "send raw prompts instead",
                          m->m->dir);
     if (n_msgs > CHAT_MAX_MESSAGES)
-        return ms_seterr(err, MS_ERR_INVALID, "chat: %zu messages (limit %d)", n_msgs,
-                         CHAT_MAX_MESSAGES);
+        return ms_seterr(err, MS_ERR_INVALID, "chat: %zu messages (limit %d)", n_msgs, CHAT_MAX_MESSAGES);
     chat_msg *cm = calloc(n_msgs ? n_msgs : 1, sizeof *cm);
     if (!cm) return ms_seterr(err, MS_ERR_NOMEM, "chat: out of memory for %zu messages", n_msgs);
     for (size_t i = 0; i < n_msgs; i++)
-        cm[i] = (chat_msg){msgs[i].role, msgs[i].content, msgs[i].reasoning_content,
-                           msgs[i].tool_calls_json};
+        cm[i] = (chat_msg){msgs[i].role, msgs[i].content, msgs[i].reasoning_content, msgs[i].tool_calls_json};
     chat_out out = {0};
     ms_status st = chat_render(cm, n_msgs, tools_json, add_generation_prompt, enable_thinking, &out, err);
     free(cm);
@@ -163,8 +157,7 @@ ms_status ms_chat_tokenize(const ms_model *m, const ms_message *msgs, size_t n_m
 /* generation_config.json values (HF defaults where absent). */
 ms_sampling ms_sampling_default(const ms_model *m)
 {
-    ms_sampling s = {.greedy = 1, .temperature = 1.0f, .top_k = 50, .top_p = 1.0f,
-                     .repetition_penalty = 1.0f};
+    ms_sampling s = {.greedy = 1, .temperature = 1.0f, .top_k = 50, .top_p = 1.0f, .repetition_penalty = 1.0f};
     if (!m) return s;
     const gen_config *g = &m->m->gen;
     s.greedy = !g->do_sample;
@@ -199,16 +192,19 @@ ms_engine *ms_engine_create(ms_model *m, const ms_engine_params *p, ms_error *er
         return NULL;
     }
     const model *md = m->m;
-    engine_model em = {.m = md, .n_threads = m->p.n_threads,
-                       .weights_q8 = m->p.weights == MS_WEIGHTS_Q8, .vocab = md->cfg.vocab_size,
-                       .max_ctx = md->cfg.max_position_embeddings, .text_feed = feed_text,
-                       .text_flush = flush_text, .text_ctx = md->tok,
+    engine_model em = {.m = md,
+                       .n_threads = m->p.n_threads,
+                       .weights_q8 = m->p.weights == MS_WEIGHTS_Q8,
+                       .vocab = md->cfg.vocab_size,
+                       .max_ctx = md->cfg.max_position_embeddings,
+                       .text_feed = feed_text,
+                       .text_flush = flush_text,
+                       .text_ctx = md->tok,
                        .max_piece = TOK_STREAM_MIN_CAP};
     int n_ids = tok_n_ids(md->tok);
     em.n_valid = n_ids > 0 && n_ids < em.vocab ? n_ids : em.vocab;
     if (md->n_stop > ENGINE_MAX_STOP_IDS) {
-        ms_seterr(err, MS_ERR_UNSUPPORTED, "engine: %d stop ids (limit %d)", md->n_stop,
-                  ENGINE_MAX_STOP_IDS);
+        ms_seterr(err, MS_ERR_UNSUPPORTED, "engine: %d stop ids (limit %d)", md->n_stop, ENGINE_MAX_STOP_IDS);
         return NULL;
     }
     memcpy(em.stop_ids, md->stop_ids, (size_t)md->n_stop * sizeof *em.stop_ids);

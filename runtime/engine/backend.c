@@ -101,8 +101,9 @@ ms_status fwd_check(const fwd_limits *lim, const fwd_seq *seqs, int n, int *T, m
         if (__builtin_add_overflow(total, q->n_tokens, &total) || total > lim->max_tokens)
             return ms_seterr(err, MS_ERR_INVALID, "forward: more than %d tokens in one call", lim->max_tokens);
         if (q->pos0 < 0 || q->pos0 > lim->max_pos - q->n_tokens)
-            return ms_seterr(err, MS_ERR_CONTEXT, "forward: sequence %d positions %d..%lld exceed the %d cached positions",
-                             s, q->pos0, (long long)q->pos0 + q->n_tokens - 1, lim->max_pos);
+            return ms_seterr(err, MS_ERR_CONTEXT,
+                             "forward: sequence %d positions %d..%lld exceed the %d cached positions", s, q->pos0,
+                             (long long)q->pos0 + q->n_tokens - 1, lim->max_pos);
         if (!q->blocks) return ms_seterr(err, MS_ERR_INVALID, "forward: sequence %d has no block table", s);
         const int last_block = (q->pos0 + q->n_tokens - 1) / lim->block_size;
         for (int i = 0; i <= last_block; i++)

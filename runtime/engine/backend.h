@@ -13,11 +13,11 @@
 
 typedef struct backend_params {
     int n_threads;
-    int max_seqs;      /* sequences per forward call */
-    int max_tokens;    /* tokens per forward call, all sequences together */
-    int n_blocks;      /* KV blocks to reserve */
-    int block_size;    /* tokens per KV block */
-    int weights_q8;    /* quantise weights to int8 at load */
+    int max_seqs;   /* sequences per forward call */
+    int max_tokens; /* tokens per forward call, all sequences together */
+    int n_blocks;   /* KV blocks to reserve */
+    int block_size; /* tokens per KV block */
+    int weights_q8; /* quantise weights to int8 at load */
 } backend_params;
 
 /* One sequence's part of a batched forward step. Its tokens take positions

@@ -36,12 +36,12 @@
 
 typedef struct request {
     uint64_t id;
-    struct request *next;  /* queue link */
-    uint64_t admit_seq;    /* admission order (prefill fairness) */
-    int32_t *tokens;       /* [n_prompt + max_tokens]: prompt, then generated */
+    struct request *next; /* queue link */
+    uint64_t admit_seq;   /* admission order (prefill fairness) */
+    int32_t *tokens;      /* [n_prompt + max_tokens]: prompt, then generated */
     int n_prompt, max_tokens, n_gen;
-    int n_kv;              /* positions already in the KV cache */
-    ms_sampling sp;        /* bias pointers point at the copies below */
+    int n_kv;       /* positions already in the KV cache */
+    ms_sampling sp; /* bias pointers point at the copies below */
     int32_t *bias_ids;
     float *bias_vals;
     stop_matcher stop;
@@ -49,9 +49,9 @@ typedef struct request {
     int ignore_eos, logprobs;
     ms_token_fn fn;
     void *user;
-    int cancel;            /* guarded by the engine mutex */
-    sampler *smp;          /* created at admission */
-    int slot;              /* -1 while queued */
+    int cancel;   /* guarded by the engine mutex */
+    sampler *smp; /* created at admission */
+    int slot;     /* -1 while queued */
 } request;
 
 struct ms_engine {
@@ -67,24 +67,24 @@ struct ms_engine {
     request *q_head, *q_tail;
     int n_queued, n_running, stopping;
     uint64_t next_id, next_admit;
-    request **slots;       /* [max_seqs] */
+    request **slots; /* [max_seqs] */
     size_t kv_used;
     /* counters read by ms_engine_get_stats */
     _Atomic uint64_t prompt_tokens, generated_tokens;
     /* worker only */
-    request **admitted;    /* [max_seqs] */
-    char *kill;            /* [max_seqs] slots to cancel this step */
-    float *logits;         /* [max_seqs, vocab] */
-    fwd_seq *batch;        /* [max_seqs] */
-    request **batch_req;   /* [max_seqs] */
-    char *piece;           /* one token's text, [piece_cap] */
+    request **admitted;  /* [max_seqs] */
+    char *kill;          /* [max_seqs] slots to cancel this step */
+    float *logits;       /* [max_seqs, vocab] */
+    fwd_seq *batch;      /* [max_seqs] */
+    request **batch_req; /* [max_seqs] */
+    char *piece;         /* one token's text, [piece_cap] */
     size_t piece_cap;
-    char *text;            /* one event's text, [text_cap] */
+    char *text; /* one event's text, [text_cap] */
     size_t text_cap, text_len;
-    int32_t *top_ids;      /* [max_seqs, MS_MAX_TOP_LOGPROBS] per slot */
-    float *top_lps;        /* [max_seqs, MS_MAX_TOP_LOGPROBS] */
-    int32_t *sampled;      /* [max_seqs] this step's token per batch entry */
-    float *sampled_lp;     /* [max_seqs] */
+    int32_t *top_ids;  /* [max_seqs, MS_MAX_TOP_LOGPROBS] per slot */
+    float *top_lps;    /* [max_seqs, MS_MAX_TOP_LOGPROBS] */
+    int32_t *sampled;  /* [max_seqs] this step's token per batch entry */
+    float *sampled_lp; /* [max_seqs] */
 };
 
 /* 8 sequences, 64 waiting, prompt chunks of 512, n_ctx from the model. */
@@ -124,33 +124,36 @@ static void release_slot(ms_engine *e, request *r)
 static void finish(ms_engine *e, request *r, ms_finish why, ms_status st, const char *msg)
 {
     release_slot(e, r);
-    ms_token_event ev = {.id = r->id, .token = -1, .text = "", .finish = why,
+    ms_token_event ev = {.id = r->id,
+                         .token = -1,
+                         .text = "",
+                         .finish = why,
                          .status = why == MS_FINISH_ERROR ? st : MS_OK,
                          .error = why == MS_FINISH_ERROR ? msg : NULL,
-                         .n_prompt = (size_t)r->n_prompt, .n_generated = (size_t)r->n_gen};
+                         .n_prompt = (size_t)r->n_prompt,
+                         .n_generated = (size_t)r->n_gen};
     r->fn(&ev, r->user);
     request_free(r);
 }
 
 /* ---- submit / cancel / stats --------------------------------------------- */
 
-ms_status ms_engine_submit(ms_engine *e, const ms_request *q, ms_token_fn on_token, void *user,
-                           uint64_t *id, ms_error *err)
+ms_status ms_engine_submit(ms_engine *e, const ms_request *q, ms_token_fn on_token, void *user, uint64_t *id,
+                           ms_error *err)
 {
     if (!e || !q || !on_token)
         return ms_seterr(err, MS_ERR_INVALID, "engine: submit needs an engine, a request and a callback");
-    if (!q->prompt || q->n_prompt == 0)
-        return ms_seterr(err, MS_ERR_INVALID, "request: prompt is empty");
+    if (!q->prompt || q->n_prompt == 0) return ms_seterr(err, MS_ERR_INVALID, "request: prompt is empty");
     if (q->max_tokens <= 0)
         return ms_seterr(err, MS_ERR_INVALID, "request: max_tokens must be > 0, got %d", q->max_tokens);
     if (q->n_prompt > (size_t)e->n_ctx || (size_t)q->max_tokens > (size_t)e->n_ctx - q->n_prompt)
         return ms_seterr(err, MS_ERR_CONTEXT,
-                         "request: prompt of %zu tokens + max_tokens %d exceeds the context of %d tokens",
-                         q->n_prompt, q->max_tokens, e->n_ctx);
+                         "request: prompt of %zu tokens + max_tokens %d exceeds the context of %d tokens", q->n_prompt,
+                         q->max_tokens, e->n_ctx);
     for (size_t i = 0; i < q->n_prompt; i++)
         if (q->prompt[i] < 0 || q->prompt[i] >= e->em.vocab)
-            return ms_seterr(err, MS_ERR_INVALID, "request: prompt token %zu is %d, outside [0, %d)",
-                             i, (int)q->prompt[i], e->em.vocab);
+            return ms_seterr(err, MS_ERR_INVALID, "request: prompt token %zu is %d, outside [0, %d)", i,
+                             (int)q->prompt[i], e->em.vocab);
     ms_status st = sampler_validate(&q->sampling, e->em.vocab, err);
     if (st != MS_OK) return st;
 
@@ -193,8 +196,8 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request *q, ms_token_fn on_tok
         int queued = e->n_queued, running = e->n_running;
         pthread_mutex_unlock(&e->mu);
         request_free(r);
-        return ms_seterr(err, MS_ERR_BUSY, "engine: busy (%d running, %d waiting, queue limit %d)",
-                         running, queued, e->max_queue);
+        return ms_seterr(err, MS_ERR_BUSY, "engine: busy (%d running, %d waiting, queue limit %d)", running, queued,
+                         e->max_queue);
     }
     r->id = ++e->next_id;
     if (e->q_tail) e->q_tail->next = r;
@@ -207,8 +210,8 @@ ms_status ms_engine_submit(ms_engine *e, const ms_request *q, ms_token_fn on_tok
     return MS_OK;
 nomem:
     request_free(r);
-    return ms_seterr(err, MS_ERR_NOMEM, "engine: out of memory for a request of %zu + %d tokens",
-                     q->n_prompt, q->max_tokens);
+    return ms_seterr(err, MS_ERR_NOMEM, "engine: out of memory for a request of %zu + %d tokens", q->n_prompt,
+                     q->max_tokens);
 }
 
 /* Flags a queued or running request; the worker finishes it next step. */
@@ -293,8 +296,7 @@ static void sample_one(ms_engine *e, request *r, float *logits, int32_t *tok, fl
     int n_top = r->sp.top_logprobs;
     size_t o = (size_t)r->slot * MS_MAX_TOP_LOGPROBS;
     *lp = 0.0f;
-    *tok = sampler_sample(r->smp, logits, (r->logprobs || n_top) ? lp : NULL, n_top,
-                          e->top_ids + o, e->top_lps + o);
+    *tok = sampler_sample(r->smp, logits, (r->logprobs || n_top) ? lp : NULL, n_top, e->top_ids + o, e->top_lps + o);
 }
 
 /* Emits the event of r's sampled token t and finishes r when this token ends
@@ -331,10 +333,18 @@ static void on_token(ms_engine *e, request *r, int32_t t, float lp)
         return;
     }
     size_t o = (size_t)r->slot * MS_MAX_TOP_LOGPROBS;
-    ms_token_event ev = {.id = r->id, .token = t, .logprob = lp, .n_top = r->sp.top_logprobs,
-                         .top_ids = e->top_ids + o, .top_logprobs = e->top_lps + o,
-                         .text = e->text, .text_len = e->text_len, .finish = fin, .status = MS_OK,
-                         .n_prompt = (size_t)r->n_prompt, .n_generated = (size_t)r->n_gen};
+    ms_token_event ev = {.id = r->id,
+                         .token = t,
+                         .logprob = lp,
+                         .n_top = r->sp.top_logprobs,
+                         .top_ids = e->top_ids + o,
+                         .top_logprobs = e->top_lps + o,
+                         .text = e->text,
+                         .text_len = e->text_len,
+                         .finish = fin,
+                         .status = MS_OK,
+                         .n_prompt = (size_t)r->n_prompt,
+                         .n_generated = (size_t)r->n_gen};
     if (fin != MS_FINISH_NONE) {
         release_slot(e, r);
         r->fn(&ev, r->user);
@@ -351,8 +361,11 @@ static void step(ms_engine *e)
     for (int i = 0; i < e->max_seqs; i++) { /* decoding sequences: one token each */
         request *r = e->slots[i];
         if (!r || r->n_kv < r->n_prompt) continue;
-        e->batch[n] = (fwd_seq){.tokens = r->tokens + r->n_kv, .n_tokens = 1, .pos0 = r->n_kv,
-                                .blocks = kv_blocks(e->kv, i), .logits_mode = 1,
+        e->batch[n] = (fwd_seq){.tokens = r->tokens + r->n_kv,
+                                .n_tokens = 1,
+                                .pos0 = r->n_kv,
+                                .blocks = kv_blocks(e->kv, i),
+                                .logits_mode = 1,
                                 .logits = e->logits + (size_t)i * (size_t)e->em.vocab};
         e->batch_req[n++] = r;
         used++;
@@ -370,8 +383,10 @@ static void step(ms_engine *e)
         }
         if (!pick) break;
         int c = pick->n_prompt - pick->n_kv < e->chunk ? pick->n_prompt - pick->n_kv : e->chunk;
-        e->batch[n] = (fwd_seq){.tokens = pick->tokens + pick->n_kv, .n_tokens = c,
-                                .pos0 = pick->n_kv, .blocks = kv_blocks(e->kv, pick->slot),
+        e->batch[n] = (fwd_seq){.tokens = pick->tokens + pick->n_kv,
+                                .n_tokens = c,
+                                .pos0 = pick->n_kv,
+                                .blocks = kv_blocks(e->kv, pick->slot),
                                 .logits_mode = pick->n_kv + c == pick->n_prompt,
                                 .logits = e->logits + (size_t)pick->slot * (size_t)e->em.vocab};
         e->batch_req[n++] = pick;
@@ -387,7 +402,7 @@ static void step(ms_engine *e)
         return;
     }
     for (int j = 0; j < n; j++) e->batch_req[j]->n_kv += e->batch[j].n_tokens;
-    /* sampling is per request (own sampler, RNG and slot rows): in parallel */
+        /* sampling is per request (own sampler, RNG and slot rows): in parallel */
 #ifdef _OPENMP
     int nt = e->em.n_threads > 0 ? e->em.n_threads : omp_get_max_threads();
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (n > 1 && nt > 1)
@@ -404,8 +419,7 @@ static void step(ms_engine *e)
 static void admit(ms_engine *e, request *r)
 {
     ms_error err = {0};
-    ms_status st = sampler_create(&r->sp, e->em.vocab, e->em.n_valid, r->tokens,
-                                  (size_t)r->n_prompt, &r->smp, &err);
+    ms_status st = sampler_create(&r->sp, e->em.vocab, e->em.n_valid, r->tokens, (size_t)r->n_prompt, &r->smp, &err);
     if (st == MS_OK) st = kv_reserve(e->kv, r->slot, r->n_prompt + r->max_tokens, &err);
     pthread_mutex_lock(&e->mu);
     e->kv_used = kv_used(e->kv);
@@ -513,34 +527,29 @@ void ms_engine_free(ms_engine *e)
 }
 
 /* Validates the parameters, sizes every buffer, creates the backend and starts the worker. */
-ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_engine **out,
-                        ms_error *err)
+ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_engine **out, ms_error *err)
 {
     *out = NULL;
-    if (!em || !em->ops || !em->ops->create || !em->ops->forward || !em->ops->free ||
-        !em->text_feed || em->vocab <= 0 || em->n_valid <= 0 || em->n_valid > em->vocab ||
-        em->max_ctx <= 0 || em->n_stop_ids < 0 || em->n_stop_ids > ENGINE_MAX_STOP_IDS)
+    if (!em || !em->ops || !em->ops->create || !em->ops->forward || !em->ops->free || !em->text_feed ||
+        em->vocab <= 0 || em->n_valid <= 0 || em->n_valid > em->vocab || em->max_ctx <= 0 || em->n_stop_ids < 0 ||
+        em->n_stop_ids > ENGINE_MAX_STOP_IDS)
         return ms_seterr(err, MS_ERR_INVALID, "engine: incomplete model description");
     ms_engine_params d = ms_engine_params_default();
     if (!p) p = &d;
     int n_ctx = p->n_ctx ? p->n_ctx : (em->max_ctx < 4096 ? em->max_ctx : 4096);
     if (n_ctx < 1 || n_ctx > em->max_ctx)
-        return ms_seterr(err, MS_ERR_INVALID,
-                         "engine: n_ctx %d outside [1, %d] (max_position_embeddings)", p->n_ctx,
+        return ms_seterr(err, MS_ERR_INVALID, "engine: n_ctx %d outside [1, %d] (max_position_embeddings)", p->n_ctx,
                          em->max_ctx);
     if (p->max_seqs < 1 || p->max_seqs > ENGINE_MAX_SEQS)
-        return ms_seterr(err, MS_ERR_INVALID, "engine: max_seqs %d outside [1, %d]", p->max_seqs,
-                         ENGINE_MAX_SEQS);
+        return ms_seterr(err, MS_ERR_INVALID, "engine: max_seqs %d outside [1, %d]", p->max_seqs, ENGINE_MAX_SEQS);
     if (p->max_queue < 0 || p->max_queue > ENGINE_MAX_QUEUE)
-        return ms_seterr(err, MS_ERR_INVALID, "engine: max_queue %d outside [0, %d]", p->max_queue,
-                         ENGINE_MAX_QUEUE);
+        return ms_seterr(err, MS_ERR_INVALID, "engine: max_queue %d outside [0, %d]", p->max_queue, ENGINE_MAX_QUEUE);
     if (p->prefill_chunk < 1 || p->prefill_chunk > ENGINE_MAX_CHUNK)
-        return ms_seterr(err, MS_ERR_INVALID, "engine: prefill_chunk %d outside [1, %d]",
-                         p->prefill_chunk, ENGINE_MAX_CHUNK);
+        return ms_seterr(err, MS_ERR_INVALID, "engine: prefill_chunk %d outside [1, %d]", p->prefill_chunk,
+                         ENGINE_MAX_CHUNK);
     int per_seq = (n_ctx + ENGINE_BLOCK_SIZE - 1) / ENGINE_BLOCK_SIZE, n_blocks;
     if (__builtin_mul_overflow(per_seq, p->max_seqs, &n_blocks))
-        return ms_seterr(err, MS_ERR_NOMEM, "engine: n_ctx %d x max_seqs %d overflows", n_ctx,
-                         p->max_seqs);
+        return ms_seterr(err, MS_ERR_NOMEM, "engine: n_ctx %d x max_seqs %d overflows", n_ctx, p->max_seqs);
     size_t n_logits;
     if (__builtin_mul_overflow((size_t)p->max_seqs, (size_t)em->vocab, &n_logits) ||
         n_logits > SIZE_MAX / sizeof(float))
@@ -570,14 +579,17 @@ ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_en
     e->top_lps = calloc((size_t)p->max_seqs * MS_MAX_TOP_LOGPROBS, sizeof *e->top_lps);
     e->sampled = calloc((size_t)p->max_seqs, sizeof *e->sampled);
     e->sampled_lp = calloc((size_t)p->max_seqs, sizeof *e->sampled_lp);
-    if (!e->slots || !e->admitted || !e->kill || !e->logits || !e->batch || !e->batch_req ||
-        !e->piece || !e->text || !e->top_ids || !e->top_lps || !e->sampled || !e->sampled_lp) {
+    if (!e->slots || !e->admitted || !e->kill || !e->logits || !e->batch || !e->batch_req || !e->piece || !e->text ||
+        !e->top_ids || !e->top_lps || !e->sampled || !e->sampled_lp) {
         st = ms_seterr(err, MS_ERR_NOMEM, "engine: out of memory for %d sequences", p->max_seqs);
         goto fail;
     }
-    backend_params bp = {.n_threads = em->n_threads, .max_seqs = p->max_seqs,
-                         .max_tokens = e->budget, .n_blocks = n_blocks,
-                         .block_size = ENGINE_BLOCK_SIZE, .weights_q8 = em->weights_q8};
+    backend_params bp = {.n_threads = em->n_threads,
+                         .max_seqs = p->max_seqs,
+                         .max_tokens = e->budget,
+                         .n_blocks = n_blocks,
+                         .block_size = ENGINE_BLOCK_SIZE,
+                         .weights_q8 = em->weights_q8};
     st = em->ops->create(em->m, &bp, &e->be, err);
     if (st != MS_OK) goto fail;
     if (pthread_mutex_init(&e->mu, NULL) != 0) {

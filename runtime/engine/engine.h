@@ -21,11 +21,11 @@
 
 typedef struct engine_model {
     const backend_ops *ops;
-    const model *m;         /* given to ops->create; may be NULL for a fake backend */
+    const model *m; /* given to ops->create; may be NULL for a fake backend */
     int n_threads, weights_q8;
-    int vocab;              /* logits per row */
-    int n_valid;            /* ids >= n_valid are never sampled */
-    int max_ctx;            /* max positions (max_position_embeddings) */
+    int vocab;   /* logits per row */
+    int n_valid; /* ids >= n_valid are never sampled */
+    int max_ctx; /* max positions (max_position_embeddings) */
     int32_t stop_ids[ENGINE_MAX_STOP_IDS];
     int n_stop_ids;
     /* Text of generated tokens: feed appends the newly complete UTF-8 of id to
@@ -38,7 +38,6 @@ typedef struct engine_model {
 
 /* Creates the backend (ops->create), the KV pool (n_ctx x max_seqs, checked)
  * and the worker thread. em is copied. */
-ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_engine **out,
-                        ms_error *err);
+ms_status engine_create(const engine_model *em, const ms_engine_params *p, ms_engine **out, ms_error *err);
 
 #endif

@@ -13,8 +13,8 @@ typedef struct kv_pool kv_pool;
 
 /* A pool of n_blocks blocks of block_size positions for max_seqs slots of at
  * most max_blocks_per_seq blocks each; all products must fit in int positions. */
-ms_status kv_pool_create(int n_blocks, int block_size, int max_seqs, int max_blocks_per_seq,
-                         kv_pool **out, ms_error *err);
+ms_status kv_pool_create(int n_blocks, int block_size, int max_seqs, int max_blocks_per_seq, kv_pool **out,
+                         ms_error *err);
 void kv_pool_free(kv_pool *p); /* NULL-safe */
 /* Ensures slot has blocks for n_tokens positions (all or nothing); MS_ERR_NOMEM
  * if the pool is out, MS_ERR_CONTEXT past max_blocks_per_seq. Never shrinks. */

@@ -23,15 +23,15 @@ struct sampler {
     int32_t *bias_ids;
     float *bias_vals;
     sampler_rng rng;
-    uint8_t *seen;       /* bitmap [vocab]: ids of prompt + output (rep != 1 only) */
-    int32_t *seen_list;  /* the distinct ids set in seen, n_seen of them */
+    uint8_t *seen;      /* bitmap [vocab]: ids of prompt + output (rep != 1 only) */
+    int32_t *seen_list; /* the distinct ids set in seen, n_seen of them */
     int n_seen;
-    uint32_t *count;     /* [vocab] generated count (presence/frequency only) */
-    int32_t *gen_list;   /* distinct generated ids, n_gen of them */
+    uint32_t *count;   /* [vocab] generated count (presence/frequency only) */
+    int32_t *gen_list; /* distinct generated ids, n_gen of them */
     int n_gen;
-    int32_t *cand;       /* [n_valid] candidate ids */
-    float *w;            /* [n_valid] unnormalised probabilities (by position or by id) */
-    float *raw;          /* [vocab] copy of the raw logits for logprobs */
+    int32_t *cand; /* [n_valid] candidate ids */
+    float *w;      /* [n_valid] unnormalised probabilities (by position or by id) */
+    float *raw;    /* [vocab] copy of the raw logits for logprobs */
 };
 
 /* ---- RNG ------------------------------------------------------------- */
@@ -53,7 +53,10 @@ void sampler_rng_seed(sampler_rng *r, uint64_t seed)
 }
 
 /* Rotates x left by k bits. */
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 /* Next 64 random bits (xoshiro256**). */
 uint64_t sampler_rng_next(sampler_rng *r)
@@ -85,45 +88,37 @@ ms_status sampler_validate(const ms_sampling *p, int vocab, ms_error *err)
         return ms_seterr(err, MS_ERR_INVALID, "sampling: temperature must be in [0, %g], got %g",
                          (double)SAMPLER_MAX_TEMPERATURE, (double)p->temperature);
     if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
-        return ms_seterr(err, MS_ERR_INVALID, "sampling: top_p must be in (0, 1], got %g",
-                         (double)p->top_p);
-    if (p->top_k < 0)
-        return ms_seterr(err, MS_ERR_INVALID, "sampling: top_k must be >= 0, got %d", p->top_k);
+        return ms_seterr(err, MS_ERR_INVALID, "sampling: top_p must be in (0, 1], got %g", (double)p->top_p);
+    if (p->top_k < 0) return ms_seterr(err, MS_ERR_INVALID, "sampling: top_k must be >= 0, got %d", p->top_k);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
-        return ms_seterr(err, MS_ERR_INVALID, "sampling: min_p must be in [0, 1], got %g",
-                         (double)p->min_p);
+        return ms_seterr(err, MS_ERR_INVALID, "sampling: min_p must be in [0, 1], got %g", (double)p->min_p);
     if (!(p->repetition_penalty > 0.0f && p->repetition_penalty <= SAMPLER_MAX_REP_PENALTY))
-        return ms_seterr(err, MS_ERR_INVALID,
-                         "sampling: repetition_penalty must be in (0, %g], got %g",
+        return ms_seterr(err, MS_ERR_INVALID, "sampling: repetition_penalty must be in (0, %g], got %g",
                          (double)SAMPLER_MAX_REP_PENALTY, (double)p->repetition_penalty);
     if (!(fabsf(p->presence_penalty) <= SAMPLER_MAX_PENALTY))
         return ms_seterr(err, MS_ERR_INVALID, "sampling: presence_penalty must be in [-%g, %g], got %g",
-                         (double)SAMPLER_MAX_PENALTY, (double)SAMPLER_MAX_PENALTY,
-                         (double)p->presence_penalty);
+                         (double)SAMPLER_MAX_PENALTY, (double)SAMPLER_MAX_PENALTY, (double)p->presence_penalty);
     if (!(fabsf(p->frequency_penalty) <= SAMPLER_MAX_PENALTY))
-        return ms_seterr(err, MS_ERR_INVALID,
-                         "sampling: frequency_penalty must be in [-%g, %g], got %g",
-                         (double)SAMPLER_MAX_PENALTY, (double)SAMPLER_MAX_PENALTY,
-                         (double)p->frequency_penalty);
+        return ms_seterr(err, MS_ERR_INVALID, "sampling: frequency_penalty must be in [-%g, %g], got %g",
+                         (double)SAMPLER_MAX_PENALTY, (double)SAMPLER_MAX_PENALTY, (double)p->frequency_penalty);
     if (p->top_logprobs < 0 || p->top_logprobs > MS_MAX_TOP_LOGPROBS)
-        return ms_seterr(err, MS_ERR_INVALID, "sampling: top_logprobs must be in [0, %d], got %d",
-                         MS_MAX_TOP_LOGPROBS, p->top_logprobs);
+        return ms_seterr(err, MS_ERR_INVALID, "sampling: top_logprobs must be in [0, %d], got %d", MS_MAX_TOP_LOGPROBS,
+                         p->top_logprobs);
     if (p->n_logit_bias < 0 || p->n_logit_bias > SAMPLER_MAX_N_BIAS)
-        return ms_seterr(err, MS_ERR_INVALID, "sampling: logit_bias has %d entries (limit %d)",
-                         p->n_logit_bias, SAMPLER_MAX_N_BIAS);
+        return ms_seterr(err, MS_ERR_INVALID, "sampling: logit_bias has %d entries (limit %d)", p->n_logit_bias,
+                         SAMPLER_MAX_N_BIAS);
     if (p->n_logit_bias > 0 && (!p->logit_bias_ids || !p->logit_bias_values))
         return ms_seterr(err, MS_ERR_INVALID, "sampling: logit_bias arrays missing");
     for (int i = 0; i < p->n_logit_bias; i++) {
         int32_t id = p->logit_bias_ids[i];
         float v = p->logit_bias_values[i];
         if (id < 0 || id >= vocab)
-            return ms_seterr(err, MS_ERR_INVALID,
-                             "sampling: logit_bias token id %d out of range [0, %d)", (int)id,
+            return ms_seterr(err, MS_ERR_INVALID, "sampling: logit_bias token id %d out of range [0, %d)", (int)id,
                              vocab);
         if (!(fabsf(v) <= SAMPLER_MAX_BIAS))
             return ms_seterr(err, MS_ERR_INVALID,
-                             "sampling: logit_bias value for token %d must be in [-%g, %g], got %g",
-                             (int)id, (double)SAMPLER_MAX_BIAS, (double)SAMPLER_MAX_BIAS, (double)v);
+                             "sampling: logit_bias value for token %d must be in [-%g, %g], got %g", (int)id,
+                             (double)SAMPLER_MAX_BIAS, (double)SAMPLER_MAX_BIAS, (double)v);
     }
     return MS_OK;
 }
@@ -153,8 +148,8 @@ static void seen_add(sampler *s, int32_t id)
 }
 
 /* Validates p, copies the bias, seeds the RNG and allocates every buffer. */
-ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int32_t *prompt,
-                         size_t n_prompt, sampler **out, ms_error *err)
+ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int32_t *prompt, size_t n_prompt,
+                         sampler **out, ms_error *err)
 {
     *out = NULL;
     if (vocab <= 0 || n_valid <= 0 || n_valid > vocab)
@@ -196,8 +191,7 @@ ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int
             int32_t id = prompt[i];
             if (id < 0 || id >= vocab) {
                 sampler_free(s);
-                return ms_seterr(err, MS_ERR_INVALID,
-                                 "sampler: prompt token %zu is %d, outside [0, %d)", i, (int)id,
+                return ms_seterr(err, MS_ERR_INVALID, "sampler: prompt token %zu is %d, outside [0, %d)", i, (int)id,
                                  vocab);
             }
             seen_add(s, id);
@@ -423,8 +417,7 @@ static int apply_min_p(int32_t *c, int n, const float *l, float min_p)
 }
 
 /* Fills top_ids/top_lps with the n_top best raw logits among ids < n_valid. */
-static void top_logprobs(const float *raw, int n_valid, float lse, int n_top, int32_t *top_ids,
-                         float *top_lps)
+static void top_logprobs(const float *raw, int n_valid, float lse, int n_top, int32_t *top_ids, float *top_lps)
 {
     int cnt = 0;
     for (int32_t i = 0; i < n_valid; i++) {
@@ -534,8 +527,7 @@ static int32_t draw(sampler *s, const float *logits, int n)
 }
 
 /* Checks the row, records logprobs, filters and draws one token. */
-int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int32_t *top_ids,
-                       float *top_lps)
+int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int32_t *top_ids, float *top_lps)
 {
     for (int i = 0; i < s->n_valid; i++)
         if (isnan(logits[i]) || logits[i] == INFINITY) return -1;

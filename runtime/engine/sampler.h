@@ -27,9 +27,9 @@
 
 #define SAMPLER_MAX_TEMPERATURE 100.0f
 #define SAMPLER_MAX_REP_PENALTY 10.0f
-#define SAMPLER_MAX_PENALTY 2.0f    /* |presence|, |frequency| (OpenAI range) */
-#define SAMPLER_MAX_BIAS 100.0f     /* |logit bias| (OpenAI range) */
-#define SAMPLER_MAX_N_BIAS 1024     /* logit_bias entries */
+#define SAMPLER_MAX_PENALTY 2.0f /* |presence|, |frequency| (OpenAI range) */
+#define SAMPLER_MAX_BIAS 100.0f  /* |logit bias| (OpenAI range) */
+#define SAMPLER_MAX_N_BIAS 1024  /* logit_bias entries */
 
 typedef struct sampler sampler;
 
@@ -42,8 +42,8 @@ ms_status sampler_validate(const ms_sampling *p, int vocab, ms_error *err);
  * length of a logits row; ids >= n_valid are never sampled (n_valid <= vocab).
  * prompt seeds the repetition penalty's id set. Scratch buffers for a whole
  * vocab are allocated here, so sampling itself never allocates. */
-ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int32_t *prompt,
-                         size_t n_prompt, sampler **out, ms_error *err);
+ms_status sampler_create(const ms_sampling *p, int vocab, int n_valid, const int32_t *prompt, size_t n_prompt,
+                         sampler **out, ms_error *err);
 void sampler_free(sampler *s);
 
 /* Picks the next token from logits[vocab] (modified in place). logprob (may be
@@ -52,8 +52,7 @@ void sampler_free(sampler *s);
  * the same, best first, lowest id first on ties. Returns -1 (and picks
  * nothing) if a logit of an id < n_valid is NaN or +inf, or no id can be
  * sampled. */
-int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int32_t *top_ids,
-                       float *top_lps);
+int32_t sampler_sample(sampler *s, float *logits, float *logprob, int n_top, int32_t *top_ids, float *top_lps);
 /* For tests: applies everything sampler_sample does before the final draw
  * (logits modified in place as sampling would) and writes the surviving ids to
  * ids[n_valid]; returns their count (-1 on NaN/+inf). Consumes no randomness. */

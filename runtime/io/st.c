@@ -43,10 +43,10 @@ struct st_file {
     size_t n_meta;
 };
 
-#define PICKLE_HELP                                                                         \
-    "medserve loads safetensors only, because pickle files can run code when loaded. "    \
-    "Convert it once in Python: AutoModelForCausalLM.from_pretrained(DIR)"                 \
-    ".save_pretrained(OUT, safe_serialization=True) (or safetensors.torch.save_file("      \
+#define PICKLE_HELP                                                                    \
+    "medserve loads safetensors only, because pickle files can run code when loaded. " \
+    "Convert it once in Python: AutoModelForCausalLM.from_pretrained(DIR)"             \
+    ".save_pretrained(OUT, safe_serialization=True) (or safetensors.torch.save_file("  \
     "torch.load(FILE, weights_only=True), \"model.safetensors\", metadata={\"format\":\"pt\"}))"
 
 int st_is_pickle_name(const char *path)
@@ -62,8 +62,7 @@ int st_is_pickle_name(const char *path)
 
 ms_status st_refuse_pickle(const char *path, const char *why, ms_error *err)
 {
-    return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: %s (pickle / PyTorch format): %s", path, why,
-                     PICKLE_HELP);
+    return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: %s (pickle / PyTorch format): %s", path, why, PICKLE_HELP);
 }
 
 static uint64_t le64(const uint8_t *p)
@@ -77,26 +76,25 @@ static uint64_t le64(const uint8_t *p)
 #define ST_MAX_JSON_INT 9007199254740992.0
 
 /* Reads a JSON number that must be a non-negative integer. */
-static ms_status get_uint(const cJSON *v, uint64_t *out, const char *path, const char *tname,
-                          const char *field, size_t idx, ms_error *err)
+static ms_status get_uint(const cJSON *v, uint64_t *out, const char *path, const char *tname, const char *field,
+                          size_t idx, ms_error *err)
 {
     if (!cJSON_IsNumber(v))
         return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: tensor \"%.200s\": %s entry %zu is not a non-negative integer (not a number)",
-                         path, tname, field, idx);
+                         "%s: tensor \"%.200s\": %s entry %zu is not a non-negative integer (not a number)", path,
+                         tname, field, idx);
     double d = v->valuedouble;
     if (d < 0)
         return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: tensor \"%.200s\": %s entry %zu is not a non-negative integer (negative: %.17g)",
-                         path, tname, field, idx, d);
-    if (d > ST_MAX_JSON_INT)
-        return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: tensor \"%.200s\": %s entry %zu is too large (%.17g is above 2^53)", path,
+                         "%s: tensor \"%.200s\": %s entry %zu is not a non-negative integer (negative: %.17g)", path,
                          tname, field, idx, d);
+    if (d > ST_MAX_JSON_INT)
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": %s entry %zu is too large (%.17g is above 2^53)",
+                         path, tname, field, idx, d);
     if (d != (double)(uint64_t)d)
         return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: tensor \"%.200s\": %s entry %zu is not a non-negative integer (fractional: %.17g)",
-                         path, tname, field, idx, d);
+                         "%s: tensor \"%.200s\": %s entry %zu is not a non-negative integer (fractional: %.17g)", path,
+                         tname, field, idx, d);
     *out = (uint64_t)d;
     return MS_OK;
 }
@@ -114,20 +112,23 @@ static ms_status check_number_spelling(const char *h, size_t n, const char *path
             else if (c == '"') in_str = 0;
             continue;
         }
-        if (c == '"') { in_str = 1; continue; }
+        if (c == '"') {
+            in_str = 1;
+            continue;
+        }
         if (c == '-' || (c >= '0' && c <= '9')) {
             size_t j = i;
             int bad = (c == '-');
-            while (j < n && (h[j] == '-' || h[j] == '+' || h[j] == '.' || h[j] == 'e' ||
-                             h[j] == 'E' || (h[j] >= '0' && h[j] <= '9'))) {
+            while (j < n && (h[j] == '-' || h[j] == '+' || h[j] == '.' || h[j] == 'e' || h[j] == 'E' ||
+                             (h[j] >= '0' && h[j] <= '9'))) {
                 if (h[j] == '.' || h[j] == 'e' || h[j] == 'E' || h[j] == '+') bad = 1;
                 j++;
             }
             if (j - i > 1 && h[i] == '0') bad = 1; /* leading zero */
             if (bad)
                 return ms_seterr(err, MS_ERR_FORMAT,
-                                 "%s: header: number \"%.*s\" at offset %zu is not a plain non-negative integer",
-                                 path, (int)(j - i > 40 ? 40 : j - i), h + i, i);
+                                 "%s: header: number \"%.*s\" at offset %zu is not a plain non-negative integer", path,
+                                 (int)(j - i > 40 ? 40 : j - i), h + i, i);
             i = j - 1;
         }
     }
@@ -150,16 +151,16 @@ static int cmp_by_offset(const void *a, const void *b)
 }
 
 /* Parses one header entry into t (name already set); begin/end returned. */
-static ms_status parse_entry(const cJSON *e, st_tensor *t, uint64_t *begin, uint64_t *end,
-                             const char *path, ms_error *err)
+static ms_status parse_entry(const cJSON *e, st_tensor *t, uint64_t *begin, uint64_t *end, const char *path,
+                             ms_error *err)
 {
     const char *nm = t->name;
     if (!cJSON_IsObject(e))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": entry is not an object", path, nm);
     for (const cJSON *k = e->child; k; k = k->next)
         if (strcmp(k->string, "dtype") && strcmp(k->string, "shape") && strcmp(k->string, "data_offsets"))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": unexpected key \"%.100s\"", path,
-                             nm, k->string);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": unexpected key \"%.100s\"", path, nm,
+                             k->string);
     const cJSON *dt = json_get(e, "dtype"), *sh = json_get(e, "shape"), *of = json_get(e, "data_offsets");
     if (!cJSON_IsString(dt))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": dtype missing or not a string", path, nm);
@@ -172,8 +173,8 @@ static ms_status parse_entry(const cJSON *e, st_tensor *t, uint64_t *begin, uint
         return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape missing or not an array", path, nm);
     int nd = cJSON_GetArraySize(sh);
     if (nd > ST_MAX_DIMS)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape has %d dimensions, more than %d",
-                         path, nm, nd, ST_MAX_DIMS);
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape has %d dimensions, more than %d", path, nm,
+                         nd, ST_MAX_DIMS);
     t->ndim = nd;
     uint64_t numel = 1;
     int i = 0;
@@ -183,18 +184,17 @@ static ms_status parse_entry(const cJSON *e, st_tensor *t, uint64_t *begin, uint
         if (s) return s;
         t->shape[i] = (int64_t)dim;
         if (__builtin_mul_overflow(numel, dim, &numel))
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape x dtype size overflows 64 bits",
-                             path, nm);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape x dtype size overflows 64 bits", path,
+                             nm);
     }
     t->numel = numel;
     uint64_t nbits;
     if (__builtin_mul_overflow(numel, (uint64_t)st_dtype_bits(t->dtype), &nbits))
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape x dtype size overflows 64 bits",
-                         path, nm);
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: tensor \"%.200s\": shape x dtype size overflows 64 bits", path, nm);
     if (nbits % 8)
         return ms_seterr(err, MS_ERR_FORMAT,
-                         "%s: tensor \"%.200s\": %llu elements of %s are not a whole number of bytes", path,
-                         nm, (unsigned long long)numel, st_dtype_name(t->dtype));
+                         "%s: tensor \"%.200s\": %llu elements of %s are not a whole number of bytes", path, nm,
+                         (unsigned long long)numel, st_dtype_name(t->dtype));
     t->nbytes = nbits / 8;
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2)
         return ms_seterr(err, MS_ERR_FORMAT,
@@ -237,8 +237,8 @@ static ms_status parse_header(st_file *f, uint64_t hlen, ms_error *err)
             }
             for (const cJSON *m = c->child; m; m = m->next) {
                 if (!cJSON_IsString(m)) {
-                    s = ms_seterr(err, MS_ERR_FORMAT, "%s: __metadata__ value for \"%.100s\" is not a string",
-                                  path, m->string);
+                    s = ms_seterr(err, MS_ERR_FORMAT, "%s: __metadata__ value for \"%.100s\" is not a string", path,
+                                  m->string);
                     goto out;
                 }
                 f->n_meta++;
@@ -284,8 +284,7 @@ static ms_status parse_header(st_file *f, uint64_t hlen, ms_error *err)
             s = ms_seterr(err, MS_ERR_FORMAT,
                           "%s: tensor \"%.200s\": data_offsets [%llu, %llu] out of bounds: the data section "
                           "has %llu bytes",
-                          path, t->name, (unsigned long long)b, (unsigned long long)e,
-                          (unsigned long long)data_size);
+                          path, t->name, (unsigned long long)b, (unsigned long long)e, (unsigned long long)data_size);
             goto out;
         }
         t->data = f->map + 8 + hlen + b; /* in bounds: e <= data_size */
@@ -308,8 +307,8 @@ static ms_status parse_header(st_file *f, uint64_t hlen, ms_error *err)
         if (b > pos) {
             if (i == 0)
                 s = ms_seterr(err, MS_ERR_FORMAT,
-                              "%s: first tensor \"%.200s\" starts at data offset %llu, not 0 (hole at the start)",
-                              path, f->t[i].name, (unsigned long long)b);
+                              "%s: first tensor \"%.200s\" starts at data offset %llu, not 0 (hole at the start)", path,
+                              f->t[i].name, (unsigned long long)b);
             else
                 s = ms_seterr(err, MS_ERR_FORMAT,
                               "%s: hole in the data section: %llu unused bytes before tensor \"%.200s\"", path,
@@ -320,8 +319,8 @@ static ms_status parse_header(st_file *f, uint64_t hlen, ms_error *err)
     }
     if (pos != data_size) {
         s = ms_seterr(err, MS_ERR_FORMAT,
-                      "%s: trailing bytes: tensors end at data offset %llu but the file has %llu data bytes",
-                      path, (unsigned long long)pos, (unsigned long long)data_size);
+                      "%s: trailing bytes: tensors end at data offset %llu but the file has %llu data bytes", path,
+                      (unsigned long long)pos, (unsigned long long)data_size);
         goto out;
     }
     for (size_t i = 0; i < f->n; i++) f->by_name[i] = i;
@@ -345,8 +344,7 @@ ms_status st_file_open(const char *path, st_file **out, ms_error *err)
     ms_status s;
     f->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (f->fd < 0) {
-        s = ms_seterr(err, errno == ENOENT ? MS_ERR_NOTFOUND : MS_ERR_IO, "%s: cannot open: %s", path,
-                      strerror(errno));
+        s = ms_seterr(err, errno == ENOENT ? MS_ERR_NOTFOUND : MS_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
     }
     if (fstat(f->fd, &f->st) != 0 || !S_ISREG(f->st.st_mode)) {
@@ -373,8 +371,9 @@ ms_status st_file_open(const char *path, st_file **out, ms_error *err)
     int zip = b[0] == 'P' && b[1] == 'K' && b[2] == 3 && b[3] == 4;
     int pickle = b[0] == 0x80 && b[1] >= 2 && b[1] <= 5;
     if (!plausible && (zip || pickle)) {
-        s = st_refuse_pickle(path, zip ? "this is a zip archive (torch.save format), not safetensors"
-                                       : "this is a Python pickle, not safetensors",
+        s = st_refuse_pickle(path,
+                             zip ? "this is a zip archive (torch.save format), not safetensors"
+                                 : "this is a Python pickle, not safetensors",
                              err);
         goto fail;
     }
@@ -390,8 +389,8 @@ ms_status st_file_open(const char *path, st_file **out, ms_error *err)
     }
     if (hlen > f->size - 8) {
         s = ms_seterr(err, MS_ERR_FORMAT,
-                      "%s: header length %llu runs past the end of the file (%llu bytes after the length)",
-                      path, (unsigned long long)hlen, (unsigned long long)(f->size - 8));
+                      "%s: header length %llu runs past the end of the file (%llu bytes after the length)", path,
+                      (unsigned long long)hlen, (unsigned long long)(f->size - 8));
         goto fail;
     }
     if (b[8] != '{') {
@@ -421,7 +420,10 @@ void st_file_close(st_file *f)
     free(f);
 }
 
-size_t st_file_count(const st_file *f) { return f ? f->n : 0; }
+size_t st_file_count(const st_file *f)
+{
+    return f ? f->n : 0;
+}
 
 const st_tensor *st_file_get(const st_file *f, size_t i)
 {
@@ -450,7 +452,10 @@ const char *st_file_meta(const st_file *f, const char *key)
     return NULL;
 }
 
-const char *st_file_path(const st_file *f) { return f ? f->path : NULL; }
+const char *st_file_path(const st_file *f)
+{
+    return f ? f->path : NULL;
+}
 
 ms_status st_file_recheck(const st_file *f, ms_error *err)
 {
@@ -480,13 +485,33 @@ float st_tensor_getf(const st_tensor *t, uint64_t i)
     const uint8_t *p = t->data;
     if (i >= t->numel) return 0.0f;
     switch (t->dtype) {
-    case ST_F32: { float v; memcpy(&v, p + 4 * i, 4); return v; }
-    case ST_BF16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_bf16_to_f32(v); }
-    case ST_F16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_f16_to_f32(v); }
+    case ST_F32: {
+        float v;
+        memcpy(&v, p + 4 * i, 4);
+        return v;
+    }
+    case ST_BF16: {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return half_bf16_to_f32(v);
+    }
+    case ST_F16: {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        return half_f16_to_f32(v);
+    }
     case ST_I8: return (float)(int8_t)p[i];
     case ST_U8: return (float)p[i];
-    case ST_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); return (float)v; }
-    case ST_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); return (float)v; }
+    case ST_I32: {
+        int32_t v;
+        memcpy(&v, p + 4 * i, 4);
+        return (float)v;
+    }
+    case ST_I64: {
+        int64_t v;
+        memcpy(&v, p + 8 * i, 8);
+        return (float)v;
+    }
     default: return 0.0f;
     }
 }

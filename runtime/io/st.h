@@ -25,14 +25,14 @@
 #define ST_MAX_DIMS 8
 
 typedef struct st_tensor {
-    const char *name;       /* owned by the st_file */
+    const char *name; /* owned by the st_file */
     st_dtype dtype;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     uint64_t numel;
-    const void *data;       /* into the mmap; only element-aligned */
+    const void *data; /* into the mmap; only element-aligned */
     uint64_t nbytes;
-    const char *path;       /* file it lives in */
+    const char *path; /* file it lives in */
 } st_tensor;
 
 typedef struct st_file st_file;
@@ -106,9 +106,8 @@ typedef struct st_writer st_writer;
  * is reserved). Lifecycle: open, write..., finish, then always
  * st_writer_abort, which frees the writer (and removes the temp file unless
  * finish succeeded). Names are copied; tensors need not outlive open. */
-ms_status st_writer_open(const char *path, const st_wtensor *tensors, size_t n,
-                         const char *const *meta_kv, size_t n_meta, st_writer **out,
-                         ms_error *err);
+ms_status st_writer_open(const char *path, const st_wtensor *tensors, size_t n, const char *const *meta_kv,
+                         size_t n_meta, st_writer **out, ms_error *err);
 /* Index into the tensors array given to open, in file order: the i-th tensor
  * whose bytes must be written next. */
 size_t st_writer_order(const st_writer *w, size_t i);

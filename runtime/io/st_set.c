@@ -216,8 +216,8 @@ static ms_status open_sharded(st_set *s, const char *index_path, ms_error *err)
             goto out;
         }
         if (!st_is_pickle_name(p) && !is_file(p)) {
-            st = ms_seterr(err, MS_ERR_NOTFOUND, "%s: index lists shard \"%.200s\" but %s does not exist",
-                           index_path, shard_names[k], p);
+            st = ms_seterr(err, MS_ERR_NOTFOUND, "%s: index lists shard \"%.200s\" but %s does not exist", index_path,
+                           shard_names[k], p);
             free(p);
             goto out;
         }
@@ -340,7 +340,10 @@ void st_set_close(st_set *s)
     free(s);
 }
 
-size_t st_set_count(const st_set *s) { return s ? s->n : 0; }
+size_t st_set_count(const st_set *s)
+{
+    return s ? s->n : 0;
+}
 
 const st_tensor *st_set_get(const st_set *s, size_t i)
 {
@@ -361,11 +364,17 @@ const st_tensor *st_set_find(const st_set *s, const char *name)
     return NULL;
 }
 
-size_t st_set_nfiles(const st_set *s) { return s ? s->nfiles : 0; }
+size_t st_set_nfiles(const st_set *s)
+{
+    return s ? s->nfiles : 0;
+}
 
 const st_file *st_set_file(const st_set *s, size_t i)
 {
     return s && i < s->nfiles ? s->files[i] : NULL;
 }
 
-const char *st_set_note(const st_set *s) { return s ? s->note : NULL; }
+const char *st_set_note(const st_set *s)
+{
+    return s ? s->note : NULL;
+}

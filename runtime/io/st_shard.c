@@ -17,8 +17,7 @@
 #include "base/err.h"
 #include "base/strbuf.h"
 
-ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_size, st_shard_plan *p,
-                             ms_error *err)
+ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_size, st_shard_plan *p, ms_error *err)
 {
     memset(p, 0, sizeof *p);
     if (max_shard_size == 0) max_shard_size = UINT64_MAX;
@@ -33,8 +32,8 @@ ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_s
         st_shard_plan_free(p);
         return ms_seterr(err, MS_ERR_NOMEM, "shard plan: out of memory");
     }
-    size_t n_list = 0;     /* shards appended to the list so far */
-    size_t n_groups = 0;   /* groups created (open one included) */
+    size_t n_list = 0;   /* shards appended to the list so far */
+    size_t n_groups = 0; /* groups created (open one included) */
     size_t open = (size_t)-1;
     uint64_t open_size = 0;
     for (size_t i = 0; i < n; i++) {
@@ -101,9 +100,16 @@ static void sb_pystr(strbuf *b, const char *s)
         unsigned c = *p;
         size_t k = 1;
         if (c >= 0x80) { /* decode (input validated UTF-8 by the caller) */
-            if ((c & 0xE0) == 0xC0) { c &= 0x1F; k = 2; }
-            else if ((c & 0xF0) == 0xE0) { c &= 0x0F; k = 3; }
-            else { c &= 0x07; k = 4; }
+            if ((c & 0xE0) == 0xC0) {
+                c &= 0x1F;
+                k = 2;
+            } else if ((c & 0xF0) == 0xE0) {
+                c &= 0x0F;
+                k = 3;
+            } else {
+                c &= 0x07;
+                k = 4;
+            }
             for (size_t i = 1; i < k && p[i]; i++) c = (c << 6) | (p[i] & 0x3F);
         }
         p += k;
@@ -135,8 +141,7 @@ static int cmp_idx_name(const void *a, const void *b, void *ctx)
     return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
 }
 
-ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char **out, size_t *len,
-                              ms_error *err)
+ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char **out, size_t *len, ms_error *err)
 {
     *out = NULL;
     size_t *idx = malloc((p->n ? p->n : 1) * sizeof *idx);
@@ -234,8 +239,13 @@ ms_status st_parse_size(const char *s, uint64_t *out, ms_error *err)
     uint64_t mul = 1;
     if (*p) {
         char u0 = (char)(p[0] & ~0x20), u1 = (char)(p[1] & ~0x20);
-        if (u1 != 'B' || p[2]) return ms_seterr(err, MS_ERR_INVALID, "size \"%.40s\": unit must be KB, MB, GB or TB", s);
-        mul = u0 == 'K' ? 1000ull : u0 == 'M' ? 1000000ull : u0 == 'G' ? 1000000000ull : u0 == 'T' ? 1000000000000ull : 0;
+        if (u1 != 'B' || p[2])
+            return ms_seterr(err, MS_ERR_INVALID, "size \"%.40s\": unit must be KB, MB, GB or TB", s);
+        mul = u0 == 'K'   ? 1000ull
+              : u0 == 'M' ? 1000000ull
+              : u0 == 'G' ? 1000000000ull
+              : u0 == 'T' ? 1000000000000ull
+                          : 0;
         if (!mul) return ms_seterr(err, MS_ERR_INVALID, "size \"%.40s\": unit must be KB, MB, GB or TB", s);
     } else if (fscale > 1) {
         return ms_seterr(err, MS_ERR_INVALID, "size \"%.40s\": a byte count must be an integer", s);
@@ -253,10 +263,11 @@ ms_status st_parse_size(const char *s, uint64_t *out, ms_error *err)
 /* ---- HF state-dict order ---------------------------------------------- */
 
 static const char *const LAYER_ORDER[] = {
-    "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
-    "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight", "self_attn.o_proj.bias",
-    "self_attn.q_norm.weight", "self_attn.k_norm.weight", "mlp.gate_proj.weight",  "mlp.up_proj.weight",
-    "mlp.down_proj.weight",    "input_layernorm.weight", "post_attention_layernorm.weight",
+    "self_attn.q_proj.weight", "self_attn.q_proj.bias",   "self_attn.k_proj.weight",
+    "self_attn.k_proj.bias",   "self_attn.v_proj.weight", "self_attn.v_proj.bias",
+    "self_attn.o_proj.weight", "self_attn.o_proj.bias",   "self_attn.q_norm.weight",
+    "self_attn.k_norm.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+    "mlp.down_proj.weight",    "input_layernorm.weight",  "post_attention_layernorm.weight",
 };
 
 /* Sort key of a name: group, layer, position within the layer. */
@@ -264,7 +275,10 @@ static void hf_key(const char *s, int *group, unsigned long *layer, int *pos)
 {
     *layer = 0;
     *pos = 0;
-    if (strcmp(s, "model.embed_tokens.weight") == 0) { *group = 0; return; }
+    if (strcmp(s, "model.embed_tokens.weight") == 0) {
+        *group = 0;
+        return;
+    }
     if (strncmp(s, "model.layers.", 13) == 0 && s[13] >= '0' && s[13] <= '9') {
         const char *p = s + 13;
         unsigned long v = 0;
@@ -278,8 +292,14 @@ static void hf_key(const char *s, int *group, unsigned long *layer, int *pos)
             return;
         }
     }
-    if (strcmp(s, "model.norm.weight") == 0) { *group = 2; return; }
-    if (strcmp(s, "lm_head.weight") == 0) { *group = 3; return; }
+    if (strcmp(s, "model.norm.weight") == 0) {
+        *group = 2;
+        return;
+    }
+    if (strcmp(s, "lm_head.weight") == 0) {
+        *group = 3;
+        return;
+    }
     *group = 4;
 }
 
@@ -298,8 +318,14 @@ int st_hf_order_cmp(const char *a, const char *b)
 /* Compares digit runs a[0..na) and b[0..nb) as unbounded integers. */
 static int cmp_digits(const char *a, size_t na, const char *b, size_t nb)
 {
-    while (na > 1 && *a == '0') { a++; na--; }
-    while (nb > 1 && *b == '0') { b++; nb--; }
+    while (na > 1 && *a == '0') {
+        a++;
+        na--;
+    }
+    while (nb > 1 && *b == '0') {
+        b++;
+        nb--;
+    }
     if (na != nb) return na < nb ? -1 : 1;
     int c = memcmp(a, b, na);
     return c < 0 ? -1 : c > 0;
@@ -347,9 +373,15 @@ static int cmp_wt5(const void *a, const void *b)
     return c ? c : strcmp(((const st_wtensor *)a)->name, ((const st_wtensor *)b)->name);
 }
 
-void st_hf_sort(st_wtensor *t, size_t n) { qsort(t, n, sizeof *t, cmp_wt); }
+void st_hf_sort(st_wtensor *t, size_t n)
+{
+    qsort(t, n, sizeof *t, cmp_wt);
+}
 
-void st_hf5_sort(st_wtensor *t, size_t n) { qsort(t, n, sizeof *t, cmp_wt5); }
+void st_hf5_sort(st_wtensor *t, size_t n)
+{
+    qsort(t, n, sizeof *t, cmp_wt5);
+}
 
 /* ---- whole weights directory ------------------------------------------ */
 
@@ -365,8 +397,7 @@ static void remove_shards(const char *dir, const st_shard_plan *p, size_t n)
 }
 
 ms_status st_write_weights(const char *dir, const st_wtensor *t, size_t n, uint64_t max_shard_size,
-                           const char *const *meta_kv, size_t n_meta, st_fill_fn fill, void *user,
-                           ms_error *err)
+                           const char *const *meta_kv, size_t n_meta, st_fill_fn fill, void *user, ms_error *err)
 {
     st_shard_plan p;
     ms_status s = st_shard_plan_make(t, n, max_shard_size, &p, err);
@@ -398,8 +429,7 @@ ms_status st_write_weights(const char *dir, const st_wtensor *t, size_t n, uint6
             size_t li = st_writer_order(w, j);
             s = fill(user, map[li], w, err);
             if (!s && st_writer_current(w) == li) /* zero-size tensors are never current */
-                s = ms_seterr(err, MS_ERR_INTERNAL, "%s: fill wrote too few bytes of \"%.200s\"", path,
-                              sub[li].name);
+                s = ms_seterr(err, MS_ERR_INTERNAL, "%s: fill wrote too few bytes of \"%.200s\"", path, sub[li].name);
         }
         if (!s) s = st_writer_finish(w, err);
         st_writer_abort(w);

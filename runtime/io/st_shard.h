@@ -17,27 +17,25 @@
 #define ST_SINGLE_FILE "model.safetensors"
 
 typedef struct st_shard_plan {
-    size_t n;             /* tensors */
-    size_t *shard_of;     /* n: shard index of each tensor (caller order) */
-    size_t n_shards;      /* >= 1 */
-    uint64_t total_size;  /* bytes of tensor data (index metadata.total_size) */
-    uint64_t total_params;/* elements (index metadata.total_parameters) */
+    size_t n;              /* tensors */
+    size_t *shard_of;      /* n: shard index of each tensor (caller order) */
+    size_t n_shards;       /* >= 1 */
+    uint64_t total_size;   /* bytes of tensor data (index metadata.total_size) */
+    uint64_t total_params; /* elements (index metadata.total_parameters) */
 } st_shard_plan;
 
 /* Assigns tensors (in HF state-dict order) to shards like huggingface_hub's
  * split_state_dict_into_shards: walk in order; a tensor bigger than
  * max_shard_size gets a shard of its own (placed before the open shard);
  * otherwise a new shard starts when the open one would exceed the limit. */
-ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_size, st_shard_plan *p,
-                             ms_error *err);
+ms_status st_shard_plan_make(const st_wtensor *t, size_t n, uint64_t max_shard_size, st_shard_plan *p, ms_error *err);
 void st_shard_plan_free(st_shard_plan *p);
 /* The file name of shard k (0-based) of n_shards: "model.safetensors" for
  * one shard, else "model-00001-of-00003.safetensors". The one place these
  * names are made (tools/synth and lora-merge both use it). */
 void st_shard_filename(size_t k, size_t n_shards, char out[ST_SHARD_NAME_MAX]);
 /* The index JSON text (malloc'd), byte-identical to transformers' file. */
-ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char **out, size_t *len,
-                              ms_error *err);
+ms_status st_shard_index_json(const st_wtensor *t, const st_shard_plan *p, char **out, size_t *len, ms_error *err);
 
 /* Writes data to path atomically: temp file in the same directory, fsync,
  * rename, fsync of the directory. */
@@ -75,7 +73,6 @@ typedef ms_status (*st_fill_fn)(void *user, size_t i, st_writer *w, ms_error *er
  * (HF order) with the given shard limit (0: no limit). meta_kv as for
  * st_writer_open. On failure the files this call completed are removed. */
 ms_status st_write_weights(const char *dir, const st_wtensor *t, size_t n, uint64_t max_shard_size,
-                           const char *const *meta_kv, size_t n_meta, st_fill_fn fill, void *user,
-                           ms_error *err);
+                           const char *const *meta_kv, size_t n_meta, st_fill_fn fill, void *user, ms_error *err);
 
 #endif

@@ -34,7 +34,7 @@ struct st_writer {
     char **names;     /* per caller index (copies, for messages) */
     size_t cur;       /* file position of the tensor being written */
     uint64_t cur_done;
-    uint64_t total;   /* file size */
+    uint64_t total; /* file size */
     uint8_t *buf;
     size_t buf_len;
     int failed, finished;
@@ -63,10 +63,10 @@ static int fault(const char *op)
  * writer orders tensors by it, largest first. */
 static int dtype_rank(st_dtype t)
 {
-    static const st_dtype order[] = {ST_BOOL, ST_F4, ST_F6_E2M3, ST_F6_E3M2, ST_U8, ST_I8, ST_F8_E5M2,
-                                     ST_F8_E4M3, ST_F8_E8M0, ST_F8_E4M3FNUZ, ST_F8_E5M2FNUZ, ST_I16,
-                                     ST_U16, ST_F16, ST_BF16, ST_I32, ST_U32, ST_F32, ST_C64, ST_F64,
-                                     ST_I64, ST_U64};
+    static const st_dtype order[] = {ST_BOOL,    ST_F4,      ST_F6_E2M3, ST_F6_E3M2,     ST_U8,          ST_I8,
+                                     ST_F8_E5M2, ST_F8_E4M3, ST_F8_E8M0, ST_F8_E4M3FNUZ, ST_F8_E5M2FNUZ, ST_I16,
+                                     ST_U16,     ST_F16,     ST_BF16,    ST_I32,         ST_U32,         ST_F32,
+                                     ST_C64,     ST_F64,     ST_I64,     ST_U64};
     for (int i = 0; i < (int)(sizeof order / sizeof *order); i++)
         if (order[i] == t) return i;
     return -1;
@@ -98,11 +98,23 @@ static int utf8_ok(const char *s)
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned c = *p, k, min;
-        if (c < 0x80) { p++; continue; }
-        if ((c & 0xE0) == 0xC0) { k = 1; min = 0x80; c &= 0x1F; }
-        else if ((c & 0xF0) == 0xE0) { k = 2; min = 0x800; c &= 0x0F; }
-        else if ((c & 0xF8) == 0xF0) { k = 3; min = 0x10000; c &= 0x07; }
-        else return 0;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            k = 1;
+            min = 0x80;
+            c &= 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            k = 2;
+            min = 0x800;
+            c &= 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            k = 3;
+            min = 0x10000;
+            c &= 0x07;
+        } else return 0;
         for (unsigned i = 1; i <= k; i++) {
             if ((p[i] & 0xC0) != 0x80) return 0;
             c = (c << 6) | (p[i] & 0x3F);
@@ -179,15 +191,16 @@ static int split_path(const char *path, char **dir, const char **base)
 /* Asks the fault hook ("fsyncdir"), then fsyncs the directory (fs_fsync_dir). */
 ms_status st_fsync_dir(const char *dir, ms_error *err)
 {
-    if (fault("fsyncdir")) return ms_seterr(err, MS_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(errno));
+    if (fault("fsyncdir"))
+        return ms_seterr(err, MS_ERR_IO, "%s: fsync of the directory failed: %s", dir, strerror(errno));
     return fs_fsync_dir(dir, err);
 }
 
 /* ---- planning --------------------------------------------------------- */
 
 /* Builds the padded header (length prefix included) for the planned order. */
-static ms_status build_header(st_writer *w, const st_wtensor *t, const char *const *meta_kv, size_t n_meta,
-                              strbuf *hb, ms_error *err)
+static ms_status build_header(st_writer *w, const st_wtensor *t, const char *const *meta_kv, size_t n_meta, strbuf *hb,
+                              ms_error *err)
 {
     sb_append(hb, "\0\0\0\0\0\0\0\0", 8);
     sb_puts(hb, "{\"__metadata__\":{\"format\":\"pt\"");
@@ -363,7 +376,10 @@ size_t st_writer_order(const st_writer *w, size_t i)
     return w && i < w->n ? w->order[i] : (size_t)-1;
 }
 
-uint64_t st_writer_size(const st_writer *w) { return w ? w->total : 0; }
+uint64_t st_writer_size(const st_writer *w)
+{
+    return w ? w->total : 0;
+}
 
 size_t st_writer_current(const st_writer *w)
 {

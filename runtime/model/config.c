@@ -103,8 +103,10 @@ static ms_status read_dtype(const cJSON *o, qwen3_config *c, const char *what, m
     if (!d) return MS_OK;
     int t = parse_dtype(d);
     if (t < 0)
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"%s\" = \"%.40s\" is not supported (bfloat16, float16 "
-                         "or float32)", what, b ? "dtype" : "torch_dtype", d);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED,
+                         "%s: field \"%s\" = \"%.40s\" is not supported (bfloat16, float16 "
+                         "or float32)",
+                         what, b ? "dtype" : "torch_dtype", d);
     c->dtype = (st_dtype)t;
     c->dtype_given = 1;
     return MS_OK;
@@ -117,8 +119,13 @@ static ms_status read_rope(const cJSON *o, qwen3_config *c, const char *what, ms
     const cJSON *rs = json_get(o, "rope_scaling"), *rp = json_get(o, "rope_parameters");
     const cJSON *d = NULL;
     const char *dname = NULL;
-    if (rs && !cJSON_IsNull(rs)) { d = rs; dname = "rope_scaling"; }
-    else if (rp && !cJSON_IsNull(rp)) { d = rp; dname = "rope_parameters"; }
+    if (rs && !cJSON_IsNull(rs)) {
+        d = rs;
+        dname = "rope_scaling";
+    } else if (rp && !cJSON_IsNull(rp)) {
+        d = rp;
+        dname = "rope_parameters";
+    }
     if (d && !cJSON_IsObject(d))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: field \"%s\" must be an object or null", what, dname);
     char dwhat[4200];
@@ -134,8 +141,10 @@ static ms_status read_rope(const cJSON *o, qwen3_config *c, const char *what, ms
         have = 1;
     }
     if (!have)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: no rope_theta (neither top-level nor in rope_parameters / "
-                         "rope_scaling); refusing to guess the base", what);
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: no rope_theta (neither top-level nor in rope_parameters / "
+                         "rope_scaling); refusing to guess the base",
+                         what);
     if (!(theta > 1.0) || theta > 1e12)
         return ms_seterr(err, MS_ERR_FORMAT, "%s: rope_theta = %g is outside (1, 1e12]", what, theta);
     c->rope_theta = theta;
@@ -163,8 +172,10 @@ static ms_status read_rope(const cJSON *o, qwen3_config *c, const char *what, ms
     if ((s = json_get_double(d, "original_max_position_embeddings", 0, &omax, dwhat, err))) return s;
     if ((s = json_get_double(o, "original_max_position_embeddings", 0, &top_omax, what, err))) return s;
     if (top_omax && omax && top_omax != omax)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: original_max_position_embeddings differs between the top level "
-                         "(%g) and %s (%g)", what, top_omax, dname, omax);
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: original_max_position_embeddings differs between the top level "
+                         "(%g) and %s (%g)",
+                         what, top_omax, dname, omax);
     if (!omax) omax = top_omax ? top_omax : (double)c->max_position_embeddings; /* transformers' default */
     if (!(omax >= 1) || omax > (1 << 24) || omax != floor(omax))
         return ms_seterr(err, MS_ERR_FORMAT, "%s: original_max_position_embeddings %g is not an integer in [1, 2^24]",
@@ -180,8 +191,10 @@ static ms_status read_rope(const cJSON *o, qwen3_config *c, const char *what, ms
     if (bf == 0) bf = 32; /* transformers: beta_fast or 32 */
     if (bs == 0) bs = 1;
     if (!(bf > 0) || !(bs > 0) || bf < bs || bf > 1e6)
-        return ms_seterr(err, MS_ERR_FORMAT, "%s: beta_fast %g / beta_slow %g must be positive with beta_fast >= "
-                         "beta_slow", dwhat, bf, bs);
+        return ms_seterr(err, MS_ERR_FORMAT,
+                         "%s: beta_fast %g / beta_slow %g must be positive with beta_fast >= "
+                         "beta_slow",
+                         dwhat, bf, bs);
     if (json_get(d, "attention_factor") && !cJSON_IsNull(json_get(d, "attention_factor"))) {
         if (!(af > 0) || af > 100)
             return ms_seterr(err, MS_ERR_FORMAT, "%s: attention_factor %g is outside (0, 100]", dwhat, af);
@@ -217,14 +230,18 @@ ms_status config_load(const char *path, qwen3_config *c, ms_error *err)
     const char *mt = NULL;
     if ((s = json_get_string(o, "model_type", 1, &mt, w, err))) goto out;
     if (strcmp(mt, "qwen3") != 0) {
-        s = ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: model_type \"%.60s\" is not supported: medserve runs dense "
-                      "Qwen3 only (model_type \"qwen3\")", w, mt);
+        s = ms_seterr(err, MS_ERR_UNSUPPORTED,
+                      "%s: model_type \"%.60s\" is not supported: medserve runs dense "
+                      "Qwen3 only (model_type \"qwen3\")",
+                      w, mt);
         goto out;
     }
     const cJSON *q = json_get(o, "quantization_config");
     if (q && !cJSON_IsNull(q)) {
-        s = ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: field \"quantization_config\": quantized checkpoints are not "
-                      "supported (export bf16/f16/f32 weights)", w);
+        s = ms_seterr(err, MS_ERR_UNSUPPORTED,
+                      "%s: field \"quantization_config\": quantized checkpoints are not "
+                      "supported (export bf16/f16/f32 weights)",
+                      w);
         goto out;
     }
     /* limits keep every later product (V*H, ctx*L*nkv*d*4, I*H) far inside 64 bits */
@@ -241,8 +258,10 @@ ms_status config_load(const char *path, qwen3_config *c, ms_error *err)
     const cJSON *hd = json_get(o, "head_dim");
     if (hd) {
         if (cJSON_IsNull(hd)) {
-            s = ms_seterr(err, MS_ERR_FORMAT, "%s: field \"head_dim\" is null (transformers would fail); give an "
-                          "integer", w);
+            s = ms_seterr(err, MS_ERR_FORMAT,
+                          "%s: field \"head_dim\" is null (transformers would fail); give an "
+                          "integer",
+                          w);
             goto out;
         }
         if ((s = get_i(o, "head_dim", 1, 2, 1024, &c->head_dim, w, err))) goto out;
@@ -250,9 +269,10 @@ ms_status config_load(const char *path, qwen3_config *c, ms_error *err)
         /* transformers' Qwen3Config default is 128, not hidden/heads: accept
          * only when the two agree, so we never differ from the reference */
         if (c->hidden_size % c->n_heads || c->hidden_size / c->n_heads != 128) {
-            s = ms_seterr(err, MS_ERR_FORMAT, "%s: field \"head_dim\" is absent: transformers then uses 128 but "
-                          "hidden_size / num_attention_heads = %d / %d; write head_dim explicitly", w,
-                          c->hidden_size, c->n_heads);
+            s = ms_seterr(err, MS_ERR_FORMAT,
+                          "%s: field \"head_dim\" is absent: transformers then uses 128 but "
+                          "hidden_size / num_attention_heads = %d / %d; write head_dim explicitly",
+                          w, c->hidden_size, c->n_heads);
             goto out;
         }
         c->head_dim = c->hidden_size / c->n_heads;
@@ -282,8 +302,10 @@ ms_status config_load(const char *path, qwen3_config *c, ms_error *err)
     int sw = 0;
     if ((s = json_get_bool(o, "use_sliding_window", 0, &sw, w, err))) goto out;
     if (sw) {
-        s = ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: use_sliding_window true is not supported (Qwen3 uses full "
-                      "attention)", w);
+        s = ms_seterr(err, MS_ERR_UNSUPPORTED,
+                      "%s: use_sliding_window true is not supported (Qwen3 uses full "
+                      "attention)",
+                      w);
         goto out;
     }
     const cJSON *lt = json_get(o, "layer_types");

@@ -4,8 +4,8 @@
 #ifndef MS_CONFIG_H
 #define MS_CONFIG_H
 
-#include "medserve.h"
 #include "io/st.h"
+#include "medserve.h"
 
 #define CFG_MAX_EOS 8
 
@@ -14,8 +14,8 @@ typedef struct qwen3_config {
     int max_position_embeddings;
     double rms_norm_eps, rope_theta;
     int tie_word_embeddings, attention_bias;
-    st_dtype dtype;              /* torch_dtype / dtype; ST_F32 when absent */
-    int dtype_given;             /* 1 if the file names a dtype */
+    st_dtype dtype;  /* torch_dtype / dtype; ST_F32 when absent */
+    int dtype_given; /* 1 if the file names a dtype */
     /* YaRN; rope_yarn == 0 means default rope. When rope_yarn, every field is
      * filled with transformers' defaults: beta_fast 32, beta_slow 1,
      * original_max = max_position_embeddings, truncate 1, and
@@ -24,7 +24,7 @@ typedef struct qwen3_config {
     int rope_yarn;
     double yarn_factor, yarn_original_max, yarn_beta_fast, yarn_beta_slow, yarn_attention_factor;
     int yarn_truncate;
-    int bos_token_id;            /* -1 if absent or null */
+    int bos_token_id; /* -1 if absent or null */
     int eos_ids[CFG_MAX_EOS];
     int n_eos;
 } qwen3_config;
@@ -37,12 +37,12 @@ typedef struct qwen3_config {
 ms_status config_load(const char *path, qwen3_config *c, ms_error *err);
 
 typedef struct gen_config {
-    int do_sample;               /* HF default 0 */
+    int do_sample;                                        /* HF default 0 */
     double temperature, top_p, min_p, repetition_penalty; /* 1, 1, 0 (unset), 1 */
-    int top_k;                   /* HF default 50 */
+    int top_k;                                            /* HF default 50 */
     int eos_ids[CFG_MAX_EOS];
     int n_eos;
-    int max_new_tokens;          /* 0 if absent */
+    int max_new_tokens; /* 0 if absent */
 } gen_config;
 
 /* Parses generation_config.json (the file or the model directory); a missing

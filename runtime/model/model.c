@@ -30,8 +30,7 @@ typedef struct binder {
 static ms_status join_path(char *buf, size_t cap, const char *dir, const char *name, ms_error *err)
 {
     int n = snprintf(buf, cap, "%s/%s", dir, name);
-    if (n < 0 || (size_t)n >= cap)
-        return ms_seterr(err, MS_ERR_INVALID, "model: path %s/%s is too long", dir, name);
+    if (n < 0 || (size_t)n >= cap) return ms_seterr(err, MS_ERR_INVALID, "model: path %s/%s is too long", dir, name);
     return MS_OK;
 }
 
@@ -53,26 +52,22 @@ static ms_status claim(binder *b, const st_tensor *t, ms_error *err)
 static ms_status bind(binder *b, wmat *w, const char *name, int64_t rows, int64_t cols, ms_error *err)
 {
     const st_tensor *t = st_set_find(b->m->st, name);
-    if (!t)
-        return ms_seterr(err, MS_ERR_FORMAT, "model: %s: missing tensor %s", b->m->dir, name);
+    if (!t) return ms_seterr(err, MS_ERR_FORMAT, "model: %s: missing tensor %s", b->m->dir, name);
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
-        return ms_seterr(err, MS_ERR_UNSUPPORTED,
-                         "model: %s: tensor %s has dtype %s; expected F32, F16 or BF16", t->path, name,
-                         st_dtype_name(t->dtype));
-    int ok = rows ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols)
-                  : (t->ndim == 1 && t->shape[0] == cols);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "model: %s: tensor %s has dtype %s; expected F32, F16 or BF16",
+                         t->path, name, st_dtype_name(t->dtype));
+    int ok =
+        rows ? (t->ndim == 2 && t->shape[0] == rows && t->shape[1] == cols) : (t->ndim == 1 && t->shape[0] == cols);
     if (!ok) {
         char got[96] = "";
         size_t len = 0;
         for (int i = 0; i < t->ndim && len < sizeof got - 24; i++)
-            len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "",
-                                    (long long)t->shape[i]);
+            len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         if (rows)
             return ms_seterr(err, MS_ERR_FORMAT,
-                             "model: %s: tensor %s has shape [%s]; config.json implies [%lld, %lld]",
-                             t->path, name, got, (long long)rows, (long long)cols);
-        return ms_seterr(err, MS_ERR_FORMAT,
-                         "model: %s: tensor %s has shape [%s]; config.json implies [%lld]", t->path,
+                             "model: %s: tensor %s has shape [%s]; config.json implies [%lld, %lld]", t->path, name,
+                             got, (long long)rows, (long long)cols);
+        return ms_seterr(err, MS_ERR_FORMAT, "model: %s: tensor %s has shape [%s]; config.json implies [%lld]", t->path,
                          name, got, (long long)cols);
     }
     w->data = t->data;
@@ -83,8 +78,7 @@ static ms_status bind(binder *b, wmat *w, const char *name, int64_t rows, int64_
 }
 
 /* bind() for "model.layers.{l}.{suffix}". */
-static ms_status bind_layer(binder *b, wmat *w, int l, const char *suffix, int64_t rows,
-                            int64_t cols, ms_error *err)
+static ms_status bind_layer(binder *b, wmat *w, int l, const char *suffix, int64_t rows, int64_t cols, ms_error *err)
 {
     char name[NAME_MAX_LEN];
     snprintf(name, sizeof name, "model.layers.%d.%s", l, suffix);
@@ -106,7 +100,10 @@ static ms_status bind_all(model *m, ms_error *err)
     const int64_t qd = (int64_t)c->n_heads * d, kvd = (int64_t)c->n_kv_heads * d;
     binder b = {.m = m};
     ms_status st;
-#define TRY(x) do { if ((st = (x)) != MS_OK) goto out; } while (0)
+#define TRY(x)                             \
+    do {                                   \
+        if ((st = (x)) != MS_OK) goto out; \
+    } while (0)
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) {
         st = ms_seterr(err, MS_ERR_NOMEM, "model: out of memory for %d layers", c->n_layers);
@@ -167,8 +164,8 @@ out:
 static ms_status check_config(const model *m, ms_error *err)
 {
     const qwen3_config *c = &m->cfg;
-    if (c->hidden_size <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
-        c->head_dim <= 0 || c->intermediate_size <= 0 || c->vocab_size <= 0)
+    if (c->hidden_size <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 ||
+        c->intermediate_size <= 0 || c->vocab_size <= 0)
         return ms_seterr(err, MS_ERR_FORMAT, "model: %s/config.json: sizes must be positive", m->dir);
     if (c->n_heads % c->n_kv_heads)
         return ms_seterr(err, MS_ERR_FORMAT,
@@ -176,8 +173,8 @@ static ms_status check_config(const model *m, ms_error *err)
                          "num_key_value_heads %d",
                          m->dir, c->n_heads, c->n_kv_heads);
     if (c->head_dim % 2)
-        return ms_seterr(err, MS_ERR_FORMAT, "model: %s/config.json: head_dim %d must be even for RoPE",
-                         m->dir, c->head_dim);
+        return ms_seterr(err, MS_ERR_FORMAT, "model: %s/config.json: head_dim %d must be even for RoPE", m->dir,
+                         c->head_dim);
     return MS_OK;
 }
 
@@ -185,8 +182,8 @@ static ms_status check_config(const model *m, ms_error *err)
 static ms_status add_stop(model *m, int id, const char *from, ms_error *err)
 {
     if (id < 0 || id >= m->cfg.vocab_size)
-        return ms_seterr(err, MS_ERR_FORMAT, "model: %s: %s eos id %d is not in [0, %d)", m->dir, from,
-                         id, m->cfg.vocab_size);
+        return ms_seterr(err, MS_ERR_FORMAT, "model: %s: %s eos id %d is not in [0, %d)", m->dir, from, id,
+                         m->cfg.vocab_size);
     for (int i = 0; i < m->n_stop; i++)
         if (m->stop_ids[i] == id) return MS_OK;
     if (m->n_stop >= (int)(sizeof m->stop_ids / sizeof m->stop_ids[0]))
@@ -231,8 +228,7 @@ ms_status model_load(const char *dir, model **out, ms_error *err)
     if ((st = bind_all(m, err)) != MS_OK) goto fail;
     if ((st = tok_load(dir, &m->tok, err)) != MS_OK) goto fail;
     if (tok_n_ids(m->tok) > m->cfg.vocab_size) {
-        st = ms_seterr(err, MS_ERR_FORMAT,
-                       "model: %s: the tokenizer has %d ids but config.json vocab_size is %d", dir,
+        st = ms_seterr(err, MS_ERR_FORMAT, "model: %s: the tokenizer has %d ids but config.json vocab_size is %d", dir,
                        tok_n_ids(m->tok), m->cfg.vocab_size);
         goto fail;
     }

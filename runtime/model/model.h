@@ -7,16 +7,16 @@
 
 #include <stdint.h>
 
-#include "model/config.h"
-#include "medserve.h"
 #include "io/st.h"
+#include "medserve.h"
+#include "model/config.h"
 #include "text/tokenizer.h"
 
 /* A weight view: row-major [rows, cols]; a vector has rows == 1. data may be
  * only element-aligned. data == NULL means absent (e.g. biases). */
 typedef struct wmat {
     const void *data;
-    st_dtype dtype;   /* ST_F32, ST_F16 or ST_BF16 */
+    st_dtype dtype; /* ST_F32, ST_F16 or ST_BF16 */
     int64_t rows, cols;
 } wmat;
 
@@ -35,10 +35,10 @@ typedef struct model {
     gen_config gen;
     st_set *st;
     tokenizer *tok;
-    wmat embed;       /* [V, H] */
-    wmat final_norm;  /* [1, H] */
-    wmat lm_head;     /* [V, H]; equals embed when tied */
-    layer_weights *layers; /* cfg.n_layers */
+    wmat embed;                            /* [V, H] */
+    wmat final_norm;                       /* [1, H] */
+    wmat lm_head;                          /* [V, H]; equals embed when tied */
+    layer_weights *layers;                 /* cfg.n_layers */
     int32_t stop_ids[2 * CFG_MAX_EOS + 1]; /* gen eos ∪ config eos ∪ tokenizer eos */
     int n_stop;
     char manifest_sha256[65]; /* of medserve-manifest.json, or "" */

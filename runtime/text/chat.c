@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/chat_json.h"
 #include "base/err.h"
+#include "text/chat_json.h"
 
 /* Template literals, copied byte-exact from the template. */
 #define T_IM_START "<|im_start|>"
@@ -19,9 +19,9 @@
 #define T_TOOLS_HEAD                                                                           \
     "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are " \
     "provided with function signatures within <tools></tools> XML tags:\n<tools>"
-#define T_TOOLS_TAIL                                                                           \
-    "\n</tools>\n\nFor each function call, return a json object with function name and "      \
-    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "            \
+#define T_TOOLS_TAIL                                                                     \
+    "\n</tools>\n\nFor each function call, return a json object with function name and " \
+    "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "       \
     "<function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n"
 
 /* Length and FNV-1a 64 of the known template with trailing whitespace removed
@@ -187,8 +187,7 @@ static ms_status render_tool_calls(rnd *r, const char *json, int content_nonempt
         const cJSON *tc = el, *fn = cJSON_GetObjectItemCaseSensitive(el, "function");
         if (truthy(fn)) {
             if (!cJSON_IsObject(fn)) {
-                s = ms_seterr(err, MS_ERR_INVALID, "messages[%zu].tool_calls[%zu].function: must be an object",
-                              mi, j);
+                s = ms_seterr(err, MS_ERR_INVALID, "messages[%zu].tool_calls[%zu].function: must be an object", mi, j);
                 break;
             }
             tc = fn; /* the template reads name/arguments from the wrapper */
@@ -289,9 +288,8 @@ static ms_status parse_tools(const char *tools_json, cJSON **out, ms_error *err)
     return MS_OK;
 }
 
-ms_status chat_render(const chat_msg *msgs, size_t n, const char *tools_json,
-                      int add_generation_prompt, int enable_thinking, chat_out *out,
-                      ms_error *err)
+ms_status chat_render(const chat_msg *msgs, size_t n, const char *tools_json, int add_generation_prompt,
+                      int enable_thinking, chat_out *out, ms_error *err)
 {
     if (!out) return ms_seterr(err, MS_ERR_INVALID, "chat: no output");
     memset(out, 0, sizeof *out);
@@ -400,15 +398,13 @@ static ms_status dup_owned(chat_conv *c, const char *s, const char **out, ms_err
 }
 
 /* Content as one string: a string, null/absent (NULL), or text parts joined by "\n". */
-static ms_status read_content(chat_conv *c, const cJSON *v, const char **out, const char *what,
-                              size_t i, ms_error *err)
+static ms_status read_content(chat_conv *c, const cJSON *v, const char **out, const char *what, size_t i, ms_error *err)
 {
     *out = NULL;
     if (!v || cJSON_IsNull(v)) return MS_OK;
     if (cJSON_IsString(v)) return dup_owned(c, v->valuestring, out, err);
     if (!cJSON_IsArray(v))
-        return ms_seterr(err, MS_ERR_INVALID, "%s: messages[%zu].content must be a string, an array or null",
-                         what, i);
+        return ms_seterr(err, MS_ERR_INVALID, "%s: messages[%zu].content must be a string, an array or null", what, i);
     strbuf b = {0};
     ms_status s = sb_add(&b, "", 0, err);
     size_t k = 0;
@@ -419,7 +415,8 @@ static ms_status read_content(chat_conv *c, const cJSON *v, const char **out, co
             !cJSON_IsString(text)) {
             s = ms_seterr(err, MS_ERR_INVALID,
                           "%s: messages[%zu].content[%zu]: only {\"type\":\"text\",\"text\":string} parts "
-                          "are supported", what, i, k);
+                          "are supported",
+                          what, i, k);
             break;
         }
         if (k) s = sb_add(&b, "\n", 1, err);
@@ -448,8 +445,8 @@ static ms_status dump_owned(chat_conv *c, const cJSON *v, const char **out, ms_e
     return s;
 }
 
-ms_status chat_conv_from_json(const cJSON *messages, const cJSON *tools, chat_conv *out,
-                              const char *what, ms_error *err)
+ms_status chat_conv_from_json(const cJSON *messages, const cJSON *tools, chat_conv *out, const char *what,
+                              ms_error *err)
 {
     static const char *const reasoning_keys[] = {"reasoning_content", "thinking", "reasoning"};
     memset(out, 0, sizeof *out);
@@ -481,8 +478,7 @@ ms_status chat_conv_from_json(const cJSON *messages, const cJSON *tools, chat_co
             const cJSON *rv = cJSON_GetObjectItemCaseSensitive(m, reasoning_keys[k]);
             if (!rv || cJSON_IsNull(rv)) continue;
             if (!cJSON_IsString(rv))
-                s = ms_seterr(err, MS_ERR_INVALID, "%s: messages[%zu].%s must be a string", what, i,
-                              reasoning_keys[k]);
+                s = ms_seterr(err, MS_ERR_INVALID, "%s: messages[%zu].%s must be a string", what, i, reasoning_keys[k]);
             else s = dup_owned(out, rv->valuestring, &cm->reasoning_content, err);
             break;
         }

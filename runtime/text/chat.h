@@ -22,10 +22,10 @@ typedef struct chat_msg {
 } chat_msg;
 
 typedef struct chat_out {
-    char *text;            /* NUL-terminated, malloc'd */
+    char *text; /* NUL-terminated, malloc'd */
     size_t len;
-    size_t *untrusted;     /* pairs [begin, end) into text, malloc'd; sorted, disjoint, non-empty */
-    size_t n_untrusted;    /* number of pairs */
+    size_t *untrusted;  /* pairs [begin, end) into text, malloc'd; sorted, disjoint, non-empty */
+    size_t n_untrusted; /* number of pairs */
 } chat_out;
 
 /* tools_json: JSON array of tool objects or NULL. enable_thinking: -1 undefined
@@ -42,9 +42,8 @@ typedef struct chat_out {
  * "name" (string) and "arguments" (a string, copied as is, or any other JSON
  * value, written as tojson), optionally wrapped in a non-empty "function"
  * object. At least one message is required (transformers refuses none). */
-ms_status chat_render(const chat_msg *msgs, size_t n, const char *tools_json,
-                      int add_generation_prompt, int enable_thinking, chat_out *out,
-                      ms_error *err);
+ms_status chat_render(const chat_msg *msgs, size_t n, const char *tools_json, int add_generation_prompt,
+                      int enable_thinking, chat_out *out, ms_error *err);
 void chat_out_free(chat_out *o);
 
 /* 1 if template_text is the Qwen3 hybrid template this renderer reproduces
@@ -56,8 +55,8 @@ int chat_template_is_qwen3(const char *template_text);
 typedef struct chat_conv {
     chat_msg *msgs;
     size_t n;
-    char *tools_json;   /* JSON of a non-empty tools array (number literals kept), or NULL */
-    char **owned;       /* strings msgs and tools_json point into */
+    char *tools_json; /* JSON of a non-empty tools array (number literals kept), or NULL */
+    char **owned;     /* strings msgs and tools_json point into */
     size_t n_owned, cap_owned;
 } chat_conv;
 
@@ -70,8 +69,8 @@ typedef struct chat_conv {
  * template ignores them. For exact numbers in tools and tool-call arguments,
  * parse the request with chat_json_parse (chat_json.h). what names the source
  * in error messages. */
-ms_status chat_conv_from_json(const cJSON *messages, const cJSON *tools, chat_conv *out,
-                              const char *what, ms_error *err);
+ms_status chat_conv_from_json(const cJSON *messages, const cJSON *tools, chat_conv *out, const char *what,
+                              ms_error *err);
 void chat_conv_free(chat_conv *c);
 
 #endif

@@ -49,8 +49,7 @@ static size_t number_len(const char *s, size_t n)
 }
 
 /* Collects the spans of every number literal outside strings, in text order. */
-static ms_status scan_numbers(const char *t, size_t len, span **out, size_t *n_out, const char *what,
-                              ms_error *err)
+static ms_status scan_numbers(const char *t, size_t len, span **out, size_t *n_out, const char *what, ms_error *err)
 {
     span *v = NULL;
     size_t n = 0, cap = 0;
@@ -98,8 +97,8 @@ static ms_status scan_numbers(const char *t, size_t len, span **out, size_t *n_o
 }
 
 /* Gives each number node of j, in document order, its literal from spans. */
-static ms_status attach_literals(cJSON *j, const char *t, const span *sp, size_t n, size_t *next,
-                                 const char *what, ms_error *err)
+static ms_status attach_literals(cJSON *j, const char *t, const span *sp, size_t n, size_t *next, const char *what,
+                                 ms_error *err)
 {
     for (; j; j = j->next) {
         if (cJSON_IsNumber(j)) {

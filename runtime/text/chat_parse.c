@@ -106,8 +106,7 @@ static ms_status feed_content(chat_splitter *s, const char *t, size_t n, ms_erro
     return sb_add(&s->cbuf, t + i, n - i, err);
 }
 
-ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, size_t len, chat_delta *d,
-                             ms_error *err)
+ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, size_t len, chat_delta *d, ms_error *err)
 {
     s->rbuf.n = s->cbuf.n = 0;
     if (s->rbuf.p) s->rbuf.p[0] = '\0';
@@ -141,11 +140,8 @@ ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, siz
         st = feed_reasoning(s, text, len, err);
         break;
     case ST_CONTENT_LEAD:
-    case ST_CONTENT:
-        st = feed_content(s, text, len, err);
-        break;
-    default:
-        st = ms_seterr(err, MS_ERR_INVALID, "chat: token fed after the splitter was flushed");
+    case ST_CONTENT: st = feed_content(s, text, len, err); break;
+    default: st = ms_seterr(err, MS_ERR_INVALID, "chat: token fed after the splitter was flushed");
     }
     set_delta(s, d);
     return st;
@@ -192,8 +188,8 @@ static char *join_stripped(const char *const *texts, const size_t *lens, size_t 
 }
 
 ms_status chat_split_all(const int32_t *ids, const char *const *texts, const size_t *lens, size_t n,
-                         chat_split_mode mode, int32_t think_start_id, int32_t think_end_id,
-                         chat_split_result *out, ms_error *err)
+                         chat_split_mode mode, int32_t think_start_id, int32_t think_end_id, chat_split_result *out,
+                         ms_error *err)
 {
     memset(out, 0, sizeof *out);
     size_t r_begin = n, r_end = n, c_begin = 0; /* reasoning tokens [r_begin, r_end), answer from c_begin */

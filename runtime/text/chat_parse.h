@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "text/chat_json.h"
 #include "medserve.h"
+#include "text/chat_json.h"
 
 #define CHAT_THINK_START_ID 151667 /* <think>  (Qwen3, docs/numerics.md §2.1) */
 #define CHAT_THINK_END_ID 151668   /* </think> */
@@ -44,35 +44,34 @@ typedef struct chat_delta {
 } chat_delta;
 
 typedef struct chat_splitter {
-    int state;                  /* private */
-    int32_t start_id, end_id;   /* the think ids */
-    size_t held_nl;             /* reasoning newlines not yet known to be inner */
-    size_t n_reasoning_tokens;  /* tokens of the think block, <think> and </think> included */
-    int saw_reasoning;          /* a reasoning section was entered */
-    strbuf rbuf, cbuf;          /* storage of the last delta */
+    int state;                 /* private */
+    int32_t start_id, end_id;  /* the think ids */
+    size_t held_nl;            /* reasoning newlines not yet known to be inner */
+    size_t n_reasoning_tokens; /* tokens of the think block, <think> and </think> included */
+    int saw_reasoning;         /* a reasoning section was entered */
+    strbuf rbuf, cbuf;         /* storage of the last delta */
 } chat_splitter;
 
 /* Starts a splitter; ids are the think token ids (CHAT_THINK_*_ID for Qwen3). */
 void chat_splitter_init(chat_splitter *s, chat_split_mode mode, int32_t think_start_id, int32_t think_end_id);
 /* Feeds one generated token; d receives what can be emitted now. */
-ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, size_t len, chat_delta *d,
-                             ms_error *err);
+ms_status chat_splitter_feed(chat_splitter *s, int32_t id, const char *text, size_t len, chat_delta *d, ms_error *err);
 /* Ends the output: emits whatever is still owed (held newlines are trailing and dropped). */
 ms_status chat_splitter_flush(chat_splitter *s, chat_delta *d, ms_error *err);
 /* Frees the delta storage; NULL-safe. */
 void chat_splitter_free(chat_splitter *s);
 
 typedef struct chat_split_result {
-    char *reasoning;            /* malloc'd, NUL-terminated ("" when none) */
-    char *content;              /* malloc'd, NUL-terminated */
+    char *reasoning; /* malloc'd, NUL-terminated ("" when none) */
+    char *content;   /* malloc'd, NUL-terminated */
     size_t n_reasoning_tokens;
     int saw_reasoning;
 } chat_split_result;
 
 /* The whole output at once: ids[i] with text texts[i] of lens[i] bytes. */
 ms_status chat_split_all(const int32_t *ids, const char *const *texts, const size_t *lens, size_t n,
-                         chat_split_mode mode, int32_t think_start_id, int32_t think_end_id,
-                         chat_split_result *out, ms_error *err);
+                         chat_split_mode mode, int32_t think_start_id, int32_t think_end_id, chat_split_result *out,
+                         ms_error *err);
 void chat_split_result_free(chat_split_result *r);
 
 #define CHAT_MAX_TOOL_CALLS 128
@@ -83,7 +82,7 @@ typedef struct chat_tool_call {
 } chat_tool_call;
 
 typedef struct chat_tool_calls {
-    char *content;        /* text before the first block, trailing "\n" removed; all of it if none */
+    char *content; /* text before the first block, trailing "\n" removed; all of it if none */
     chat_tool_call *calls;
     size_t n;
 } chat_tool_calls;

@@ -17,8 +17,8 @@ typedef struct stop_matcher {
     char *strs[MS_MAX_STOP]; /* owned copies */
     size_t lens[MS_MAX_STOP];
     int n;
-    size_t max_len;          /* longest stop string (0 if none) */
-    char *buf;               /* held text then new text; [cap] */
+    size_t max_len;           /* longest stop string (0 if none) */
+    char *buf;                /* held text then new text; [cap] */
     size_t cap, n_buf, n_out; /* buf[0..n_out) released by the last call */
     int matched;
 } stop_matcher;

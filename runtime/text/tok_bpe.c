@@ -15,8 +15,8 @@
 
 #include "text/tok_internal.h"
 
-#define BPE_SMALL 16   /* pieces up to this many bytes use the quadratic scan */
-#define BPE_HUGE 8192  /* pieces over this many bytes use the bucket queue */
+#define BPE_SMALL 16  /* pieces up to this many bytes use the quadratic scan */
+#define BPE_HUGE 8192 /* pieces over this many bytes use the bucket queue */
 
 /* Grows the scratch arrays to hold n symbols; 0 on success. */
 static int scratch_reserve(tok_bpe_scratch *sc, size_t n)
@@ -208,8 +208,7 @@ int tok_bpe(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_s
 }
 
 /* One piece: a single vocab id when BPE would reach it anyway, else BPE. */
-int tok_encode_piece(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc,
-                     tok_ids *out)
+int tok_encode_piece(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc, tok_ids *out)
 {
     if (n <= TOK_MAX_TOKEN_BYTES) {
         tok_keys k = {t->raw_blob, t->raw_off, t->raw_len};

@@ -18,10 +18,10 @@
 
 /* Per-id flags. */
 enum {
-    TOKF_VOCAB = 1,      /* id is in model.vocab */
-    TOKF_ADDED = 2,      /* id is an added token */
-    TOKF_SPECIAL = 4,    /* added token with special: true */
-    TOKF_SELF = 8,       /* BPE of the token's own bytes gives exactly this id */
+    TOKF_VOCAB = 1,       /* id is in model.vocab */
+    TOKF_ADDED = 2,       /* id is an added token */
+    TOKF_SPECIAL = 4,     /* added token with special: true */
+    TOKF_SELF = 8,        /* BPE of the token's own bytes gives exactly this id */
     TOKF_NORMALIZED = 16, /* added token matched after NFC */
     TOKF_BYTELEVEL = 32   /* every char of the token is in the GPT-2 byte map */
 };
@@ -82,12 +82,12 @@ struct tokenizer {
     tok_map raw_map; /* raw bytes -> vocab id, for byte-level vocab tokens */
     tok_merge *merges;
     size_t merge_mask, n_merges;
-    int32_t byte_id[256];            /* vocab id of each single byte */
-    tok_trie trie_raw, trie_norm;    /* added tokens matched before / after NFC */
-    int32_t *added_ids;              /* [n_added] in file order */
+    int32_t byte_id[256];         /* vocab id of each single byte */
+    tok_trie trie_raw, trie_norm; /* added tokens matched before / after NFC */
+    int32_t *added_ids;           /* [n_added] in file order */
     size_t n_added;
     int nfc, ignore_merges;
-    int monotone_merges;             /* every merge uses only tokens made by earlier merges */
+    int monotone_merges; /* every merge uses only tokens made by earlier merges */
     char *chat_template;
     int32_t eos_id;
 };
@@ -130,11 +130,9 @@ void tok_bpe_scratch_free(tok_bpe_scratch *sc);
 
 /* ---- tok_bpe.c ---- */
 /* Appends the BPE ids of one pre-tokenized piece (raw bytes); 0 on success, -1 out of memory. */
-int tok_bpe(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc,
-            tok_ids *out);
+int tok_bpe(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc, tok_ids *out);
 /* Encodes one piece: the vocab fast path, then BPE. */
-int tok_encode_piece(const struct tokenizer *t, const uint8_t *piece, size_t n,
-                     tok_bpe_scratch *sc, tok_ids *out);
+int tok_encode_piece(const struct tokenizer *t, const uint8_t *piece, size_t n, tok_bpe_scratch *sc, tok_ids *out);
 
 /* ---- tok_load.c ---- */
 ms_status tok_load_json(struct tokenizer *t, const char *dir, ms_error *err);

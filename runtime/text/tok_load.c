@@ -45,13 +45,14 @@ static size_t put_cp(uint32_t c, char *out)
 }
 
 /* Checks one JSON value is a boolean equal to want (absent counts as dflt). */
-static ms_status want_bool(const cJSON *o, const char *key, int dflt, int want, const char *path,
-                           const char *where, ms_error *err)
+static ms_status want_bool(const cJSON *o, const char *key, int dflt, int want, const char *path, const char *where,
+                           ms_error *err)
 {
     const cJSON *v = json_get(o, key);
     int val = dflt;
     if (v && !cJSON_IsNull(v)) {
-        if (!cJSON_IsBool(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: %s.%s: must be true or false", path, where, key);
+        if (!cJSON_IsBool(v))
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: %s.%s: must be true or false", path, where, key);
         val = cJSON_IsTrue(v);
     }
     if (val != want)
@@ -80,8 +81,8 @@ static ms_status check_pipeline(struct tokenizer *t, const cJSON *root, const ch
     const cJSON *pt = json_get(root, "pre_tokenizer");
     const cJSON *list = json_get(pt, "pretokenizers");
     if (!type_of(pt) || strcmp(type_of(pt), "Sequence") || !cJSON_IsArray(list) || cJSON_GetArraySize(list) != 2)
-        return ms_seterr(err, MS_ERR_UNSUPPORTED,
-                         "%s: pre_tokenizer: must be Sequence[Split(Qwen2 regex), ByteLevel]", path);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: pre_tokenizer: must be Sequence[Split(Qwen2 regex), ByteLevel]",
+                         path);
     const cJSON *split = cJSON_GetArrayItem(list, 0), *bl = cJSON_GetArrayItem(list, 1);
     const cJSON *pat = json_get(json_get(split, "pattern"), "Regex");
     const cJSON *beh = json_get(split, "behavior");
@@ -92,7 +93,8 @@ static ms_status check_pipeline(struct tokenizer *t, const cJSON *root, const ch
                          "%s: pre_tokenizer.pretokenizers[0].pattern: only the Qwen2/Qwen3 split regex is supported",
                          path);
     if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated"))
-        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[0].behavior: must be \"Isolated\"", path);
+        return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: pre_tokenizer.pretokenizers[0].behavior: must be \"Isolated\"",
+                         path);
     ms_status s;
     if ((s = want_bool(split, "invert", 0, 0, path, "pre_tokenizer.pretokenizers[0]", err))) return s;
     if (!type_of(bl) || strcmp(type_of(bl), "ByteLevel"))
@@ -105,9 +107,10 @@ static ms_status check_pipeline(struct tokenizer *t, const cJSON *root, const ch
         return ms_seterr(err, MS_ERR_UNSUPPORTED, "%s: decoder: must be ByteLevel", path);
     const cJSON *pp = json_get(root, "post_processor");
     if (pp && !cJSON_IsNull(pp) && (!type_of(pp) || strcmp(type_of(pp), "ByteLevel")))
-        return ms_seterr(err, MS_ERR_UNSUPPORTED,
-                         "%s: post_processor: \"%.60s\" is not supported (only ByteLevel or null: it must add no tokens)",
-                         path, type_of(pp) ? type_of(pp) : "?");
+        return ms_seterr(
+            err, MS_ERR_UNSUPPORTED,
+            "%s: post_processor: \"%.60s\" is not supported (only ByteLevel or null: it must add no tokens)", path,
+            type_of(pp) ? type_of(pp) : "?");
     static const char *const must_be_null[] = {"truncation", "padding"};
     for (int i = 0; i < 2; i++) {
         const cJSON *v = json_get(root, must_be_null[i]);
@@ -149,8 +152,7 @@ static ms_status check_model(struct tokenizer *t, const cJSON *model, const char
 }
 
 /* Reads an integer id in [0, limit) from v; what names it in errors. */
-static ms_status read_id(const cJSON *v, int64_t limit, const char *path, const char *what, ms_error *err,
-                         int32_t *out)
+static ms_status read_id(const cJSON *v, int64_t limit, const char *path, const char *what, ms_error *err, int32_t *out)
 {
     if (!cJSON_IsNumber(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: id is missing or not a number", path, what);
     double d = v->valuedouble;
@@ -174,14 +176,14 @@ static ms_status alloc_ids(struct tokenizer *t, size_t cap, size_t blob, const c
     t->str_blob = malloc(blob ? blob : 1);
     t->raw_blob = malloc(blob ? blob : 1);
     t->added_ids = malloc(cap * sizeof *t->added_ids);
-    if (!t->added_ids || !t->flags || !t->str_off || !t->str_len || !t->raw_off || !t->raw_len || !t->str_blob || !t->raw_blob)
+    if (!t->added_ids || !t->flags || !t->str_off || !t->str_len || !t->raw_off || !t->raw_len || !t->str_blob ||
+        !t->raw_blob)
         return ms_seterr(err, MS_ERR_NOMEM, "%s: out of memory for %zu tokens", path, cap);
     return MS_OK;
 }
 
 /* Stores id's string s (its bytes at str_blob + *used) and its decoded bytes. */
-static void store_token(struct tokenizer *t, int32_t id, const char *s, size_t n, size_t *used,
-                        const int16_t *inv)
+static void store_token(struct tokenizer *t, int32_t id, const char *s, size_t n, size_t *used, const int16_t *inv)
 {
     memcpy(t->str_blob + *used, s, n);
     t->str_off[id] = t->raw_off[id] = (uint32_t)*used;
@@ -209,8 +211,8 @@ static void store_token(struct tokenizer *t, int32_t id, const char *s, size_t n
 }
 
 /* model.vocab: ids unique and dense in [0, n_vocab). */
-static ms_status load_vocab(struct tokenizer *t, const cJSON *vocab, const int16_t *inv, size_t *used,
-                            const char *path, ms_error *err)
+static ms_status load_vocab(struct tokenizer *t, const cJSON *vocab, const int16_t *inv, size_t *used, const char *path,
+                            ms_error *err)
 {
     for (const cJSON *c = vocab->child; c; c = c->next) {
         const char *s = c->string;
@@ -233,8 +235,8 @@ static ms_status load_vocab(struct tokenizer *t, const cJSON *vocab, const int16
 }
 
 /* added_tokens: ids unique, below n_vocab + n_added; a vocab id must keep its text. */
-static ms_status load_added(struct tokenizer *t, const cJSON *added, int64_t limit, const int16_t *inv,
-                            size_t *used, const char *path, ms_error *err)
+static ms_status load_added(struct tokenizer *t, const cJSON *added, int64_t limit, const int16_t *inv, size_t *used,
+                            const char *path, ms_error *err)
 {
     int i = 0;
     for (const cJSON *a = added ? added->child : NULL; a; a = a->next, i++) {
@@ -273,11 +275,10 @@ static ms_status load_added(struct tokenizer *t, const cJSON *added, int64_t lim
 }
 
 /* One merge: "a b" or ["a", "b"] -> the two strings (pointers into the JSON or buf). */
-static ms_status merge_parts(const cJSON *m, char *buf, size_t cap, const char **a, const char **b,
-                             const char *path, int rank, ms_error *err)
+static ms_status merge_parts(const cJSON *m, char *buf, size_t cap, const char **a, const char **b, const char *path,
+                             int rank, ms_error *err)
 {
-    if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
-        cJSON_IsString(m->child->next)) {
+    if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) && cJSON_IsString(m->child->next)) {
         *a = m->child->valuestring;
         *b = m->child->next->valuestring;
         return MS_OK;
@@ -362,8 +363,9 @@ static ms_status build_tables(struct tokenizer *t, const char *path, ms_error *e
     for (int32_t id = 0; id < t->n_vocab; id++) {
         tok_map_put(&t->str_map, &str, id); /* vocab keys are unique JSON keys */
         if ((t->flags[id] & TOKF_BYTELEVEL) && tok_map_put(&t->raw_map, &raw, id) >= 0)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: model.vocab: \"%.40s\" decodes to the same bytes as another token",
-                             path, t->str_blob + t->str_off[id]);
+            return ms_seterr(err, MS_ERR_FORMAT,
+                             "%s: model.vocab: \"%.40s\" decodes to the same bytes as another token", path,
+                             t->str_blob + t->str_off[id]);
     }
     for (int b = 0; b < 256; b++) {
         char s[2];
@@ -385,14 +387,17 @@ static ms_status build_tables(struct tokenizer *t, const char *path, ms_error *e
         if (t->flags[id] & TOKF_NORMALIZED && t->nfc) {
             uint8_t *norm;
             size_t nn;
-            if (tok_nfc(s, n, &norm, &nn)) return ms_seterr(err, MS_ERR_NOMEM, "%s: NFC of an added token failed", path);
+            if (tok_nfc(s, n, &norm, &nn))
+                return ms_seterr(err, MS_ERR_NOMEM, "%s: NFC of an added token failed", path);
             size_t dup;
-            rc = (nn && tok_trie_longest(&t->trie_norm, norm, nn, &dup) >= 0 && dup == nn) ? 1
-                 : tok_trie_add(&t->trie_norm, norm, nn, id);
+            rc = (nn && tok_trie_longest(&t->trie_norm, norm, nn, &dup) >= 0 && dup == nn)
+                     ? 1
+                     : tok_trie_add(&t->trie_norm, norm, nn, id);
             free(norm);
         } else {
             size_t dup;
-            rc = (tok_trie_longest(&t->trie_raw, s, n, &dup) >= 0 && dup == n) ? 1 : tok_trie_add(&t->trie_raw, s, n, id);
+            rc = (tok_trie_longest(&t->trie_raw, s, n, &dup) >= 0 && dup == n) ? 1
+                                                                               : tok_trie_add(&t->trie_raw, s, n, id);
         }
         if (rc)
             return ms_seterr(err, MS_ERR_FORMAT, "%s: added token %d: duplicate content \"%.40s\" (or out of memory)",
@@ -480,7 +485,8 @@ static ms_status token_field(const cJSON *cfg, const char *key, const char **out
     *out = NULL;
     if (!v || cJSON_IsNull(v)) return MS_OK;
     if (cJSON_IsObject(v)) v = json_get(v, "content");
-    if (!cJSON_IsString(v)) return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: must be a string or {\"content\": ...}", path, key);
+    if (!cJSON_IsString(v))
+        return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: must be a string or {\"content\": ...}", path, key);
     *out = v->valuestring;
     return MS_OK;
 }

@@ -25,20 +25,18 @@ const char TOK_QWEN2_PATTERN[] =
 
 /* Classes of the ASCII range, without touching the Unicode tables. */
 static const uint8_t ascii_class[128] = {
-    ['\t'] = TOKC_WS, ['\n'] = TOKC_CRLF, [0x0B] = TOKC_WS, [0x0C] = TOKC_WS, ['\r'] = TOKC_CRLF,
-    [' '] = TOKC_WS,
-    ['0'] = TOKC_N, ['1'] = TOKC_N, ['2'] = TOKC_N, ['3'] = TOKC_N, ['4'] = TOKC_N,
-    ['5'] = TOKC_N, ['6'] = TOKC_N, ['7'] = TOKC_N, ['8'] = TOKC_N, ['9'] = TOKC_N,
-    ['A'] = TOKC_L, ['B'] = TOKC_L, ['C'] = TOKC_L, ['D'] = TOKC_L, ['E'] = TOKC_L, ['F'] = TOKC_L,
-    ['G'] = TOKC_L, ['H'] = TOKC_L, ['I'] = TOKC_L, ['J'] = TOKC_L, ['K'] = TOKC_L, ['L'] = TOKC_L,
-    ['M'] = TOKC_L, ['N'] = TOKC_L, ['O'] = TOKC_L, ['P'] = TOKC_L, ['Q'] = TOKC_L, ['R'] = TOKC_L,
-    ['S'] = TOKC_L, ['T'] = TOKC_L, ['U'] = TOKC_L, ['V'] = TOKC_L, ['W'] = TOKC_L, ['X'] = TOKC_L,
-    ['Y'] = TOKC_L, ['Z'] = TOKC_L,
-    ['a'] = TOKC_L, ['b'] = TOKC_L, ['c'] = TOKC_L, ['d'] = TOKC_L, ['e'] = TOKC_L, ['f'] = TOKC_L,
-    ['g'] = TOKC_L, ['h'] = TOKC_L, ['i'] = TOKC_L, ['j'] = TOKC_L, ['k'] = TOKC_L, ['l'] = TOKC_L,
-    ['m'] = TOKC_L, ['n'] = TOKC_L, ['o'] = TOKC_L, ['p'] = TOKC_L, ['q'] = TOKC_L, ['r'] = TOKC_L,
-    ['s'] = TOKC_L, ['t'] = TOKC_L, ['u'] = TOKC_L, ['v'] = TOKC_L, ['w'] = TOKC_L, ['x'] = TOKC_L,
-    ['y'] = TOKC_L, ['z'] = TOKC_L,
+    ['\t'] = TOKC_WS, ['\n'] = TOKC_CRLF, [0x0B] = TOKC_WS, [0x0C] = TOKC_WS, ['\r'] = TOKC_CRLF, [' '] = TOKC_WS,
+    ['0'] = TOKC_N,   ['1'] = TOKC_N,     ['2'] = TOKC_N,   ['3'] = TOKC_N,   ['4'] = TOKC_N,     ['5'] = TOKC_N,
+    ['6'] = TOKC_N,   ['7'] = TOKC_N,     ['8'] = TOKC_N,   ['9'] = TOKC_N,   ['A'] = TOKC_L,     ['B'] = TOKC_L,
+    ['C'] = TOKC_L,   ['D'] = TOKC_L,     ['E'] = TOKC_L,   ['F'] = TOKC_L,   ['G'] = TOKC_L,     ['H'] = TOKC_L,
+    ['I'] = TOKC_L,   ['J'] = TOKC_L,     ['K'] = TOKC_L,   ['L'] = TOKC_L,   ['M'] = TOKC_L,     ['N'] = TOKC_L,
+    ['O'] = TOKC_L,   ['P'] = TOKC_L,     ['Q'] = TOKC_L,   ['R'] = TOKC_L,   ['S'] = TOKC_L,     ['T'] = TOKC_L,
+    ['U'] = TOKC_L,   ['V'] = TOKC_L,     ['W'] = TOKC_L,   ['X'] = TOKC_L,   ['Y'] = TOKC_L,     ['Z'] = TOKC_L,
+    ['a'] = TOKC_L,   ['b'] = TOKC_L,     ['c'] = TOKC_L,   ['d'] = TOKC_L,   ['e'] = TOKC_L,     ['f'] = TOKC_L,
+    ['g'] = TOKC_L,   ['h'] = TOKC_L,     ['i'] = TOKC_L,   ['j'] = TOKC_L,   ['k'] = TOKC_L,     ['l'] = TOKC_L,
+    ['m'] = TOKC_L,   ['n'] = TOKC_L,     ['o'] = TOKC_L,   ['p'] = TOKC_L,   ['q'] = TOKC_L,     ['r'] = TOKC_L,
+    ['s'] = TOKC_L,   ['t'] = TOKC_L,     ['u'] = TOKC_L,   ['v'] = TOKC_L,   ['w'] = TOKC_L,     ['x'] = TOKC_L,
+    ['y'] = TOKC_L,   ['z'] = TOKC_L,
 };
 
 /* Class of the code point at byte i (i < n); *len gets its byte length. */
@@ -60,7 +58,10 @@ static size_t run_end(const uint8_t *s, size_t n, size_t i, uint8_t cls)
 }
 
 /* Lower-cases an ASCII letter (other bytes are returned unchanged). */
-static inline uint8_t lower(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c; }
+static inline uint8_t lower(uint8_t c)
+{
+    return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c;
+}
 
 /* Alternative 1: length of a contraction at s[i] == '\'', or 0. */
 static size_t contraction(const uint8_t *s, size_t n, size_t i)

@@ -84,8 +84,7 @@ int32_t tok_map_find(const tok_map *m, const tok_keys *k, const void *key, size_
         uint64_t s = m->slots[i];
         if (!s) return -1;
         int32_t id = (int32_t)(uint32_t)s - 1;
-        if ((uint32_t)(s >> 32) == h && k->len[id] == n && memcmp(k->blob + k->off[id], key, n) == 0)
-            return id;
+        if ((uint32_t)(s >> 32) == h && k->len[id] == n && memcmp(k->blob + k->off[id], key, n) == 0) return id;
         i = (i + 1) & m->mask;
     }
 }

@@ -39,8 +39,8 @@ static int is_space(uint32_t c)
 {
     if (c == 0x20 || (c >= 0x09 && c <= 0x0D)) return 1;
     if (c < 0x85) return 0;
-    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+    return c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 ||
+           c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
 /* 1 if c lies in one of the n [first, last] ranges (sorted). */
@@ -66,18 +66,23 @@ static uint8_t cp_class(uint32_t c)
     if (c == '\r' || c == '\n') return TOKC_CRLF;
     if (is_space(c)) return TOKC_WS;
     switch (utf8proc_category((utf8proc_int32_t)c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
-        return TOKC_L;
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
-        return TOKC_N;
-    default:
-        return TOKC_O;
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: return TOKC_L;
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO: return TOKC_N;
+    default: return TOKC_O;
     }
 }
 
 /* UTF-16 surrogate code points (never valid in UTF-8). */
-static int is_surrogate(uint32_t c) { return c >= 0xD800 && c <= 0xDFFF; }
+static int is_surrogate(uint32_t c)
+{
+    return c >= 0xD800 && c <= 0xDFFF;
+}
 
 /* Canonical full decomposition of c into d (up to 8); returns its length (1 and d[0]==c if none). */
 static int decompose(uint32_t c, utf8proc_int32_t d[8])
@@ -87,7 +92,10 @@ static int decompose(uint32_t c, utf8proc_int32_t d[8])
         return 1;
     }
     utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, d, 8, UTF8PROC_DECOMPOSE, NULL);
-    if (k < 1 || k > 8) { d[0] = (utf8proc_int32_t)c; return 1; }
+    if (k < 1 || k > 8) {
+        d[0] = (utf8proc_int32_t)c;
+        return 1;
+    }
     return (int)k;
 }
 
@@ -124,7 +132,7 @@ static void build_tables(void)
         if (k == 1 && (uint32_t)d[0] == c) continue;
         for (int j = 1; j < k; j++) second[(uint32_t)d[j] >> 3] |= (uint8_t)(1u << (d[j] & 7));
     }
-#define IS_SECOND(c) (second[(uint32_t)(c) >> 3] & (1u << ((c) & 7)))
+#define IS_SECOND(c) (second[(uint32_t)(c) >> 3] & (1u << ((c)&7)))
     size_t n_unique = 0;
     uint8_t cur[256];
     for (uint32_t b = 0; b < N_BLOCKS; b++) {
@@ -138,9 +146,7 @@ static void build_tables(void)
             else if (utf8proc_get_property((utf8proc_int32_t)c)->combining_class == 0 && !IS_SECOND(c)) {
                 int k = decompose(c, d);
                 if (k == 1 && (uint32_t)d[0] == c) inert = 1;
-                else
-                    inert = utf8proc_get_property(d[0])->combining_class == 0 && !IS_SECOND(d[0]) &&
-                            nfc_fixed(c);
+                else inert = utf8proc_get_property(d[0])->combining_class == 0 && !IS_SECOND(d[0]) && nfc_fixed(c);
             }
             cur[i] = (uint8_t)(info | (inert ? TOKC_INERT : 0) | (inert == 2 ? TOKC_NFC_CUT : 0));
         }
@@ -186,11 +192,23 @@ static size_t seq_prefix(const uint8_t *s, size_t n, size_t *need)
 {
     uint8_t b = s[0], lo = 0x80, hi = 0xBF;
     size_t k;
-    if (b < 0x80) { *need = 1; return 1; }
+    if (b < 0x80) {
+        *need = 1;
+        return 1;
+    }
     if (b >= 0xC2 && b <= 0xDF) k = 2;
-    else if (b >= 0xE0 && b <= 0xEF) { k = 3; if (b == 0xE0) lo = 0xA0; else if (b == 0xED) hi = 0x9F; }
-    else if (b >= 0xF0 && b <= 0xF4) { k = 4; if (b == 0xF0) lo = 0x90; else if (b == 0xF4) hi = 0x8F; }
-    else { *need = 0; return 0; }
+    else if (b >= 0xE0 && b <= 0xEF) {
+        k = 3;
+        if (b == 0xE0) lo = 0xA0;
+        else if (b == 0xED) hi = 0x9F;
+    } else if (b >= 0xF0 && b <= 0xF4) {
+        k = 4;
+        if (b == 0xF0) lo = 0x90;
+        else if (b == 0xF4) hi = 0x8F;
+    } else {
+        *need = 0;
+        return 0;
+    }
     *need = k;
     if (n < 2 || s[1] < lo || s[1] > hi) return 1;
     size_t j = 2;

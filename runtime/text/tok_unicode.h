@@ -18,7 +18,7 @@ enum {
     TOKC_CRLF = 4, /* \r or \n */
     TOKC_MASK = 7,
     TOKC_NFC_CUT = 0x40, /* unknown to HF's (Unicode 9) NFC: normalization stops at it */
-    TOKC_INERT = 0x80 /* a string made only of inert code points is already NFC */
+    TOKC_INERT = 0x80    /* a string made only of inert code points is already NFC */
 };
 
 /* Builds the class tables once per process (thread-safe); 0 on success. */
@@ -34,9 +34,18 @@ size_t tok_utf8_valid_prefix(const uint8_t *s, size_t n);
 static inline uint32_t tok_utf8_decode(const uint8_t *s, size_t *len)
 {
     uint32_t c = s[0];
-    if (c < 0x80) { *len = 1; return c; }
-    if (c < 0xE0) { *len = 2; return ((c & 0x1F) << 6) | (s[1] & 0x3F); }
-    if (c < 0xF0) { *len = 3; return ((c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F); }
+    if (c < 0x80) {
+        *len = 1;
+        return c;
+    }
+    if (c < 0xE0) {
+        *len = 2;
+        return ((c & 0x1F) << 6) | (s[1] & 0x3F);
+    }
+    if (c < 0xF0) {
+        *len = 3;
+        return ((c & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    }
     *len = 4;
     return ((c & 0x07) << 18) | ((uint32_t)(s[1] & 0x3F) << 12) | ((uint32_t)(s[2] & 0x3F) << 6) | (s[3] & 0x3F);
 }

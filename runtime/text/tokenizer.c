@@ -76,7 +76,10 @@ ms_status tok_load(const char *dir, tokenizer **out, ms_error *err)
 }
 
 /* Max id + 1. */
-int tok_n_ids(const tokenizer *t) { return t ? t->n_ids : 0; }
+int tok_n_ids(const tokenizer *t)
+{
+    return t ? t->n_ids : 0;
+}
 
 /* Encodes normalized text s[0..n) with no added tokens left in it. */
 static int encode_plain(enc *e, const uint8_t *s, size_t n)
@@ -95,8 +98,8 @@ static int encode_segment(enc *e, const uint8_t *s, size_t n, size_t base, const
  * them (level 1: encode_segment, level 2: encode_plain). s[0] is at offset
  * base of the coordinates of un[] (sorted, disjoint untrusted spans, where
  * no token may match). Leftmost-longest, as HF's added-vocabulary split. */
-static int split_added(enc *e, const tok_trie *trie, int level, const uint8_t *s, size_t n, size_t base,
-                       const span *un, size_t n_un)
+static int split_added(enc *e, const tok_trie *trie, int level, const uint8_t *s, size_t n, size_t base, const span *un,
+                       size_t n_un)
 {
     size_t pos = 0, seg = 0, r = 0;
     while (pos < n) {
@@ -222,8 +225,8 @@ static int cmp_span(const void *a, const void *b)
 }
 
 /* Checks the arguments and the UTF-8, merges the ranges, then splits on added tokens. */
-ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len, const size_t *untrusted,
-                            size_t n_ranges, int32_t **ids, size_t *n, ms_error *err)
+ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len, const size_t *untrusted, size_t n_ranges,
+                            int32_t **ids, size_t *n, ms_error *err)
 {
     if (!ids || !n) return ms_seterr(err, MS_ERR_INVALID, "tok_encode: ids or n is NULL");
     *ids = NULL;
@@ -302,7 +305,8 @@ ms_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_
     if (!t || (!ids && n)) return ms_seterr(err, MS_ERR_INVALID, "tok_decode: NULL tokenizer or ids");
     size_t total = 0, k;
     for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0) return ms_seterr(err, MS_ERR_INVALID, "tok_decode: id %d at index %zu is negative", (int)ids[i], i);
+        if (ids[i] < 0)
+            return ms_seterr(err, MS_ERR_INVALID, "tok_decode: id %d at index %zu is negative", (int)ids[i], i);
         id_bytes(t, ids[i], skip_special, &k);
         total += k; /* k <= TOK_MAX_TOKEN_BYTES and n fits in memory: no overflow before 2^54 ids */
     }
@@ -357,10 +361,16 @@ int32_t tok_lookup(const tokenizer *t, const char *s)
 }
 
 /* The chat template text, or NULL. */
-const char *tok_chat_template(const tokenizer *t) { return t ? t->chat_template : NULL; }
+const char *tok_chat_template(const tokenizer *t)
+{
+    return t ? t->chat_template : NULL;
+}
 
 /* Id of tokenizer_config.json eos_token, or -1. */
-int32_t tok_eos_id(const tokenizer *t) { return t ? t->eos_id : -1; }
+int32_t tok_eos_id(const tokenizer *t)
+{
+    return t ? t->eos_id : -1;
+}
 
 /* Walks buf[0..n): writes complete sequences and U+FFFD for invalid ones to
  * out (when out is non-NULL); returns the output size and the number of

@@ -24,21 +24,19 @@ int tok_n_ids(const tokenizer *t);
 
 /* HF-compatible encode: added tokens are matched anywhere. text must be
  * valid UTF-8 (else MS_ERR_INVALID). *ids is malloc'd (never NULL on success). */
-ms_status tok_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n,
-                     ms_error *err);
+ms_status tok_encode(const tokenizer *t, const char *text, size_t len, int32_t **ids, size_t *n, ms_error *err);
 /* Encode where added tokens are matched only inside trusted byte ranges;
  * untrusted[2*i], untrusted[2*i+1] are [begin, end) ranges of text that are
  * encoded as plain text (they can never yield an added-token id). With no
  * untrusted ranges this equals tok_encode. */
-ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len,
-                            const size_t *untrusted, size_t n_ranges, int32_t **ids, size_t *n,
-                            ms_error *err);
+ms_status tok_encode_masked(const tokenizer *t, const char *text, size_t len, const size_t *untrusted, size_t n_ranges,
+                            int32_t **ids, size_t *n, ms_error *err);
 
 /* Decodes ids (errors="replace"). *out malloc'd and NUL-terminated (the text
  * itself may contain NUL: use *len). Negative ids are MS_ERR_INVALID; ids
  * >= tok_n_ids (embedding padding) decode to nothing. */
-ms_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **out,
-                     size_t *len, ms_error *err);
+ms_status tok_decode(const tokenizer *t, const int32_t *ids, size_t n, int skip_special, char **out, size_t *len,
+                     ms_error *err);
 
 /* Raw bytes one id stands for (no UTF-8 repair); NULL/0 for ids without text. */
 const char *tok_token_bytes(const tokenizer *t, int32_t id, size_t *len);
@@ -65,8 +63,7 @@ typedef struct tok_stream {
  * feed... + flush equal tok_decode of the same ids. Zero-initialise a
  * tok_stream before the first feed. If cap is too small for this id's
  * output, nothing is written or consumed and 0 is returned. */
-size_t tok_stream_feed(const tokenizer *t, tok_stream *s, int32_t id, int skip_special, char *out,
-                       size_t cap);
+size_t tok_stream_feed(const tokenizer *t, tok_stream *s, int32_t id, int skip_special, char *out, size_t cap);
 /* Flushes held bytes (an incomplete tail becomes U+FFFD). */
 size_t tok_stream_flush(tok_stream *s, char *out, size_t cap);
 

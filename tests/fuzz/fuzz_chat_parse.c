@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "text/chat_json.h"
 #include "text/chat_parse.h"
-#include "fuzz_util.h"
 
 /* Appends n bytes to a growing buffer; aborts when out of memory. */
 static void cat(strbuf *b, const char *s, size_t n)
@@ -88,8 +88,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         cat(&c, d.content, d.content_len);
         if (getenv("FUZZ_DEBUG"))
             fprintf(stderr, "stream r=[%.*s] c=[%.*s] n=%zu saw=%d\nall    r=[%s] c=[%s] n=%zu saw=%d\n", (int)r.n,
-                    r.p ? r.p : "", (int)c.n, c.p ? c.p : "", sp.n_reasoning_tokens, sp.saw_reasoning,
-                    all.reasoning, all.content, all.n_reasoning_tokens, all.saw_reasoning);
+                    r.p ? r.p : "", (int)c.n, c.p ? c.p : "", sp.n_reasoning_tokens, sp.saw_reasoning, all.reasoning,
+                    all.content, all.n_reasoning_tokens, all.saw_reasoning);
         if (r.n != strlen(all.reasoning) || (r.n && memcmp(r.p, all.reasoning, r.n))) abort();
         if (c.n != strlen(all.content) || (c.n && memcmp(c.p, all.content, c.n))) abort();
         if (sp.n_reasoning_tokens != all.n_reasoning_tokens || sp.saw_reasoning != all.saw_reasoning) abort();

@@ -6,8 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "model/config.h"
 #include "fuzz_util.h"
+#include "model/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -17,8 +17,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ms_error err;
     err.message[0] = 0;
     if (config_load(path, &c, &err) == MS_OK) {
-        if (c.hidden_size <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 ||
-            c.head_dim <= 0 || c.intermediate_size <= 0 || c.vocab_size <= 0)
+        if (c.hidden_size <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.head_dim <= 0 ||
+            c.intermediate_size <= 0 || c.vocab_size <= 0)
             abort();
         if (c.n_heads % c.n_kv_heads) abort();
         if (c.n_eos < 0 || c.n_eos > CFG_MAX_EOS) abort();

@@ -8,9 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/chat_json.h"
-#include "fuzz_util.h"
 #include "base/json.h"
+#include "fuzz_util.h"
+#include "text/chat_json.h"
 
 /* Runs every typed getter on each member of obj. */
 static void poke_getters(const cJSON *obj)

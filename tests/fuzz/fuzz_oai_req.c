@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "text/chat.h"
-#include "fuzz_util.h"
 #include "base/json.h"
+#include "fuzz_util.h"
 #include "oai_req.h"
+#include "text/chat.h"
 
 static const oai_limits LIM = {"m", 4, 151936};
 

@@ -20,13 +20,11 @@ kern_isa kern_isa_best(void)
     kern_isa best = KERN_SCALAR;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         best = KERN_AVX2;
-    if (best == KERN_AVX2 && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bf16") &&
-        __builtin_cpu_supports("avx512vnni"))
+    if (best == KERN_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni"))
         best = KERN_AVX512;
 #endif
     const char *env = getenv("MEDSERVE_ISA");
@@ -90,8 +88,7 @@ ms_status kpack_alloc(kpack *p, int64_t n, int64_t k, int huge, ms_error *err)
     size_t bytes; /* np * kp * 64 u16 */
     if (__builtin_mul_overflow((size_t)np, (size_t)kp, &bytes) ||
         __builtin_mul_overflow(bytes, (size_t)KERN_PW * 2 * sizeof(uint16_t), &bytes))
-        return ms_seterr(err, MS_ERR_NOMEM, "kpack: matrix [%lld, %lld] overflows size_t", (long long)n,
-                         (long long)k);
+        return ms_seterr(err, MS_ERR_NOMEM, "kpack: matrix [%lld, %lld] overflows size_t", (long long)n, (long long)k);
     size_t map = 0;
     void *data = kern_alloc_huge(bytes, &map, huge);
     if (!data)
@@ -140,8 +137,8 @@ void kpack_fill(kpack *p, int64_t row0, const void *src, int64_t rows, int64_t p
 /* Reads one packed element back (tests). */
 uint16_t kpack_get(const kpack *p, int64_t row, int64_t col)
 {
-    return p->data[((size_t)(row / KERN_PW) * (size_t)p->kp + (size_t)(col / 2)) * 64 +
-                   2 * (size_t)(row % KERN_PW) + (size_t)(col % 2)];
+    return p->data[((size_t)(row / KERN_PW) * (size_t)p->kp + (size_t)(col / 2)) * 64 + 2 * (size_t)(row % KERN_PW) +
+                   (size_t)(col % 2)];
 }
 
 /* Unmaps the panels and zeroes p; NULL-safe. */
@@ -159,8 +156,8 @@ void kern_to_bf16(uint16_t *dst, const float *src, int64_t k, int64_t kpad)
     for (int64_t i = k; i < kpad; i++) dst[i] = 0;
 }
 
-void kern_store_tile(const float *tile, int rows, int np, const kpack *w, int64_t panel, float *y,
-                     int64_t ldy, const float *bias)
+void kern_store_tile(const float *tile, int rows, int np, const kpack *w, int64_t panel, float *y, int64_t ldy,
+                     const float *bias)
 {
     const int64_t n0 = panel * KERN_PW;
     const int64_t ncols = w->n - n0 < (int64_t)np * KERN_PW ? w->n - n0 : (int64_t)np * KERN_PW;
@@ -174,8 +171,8 @@ void kern_store_tile(const float *tile, int rows, int np, const kpack *w, int64_
     }
 }
 
-void kern_gemm_bf16_scalar(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                           int64_t ldy, const float *bias, int64_t p0, int64_t p1)
+void kern_gemm_bf16_scalar(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                           const float *bias, int64_t p0, int64_t p1)
 {
     float acc[KERN_PW];
     for (int64_t p = p0; p < p1; p++) {
@@ -197,8 +194,8 @@ void kern_gemm_bf16_scalar(const kpack *w, const uint16_t *x, int64_t ldx, int T
     }
 }
 
-void kern_gemm_bf16(kern_isa isa, const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                    int64_t ldy, const float *bias, int64_t p0, int64_t p1)
+void kern_gemm_bf16(kern_isa isa, const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                    const float *bias, int64_t p0, int64_t p1)
 {
     if (p1 > w->n_panels) p1 = w->n_panels;
     if (T <= 0 || p0 >= p1) return;

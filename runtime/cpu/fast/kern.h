@@ -40,10 +40,10 @@ const char *kern_isa_name(kern_isa isa);
 #define KERN_PW 32 /* output rows per panel */
 
 typedef struct kpack {
-    int64_t n, k;      /* logical rows (outputs) and columns (inputs) */
-    int64_t kp;        /* column pairs: ceil(k / 2) */
-    int64_t n_panels;  /* ceil(n / KERN_PW) */
-    uint16_t *data;    /* n_panels * kp * 64 u16, 64-byte aligned, owned */
+    int64_t n, k;     /* logical rows (outputs) and columns (inputs) */
+    int64_t kp;       /* column pairs: ceil(k / 2) */
+    int64_t n_panels; /* ceil(n / KERN_PW) */
+    uint16_t *data;   /* n_panels * kp * 64 u16, 64-byte aligned, owned */
     size_t bytes;
 } kpack;
 
@@ -74,23 +74,23 @@ void kern_to_bf16(uint16_t *dst, const float *src, int64_t k, int64_t kpad);
 /* y[t * ldy + n] = round_bf16(acc(t, n) + (bias ? bias[n] : 0)) for t < T and
  * every row n < w->n of panels [p0, p1). x is bf16 [T, ldx] with
  * ldx >= 2 * w->kp and zeros in columns k .. 2*kp-1. */
-void kern_gemm_bf16(kern_isa isa, const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                    int64_t ldy, const float *bias, int64_t p0, int64_t p1);
+void kern_gemm_bf16(kern_isa isa, const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                    const float *bias, int64_t p0, int64_t p1);
 
 /* The per-ISA implementations behind kern_gemm_bf16 (same contract). */
-void kern_gemm_bf16_scalar(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                           int64_t ldy, const float *bias, int64_t p0, int64_t p1);
-void kern_gemm_bf16_avx2(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                         int64_t ldy, const float *bias, int64_t p0, int64_t p1);
-void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                           int64_t ldy, const float *bias, int64_t p0, int64_t p1);
+void kern_gemm_bf16_scalar(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                           const float *bias, int64_t p0, int64_t p1);
+void kern_gemm_bf16_avx2(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                         const float *bias, int64_t p0, int64_t p1);
+void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                           const float *bias, int64_t p0, int64_t p1);
 
 /* AVX-512 packing of 16 whole rows (see kern_avx512.c); used by kpack_fill. */
 void kpack_rows16_avx512(kpack *p, int64_t r0, const unsigned char *src, size_t ld, int64_t j0, int64_t j1);
 
 /* Shared epilogue: writes an [rows, 32*np] fp32 tile (row stride 32*np) to y
  * for the valid rows/columns, adding bias and rounding to bf16. */
-void kern_store_tile(const float *tile, int rows, int np, const kpack *w, int64_t panel, float *y,
-                     int64_t ldy, const float *bias);
+void kern_store_tile(const float *tile, int rows, int np, const kpack *w, int64_t panel, float *y, int64_t ldy,
+                     const float *bias);
 
 #endif

@@ -9,7 +9,10 @@
 #include "cpu/fast/kern_attn.h"
 
 /* Rounds to the nearest bf16 value (ties to even), as a float. */
-static inline float rb(float x) { return half_bf16_to_f32(half_f32_to_bf16(x)); }
+static inline float rb(float x)
+{
+    return half_bf16_to_f32(half_f32_to_bf16(x));
+}
 
 /* The fixed reduction tree of 16 lane sums: (i, i+8), (i, i+4), (i, i+2), (i, i+1). */
 static float tree16(float a[16])
@@ -68,8 +71,8 @@ static inline void chunk_range(int pos, int c, int *j0, int *j1)
     *j1 = *j0 + KATTN_CHUNK < pos + 1 ? *j0 + KATTN_CHUNK : pos + 1;
 }
 
-void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c,
-                  float scale, float *s, size_t lds)
+void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c, float scale,
+                  float *s, size_t lds)
 {
     int j0, j1;
     chunk_range(pos, c, &j0, &j1);
@@ -108,8 +111,7 @@ void kattn_softmax(kern_isa isa, float *s, int n)
     for (int j = 0; j < n; j++) s[j] = rb(s[j] * inv);
 }
 
-void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c,
-              float *o)
+void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c, float *o)
 {
     int j0, j1;
     chunk_range(pos, c, &j0, &j1);

@@ -24,8 +24,8 @@
 
 #include "cpu/fast/kern.h"
 
-#define KATTN_CHUNK 256     /* keys per chunk: the unit of the split over positions */
-#define KATTN_MAX_GROUP 16  /* query heads per KV head handled in one call */
+#define KATTN_CHUNK 256    /* keys per chunk: the unit of the split over positions */
+#define KATTN_MAX_GROUP 16 /* query heads per KV head handled in one call */
 
 /* Where one (sequence, layer, KV head)'s keys and values live. Block ids are
  * grouped in superblocks of sb consecutive ids: element i of position j is the
@@ -49,18 +49,20 @@ static inline const unsigned char *kattn_block(const unsigned char *base, const 
 }
 
 /* Chunks covering keys 0..pos. */
-static inline int kattn_n_chunks(int pos) { return pos / KATTN_CHUNK + 1; }
+static inline int kattn_n_chunks(int pos)
+{
+    return pos / KATTN_CHUNK + 1;
+}
 
 /* Scores of the keys of chunk c (of 0..pos) for G query heads q[G][d] (bf16
  * bits) sharing one KV head: s[g * lds + j] for j in the chunk (absolute
  * position index). G <= KATTN_MAX_GROUP, d even. */
-void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c,
-                  float scale, float *s, size_t lds);
+void kattn_scores(kern_isa isa, const uint16_t *q, int G, int d, const kattn_src *src, int pos, int c, float scale,
+                  float *s, size_t lds);
 /* Turns the scores s[0..n) of one head into bf16-rounded probabilities, in place. */
 void kattn_softmax(kern_isa isa, float *s, int n);
 /* o[g * d + i] = sum over the keys j of chunk c of p[g * lds + j] * v_j[i] (fma chain, key order). */
-void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c,
-              float *o);
+void kattn_pv(kern_isa isa, const float *p, size_t lds, int G, int d, const kattn_src *src, int pos, int c, float *o);
 /* out[i] = round_bf16(sum_c o_c[i]) over n_chunks partials o_c = oc + c * stride, in order
  * (a NaN becomes the signed canonical NaN, as half_f32_to_bf16 does). */
 void kattn_sum(kern_isa isa, const float *oc, size_t stride, int n_chunks, int d, float *out);
@@ -75,8 +77,8 @@ void kattn_softmax_avx2(float *s, int n);
 void kattn_pv_avx2(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o);
 
 /* AVX-512 copies (d = 64, 128 or 256 for scores and pv; softmax any n). */
-void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
-                         float *s, size_t lds);
+void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale, float *s,
+                         size_t lds);
 void kattn_softmax_avx512(float *s, int n);
 void kattn_pv_avx512(const float *p, size_t lds, int G, int d, const kattn_src *src, int j0, int j1, float *o);
 void kattn_sum_avx512(const float *oc, size_t stride, int n_chunks, int d, float *out); /* d % 16 == 0 */

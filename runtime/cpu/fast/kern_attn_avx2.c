@@ -21,7 +21,10 @@ static inline const uint16_t *kv_pos(const unsigned char *base, const kattn_src 
 }
 
 /* Rounds to the nearest bf16 value (ties to even), as a float. */
-static inline float rb(float x) { return half_bf16_to_f32(half_f32_to_bf16(x)); }
+static inline float rb(float x)
+{
+    return half_bf16_to_f32(half_f32_to_bf16(x));
+}
 
 void kattn_scores_avx2(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale, float *s,
                        size_t lds)

@@ -17,7 +17,7 @@
 typedef struct kv_iter {
     const unsigned char *base, *blk; /* blk: the current block's row 0 */
     const kattn_src *src;
-    int b, o, last_b;                /* block index, offset in block, last block of the range */
+    int b, o, last_b; /* block index, offset in block, last block of the range */
 } kv_iter;
 
 /* Starts a walk over positions j0 .. j1-1. */
@@ -39,14 +39,18 @@ static inline const uint16_t *kv_next(kv_iter *it, const int row_bytes)
         it->blk = kattn_block(it->base, it->src, it->b);
     }
     if (it->b + 2 <= it->last_b) {
-        const char *pf = (const char *)(kattn_block(it->base, it->src, it->b + 2) + (size_t)it->o * it->src->pos_stride);
+        const char *pf =
+            (const char *)(kattn_block(it->base, it->src, it->b + 2) + (size_t)it->o * it->src->pos_stride);
         for (int c = 0; c < row_bytes; c += 64) _mm_prefetch(pf + c, _MM_HINT_T0);
     }
     return (const uint16_t *)(it->blk + (size_t)(it->o++) * it->src->pos_stride);
 }
 
 /* Mask of the first n (0..16) lanes. */
-static inline __mmask16 first(int n) { return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u); }
+static inline __mmask16 first(int n)
+{
+    return (__mmask16)(n >= 16 ? 0xffffu : (1u << n) - 1u);
+}
 
 /* Scores for keys [j0, j1): each pass takes KPP = 16 / G keys for all G heads
  * (G * KPP <= 16 accumulators, one per (head, key)), so every key row is
@@ -54,8 +58,7 @@ static inline __mmask16 first(int n) { return (__mmask16)(n >= 16 ? 0xffffu : (1
  * are compile-time constants here, so the accumulators stay in registers;
  * accumulators without a key (a short last pass, or 16 % G) are zero. */
 static inline __attribute__((always_inline)) void scores(const uint16_t *q, const kattn_src *src, int j0, int j1,
-                                                         float scale, float *s, size_t lds, const int D,
-                                                         const int G)
+                                                         float scale, float *s, size_t lds, const int D, const int G)
 {
     enum { NZ_MAX = 8 };
     const int NZ = D / 32, KPP = 16 / G;
@@ -92,10 +95,11 @@ static inline __attribute__((always_inline)) void scores(const uint16_t *q, cons
         const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 #pragma GCC unroll 16
         for (int g = 0; g < G; g++) {
-            const __m512 rg = g == 0 ? red
-                                     : _mm512_permutexvar_ps(_mm512_and_si512(_mm512_add_epi32(iota, _mm512_set1_epi32(g * KPP)),
-                                                                              _mm512_set1_epi32(15)),
-                                                             red);
+            const __m512 rg =
+                g == 0 ? red
+                       : _mm512_permutexvar_ps(_mm512_and_si512(_mm512_add_epi32(iota, _mm512_set1_epi32(g * KPP)),
+                                                                _mm512_set1_epi32(15)),
+                                               red);
             _mm512_mask_storeu_ps(s + (size_t)g * lds + (size_t)j, first(nk), rg);
         }
     }
@@ -120,8 +124,8 @@ static inline __attribute__((always_inline)) void scores_d(const uint16_t *q, in
     }
 }
 
-void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale,
-                         float *s, size_t lds)
+void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, int j0, int j1, float scale, float *s,
+                         size_t lds)
 {
     switch (d) {
     case 64: scores_d(q, G, src, j0, j1, scale, s, lds, 64); break;
@@ -134,7 +138,8 @@ void kattn_scores_avx512(const uint16_t *q, int G, int d, const kattn_src *src, 
 void kattn_softmax_avx512(float *s, int n)
 {
     __m512 mv = _mm512_set1_ps(-INFINITY);
-    for (int j = 0; j < n; j += 16) mv = _mm512_mask_max_ps(mv, first(n - j), mv, _mm512_maskz_loadu_ps(first(n - j), s + j));
+    for (int j = 0; j < n; j += 16)
+        mv = _mm512_mask_max_ps(mv, first(n - j), mv, _mm512_maskz_loadu_ps(first(n - j), s + j));
     const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mv));
     __m512 lanes = _mm512_setzero_ps();
     for (int j = 0; j < n; j += 16) {
@@ -160,8 +165,8 @@ void kattn_softmax_avx512(float *s, int n)
  * masking its low half gives the odd dims. The accumulators hold the dims in
  * that (even | odd) order and are interleaved back at the store; the
  * arithmetic per dim is the same fma chain in key order. */
-static inline __attribute__((always_inline)) void pv(const float *p, size_t lds, int G, const kattn_src *src,
-                                                     int j0, int j1, float *o, const int D)
+static inline __attribute__((always_inline)) void pv(const float *p, size_t lds, int G, const kattn_src *src, int j0,
+                                                     int j1, float *o, const int D)
 {
     enum { NO_MAX = 16 };
     const int NO = D / 16;                        /* fp32 zmm per row */

@@ -12,9 +12,8 @@
 #include "cpu/fast/kern.h"
 
 /* acc tile for MR rows x NP panels; writes fp32 sums to out [MR][NP * 32]. */
-static inline __attribute__((always_inline)) void tile(const uint16_t *x, int64_t ldx,
-                                                       const uint16_t *w, int64_t kp, float *out,
-                                                       const int MR, const int NP)
+static inline __attribute__((always_inline)) void tile(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp,
+                                                       float *out, const int MR, const int NP)
 {
     __m256 acc[2][8];
     const size_t pstride = (size_t)kp * 64;
@@ -72,8 +71,8 @@ static void tile_2_1(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t 
     tile(x, ldx, w, kp, out, 2, 1);
 }
 
-void kern_gemm_bf16_avx2(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                         int64_t ldy, const float *bias, int64_t p0, int64_t p1)
+void kern_gemm_bf16_avx2(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                         const float *bias, int64_t p0, int64_t p1)
 {
     float out[2 * 2 * 32] __attribute__((aligned(32)));
     const size_t pstride = (size_t)w->kp * 64;

@@ -68,10 +68,10 @@ static inline __m256 v8_exp(__m256 x)
 /* tree16 of lanes lo (0..7) and hi (8..15): (i, i+8), (i, i+4), (i, i+2), (i, i+1). */
 static inline float v8_tree16(__m256 lo, __m256 hi)
 {
-    const __m256 a = _mm256_add_ps(lo, hi);                                                  /* i, i+8 */
-    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));           /* i, i+4 */
-    b = _mm_add_ps(b, _mm_movehl_ps(b, b));                                                  /* i, i+2 */
-    b = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));                                              /* i, i+1 */
+    const __m256 a = _mm256_add_ps(lo, hi);                                        /* i, i+8 */
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1)); /* i, i+4 */
+    b = _mm_add_ps(b, _mm_movehl_ps(b, b));                                        /* i, i+2 */
+    b = _mm_add_ss(b, _mm_shuffle_ps(b, b, 1));                                    /* i, i+1 */
     return _mm_cvtss_f32(b);
 }
 

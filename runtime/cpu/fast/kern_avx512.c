@@ -19,9 +19,8 @@
 
 /* acc tile for MR rows x NP panels starting at panel pointer w (panel stride
  * kp * 64 u16); writes fp32 sums to out [MR][NP * 32]. */
-static inline __attribute__((always_inline)) void tile(const uint16_t *x, int64_t ldx,
-                                                       const uint16_t *w, int64_t kp, float *out,
-                                                       const int MR, const int NP)
+static inline __attribute__((always_inline)) void tile(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp,
+                                                       float *out, const int MR, const int NP)
 {
     __m512 acc[MR_MAX][8];
     const size_t pstride = (size_t)kp * 64;
@@ -53,11 +52,10 @@ static inline __attribute__((always_inline)) void tile(const uint16_t *x, int64_
 }
 
 /* Specialised tiles (constant MR and NP, so acc lives in registers). */
-#define TILE_FN(MR, NP)                                                                           \
-    static void tile_##MR##_##NP(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp, \
-                                 float *out)                                                      \
-    {                                                                                             \
-        tile(x, ldx, w, kp, out, MR, NP);                                                         \
+#define TILE_FN(MR, NP)                                                                                     \
+    static void tile_##MR##_##NP(const uint16_t *x, int64_t ldx, const uint16_t *w, int64_t kp, float *out) \
+    {                                                                                                       \
+        tile(x, ldx, w, kp, out, MR, NP);                                                                   \
     }
 TILE_FN(1, 4)
 TILE_FN(2, 4)
@@ -92,8 +90,8 @@ typedef void (*tile_fn)(const uint16_t *, int64_t, const uint16_t *, int64_t, fl
 static const tile_fn TILES_1[MR_MAX + 1] = {NULL,     tile_1_1, tile_2_1, tile_3_1, tile_4_1,
                                             tile_5_1, tile_6_1, tile_7_1, tile_8_1};
 
-void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y,
-                           int64_t ldy, const float *bias, int64_t p0, int64_t p1)
+void kern_gemm_bf16_avx512(const kpack *w, const uint16_t *x, int64_t ldx, int T, float *y, int64_t ldy,
+                           const float *bias, int64_t p0, int64_t p1)
 {
     float out[MR_MAX * 4 * 32] __attribute__((aligned(64)));
     const size_t pstride = (size_t)w->kp * 64;

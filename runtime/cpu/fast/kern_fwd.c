@@ -32,13 +32,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "engine/backend.h"
-#include "cpu/ref/cpu.h"
 #include "base/err.h"
 #include "cpu/fast/kern.h"
 #include "cpu/fast/kern_attn.h"
 #include "cpu/fast/kern_ops.h"
 #include "cpu/fast/q8.h"
+#include "cpu/ref/cpu.h"
+#include "engine/backend.h"
 
 /* One packed matrix: bf16 panels, or int8 panels when the backend runs q8. */
 typedef struct kf_mat {
@@ -56,8 +56,8 @@ typedef struct kf_layer {
 struct backend {
     const model *m;
     kern_isa isa;
-    int q8;                   /* int8 weights (q8.h) instead of bf16 panels */
-    int huge;                 /* asking for transparent huge pages (see pack_run) */
+    int q8;   /* int8 weights (q8.h) instead of bf16 panels */
+    int huge; /* asking for transparent huge pages (see pack_run) */
     int nt, max_seqs, max_tokens, max_pos, max_chunks;
     int H, L, nh, nkv, d, G, I, V, qdim, kvdim, qkvdim;
     float eps, scale;
@@ -74,27 +74,27 @@ struct backend {
     size_t kv_bytes, blk_bytes, sb_bytes;
     int n_blocks, bs, sb;
     /* activations for max_tokens rows */
-    float *x;                 /* [T, H] residual stream */
-    float *y;                 /* [T, ydim] qkv or gate|up output */
-    float *o;                 /* [T, H] o_proj / down output */
-    uint16_t *xb;             /* [T, ldxb] bf16 input of the next GEMM */
-    uint16_t *qb;             /* [T, qdim] bf16 queries after norm + RoPE */
-    float *rcos, *rsin;       /* [T, d/2] */
-    int *row_seq, *row_pos;   /* [T] */
+    float *x;               /* [T, H] residual stream */
+    float *y;               /* [T, ydim] qkv or gate|up output */
+    float *o;               /* [T, H] o_proj / down output */
+    uint16_t *xb;           /* [T, ldxb] bf16 input of the next GEMM */
+    uint16_t *qb;           /* [T, qdim] bf16 queries after norm + RoPE */
+    float *rcos, *rsin;     /* [T, d/2] */
+    int *row_seq, *row_pos; /* [T] */
     int ydim, ldxb;
-    float *sc;                /* [nt][G][max_pos] per-thread scores / probabilities */
-    float *oc;                /* [nt][max_chunks][G * d] per-thread P.V chunk partials */
-    float *att;               /* [nt][d] one head's output */
-    float *ssc;               /* split mode: [split_rows][nh][max_pos] scores */
-    float *soc;               /* split mode: [split_rows][nkv][max_chunks][G * d] partials */
+    float *sc;  /* [nt][G][max_pos] per-thread scores / probabilities */
+    float *oc;  /* [nt][max_chunks][G * d] per-thread P.V chunk partials */
+    float *att; /* [nt][d] one head's output */
+    float *ssc; /* split mode: [split_rows][nh][max_pos] scores */
+    float *soc; /* split mode: [split_rows][nkv][max_chunks][G * d] partials */
     int split_rows;
-    q8act qa_h, qa_q, qa_i;   /* q8: quantised GEMM inputs of width H, qdim, I (shared buffers) */
-    q8act qa_lm;              /* q8: quantised lm_head input rows */
-    int lm_rows;              /* rows per lm_head pass */
-    uint16_t *lm_in;          /* [lm_rows, H] */
-    float *lm_out;            /* [lm_rows, V] */
-    int *lm_row;              /* [max_tokens] rows that want logits */
-    float **lm_dst;           /* [max_tokens] where each goes */
+    q8act qa_h, qa_q, qa_i; /* q8: quantised GEMM inputs of width H, qdim, I (shared buffers) */
+    q8act qa_lm;            /* q8: quantised lm_head input rows */
+    int lm_rows;            /* rows per lm_head pass */
+    uint16_t *lm_in;        /* [lm_rows, H] */
+    float *lm_out;          /* [lm_rows, V] */
+    int *lm_row;            /* [max_tokens] rows that want logits */
+    float **lm_dst;         /* [max_tokens] where each goes */
 };
 
 /* 1 if m can run here: even hidden, intermediate and head sizes, and either
@@ -106,11 +106,9 @@ static int fast_supports(const model *m, int q8, const char **why)
 {
     const char *r = NULL;
     const qwen3_config *c = &m->cfg;
-    st_dtype act = c->dtype_given && (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16)
-                       ? c->dtype
-                       : m->embed.dtype;
-    if (c->hidden_size % 2 || c->intermediate_size % 2 || c->head_dim % 2)
-        r = "odd hidden, intermediate or head size";
+    st_dtype act =
+        c->dtype_given && (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16) ? c->dtype : m->embed.dtype;
+    if (c->hidden_size % 2 || c->intermediate_size % 2 || c->head_dim % 2) r = "odd hidden, intermediate or head size";
     else if (q8) r = NULL; /* int8 weights: any weight dtype, activations computed in bf16 */
     else if (act != ST_BF16) r = "activation dtype is not bf16";
     else if (m->embed.dtype != ST_BF16 || m->lm_head.dtype != ST_BF16) r = "embedding or lm_head is not bf16";
@@ -253,7 +251,7 @@ static void pack_run(backend *b, const pack_list *pl)
         const double dt = omp_get_wtime() - t0, bytes = (double)src_bytes;
         const int nd = __atomic_add_fetch(&done, 1, __ATOMIC_RELAXED);
         const int ns = b->huge && dt > 0.005 && bytes / dt < 0.8e9 ? __atomic_add_fetch(&slow, 1, __ATOMIC_RELAXED)
-                                                                  : __atomic_load_n(&slow, __ATOMIC_RELAXED);
+                                                                   : __atomic_load_n(&slow, __ATOMIC_RELAXED);
         if (ns >= 8 && ns * 10 > nd && !__atomic_exchange_n(&advised, 1, __ATOMIC_ACQ_REL)) {
             for (size_t k = 0; k < pl->n; k++)
                 if (k == 0 || pl->jobs[k].dst != pl->jobs[k - 1].dst) {
@@ -298,8 +296,8 @@ static void fast_free(backend *b)
     free(b->qa_lm.corr);
     cpu_rope_free(&b->rope);
     kern_free_huge(b->kv, b->kv_bytes);
-    void *bufs[] = {b->x,  b->y,   b->o,   b->xb,    b->qb,     b->rcos,   b->rsin,  b->row_seq, b->row_pos,
-                    b->sc, b->oc,  b->att, b->ssc,   b->soc,    b->lm_in,  b->lm_out, b->lm_row, b->lm_dst};
+    void *bufs[] = {b->x,  b->y,  b->o,   b->xb,  b->qb,  b->rcos,  b->rsin,   b->row_seq, b->row_pos,
+                    b->sc, b->oc, b->att, b->ssc, b->soc, b->lm_in, b->lm_out, b->lm_row,  b->lm_dst};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(b);
 }
@@ -308,8 +306,7 @@ static void fast_free(backend *b)
 static void *alloc3(size_t a, size_t b, size_t c, size_t es)
 {
     size_t n;
-    if (__builtin_mul_overflow(a, b, &n) || __builtin_mul_overflow(n, c, &n) ||
-        __builtin_mul_overflow(n, es, &n))
+    if (__builtin_mul_overflow(a, b, &n) || __builtin_mul_overflow(n, c, &n) || __builtin_mul_overflow(n, es, &n))
         return NULL;
     return malloc(n ? n : 1);
 }
@@ -356,7 +353,8 @@ static ms_status alloc_kv(backend *b, ms_error *err)
     const size_t f[7] = {(size_t)n_sb, (size_t)b->sb, (size_t)b->L, 2, (size_t)b->nkv, (size_t)b->bs, (size_t)b->d};
     for (int i = 0; i < 7; i++)
         if (__builtin_mul_overflow(kvb, f[i], &kvb))
-            return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t", b->n_blocks);
+            return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: KV cache of %d blocks overflows size_t",
+                             b->n_blocks);
     size_t kv_map = 0;
     b->kv = kern_alloc_huge(kvb, &kv_map, b->huge); /* pages are touched only as positions are used */
     if (!b->kv) return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot map %zu bytes of KV cache", kvb);
@@ -444,14 +442,15 @@ static ms_status alloc_bufs(backend *b, ms_error *err)
         b->qa_q.groups = (b->qdim + Q8_GROUP - 1) / Q8_GROUP;
         b->qa_i.groups = (b->I + Q8_GROUP - 1) / Q8_GROUP;
         const int64_t ldl = ((int64_t)b->H + 3) / 4 * 4;
-        q8act l = {alloc3((size_t)b->lm_rows, (size_t)ldl, 1, 1), alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(float)),
+        q8act l = {alloc3((size_t)b->lm_rows, (size_t)ldl, 1, 1),
+                   alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(float)),
                    alloc3((size_t)b->lm_rows, (size_t)b->qa_h.groups, 1, sizeof(int32_t)), ldl, b->qa_h.groups};
         b->qa_lm = l;
         if (!a.q || !a.sx || !a.corr || !l.q || !l.sx || !l.corr)
             return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate int8 activations");
     }
-    if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos ||
-        !b->sc || !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst)
+    if (!b->x || !b->y || !b->o || !b->xb || !b->qb || !b->rcos || !b->rsin || !b->row_seq || !b->row_pos || !b->sc ||
+        !b->oc || !b->att || !b->ssc || !b->soc || !b->lm_in || !b->lm_out || !b->lm_row || !b->lm_dst)
         return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: cannot allocate activations for %d tokens, %d threads",
                          b->max_tokens, b->nt);
     return MS_OK;
@@ -466,9 +465,10 @@ static ms_status fast_create(const model *m, const backend_params *p, backend **
     if (!m || !p) return ms_seterr(err, MS_ERR_INVALID, "cpu fast backend: NULL model or params");
     if (!fast_supports(m, p->weights_q8, &why)) return ms_seterr(err, MS_ERR_UNSUPPORTED, "cpu fast backend: %s", why);
     if (p->max_seqs <= 0 || p->max_tokens <= 0 || p->n_blocks <= 0 || p->block_size <= 0)
-        return ms_seterr(err, MS_ERR_INVALID,
-                         "cpu fast backend: max_seqs %d, max_tokens %d, n_blocks %d, block_size %d: each must be positive",
-                         p->max_seqs, p->max_tokens, p->n_blocks, p->block_size);
+        return ms_seterr(
+            err, MS_ERR_INVALID,
+            "cpu fast backend: max_seqs %d, max_tokens %d, n_blocks %d, block_size %d: each must be positive",
+            p->max_seqs, p->max_tokens, p->n_blocks, p->block_size);
     int max_pos;
     if (__builtin_mul_overflow(p->n_blocks, p->block_size, &max_pos))
         return ms_seterr(err, MS_ERR_NOMEM, "cpu fast backend: %d blocks x %d tokens overflow int positions",
@@ -549,7 +549,8 @@ static kattn_src kv_src(const backend *b, int l, int kh, const int32_t *blocks)
 {
     const size_t run = (size_t)b->sb * b->blk_bytes; /* one (layer, kind, head) slab of a superblock */
     const unsigned char *base = (const unsigned char *)b->kv + ((size_t)l * 2 * (size_t)b->nkv + (size_t)kh) * run;
-    kattn_src s = {base, base + (size_t)b->nkv * run, blocks, b->blk_bytes, (size_t)b->d * 2, b->bs, b->sb, b->sb_bytes};
+    kattn_src s = {base,       base + (size_t)b->nkv * run, blocks, b->blk_bytes, (size_t)b->d * 2, b->bs, b->sb,
+                   b->sb_bytes};
     return s;
 }
 
@@ -557,7 +558,8 @@ static kattn_src kv_src(const backend *b, int l, int kh, const int32_t *blocks)
 static void kv_put(backend *b, int l, int kind, int kh, const int32_t *blocks, int pos, const float *v)
 {
     kattn_src s = kv_src(b, l, kh, blocks);
-    unsigned char *dst = (unsigned char *)kattn_block(kind ? s.v : s.k, &s, pos / b->bs) + (size_t)(pos % b->bs) * s.pos_stride;
+    unsigned char *dst =
+        (unsigned char *)kattn_block(kind ? s.v : s.k, &s, pos / b->bs) + (size_t)(pos % b->bs) * s.pos_stride;
     kops_to_bf16(b->isa, v, b->d, (uint16_t *)dst);
 }
 
@@ -614,7 +616,8 @@ static void attention(backend *b, int l, const fwd_seq *seqs, int T, int id, int
     for (int64_t it = 0; it < (int64_t)T * nh; it++) {
         const int r = (int)(it / nh), hq = (int)(it % nh), kh = hq / G, g = hq % G;
         float *att = b->att + (size_t)id * (size_t)d;
-        kattn_sum(b->isa, b->soc + ((size_t)r * nkv + kh) * mc * gd + (size_t)g * d, gd, kattn_n_chunks(b->row_pos[r]), d, att);
+        kattn_sum(b->isa, b->soc + ((size_t)r * nkv + kh) * mc * gd + (size_t)g * d, gd, kattn_n_chunks(b->row_pos[r]),
+                  d, att);
         kops_to_bf16(b->isa, att, d, b->xb + (size_t)r * b->ldxb + (size_t)hq * d);
     }
 }
@@ -703,9 +706,10 @@ static ms_status fast_forward(backend *b, const fwd_seq *seqs, int n, ms_error *
         /* 1. x = E[ids]; RoPE tables per row */
 #pragma omp for schedule(static)
         for (int i = 0; i < T; i++) {
-            cpu_embed(b->x + (size_t)i * H, &b->m->embed, seqs[b->row_seq[i]].tokens[b->row_pos[i] - seqs[b->row_seq[i]].pos0]);
-            cpu_rope_cos_sin(&b->rope, b->row_pos[i], b->rcos + (size_t)i * (b->d / 2), b->rsin + (size_t)i * (b->d / 2),
-                             ST_BF16);
+            cpu_embed(b->x + (size_t)i * H, &b->m->embed,
+                      seqs[b->row_seq[i]].tokens[b->row_pos[i] - seqs[b->row_seq[i]].pos0]);
+            cpu_rope_cos_sin(&b->rope, b->row_pos[i], b->rcos + (size_t)i * (b->d / 2),
+                             b->rsin + (size_t)i * (b->d / 2), ST_BF16);
         }
         /* 2. layers */
         for (int l = 0; l < b->L; l++) layer(b, l, seqs, T, id, nt);

@@ -10,7 +10,10 @@
 #include "cpu/fast/kern_ops.h"
 
 /* Rounds to the nearest bf16 value (ties to even), as a float. */
-static inline float rb(float x) { return half_bf16_to_f32(half_f32_to_bf16(x)); }
+static inline float rb(float x)
+{
+    return half_bf16_to_f32(half_f32_to_bf16(x));
+}
 
 /* 1 / sqrt(mean(x^2) + eps) with the fixed 16-lane order. */
 static float rms_scale(const float *x, int n, float eps)
@@ -39,8 +42,7 @@ void kops_add_norm(kern_isa isa, float *x, const float *o, const float *w, int n
     for (int i = 0; i < n; i++) hb[i] = half_f32_to_bf16(w[i] * rb(x[i] * r));
 }
 
-void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float eps, const float *cos,
-                         const float *sin)
+void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float eps, const float *cos, const float *sin)
 {
     if (isa == KERN_AVX512 && d % 32 == 0) {
         kops_head_norm_rope_avx512(v, w, d, eps, cos, sin);

@@ -19,8 +19,7 @@
 void kops_add_norm(kern_isa isa, float *x, const float *o, const float *w, int n, float eps, uint16_t *hb);
 /* One q or k head in place: RMSNorm over d with w, then RoPE (pairs i, i + d/2)
  * with cos/sin tables of d/2 entries. */
-void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float eps, const float *cos,
-                         const float *sin);
+void kops_head_norm_rope(kern_isa isa, float *v, const float *w, int d, float eps, const float *cos, const float *sin);
 /* out[i] = bf16(round(round(silu(g[i])) * u[i])), silu(g) = g / (1 + exp(-g)). */
 void kops_swiglu(kern_isa isa, const float *g, const float *u, int n, uint16_t *out);
 /* out[i] = half_f32_to_bf16(x[i]) (exact for the bf16-representable x callers pass). */

@@ -48,8 +48,8 @@ void kops_head_norm_rope_avx2(float *v, const float *w, int d, float eps, const 
         const __m256 c = _mm256_loadu_ps(cos + i), s = _mm256_loadu_ps(sin + i);
         const __m256 a = v8_round_bf16(_mm256_add_ps(v8_round_bf16(_mm256_mul_ps(x1, c)),
                                                      v8_round_bf16(_mm256_mul_ps(_mm256_xor_ps(x2, neg), s))));
-        const __m256 b = v8_round_bf16(_mm256_add_ps(v8_round_bf16(_mm256_mul_ps(x2, c)),
-                                                     v8_round_bf16(_mm256_mul_ps(x1, s))));
+        const __m256 b =
+            v8_round_bf16(_mm256_add_ps(v8_round_bf16(_mm256_mul_ps(x2, c)), v8_round_bf16(_mm256_mul_ps(x1, s))));
         _mm256_storeu_ps(v + i, a);
         _mm256_storeu_ps(v + i + h, b);
     }

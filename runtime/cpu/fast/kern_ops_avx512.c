@@ -55,10 +55,10 @@ void kops_head_norm_rope_avx512(float *v, const float *w, int d, float eps, cons
     for (int i = 0; i < h; i += 16) {
         const __m512 x1 = _mm512_loadu_ps(v + i), x2 = _mm512_loadu_ps(v + i + h);
         const __m512 c = _mm512_loadu_ps(cos + i), s = _mm512_loadu_ps(sin + i);
-        const __m512 a = v_round_bf16(_mm512_add_ps(v_round_bf16(_mm512_mul_ps(x1, c)),
-                                                    v_round_bf16(_mm512_mul_ps(_mm512_xor_ps(x2, neg), s))));
-        const __m512 b = v_round_bf16(_mm512_add_ps(v_round_bf16(_mm512_mul_ps(x2, c)),
-                                                    v_round_bf16(_mm512_mul_ps(x1, s))));
+        const __m512 a = v_round_bf16(
+            _mm512_add_ps(v_round_bf16(_mm512_mul_ps(x1, c)), v_round_bf16(_mm512_mul_ps(_mm512_xor_ps(x2, neg), s))));
+        const __m512 b =
+            v_round_bf16(_mm512_add_ps(v_round_bf16(_mm512_mul_ps(x2, c)), v_round_bf16(_mm512_mul_ps(x1, s))));
         _mm512_storeu_ps(v + i, a);
         _mm512_storeu_ps(v + i + h, b);
     }

@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/ref/cpu.h"
 #include "base/err.h"
 #include "base/half.h"
 #include "cpu/fast/q8.h"
+#include "cpu/ref/cpu.h"
 
 /* Sizes (overflow-checked) and maps an [n, k] int8 matrix and its row scales. */
 ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err)
@@ -22,8 +22,7 @@ ms_status q8pack_alloc(q8pack *p, int64_t n, int64_t k, int huge, ms_error *err)
     size_t bytes;
     if (__builtin_mul_overflow((size_t)np, (size_t)kq, &bytes) ||
         __builtin_mul_overflow(bytes, (size_t)KERN_PW * 4, &bytes))
-        return ms_seterr(err, MS_ERR_NOMEM, "q8pack: matrix [%lld, %lld] overflows size_t", (long long)n,
-                         (long long)k);
+        return ms_seterr(err, MS_ERR_NOMEM, "q8pack: matrix [%lld, %lld] overflows size_t", (long long)n, (long long)k);
     size_t map = 0;
     p->data = kern_alloc_huge(bytes, &map, huge);
     p->scale = calloc((size_t)np * KERN_PW, sizeof(float));
@@ -79,7 +78,8 @@ void q8pack_fill(q8pack *p, int64_t row0, const void *src, int dtype, int64_t ro
     if (dtype == ST_BF16 && kern_isa_best() == KERN_AVX512) {
         /* bf16 rows may be only 2-byte aligned: read them as uint16 through the byte pointer */
         for (int64_t r = lo; r < hi; r++)
-            q8_quant_wrow_avx512(p, r, (const uint16_t *)((const unsigned char *)src + (size_t)(r - row0) * (size_t)p->k * 2),
+            q8_quant_wrow_avx512(p, r,
+                                 (const uint16_t *)((const unsigned char *)src + (size_t)(r - row0) * (size_t)p->k * 2),
                                  (uint8_t *)w);
         free(w);
         return;
@@ -171,8 +171,8 @@ void q8_gemm_scalar(const q8pack *w, const q8act *x, int T, float *y, int64_t ld
     }
 }
 
-void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias,
-             int64_t p0, int64_t p1)
+void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
+             int64_t p1)
 {
     if (p1 > w->n_panels) p1 = w->n_panels;
     if (T <= 0 || p0 >= p1) return;

@@ -34,19 +34,19 @@
 
 typedef struct q8pack {
     int64_t n, k;
-    int64_t kq;        /* column quads: ceil(k / 4) */
-    int64_t n_panels;  /* ceil(n / KERN_PW) */
-    int64_t groups;    /* ceil(k / Q8_GROUP) */
-    uint8_t *data;     /* n_panels * kq * 128 bytes, 64-byte aligned, owned */
-    float *scale;      /* [n_panels * KERN_PW] per-row scales (0 past n) */
+    int64_t kq;       /* column quads: ceil(k / 4) */
+    int64_t n_panels; /* ceil(n / KERN_PW) */
+    int64_t groups;   /* ceil(k / Q8_GROUP) */
+    uint8_t *data;    /* n_panels * kq * 128 bytes, 64-byte aligned, owned */
+    float *scale;     /* [n_panels * KERN_PW] per-row scales (0 past n) */
     size_t bytes;
 } q8pack;
 
 /* Activations of T tokens quantised for one matmul input width k. */
 typedef struct q8act {
-    int8_t *q;        /* [T, ld] (ld >= 4 * kq, zero past k) */
-    float *sx;        /* [T, groups] */
-    int32_t *corr;    /* [T, groups] */
+    int8_t *q;     /* [T, ld] (ld >= 4 * kq, zero past k) */
+    float *sx;     /* [T, groups] */
+    int32_t *corr; /* [T, groups] */
     int64_t ld, groups;
 } q8act;
 
@@ -64,8 +64,8 @@ void q8_quant_row(const float *x, int64_t k, q8act *a, int t);
 void q8_quant_row_bf16(kern_isa isa, const uint16_t *x, int64_t k, q8act *a, int t);
 
 /* y[t * ldy + n] for t < T, rows n of panels [p0, p1): the sequence above. */
-void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias,
-             int64_t p0, int64_t p1);
+void q8_gemm(kern_isa isa, const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
+             int64_t p1);
 void q8_gemm_scalar(const q8pack *w, const q8act *x, int T, float *y, int64_t ldy, const float *bias, int64_t p0,
                     int64_t p1);
 /* AVX-512 copies of the bf16 quantisation loops (same bytes as the scalar ones);

@@ -16,8 +16,8 @@
 #define MR_MAX 6
 
 /* MR tokens x NP panels: int32 group sums folded into fp32 accumulators (see q8.h). */
-static inline __attribute__((always_inline)) void tile(const q8pack *w, const q8act *x, int t0, int64_t p,
-                                                       float *out, const int MR, const int NP)
+static inline __attribute__((always_inline)) void tile(const q8pack *w, const q8act *x, int t0, int64_t p, float *out,
+                                                       const int MR, const int NP)
 {
     __m512i ia[MR_MAX][8];
     __m512 fa[MR_MAX][8];
@@ -66,10 +66,10 @@ static inline __attribute__((always_inline)) void tile(const q8pack *w, const q8
         for (int c = 0; c < 2 * NP; c++) _mm512_storeu_ps(out + r * NP * 32 + c * 16, fa[r][c]);
 }
 
-#define TILE_FN(MR, NP)                                                                               \
-    static void tile_##MR##_##NP(const q8pack *w, const q8act *x, int t0, int64_t p, float *out)     \
-    {                                                                                                 \
-        tile(w, x, t0, p, out, MR, NP);                                                               \
+#define TILE_FN(MR, NP)                                                                          \
+    static void tile_##MR##_##NP(const q8pack *w, const q8act *x, int t0, int64_t p, float *out) \
+    {                                                                                            \
+        tile(w, x, t0, p, out, MR, NP);                                                          \
     }
 TILE_FN(1, 4)
 TILE_FN(2, 2)

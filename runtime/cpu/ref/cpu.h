@@ -70,18 +70,16 @@ float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n);
 
 /* out[T, N] = round(x[T, K] . W[N, K]^T + bias[N]); bias may be absent
  * (NULL or data NULL). Parallel over blocks of W rows; x and out must not alias. */
-void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
-                int n_threads);
+void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act, int n_threads);
 
 /* Several matmuls of the same input (q/k/v, gate/up) in one parallel region. */
 #define MM_MAX_JOBS 4
 typedef struct mm_job {
-    float *out;        /* [T, W->rows] */
-    const wmat *W;     /* [N, K] */
-    const wmat *bias;  /* [N] or NULL */
+    float *out;       /* [T, W->rows] */
+    const wmat *W;    /* [N, K] */
+    const wmat *bias; /* [N] or NULL */
 } mm_job;
-void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act,
-                  int n_threads);
+void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act, int n_threads);
 
 /* out[n] = round(w * round(x * rsqrt(mean(x^2) + eps))) for one row (HF
  * Qwen3RMSNorm: fp32 statistics, cast, then scale). out may equal x. */
@@ -100,8 +98,8 @@ void cpu_embed(float *out, const wmat *E, int32_t id);
 
 typedef struct cpu_rope {
     int head_dim;
-    float *inv_freq;  /* [head_dim / 2], fp32 as HF computes it */
-    float scaling;    /* attention_scaling: 1, or YaRN's factor */
+    float *inv_freq; /* [head_dim / 2], fp32 as HF computes it */
+    float scaling;   /* attention_scaling: 1, or YaRN's factor */
 } cpu_rope;
 
 /* Builds inv_freq and scaling from the config (default RoPE or YaRN with the
@@ -116,26 +114,24 @@ void cpu_rope_apply(float *x, const float *cos, const float *sin, int d, st_dtyp
 /* ---- KV cache memory and attention (cpu_attn.c) ---- */
 
 typedef struct cpu_kv {
-    unsigned char *mem;   /* [n_blocks, L, 2 (K, V), block_size, nkv, d] of dtype */
-    st_dtype dtype;       /* = activation dtype, so storing is lossless */
-    size_t elem;          /* bytes per element */
+    unsigned char *mem; /* [n_blocks, L, 2 (K, V), block_size, nkv, d] of dtype */
+    st_dtype dtype;     /* = activation dtype, so storing is lossless */
+    size_t elem;        /* bytes per element */
     size_t bytes;
     int n_blocks, block_size, n_layers, n_kv_heads, head_dim;
 } cpu_kv;
 
 /* Reserves n_blocks x block_size positions for every layer (checked sizes). */
-ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_config *c,
-                      st_dtype dtype, ms_error *err);
+ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_config *c, st_dtype dtype, ms_error *err);
 void cpu_kv_free(cpu_kv *kv);
 /* Stores k[nkv*d] and v[nkv*d] of one token at pos of a sequence whose block table is blocks. */
-void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const float *k,
-                  const float *v);
+void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const float *k, const float *v);
 
 /* One query head attending over positions 0..pos of its sequence:
  * out[d] = round(softmax(round(round(q.k_j) * scale)) . v_j) with the softmax
  * in fp32 and its probabilities rounded to act (HF eager attention).
  * scores is scratch of at least pos + 1 floats. */
-void cpu_attend(float *out, const float *q, const cpu_kv *kv, int layer, int kv_head,
-                const int32_t *blocks, int pos, float scale, float *scores, st_dtype act);
+void cpu_attend(float *out, const float *q, const cpu_kv *kv, int layer, int kv_head, const int32_t *blocks, int pos,
+                float scale, float *scores, st_dtype act);
 
 #endif

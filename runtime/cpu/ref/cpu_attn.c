@@ -8,12 +8,11 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "cpu/ref/cpu.h"
 #include "base/err.h"
+#include "cpu/ref/cpu.h"
 
 /* Reserves the whole KV memory with every size product checked. */
-ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_config *c,
-                      st_dtype dtype, ms_error *err)
+ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_config *c, st_dtype dtype, ms_error *err)
 {
     memset(kv, 0, sizeof *kv);
     kv->dtype = dtype;
@@ -25,8 +24,8 @@ ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_conf
     kv->head_dim = c->head_dim;
     /* bytes = n_blocks * L * 2 * block_size * nkv * d * elem, every step checked */
     size_t b = kv->elem;
-    const size_t f[6] = {(size_t)n_blocks, (size_t)c->n_layers, 2, (size_t)block_size,
-                         (size_t)c->n_kv_heads, (size_t)c->head_dim};
+    const size_t f[6] = {(size_t)n_blocks,   (size_t)c->n_layers,   2,
+                         (size_t)block_size, (size_t)c->n_kv_heads, (size_t)c->head_dim};
     for (int i = 0; i < 6; i++)
         if (__builtin_mul_overflow(b, f[i], &b))
             return ms_seterr(err, MS_ERR_NOMEM,
@@ -35,8 +34,9 @@ ms_status cpu_kv_init(cpu_kv *kv, int n_blocks, int block_size, const qwen3_conf
                              n_blocks, block_size, c->n_layers, c->n_kv_heads, c->head_dim);
     kv->mem = calloc(1, b);
     if (!kv->mem)
-        return ms_seterr(err, MS_ERR_NOMEM, "cpu backend: cannot allocate %zu bytes of KV cache (%d blocks x %d tokens)",
-                         b, n_blocks, block_size);
+        return ms_seterr(err, MS_ERR_NOMEM,
+                         "cpu backend: cannot allocate %zu bytes of KV cache (%d blocks x %d tokens)", b, n_blocks,
+                         block_size);
     kv->bytes = b;
     return MS_OK;
 }
@@ -54,14 +54,12 @@ static unsigned char *kv_at(const cpu_kv *kv, int layer, int kind, const int32_t
 {
     const size_t row = (size_t)kv->n_kv_heads * (size_t)kv->head_dim; /* elements per token */
     size_t blk = (size_t)blocks[pos / kv->block_size], off = (size_t)(pos % kv->block_size);
-    size_t idx = ((blk * (size_t)kv->n_layers + (size_t)layer) * 2 + (size_t)kind) *
-                     (size_t)kv->block_size + off;
+    size_t idx = ((blk * (size_t)kv->n_layers + (size_t)layer) * 2 + (size_t)kind) * (size_t)kv->block_size + off;
     return kv->mem + idx * row * kv->elem;
 }
 
 /* Writes one token's K and V (already in the KV dtype's values) at its position. */
-void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const float *k,
-                  const float *v)
+void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const float *k, const float *v)
 {
     const int64_t n = (int64_t)kv->n_kv_heads * kv->head_dim;
     unsigned char *kd = kv_at(kv, layer, 0, blocks, pos), *vd = kv_at(kv, layer, 1, blocks, pos);
@@ -72,8 +70,8 @@ void cpu_kv_store(cpu_kv *kv, int layer, const int32_t *blocks, int pos, const f
 }
 
 /* Causal attention of one query head over its sequence's cached keys and values. */
-void cpu_attend(float *out, const float *q, const cpu_kv *kv, int layer, int kv_head,
-                const int32_t *blocks, int pos, float scale, float *scores, st_dtype act)
+void cpu_attend(float *out, const float *q, const cpu_kv *kv, int layer, int kv_head, const int32_t *blocks, int pos,
+                float scale, float *scores, st_dtype act)
 {
     const int d = kv->head_dim;
     const size_t head_off = (size_t)kv_head * (size_t)d * kv->elem;

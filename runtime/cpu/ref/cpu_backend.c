@@ -23,9 +23,9 @@
 #include <omp.h>
 #include <stdlib.h>
 
-#include "engine/backend.h"
-#include "cpu/ref/cpu.h"
 #include "base/err.h"
+#include "cpu/ref/cpu.h"
+#include "engine/backend.h"
 
 struct backend {
     const model *m;
@@ -36,20 +36,20 @@ struct backend {
     cpu_rope rope;
     cpu_kv kv;
     /* activations, sized for max_tokens rows */
-    float *x;           /* [T, H]  residual stream */
-    float *h;           /* [T, H]  normed input of attention / MLP */
-    float *q;           /* [T, qdim] */
-    float *k, *v;       /* [T, kvdim] */
-    float *att;         /* [T, qdim] attention output, heads concatenated */
-    float *o;           /* [T, H]  o_proj / down_proj output before the residual add */
-    float *gate, *up;   /* [T, I] */
-    float *rcos, *rsin; /* [T, d/2] per-row RoPE tables */
+    float *x;               /* [T, H]  residual stream */
+    float *h;               /* [T, H]  normed input of attention / MLP */
+    float *q;               /* [T, qdim] */
+    float *k, *v;           /* [T, kvdim] */
+    float *att;             /* [T, qdim] attention output, heads concatenated */
+    float *o;               /* [T, H]  o_proj / down_proj output before the residual add */
+    float *gate, *up;       /* [T, I] */
+    float *rcos, *rsin;     /* [T, d/2] per-row RoPE tables */
     int *row_seq, *row_pos; /* [T] which sequence and position each row is */
-    float *scores;      /* [n_threads, max_pos] attention scratch, one per thread */
-    int lm_rows;        /* rows per lm_head call */
-    float *lm_in;       /* [lm_rows, H] final-normed rows */
-    float *lm_out;      /* [lm_rows, V] */
-    float **lm_dst;     /* [lm_rows] where each logits row goes */
+    float *scores;          /* [n_threads, max_pos] attention scratch, one per thread */
+    int lm_rows;            /* rows per lm_head call */
+    float *lm_in;           /* [lm_rows, H] final-normed rows */
+    float *lm_out;          /* [lm_rows, V] */
+    float **lm_dst;         /* [lm_rows] where each logits row goes */
 };
 
 /* malloc of a*b floats with the product checked; NULL on overflow or OOM. */
@@ -66,8 +66,8 @@ static void ref_free(backend *b)
     if (!b) return;
     cpu_rope_free(&b->rope);
     cpu_kv_free(&b->kv);
-    float *bufs[] = {b->x, b->h, b->q, b->k, b->v, b->att, b->o, b->gate, b->up,
-                     b->rcos, b->rsin, b->scores, b->lm_in, b->lm_out};
+    float *bufs[] = {b->x,    b->h,  b->q,    b->k,    b->v,      b->att,   b->o,
+                     b->gate, b->up, b->rcos, b->rsin, b->scores, b->lm_in, b->lm_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(b->row_seq);
     free(b->row_pos);
@@ -98,8 +98,8 @@ static ms_status ref_create(const model *m, const backend_params *p, backend **o
                          p->max_seqs, p->max_tokens, p->n_blocks, p->block_size);
     int max_pos;
     if (__builtin_mul_overflow(p->n_blocks, p->block_size, &max_pos))
-        return ms_seterr(err, MS_ERR_NOMEM, "cpu backend: %d blocks x %d tokens overflow int positions",
-                         p->n_blocks, p->block_size);
+        return ms_seterr(err, MS_ERR_NOMEM, "cpu backend: %d blocks x %d tokens overflow int positions", p->n_blocks,
+                         p->block_size);
     const qwen3_config *c = &m->cfg;
     backend *b = calloc(1, sizeof *b);
     if (!b) return ms_seterr(err, MS_ERR_NOMEM, "cpu backend: out of memory");
@@ -114,12 +114,11 @@ static ms_status ref_create(const model *m, const backend_params *p, backend **o
     b->d = c->head_dim;
     b->I = c->intermediate_size;
     b->V = c->vocab_size;
-    b->qdim = c->n_heads * c->head_dim;    /* config.c bounds keep these in int */
+    b->qdim = c->n_heads * c->head_dim; /* config.c bounds keep these in int */
     b->kvdim = c->n_kv_heads * c->head_dim;
     /* HF computes in the config's dtype; without one ("auto"), in the weights' dtype. */
-    b->act = c->dtype_given && (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16)
-                 ? c->dtype
-                 : m->embed.dtype;
+    b->act =
+        c->dtype_given && (c->dtype == ST_F32 || c->dtype == ST_BF16 || c->dtype == ST_F16) ? c->dtype : m->embed.dtype;
     b->eps = (float)c->rms_norm_eps;
     b->attn_scale = (float)pow((double)c->head_dim, -0.5); /* HF: head_dim ** -0.5 */
 
@@ -147,9 +146,8 @@ static ms_status ref_create(const model *m, const backend_params *p, backend **o
     b->row_seq = malloc(T * sizeof(int));
     b->row_pos = malloc(T * sizeof(int));
     b->lm_dst = malloc((size_t)b->lm_rows * sizeof(float *));
-    if (!b->x || !b->h || !b->q || !b->k || !b->v || !b->att || !b->o || !b->gate || !b->up ||
-        !b->rcos || !b->rsin || !b->scores || !b->lm_in || !b->lm_out || !b->row_seq ||
-        !b->row_pos || !b->lm_dst) {
+    if (!b->x || !b->h || !b->q || !b->k || !b->v || !b->att || !b->o || !b->gate || !b->up || !b->rcos || !b->rsin ||
+        !b->scores || !b->lm_in || !b->lm_out || !b->row_seq || !b->row_pos || !b->lm_dst) {
         st = ms_seterr(err, MS_ERR_NOMEM,
                        "cpu backend: cannot allocate activations for %d tokens, %d sequences, %d threads",
                        p->max_tokens, p->max_seqs, b->n_threads);
@@ -166,8 +164,7 @@ fail:
 static void norm_rows(backend *b, float *out, const float *x, const wmat *w, int T)
 {
 #pragma omp parallel for schedule(static) num_threads(b->n_threads)
-    for (int r = 0; r < T; r++)
-        cpu_rmsnorm(out + (size_t)r * b->H, x + (size_t)r * b->H, w, b->H, b->eps, b->act);
+    for (int r = 0; r < T; r++) cpu_rmsnorm(out + (size_t)r * b->H, x + (size_t)r * b->H, w, b->H, b->eps, b->act);
 }
 
 /* One decoder layer over all T rows (docs/numerics.md §1.3 steps a-g). */
@@ -195,8 +192,7 @@ static void layer_forward(backend *b, int l, const fwd_seq *seqs, int T)
             cpu_rmsnorm(kr + hk * d, kr + hk * d, &w->k_norm, d, b->eps, act);
             cpu_rope_apply(kr + hk * d, c, s, d, act);
         }
-        cpu_kv_store(&b->kv, l, seqs[b->row_seq[r]].blocks, b->row_pos[r], kr,
-                     b->v + (size_t)r * b->kvdim);
+        cpu_kv_store(&b->kv, l, seqs[b->row_seq[r]].blocks, b->row_pos[r], kr, b->v + (size_t)r * b->kvdim);
     }
 
     /* e. causal GQA: query head hq reads kv head hq / group, keys 0..pos of its own sequence */
@@ -206,8 +202,8 @@ static void layer_forward(backend *b, int l, const fwd_seq *seqs, int T)
         int r = (int)(it / b->nh), hq = (int)(it % b->nh);
         float *scores = b->scores + (size_t)omp_get_thread_num() * (size_t)b->max_pos;
         size_t off = (size_t)r * b->qdim + (size_t)hq * d;
-        cpu_attend(b->att + off, b->q + off, &b->kv, l, hq / group, seqs[b->row_seq[r]].blocks,
-                   b->row_pos[r], b->attn_scale, scores, act);
+        cpu_attend(b->att + off, b->q + off, &b->kv, l, hq / group, seqs[b->row_seq[r]].blocks, b->row_pos[r],
+                   b->attn_scale, scores, act);
     }
 
     /* f. x = x + att Wo^T */
@@ -228,8 +224,7 @@ static void flush_logits(backend *b, int n_rows)
 {
     if (!n_rows) return;
     cpu_matmul(b->lm_out, b->lm_in, n_rows, &b->m->lm_head, NULL, b->act, b->n_threads);
-    for (int i = 0; i < n_rows; i++)
-        memcpy(b->lm_dst[i], b->lm_out + (size_t)i * b->V, (size_t)b->V * sizeof(float));
+    for (int i = 0; i < n_rows; i++) memcpy(b->lm_dst[i], b->lm_out + (size_t)i * b->V, (size_t)b->V * sizeof(float));
 }
 
 /* 3. logits = RMSNorm(x) W_lm^T for the rows each sequence asked for. */
@@ -240,8 +235,8 @@ static void compute_logits(backend *b, const fwd_seq *seqs, int n)
         const fwd_seq *q = &seqs[s];
         int first = q->logits_mode == 2 ? 0 : q->n_tokens - 1;
         for (int t = first; q->logits_mode && t < q->n_tokens; t++) {
-            cpu_rmsnorm(b->lm_in + (size_t)pending * b->H, b->x + (size_t)(row0 + t) * b->H,
-                        &b->m->final_norm, b->H, b->eps, b->act);
+            cpu_rmsnorm(b->lm_in + (size_t)pending * b->H, b->x + (size_t)(row0 + t) * b->H, &b->m->final_norm, b->H,
+                        b->eps, b->act);
             b->lm_dst[pending] = q->logits + (size_t)(q->logits_mode == 2 ? t : 0) * b->V;
             if (++pending == b->lm_rows) {
                 flush_logits(b, pending);
@@ -279,8 +274,5 @@ static ms_status ref_forward(backend *b, const fwd_seq *seqs, int n, ms_error *e
     return MS_OK;
 }
 
-const backend_ops cpu_ref_backend_ops = {.name = "cpu-reference",
-                                         .supports = ref_supports,
-                                         .create = ref_create,
-                                         .forward = ref_forward,
-                                         .free = ref_free};
+const backend_ops cpu_ref_backend_ops = {
+    .name = "cpu-reference", .supports = ref_supports, .create = ref_create, .forward = ref_forward, .free = ref_free};

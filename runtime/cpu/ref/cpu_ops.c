@@ -7,8 +7,8 @@
 
 #include "cpu/ref/cpu.h"
 
-#define LANES 16    /* partial sums per dot product: fixes the summation order */
-#define MM_ROWS 16  /* weight rows per matmul work item (16 x K stays in L1/L2) */
+#define LANES 16   /* partial sums per dot product: fixes the summation order */
+#define MM_ROWS 16 /* weight rows per matmul work item (16 x K stays in L1/L2) */
 
 /* The 16 fp32 lanes as four 4-wide GCC vectors (lanes 0-3, 4-7, 8-11, 12-15):
  * vector arithmetic is lane-wise IEEE, so this is exactly the scalar definition
@@ -18,7 +18,9 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef uint32_t v4u __attribute__((vector_size(16)));
 typedef uint16_t v4h __attribute__((vector_size(8)));
 
-typedef struct lanes { v4f v[LANES / 4]; } lanes;
+typedef struct lanes {
+    v4f v[LANES / 4];
+} lanes;
 
 /* Fixed pairwise reduction of the lane sums: lane j += lane j+8 (j < 8), then
  * j += j+4, j += j+2, j += j+1. With lanes 0-3 in v[0] ... 12-15 in v[3], the
@@ -30,8 +32,7 @@ static inline float reduce_lanes(const lanes *l)
 }
 
 /* Adds the partial last block (k < n) lane by lane, then reduces. */
-static inline float finish_dot(lanes *l, const float *x, const unsigned char *w, st_dtype wt,
-                               int64_t k, int64_t n)
+static inline float finish_dot(lanes *l, const float *x, const unsigned char *w, st_dtype wt, int64_t k, int64_t n)
 {
     if (k < n) {
         float a[LANES];
@@ -85,9 +86,18 @@ static inline float dot_impl(const float *x, const unsigned char *w, st_dtype wt
     return finish_dot(&l, x, w, wt, k, n);
 }
 
-static float dot_f32(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_F32, n); }
-static float dot_bf16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_BF16, n); }
-static float dot_f16(const float *x, const unsigned char *w, int64_t n) { return dot_impl(x, w, ST_F16, n); }
+static float dot_f32(const float *x, const unsigned char *w, int64_t n)
+{
+    return dot_impl(x, w, ST_F32, n);
+}
+static float dot_bf16(const float *x, const unsigned char *w, int64_t n)
+{
+    return dot_impl(x, w, ST_BF16, n);
+}
+static float dot_f16(const float *x, const unsigned char *w, int64_t n)
+{
+    return dot_impl(x, w, ST_F16, n);
+}
 
 /* Dispatches to the dot kernel of the weight dtype. */
 float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
@@ -99,8 +109,7 @@ float cpu_dot(const float *x, const void *w, st_dtype wt, int64_t n)
 }
 
 /* Rows [n0, n1) of one matmul for all T tokens. */
-static void matmul_block(const mm_job *j, const float *x, int T, int64_t n0, int64_t n1,
-                         st_dtype act)
+static void matmul_block(const mm_job *j, const float *x, int T, int64_t n0, int64_t n1, st_dtype act)
 {
     const wmat *W = j->W;
     const int64_t N = W->rows, K = W->cols;
@@ -119,15 +128,13 @@ static void matmul_block(const mm_job *j, const float *x, int T, int64_t n0, int
 }
 
 /* Runs several matmuls of one input in one OpenMP region over weight-row blocks. */
-void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act,
-                  int n_threads)
+void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtype act, int n_threads)
 {
     /* Work items: blocks of MM_ROWS weight rows, job after job. Each item owns
      * those output columns for all T rows: the weight rows are read once per
      * call and reused from cache across tokens. */
     int64_t first[MM_MAX_JOBS + 1] = {0};
-    for (int j = 0; j < n_jobs; j++)
-        first[j + 1] = first[j] + (jobs[j].W->rows + MM_ROWS - 1) / MM_ROWS;
+    for (int j = 0; j < n_jobs; j++) first[j + 1] = first[j] + (jobs[j].W->rows + MM_ROWS - 1) / MM_ROWS;
 #pragma omp parallel for schedule(static) num_threads(n_threads)
     for (int64_t it = 0; it < first[n_jobs]; it++) {
         int j = 0;
@@ -138,8 +145,7 @@ void cpu_matmul_n(const mm_job *jobs, int n_jobs, const float *x, int T, st_dtyp
 }
 
 /* A single matmul (cpu_matmul_n with one job). */
-void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act,
-                int n_threads)
+void cpu_matmul(float *out, const float *x, int T, const wmat *W, const wmat *bias, st_dtype act, int n_threads)
 {
     mm_job j = {out, W, bias};
     cpu_matmul_n(&j, 1, x, T, act, n_threads);
@@ -154,8 +160,7 @@ void cpu_rmsnorm(float *out, const float *x, const wmat *w, int64_t n, float eps
     memcpy(l.v, acc, sizeof acc);
     float var = reduce_lanes(&l) / (float)n;
     float r = 1.0f / sqrtf(var + eps);
-    for (int64_t i = 0; i < n; i++)
-        out[i] = round_act(elem_get(w->data, w->dtype, i) * round_act(x[i] * r, act), act);
+    for (int64_t i = 0; i < n; i++) out[i] = round_act(elem_get(w->data, w->dtype, i) * round_act(x[i] * r, act), act);
 }
 
 /* SwiGLU product in place, rounding where HF does. */

@@ -7,8 +7,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "cpu/ref/cpu.h"
 #include "base/err.h"
+#include "cpu/ref/cpu.h"
 
 /* YaRN's find_correction_dim: the dimension whose wavelength fits n_rot turns in orig_max. */
 static double yarn_correction_dim(double n_rot, int dim, double base, double orig_max)
@@ -23,8 +23,7 @@ ms_status cpu_rope_init(cpu_rope *r, const qwen3_config *c, ms_error *err)
     r->head_dim = d;
     r->scaling = 1.0f;
     r->inv_freq = NULL;
-    if (d <= 0 || d % 2)
-        return ms_seterr(err, MS_ERR_INVALID, "config.json: head_dim %d must be positive and even", d);
+    if (d <= 0 || d % 2) return ms_seterr(err, MS_ERR_INVALID, "config.json: head_dim %d must be positive and even", d);
     if (!(c->rope_theta > 1.0))
         return ms_seterr(err, MS_ERR_INVALID, "config.json: rope_theta %g must be > 1", c->rope_theta);
     r->inv_freq = malloc((size_t)half * sizeof(float));
@@ -41,8 +40,7 @@ ms_status cpu_rope_init(cpu_rope *r, const qwen3_config *c, ms_error *err)
     if (!(f > 0) || !(lo_max > 0)) {
         cpu_rope_free(r);
         return ms_seterr(err, MS_ERR_INVALID,
-                         "config.json: yarn factor %g and original_max_position_embeddings %g must be > 0",
-                         f, lo_max);
+                         "config.json: yarn factor %g and original_max_position_embeddings %g must be > 0", f, lo_max);
     }
     const double beta_fast = c->yarn_beta_fast > 0 ? c->yarn_beta_fast : 32.0;
     const double beta_slow = c->yarn_beta_slow > 0 ? c->yarn_beta_slow : 1.0;
@@ -64,9 +62,7 @@ ms_status cpu_rope_init(cpu_rope *r, const qwen3_config *c, ms_error *err)
         float extra = 1.0f - ramp; /* share of the unscaled (extrapolated) frequency */
         r->inv_freq[i] = inv_inter * (1.0f - extra) + inv_extra * extra;
     }
-    double att = c->yarn_attention_factor > 0 ? c->yarn_attention_factor
-                 : f > 1                      ? 0.1 * log(f) + 1.0
-                                              : 1.0;
+    double att = c->yarn_attention_factor > 0 ? c->yarn_attention_factor : f > 1 ? 0.1 * log(f) + 1.0 : 1.0;
     r->scaling = (float)att;
     return MS_OK;
 }
