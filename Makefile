@@ -9,6 +9,7 @@
 #   make asan       the ASan+UBSan build only
 #   make demo       synthetic model + synthetic LoRA, merged, served on localhost
 #   make bench      benchmarks (bench/README.md)
+#   make bench-load load and soak: 64 clients for 10 minutes against medserve (bench/load/README.md)
 CC      ?= gcc
 NVCC    ?= nvcc
 BUILD   ?= build
@@ -66,7 +67,7 @@ INTERNAL  := $(BUILD)/libmedserve-internal.a
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
 
 .SECONDARY:
-.PHONY: all tests test asan demo bench fuzz clean deps format format-check
+.PHONY: all tests test asan demo bench bench-load fuzz clean deps format format-check
 all: $(STATIC) $(SHARED) $(INTERNAL) $(PROGS) $(TOOLS)
 
 tests: all $(TESTS)
@@ -142,6 +143,12 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash bench/run.sh
+
+# The full soak (BENCH_LOAD_ARGS adds load.py options); the README table is rewritten
+# from bench/load/results.json whether the run passed or not, and the status is load.py's.
+bench-load: deps
+	@$(MAKE) --no-print-directory all
+	@python3 bench/load/load.py $(BENCH_LOAD_ARGS); rc=$$?; python3 bench/load/report.py; exit $$rc
 
 # The one place that installs packages (apt-get, pip); test, demo and bench call it first.
 deps:
