@@ -35,7 +35,8 @@ struct reqlog {
     uint64_t gap_lost;  /* lines lost since the log stopped being writable */
     char gap_since[96]; /* when it stopped */
     uint64_t repaired;  /* bytes cut off at open */
-    int failing;        /* atomic: not writable (reqlog.h) */
+    int failing;        /* atomic: a line was lost (or an fsync failed); no log_gap line yet */
+    int low;            /* atomic: the headroom could not be reserved at the last check */
     int last_errno;     /* atomic */
     uint64_t lost;      /* atomic: lines lost since open */
 };
@@ -117,8 +118,8 @@ static int put(reqlog *l, const char *line, size_t len)
     return e;
 }
 
-/* Marks the log not writable (noting since when) with errno e, and counts a
- * lost line when line is set; the caller holds mu. */
+/* Marks the log failing (noting since when) with errno e, and counts a lost
+ * line when line is set; the caller holds mu. */
 static void lose(reqlog *l, int e, int line)
 {
     if (!__atomic_load_n(&l->failing, __ATOMIC_SEQ_CST)) {
@@ -150,19 +151,15 @@ static char *event_line(const char *event, const char *since, const char *num_na
     return line;
 }
 
-/* If the log is not writable: once the headroom can be reserved, writes the
- * log_gap line and so makes it writable again. The caller holds mu. Returns 0
- * when writable, else the errno. */
+/* If the log is failing, writes the log_gap line, which ends the failure.
+ * The caller holds mu. Returns 0 when not failing (any more), else the errno. */
 static int recover(reqlog *l)
 {
     if (!__atomic_load_n(&l->failing, __ATOMIC_SEQ_CST)) return 0;
-    int e = reserve(l, l->headroom);
-    if (!e) {
-        char *g = event_line("log_gap", l->gap_since, "lost_lines", l->gap_lost,
-                             __atomic_load_n(&l->last_errno, __ATOMIC_RELAXED));
-        e = g ? put(l, g, strlen(g)) : ENOMEM;
-        free(g);
-    }
+    char *g = event_line("log_gap", l->gap_since, "lost_lines", l->gap_lost,
+                         __atomic_load_n(&l->last_errno, __ATOMIC_RELAXED));
+    int e = g ? put(l, g, strlen(g)) : ENOMEM;
+    free(g);
     if (e) return e;
     l->gap_lost = 0;
     l->dirty = 1;
@@ -170,8 +167,18 @@ static int recover(reqlog *l)
     return 0;
 }
 
-/* Background thread, waking every second: retries a log that is not
- * writable, checks the headroom of one that is, and fsyncs what was written. */
+/* Checks that the headroom can be reserved, setting or clearing low; the
+ * caller holds mu. Returns 0 or the errno. */
+static int check_headroom(reqlog *l)
+{
+    int e = reserve(l, l->headroom);
+    if (e) __atomic_store_n(&l->last_errno, e, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->low, e != 0, __ATOMIC_SEQ_CST);
+    return e;
+}
+
+/* Background thread, waking every second: writes the log_gap line of a
+ * failing log, checks the headroom, and fsyncs what was written. */
 static void *flush_main(void *arg)
 {
     reqlog *l = arg;
@@ -182,12 +189,8 @@ static void *flush_main(void *arg)
         ts.tv_sec += 1;
         pthread_cond_timedwait(&l->cv, &l->mu, &ts);
         if (l->stop) break;
-        if (__atomic_load_n(&l->failing, __ATOMIC_SEQ_CST)) {
-            recover(l);
-        } else if (l->headroom) {
-            int e = reserve(l, l->headroom);
-            if (e) lose(l, e, 0);
-        }
+        recover(l);
+        if (l->headroom) check_headroom(l);
         if (l->dirty && l->own_fd) {
             l->dirty = 0;
             pthread_mutex_unlock(&l->mu);
@@ -278,8 +281,7 @@ ms_status reqlog_open(const char *path, size_t headroom, reqlog **out, ms_error 
         if (e) lose(l, e, 1);
         else l->dirty = 1;
     }
-    int e = reserve(l, headroom);
-    if (e) lose(l, e, 0);
+    if (headroom) check_headroom(l);
     if (pthread_create(&l->flusher, NULL, flush_main, l) == 0) l->started = 1;
     *out = l;
     return MS_OK;
@@ -299,17 +301,13 @@ int reqlog_write(reqlog *l, const char *line, size_t len)
     return e ? -1 : 0;
 }
 
-/* Recovers a log that is not writable, else checks the headroom. */
+/* Writes the log_gap line of a failing log, then checks the headroom. */
 int reqlog_admit(reqlog *l)
 {
     if (!l) return 1;
     pthread_mutex_lock(&l->mu);
-    int e;
-    if (__atomic_load_n(&l->failing, __ATOMIC_SEQ_CST)) {
-        e = recover(l);
-    } else if ((e = reserve(l, l->headroom)) != 0) {
-        lose(l, e, 0);
-    }
+    int e = recover(l);
+    if (!e) e = check_headroom(l);
     pthread_mutex_unlock(&l->mu);
     return e == 0;
 }
@@ -320,10 +318,10 @@ uint64_t reqlog_errors(const reqlog *l)
     return l ? __atomic_load_n(&l->lost, __ATOMIC_RELAXED) : 0;
 }
 
-/* 0 from a lost line or missing headroom until a write succeeds. */
+/* Neither failing nor low. */
 int reqlog_writable(const reqlog *l)
 {
-    return l ? !__atomic_load_n(&l->failing, __ATOMIC_SEQ_CST) : 1;
+    return l ? !__atomic_load_n(&l->failing, __ATOMIC_SEQ_CST) && !__atomic_load_n(&l->low, __ATOMIC_SEQ_CST) : 1;
 }
 
 /* errno of the last failure. */

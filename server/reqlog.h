@@ -20,16 +20,17 @@
  * - Durability: fsync'd by a background thread at most a second after a
  *   write, and at close.
  * - Failures (disk full, I/O error) are never fatal: the lost line is counted
- *   (reqlog_errors), the log becomes "not writable" (reqlog_writable; a failed
- *   fsync does that too, losing no counted line) until a write succeeds
- *   again, and the first line written after that is
- *   {"event":"log_gap","since":TS,"lost_lines":N,"error":"..."}; the
- *   background thread retries it every second, so the log recovers by itself
- *   without traffic. With headroom > 0 (--log-required) the log also counts as
- *   not writable while fewer than headroom bytes can be reserved at its end,
- *   checked by reqlog_admit before each request and every second.
- * Lines to standard error (no --log) get the same one-write rule but no
- *   reservation, roll-back or repair. */
+ *   (reqlog_errors) and the log is "failing" (a failed fsync does that too,
+ *   losing no counted line) until the line
+ *   {"event":"log_gap","since":TS,"lost_lines":N,"error":"..."} is written,
+ *   first thing before the next line, or by the background thread, which
+ *   tries every second: the log recovers by itself, without traffic.
+ * - Headroom (--log-required): with headroom > 0 the log is also "low" while
+ *   fewer than headroom bytes can be reserved at its end, checked at open,
+ *   by reqlog_admit before each request, and every second. Low only refuses
+ *   new requests; lines that fit are still written.
+ * reqlog_writable is 0 while failing or low. Lines to standard error (no
+ * --log) get the same one-write rule but no reservation, roll-back or repair. */
 #ifndef MS_REQLOG_H
 #define MS_REQLOG_H
 
@@ -53,13 +54,13 @@ ms_status reqlog_open(const char *path, size_t headroom, reqlog **out, ms_error 
 /* Appends one line (a '\n' is added if missing); line NULL (out of memory
  * building it) counts as lost. Returns 0 when written, -1 when lost. Thread-safe. */
 int reqlog_write(reqlog *l, const char *line, size_t len);
-/* Whether a request may start: 1 when the log is writable and headroom bytes
- * can be reserved at its end (trying to recover first if it was not). */
+/* Whether a request may start (--log-required): writes a pending log_gap
+ * line, then checks the headroom; 1 when writable. */
 int reqlog_admit(reqlog *l);
 /* Lines lost (not written) since open. */
 uint64_t reqlog_errors(const reqlog *l);
-/* 1 unless a line was lost or the headroom was missing, and no write has
- * succeeded since. */
+/* 0 while failing (a line lost, no log_gap line written since) or low
+ * (headroom missing at the last check). */
 int reqlog_writable(const reqlog *l);
 /* errno of the last failure (0: none). */
 int reqlog_last_errno(const reqlog *l);

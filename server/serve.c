@@ -250,12 +250,13 @@ static int wait_jobs(server *S, double secs)
 typedef struct log_watch_state {
     uint64_t seen_lost;
     int warned;
-    double last_warn;
+    double last_warn, last_fail;
 } log_watch_state;
 
-/* Says on stderr, once, that the request log cannot be written (again at
- * most once a minute, so a nearly full disk does not flood stderr; the
- * counter on /metrics has every lost line), and when it can be again. */
+/* Says on stderr, once, that the request log cannot be written, and when it
+ * has been writable again for 2 s (so a nearly full disk that takes some
+ * lines and not others is one outage); a further outage within a minute is
+ * not said (the counter on /metrics has every lost line). */
 static void log_watch(server *S, log_watch_state *w)
 {
     const char *path = S->cfg.log_path ? S->cfg.log_path : "(standard error)";
@@ -263,6 +264,7 @@ static void log_watch(server *S, log_watch_state *w)
     int ok = reqlog_writable(S->log), failed = !ok || lost != w->seen_lost;
     double now = http_now();
     w->seen_lost = lost;
+    if (failed) w->last_fail = now;
     if (failed && !w->warned && (w->last_warn == 0 || now - w->last_warn >= 60)) {
         int e = reqlog_last_errno(S->log);
         fprintf(stderr, "medserve: --log %s: cannot write the request log (%s); %s\n", path,
@@ -271,7 +273,7 @@ static void log_watch(server *S, log_watch_state *w)
                                     : "still serving; lost lines are counted in medserve_log_write_errors_total");
         w->warned = 1;
         w->last_warn = now;
-    } else if (w->warned && ok) {
+    } else if (w->warned && ok && now - w->last_fail >= 2) {
         fprintf(stderr,
                 "medserve: --log %s: the request log is writable again (%llu lines lost in all; see its "
                 "log_gap line)\n",
@@ -283,7 +285,7 @@ static void log_watch(server *S, log_watch_state *w)
 /* Serves until a signal or an engine fault; returns the exit code. */
 static int serve_loop(server *S, const sigset_t *sigs)
 {
-    log_watch_state lw = {0, 0, 0};
+    log_watch_state lw = {0, 0, 0, 0};
     for (;;) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         int sig = sigtimedwait(sigs, NULL, &ts);
