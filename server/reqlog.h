@@ -9,8 +9,8 @@
  *   kill -9 of the server loses no line already written.
  *   Room for the line is reserved first (fallocate, FALLOC_FL_KEEP_SIZE);
  *   where that fails (disk full) nothing is written. A short write (a
- *   filesystem without fallocate, RLIMIT_FSIZE) is cut off again with
- *   ftruncate before the next line.
+ *   filesystem without fallocate, RLIMIT_FSIZE) is finished if the rest goes
+ *   through at once, else cut off again with ftruncate before the next line.
  * - What remains: the kernel copies a write page by page and stops between
  *   pages on SIGKILL, and a power loss can lose what was not yet fsync'd; so a
  *   crash at that instant can still leave a torn last line. reqlog_open cuts

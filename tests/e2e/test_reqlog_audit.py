@@ -30,6 +30,7 @@ RECOVERED = "request log is writable again"
 
 
 def fake(*args):
+    """A ready `medserve --fake-engine` with the given options."""
     return Server(["--fake-engine", "--model-name", "fake"] + list(args)).wait_ready()
 
 
@@ -57,11 +58,13 @@ def check_request_line(rec):
 
 
 def newlines(path):
+    """Number of newlines in the file (whole lines written so far)."""
     with open(path, "rb") as f:
         return f.read().count(b"\n")
 
 
 def stderr_count(s, text):
+    """How many stderr lines of the server contain text."""
     return sum(text in line for line in s.lines)
 
 
@@ -83,6 +86,7 @@ class Load:
             t.start()
 
     def _one(self, tid, i):
+        """Request i of client tid: (method, path, body)."""
         k = (tid + i) % 5
         text = "p%d-%d " % (tid, i) + "x\u00e9\"" * ((tid * 977 + i * 331) % 2000)
         msgs = [{"role": "user", "content": text}]
@@ -97,6 +101,7 @@ class Load:
         return "GET", "/v1/models", None
 
     def _run(self, tid):
+        """One client: requests one after another on fresh connections."""
         end = time.time() + 60
         for i in range(3000):
             if self.stop.is_set() or time.time() > end:
@@ -116,6 +121,7 @@ class Load:
                 c.close()
 
     def join(self):
+        """Stops the clients and waits for them."""
         self.stop.set()
         for t in self.threads:
             t.join(60)
@@ -222,6 +228,7 @@ def fill(mnt):
 
 
 def lost_total(s):
+    """medserve_log_write_errors_total on /metrics."""
     return s.metric("medserve_log_write_errors_total")
 
 
