@@ -31,6 +31,8 @@ struct metrics {
     uint64_t requests[ROUTE_COUNT][MAX_STATUS];
     uint64_t prompt_tokens, generated_tokens;
     histo ttft, itl, duration;
+    uint64_t log_lost; /* atomic; set by metrics_log_state */
+    int log_writable;  /* atomic */
 };
 
 static const char *const ROUTE_NAMES[ROUTE_COUNT] = {"/v1/chat/completions",
@@ -77,6 +79,7 @@ metrics *metrics_create(void)
     histo_init(&m->ttft, TTFT_BUCKETS, NB(TTFT_BUCKETS));
     histo_init(&m->itl, ITL_BUCKETS, NB(ITL_BUCKETS));
     histo_init(&m->duration, DUR_BUCKETS, NB(DUR_BUCKETS));
+    m->log_writable = 1;
     return m;
 }
 
@@ -104,6 +107,13 @@ void metrics_tokens(metrics *m, uint64_t prompt, uint64_t generated)
 {
     __atomic_add_fetch(&m->prompt_tokens, prompt, __ATOMIC_RELAXED);
     __atomic_add_fetch(&m->generated_tokens, generated, __ATOMIC_RELAXED);
+}
+
+/* Stores the request log's state for the next render. */
+void metrics_log_state(metrics *m, uint64_t lost, int writable)
+{
+    __atomic_store_n(&m->log_lost, lost, __ATOMIC_RELAXED);
+    __atomic_store_n(&m->log_writable, writable, __ATOMIC_RELAXED);
 }
 
 void metrics_ttft(metrics *m, double s)
@@ -172,6 +182,12 @@ ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, i
     histo_render(&b, &m->itl, "medserve_inter_token_latency_seconds",
                  "Time between consecutive tokens of one sequence.");
     histo_render(&b, &m->duration, "medserve_request_duration_seconds", "Duration of generation requests.");
+    scalar(&b, "medserve_log_write_errors_total", "counter",
+           "Request-log lines that could not be written (disk full, I/O error): lost from the audit trail.",
+           (double)__atomic_load_n(&m->log_lost, __ATOMIC_RELAXED));
+    scalar(&b, "medserve_log_writable", "gauge",
+           "0 from a failed request-log write (or, with --log-required, too little room) until one succeeds.",
+           __atomic_load_n(&m->log_writable, __ATOMIC_RELAXED));
     size_t n = b.n;
     char *text = sb_take(&b);
     if (!text) return MS_ERR_NOMEM;

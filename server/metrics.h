@@ -35,6 +35,9 @@ void metrics_tokens(metrics *m, uint64_t prompt, uint64_t generated);
 void metrics_ttft(metrics *m, double seconds);
 void metrics_itl(metrics *m, double seconds);
 
+/* The request log's lost lines and whether it is writable (reqlog.h), for the next render. */
+void metrics_log_state(metrics *m, uint64_t lost, int writable);
+
 /* Renders everything plus the engine's gauges; *out malloc'd. in_flight:
  * generation requests the server holds; state: 0 loading, 1 ready, 2 draining. */
 ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, int state, char **out, size_t *len);

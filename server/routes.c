@@ -138,6 +138,13 @@ static void on_headers(void *ctx, http_req *r)
                   st == SRV_LOADING ? "the model is still loading" : "the server is shutting down");
         return;
     }
+    if (S->cfg.log_required && in->route != ROUTE_HEALTH && in->route != ROUTE_METRICS && !reqlog_admit(S->log)) {
+        http_add_header(r, "Retry-After", "1"); /* docs/threats.md §3 "Request log" */
+        reply_err(r, 503, "server_error", NULL, "audit_log_unavailable",
+                  "the audit log (--log) cannot be written, so the server takes no requests until it can "
+                  "(--log-required)");
+        return;
+    }
 }
 
 /* Parses the body as strict JSON; NULL after replying 400. */
@@ -279,12 +286,14 @@ static void route_models(server *S, http_req *r)
     oai_reply_json(r, 200, oai_model_list(model_object(S)));
 }
 
-/* GET /health: 200 when ready; 503 while loading, draining, or after an engine fault. */
+/* GET /health: 200 when ready; 503 while loading, draining, after an engine
+ * fault, or with --log-required while the log cannot be written. */
 static void route_health(server *S, http_req *r)
 {
     int st = srv_state_get(S);
     int fatal = __atomic_load_n(&S->fatal, __ATOMIC_SEQ_CST);
-    const char *s = fatal ? "unhealthy" : st == SRV_READY ? "ok" : st == SRV_LOADING ? "loading" : "draining";
+    const char *ok = S->cfg.log_required && !reqlog_writable(S->log) ? "audit_log_unwritable" : "ok";
+    const char *s = fatal ? "unhealthy" : st == SRV_READY ? ok : st == SRV_LOADING ? "loading" : "draining";
     if (strcmp(s, "ok")) http_add_header(r, "Retry-After", "1");
     oai_reply_json(r, strcmp(s, "ok") ? 503 : 200, oai_health(s));
 }
@@ -295,6 +304,7 @@ static void route_metrics(server *S, http_req *r)
     ms_engine_stats st;
     memset(&st, 0, sizeof st);
     if (S->svc) S->svc->ops->stats(S->svc->self, &st);
+    metrics_log_state(S->metrics, reqlog_errors(S->log), reqlog_writable(S->log));
     char *text = NULL;
     size_t len = 0;
     if (metrics_render(S->metrics, &st, job_registry_count(S->jobs), srv_state_get(S), &text, &len) != MS_OK) {
@@ -395,7 +405,7 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     int status = http_status(r) ? http_status(r) : 499;
     metrics_request(S->metrics, in->route, status, dur);
     char *line = reqlog_line(in, http_peer(r), http_method(r), status, completed_ok, dur, S->cfg.log_text);
-    if (line) reqlog_write(S->log, line, strlen(line));
+    reqlog_write(S->log, line, line ? strlen(line) : 0); /* NULL (out of memory): counted as lost */
     free(line);
     free(in->prompt_text);
     free(in->completion_text);

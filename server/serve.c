@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "  --drain-timeout S        on SIGTERM, time given to requests in flight (default 30)\n"
             "  --log FILE               request log, JSON lines (default: standard error)\n"
             "  --log-text               also log prompt and completion text (patient data!)\n"
+            "  --log-required           refuse requests (503) while the log cannot be written\n"
             "  --max-body BYTES         request body limit (default 1048576)\n"
             "  --max-connections N      connections at once (default %d)\n"
             "  --max-connections-per-ip N  (default %d)\n"
@@ -108,6 +109,9 @@ static int parse_args(int argc, char **argv, srv_config *c)
         int takes = 1;
         if (!strcmp(a, "--log-text")) {
             c->log_text = 1;
+            takes = 0;
+        } else if (!strcmp(a, "--log-required")) {
+            c->log_required = 1;
             takes = 0;
         } else if (!strcmp(a, "--fake-engine")) {
             c->fake = 1;
@@ -242,12 +246,50 @@ static int wait_jobs(server *S, double secs)
     return n;
 }
 
+/* What log_watch has said so far. */
+typedef struct log_watch_state {
+    uint64_t seen_lost;
+    int warned;
+    double last_warn, last_fail;
+} log_watch_state;
+
+/* Says on stderr, once, that the request log cannot be written, and when it
+ * has been writable again for 2 s (so a nearly full disk that takes some
+ * lines and not others is one outage); a further outage within a minute is
+ * not said (the counter on /metrics has every lost line). */
+static void log_watch(server *S, log_watch_state *w)
+{
+    const char *path = S->cfg.log_path ? S->cfg.log_path : "(standard error)";
+    uint64_t lost = reqlog_errors(S->log);
+    int ok = reqlog_writable(S->log), failed = !ok || lost != w->seen_lost;
+    double now = http_now();
+    w->seen_lost = lost;
+    if (failed) w->last_fail = now;
+    if (failed && !w->warned && (w->last_warn == 0 || now - w->last_warn >= 60)) {
+        int e = reqlog_last_errno(S->log);
+        fprintf(stderr, "medserve: --log %s: cannot write the request log (%s); %s\n", path,
+                e ? strerror(e) : "unknown error",
+                S->cfg.log_required ? "refusing new requests with 503 until it can be written (--log-required)"
+                                    : "still serving; lost lines are counted in medserve_log_write_errors_total");
+        w->warned = 1;
+        w->last_warn = now;
+    } else if (w->warned && ok && now - w->last_fail >= 2) {
+        fprintf(stderr,
+                "medserve: --log %s: the request log is writable again (%llu lines lost in all; see its "
+                "log_gap line)\n",
+                path, (unsigned long long)lost);
+        w->warned = 0;
+    }
+}
+
 /* Serves until a signal or an engine fault; returns the exit code. */
 static int serve_loop(server *S, const sigset_t *sigs)
 {
+    log_watch_state lw = {0, 0, 0, 0};
     for (;;) {
         struct timespec ts = {0, 200 * 1000 * 1000};
         int sig = sigtimedwait(sigs, NULL, &ts);
+        log_watch(S, &lw);
         if (__atomic_load_n(&S->fatal, __ATOMIC_SEQ_CST)) {
             fprintf(stderr, "medserve: engine fault; ending every request and exiting\n");
             srv_state_set(S, SRV_DRAINING);
@@ -285,6 +327,7 @@ int serve_main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit fails the log's write (counted) instead of killing */
     ms_error err;
     http_server *hs = NULL;
     rc = 1;
@@ -293,11 +336,16 @@ int serve_main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (reqlog_open(S.cfg.log_path, &S.log, &err) != MS_OK) {
+    if (reqlog_open(S.cfg.log_path, S.cfg.log_required ? REQLOG_HEADROOM : 0, &S.log, &err) != MS_OK) {
         fprintf(stderr, "medserve: %s\n", err.message);
         rc = 2;
         goto out;
     }
+    if (reqlog_repaired(S.log))
+        fprintf(stderr,
+                "medserve: --log %s: removed a torn last line (%llu bytes) left by a crash; see its "
+                "log_repaired line\n",
+                S.cfg.log_path, (unsigned long long)reqlog_repaired(S.log));
     S.metrics = metrics_create();
     S.jobs = job_registry_create();
     if (!S.metrics || !S.jobs) {

@@ -35,6 +35,7 @@ typedef struct srv_config {
     double timeout_s, drain_timeout_s;
     const char *log_path;
     int log_text;
+    int log_required; /* refuse work while the log cannot be written */
     const char *model_name;
     http_limits lim;
     int fake; /* --fake-engine: no model, deterministic fake tokens */

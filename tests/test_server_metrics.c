@@ -1,8 +1,15 @@
 /* test_server_metrics.c: Prometheus text of server/metrics.c (format, counters,
  * cumulative histograms), the request log of server/reqlog.c (whole lines
- * under concurrent writers; the line of one request), and runtime/base/strbuf.c. */
+ * under concurrent writers; a short write cut off, counted and recorded as a
+ * gap; a torn tail repaired at open; the headroom check; the line of one
+ * request), and runtime/base/strbuf.c. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/json.h"
@@ -88,6 +95,13 @@ static void t_render(void)
     CHECK(fabs(sample(t, "medserve_time_to_first_token_seconds_sum") - 100.72) < 1e-6, "ttft sum");
     CHECK(sample(t, "medserve_inter_token_latency_seconds_bucket{le=\"0.005\"}") == 1, "itl");
     CHECK(sample(t, "medserve_request_duration_seconds_count") == 3, "duration counts generation routes");
+    CHECK(sample(t, "medserve_log_write_errors_total") == 0 && sample(t, "medserve_log_writable") == 1, "log ok");
+    free(t);
+    metrics_log_state(m, 5, 0);
+    CHECK(metrics_render(m, &st, 4, 1, &t, &len) == MS_OK && t, "render");
+    if (!t) return;
+    CHECK(well_formed(t), "exposition format:\n%s", t);
+    CHECK(sample(t, "medserve_log_write_errors_total") == 5 && sample(t, "medserve_log_writable") == 0, "log lost");
     free(t);
     metrics_free(m);
 }
@@ -123,7 +137,7 @@ static void t_reqlog(void)
     close(fd);
     reqlog *l = NULL;
     ms_error e;
-    CHECK(reqlog_open(path, &l, &e) == MS_OK, "%s", e.message);
+    CHECK(reqlog_open(path, 0, &l, &e) == MS_OK, "%s", e.message);
     enum { W = 4, N = 200 };
     pthread_t th[W];
     writer_arg args[W];
@@ -162,8 +176,188 @@ static void t_reqlog(void)
     CHECK(dup == 0, "%d lines missing or repeated", dup);
     free(buf);
     unlink(path);
-    CHECK(reqlog_open("/nonexistent/dir/log", &l, &e) == MS_ERR_IO && strstr(e.message, "--log"),
+    CHECK(reqlog_open("/nonexistent/dir/log", 0, &l, &e) == MS_ERR_IO && strstr(e.message, "--log"),
           "unwritable log path");
+}
+
+/* A fresh temporary file holding data (NULL: none); its path in path. */
+static int temp_file(char *path, const char *data, size_t len)
+{
+    strcpy(path, "/tmp/ms_reqlog_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    int ok = !data || write(fd, data, len) == (ssize_t)len;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* The file's bytes (malloc'd, NUL-terminated) and length. */
+static char *slurp(const char *path, size_t *len)
+{
+    char *buf = NULL;
+    ms_error e;
+    *len = 0;
+    if (file_read_all(path, 64u << 20, &buf, len, &e) != MS_OK) return NULL;
+    char *z = realloc(buf, *len + 1);
+    if (!z) {
+        free(buf);
+        return NULL;
+    }
+    z[*len] = 0;
+    return z;
+}
+
+/* Number of lines of text that are not whole JSON objects (a missing final newline counts). */
+static int bad_lines(const char *text, size_t len, int *lines)
+{
+    int bad = 0;
+    *lines = 0;
+    for (const char *p = text; p < text + len;) {
+        const char *nl = memchr(p, '\n', (size_t)(text + len - p));
+        if (!nl) return bad + 1;
+        ms_error e;
+        cJSON *j = json_parse_strict(p, (size_t)(nl - p), "line", &e);
+        bad += !cJSON_IsObject(j);
+        cJSON_Delete(j);
+        ++*lines;
+        p = nl + 1;
+    }
+    return bad;
+}
+
+/* A write cut short by RLIMIT_FSIZE (what a full disk does on a filesystem
+ * without fallocate) leaves nothing of its line, is counted and makes the log
+ * not writable; the next write first records the gap, then the line. */
+static void t_reqlog_short_write(void)
+{
+    char path[32];
+    CHECK(temp_file(path, NULL, 0) == 0, "mkstemp");
+    reqlog *l = NULL;
+    ms_error e;
+    CHECK(reqlog_open(path, 0, &l, &e) == MS_OK, "%s", e.message);
+    if (!l) return;
+    const char *a = "{\"line\":\"a\"}";
+    char b[400];
+    snprintf(b, sizeof b, "{\"line\":\"b\",\"pad\":\"%0300d\"}", 0);
+    CHECK(reqlog_write(l, a, strlen(a)) == 0, "first line");
+    struct stat st;
+    stat(path, &st);
+    off_t size_a = st.st_size;
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)size_a + 100; /* b gets 100 of its bytes, then EFBIG */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0, "setrlimit");
+    int w = reqlog_write(l, b, strlen(b));
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    stat(path, &st);
+    CHECK(w == -1 && st.st_size == size_a, "short write cut off: %d, size %lld (was %lld)", w, (long long)st.st_size,
+          (long long)size_a);
+    CHECK(reqlog_errors(l) == 1 && !reqlog_writable(l) && reqlog_last_errno(l) == EFBIG, "counted: %llu %d %d",
+          (unsigned long long)reqlog_errors(l), reqlog_writable(l), reqlog_last_errno(l));
+    CHECK(reqlog_write(l, b, strlen(b)) == 0 && reqlog_writable(l) && reqlog_errors(l) == 1, "recovered");
+    reqlog_close(l);
+    size_t len;
+    char *text = slurp(path, &len);
+    int lines = 0;
+    CHECK(text && bad_lines(text, len, &lines) == 0 && lines == 3, "%d lines: %s", lines, text ? text : "");
+    CHECK(text && !strncmp(text, a, strlen(a)) && strstr(text, "\"event\":\"log_gap\"") &&
+              strstr(text, "\"lost_lines\":1") && strstr(text, "\"error\":\"File too large\"") &&
+              strstr(text, "\"since\":") && strstr(text, b) > strstr(text, "log_gap"),
+          "gap line, then b: %s", text ? text : "");
+    free(text);
+    unlink(path);
+}
+
+/* Opens a file holding data; returns the bytes reqlog_open cut off (-1: refused)
+ * and leaves the file's content in *out. */
+static long long repaired_of(const char *data, size_t n, char **out, size_t *outlen)
+{
+    char path[32];
+    *out = NULL;
+    if (temp_file(path, data, n)) return -2;
+    reqlog *l = NULL;
+    ms_error e;
+    long long r = -1;
+    if (reqlog_open(path, 0, &l, &e) == MS_OK) {
+        r = (long long)reqlog_repaired(l);
+        reqlog_close(l);
+    } else if (!strstr(e.message, "not a medserve request log")) r = -3;
+    *out = slurp(path, outlen);
+    unlink(path);
+    return r;
+}
+
+/* A torn last line is cut off at open and recorded; a tail that is no log
+ * line (no '{', or over REQLOG_MAX_LINE) is refused and left unchanged. */
+static void t_reqlog_repair(void)
+{
+    char *out;
+    size_t n;
+    const char *whole = "{\"a\":1}\n";
+    CHECK(repaired_of(whole, strlen(whole), &out, &n) == 0 && out && n == strlen(whole), "whole file untouched");
+    free(out);
+    CHECK(repaired_of("", 0, &out, &n) == 0 && n == 0, "empty file untouched");
+    free(out);
+    const char torn[] = "{\"a\":1}\n{\"b\":\"cut her";
+    int lines = 0;
+    CHECK(repaired_of(torn, strlen(torn), &out, &n) == 13 && out && !strncmp(out, whole, strlen(whole)) &&
+              strstr(out, "{\"ts\":") && strstr(out, "\"event\":\"log_repaired\",\"removed_bytes\":13}\n") &&
+              bad_lines(out, n, &lines) == 0 && lines == 2,
+          "torn tail: %s", out ? out : "");
+    free(out);
+    CHECK(repaired_of("{\"only\":", 8, &out, &n) == 8 && bad_lines(out, n, &lines) == 0 && lines == 1,
+          "the whole file one torn line");
+    free(out);
+    const char zeros[] = "{\"a\":1}\n\0\0\0\0"; /* a power loss can leave zeros */
+    CHECK(repaired_of(zeros, sizeof zeros - 1, &out, &n) == 4, "zeros");
+    free(out);
+    const char notlog[] = "some text\nwithout a final newline";
+    CHECK(repaired_of(notlog, strlen(notlog), &out, &n) == -1 && out && n == strlen(notlog) && !memcmp(out, notlog, n),
+          "not a log: refused, unchanged");
+    free(out);
+    size_t big = REQLOG_MAX_LINE + 2;
+    char *junk = malloc(big);
+    if (!junk) return;
+    memset(junk, '{', big);
+    CHECK(repaired_of(junk, big, &out, &n) == -1 && out && n == big, "over REQLOG_MAX_LINE without newline");
+    free(out);
+    junk[0] = '\n'; /* the same with one newline further back than a line can be long */
+    CHECK(repaired_of(junk, big, &out, &n) == -1 && n == big, "newline too far back");
+    free(out);
+    junk[0] = '{';
+    junk[1] = '\n';
+    CHECK(repaired_of(junk, big, &out, &n) == (long long)REQLOG_MAX_LINE, "longest tail cut");
+    free(out);
+    free(junk);
+}
+
+/* With a headroom that cannot be reserved the log is not writable from the
+ * start and admits nothing, but still writes lines that fit; headroom 0 admits. */
+static void t_reqlog_headroom(void)
+{
+    char path[32];
+    CHECK(temp_file(path, NULL, 0) == 0, "mkstemp");
+    int fd = open(path, O_WRONLY);
+    int falloc = fd >= 0 && fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 4096) == 0;
+    if (fd >= 0) close(fd);
+    reqlog *l = NULL;
+    ms_error e;
+    if (falloc) { /* a filesystem with fallocate, as /tmp is on Linux */
+        CHECK(reqlog_open(path, (size_t)1 << 60, &l, &e) == MS_OK, "%s", e.message);
+        CHECK(l && !reqlog_writable(l) && !reqlog_admit(l) && reqlog_errors(l) == 0, "no headroom");
+        CHECK(l && reqlog_write(l, "{}", 2) == 0 && reqlog_errors(l) == 0 && !reqlog_writable(l),
+              "a line that fits is still written");
+        reqlog_close(l);
+    }
+    CHECK(reqlog_open(path, 0, &l, &e) == MS_OK, "%s", e.message);
+    CHECK(l && reqlog_writable(l) && reqlog_admit(l), "headroom 0 admits");
+    reqlog_close(l);
+    CHECK(reqlog_open(NULL, 4096, &l, &e) == MS_OK && reqlog_admit(l), "standard error: nothing to reserve");
+    reqlog_close(l);
+    unlink(path);
 }
 
 /* The line's outcome for (recorded outcome, status, completed), and its fields. */
@@ -208,6 +402,29 @@ static void t_reqlog_line(void)
     free(l);
     CHECK(!strcmp(line_outcome("timeout", 504, 0, &l), "timeout"), "timeout");
     free(l);
+    reqinfo in; /* texts that would make the line too long are left out, never cut */
+    memset(&in, 0, sizeof in);
+    in.route = ROUTE_COMPLETIONS;
+    in.ttft_s = -1;
+    in.prompt_text = malloc(REQLOG_MAX_LINE);
+    if (!in.prompt_text) return;
+    memset(in.prompt_text, 'p', REQLOG_MAX_LINE - 1);
+    in.prompt_text[REQLOG_MAX_LINE - 1] = 0;
+    in.completion_text = "[\"c\"]";
+    l = reqlog_line(&in, "::1", "POST", 200, 1, 0.1, 1);
+    ms_error e;
+    cJSON *j = l ? json_parse_strict(l, strlen(l), "line", &e) : NULL;
+    CHECK(j && strlen(l) <= REQLOG_MAX_LINE && cJSON_IsTrue(json_get(j, "text_omitted")) && !json_get(j, "prompt") &&
+              !json_get(j, "completions") && json_get(j, "completion_tokens"),
+          "long text omitted");
+    cJSON_Delete(j);
+    free(l);
+    in.prompt_text[100] = 0;
+    l = reqlog_line(&in, "::1", "POST", 200, 1, 0.1, 1);
+    CHECK(l && strstr(l, "\"prompt\":\"pppp") && strstr(l, "\"completions\":[\"c\"]") && !strstr(l, "omitted"),
+          "short text kept");
+    free(l);
+    free(in.prompt_text);
 }
 
 /* Append, consume, growth, printf, status appends, take, JSON strings and double free. */
@@ -256,6 +473,9 @@ int main(int argc, char **argv)
         {"api_metrics_render", t_render},
         {"api_reqlog_concurrent_lines", t_reqlog},
         {"api_reqlog_line", t_reqlog_line},
+        {"api_reqlog_short_write", t_reqlog_short_write},
+        {"api_reqlog_repair", t_reqlog_repair},
+        {"api_reqlog_headroom", t_reqlog_headroom},
         {"api_strbuf", t_strbuf},
     };
     return test_main(argc, argv, cases, sizeof cases / sizeof *cases);
