@@ -38,12 +38,14 @@ EXIT_MARGIN_S = 2  # closing connections, freeing the engine
 
 
 def files():
+    """Every file in deploy/k8s/."""
     fs = sorted(glob.glob(os.path.join(K8S_DIR, "*")))
     assert fs, "no files in deploy/k8s"
     return fs
 
 
 def load_all():
+    """Every YAML document of deploy/k8s/, parsed."""
     docs = []
     for f in files():
         with open(f) as fh:
@@ -73,6 +75,7 @@ def schema_problems(docs):
 
 
 def of_kind(docs, kind):
+    """The documents of one kind."""
     return [d for d in docs if d.get("kind") == kind]
 
 
@@ -199,6 +202,7 @@ def invariant_problems(docs):
 
     # the other objects find these pods
     def selects(sel):
+        """True when a label selector matches the Deployment's pods."""
         return sel and all(labels.get(k) == v for k, v in sel.items())
 
     svcs = of_kind(docs, "Service")
@@ -262,19 +266,23 @@ def test_strict_validation_fails_on_broken_manifests():
 
 
 def dep_of(docs):
+    """The Deployment's pod spec."""
     return of_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
 
 
 def main_of(docs):
+    """The medserve container of the Deployment."""
     return [c for c in dep_of(docs)["containers"] if c["name"] == "medserve"][0]
 
 
 def set_arg(docs, name, value):
+    """Sets the value after an option in medserve's args."""
     a = main_of(docs)["args"]
     a[a.index(name) + 1] = value
 
 
 def break_(fn):
+    """A breakage as a function that changes the documents and returns them."""
     def f(docs):
         fn(docs)
         return docs
