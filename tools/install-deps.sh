@@ -3,8 +3,8 @@
 # and test medserve. Idempotent: does nothing when everything is present.
 # Not root and something missing: names exactly what to install and fails.
 set -u
-DEB_PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev clang-format python3 python3-pip curl bc"
-PY_PKGS="pytest openai"   # PyPI tools the end-to-end tests use (no torch: fixtures are committed)
+DEB_PKGS="gcc make libcjson-dev libmicrohttpd-dev libcurl4-openssl-dev libpcre2-dev libutf8proc-dev clang-format python3 python3-pip curl bc nginx openssl"
+PY_PKGS="pytest openai kubernetes_validate"   # PyPI tools the end-to-end tests use, by import name (no torch: fixtures are committed)
 
 missing_deb=""
 for p in $DEB_PKGS; do
