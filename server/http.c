@@ -510,19 +510,15 @@ static void *watchdog_main(void *arg)
         }
         pthread_cond_timedwait(&s->cv, &s->mu, &ts);
         double now = http_now();
-        int n = 0;
         for (http_conn *c = s->conns; c; c = c->next) {
             double limit = (double)s->lim.header_s + (c->served ? (double)s->lim.idle_s : 0.0);
             if (c->in_request || c->killed || now - c->t_wait < limit || c->fd < 0) continue;
+            emit(s, HTTP_EV_HEADER_TIMEOUT); /* counted before the client can see the close */
             /* the record lives (and the fd stays open) until on_connection's
              * CLOSED notice, which takes s->mu: shutdown cannot hit a reused fd */
             shutdown(c->fd, SHUT_RDWR);
             c->killed = 1;
-            n++;
         }
-        pthread_mutex_unlock(&s->mu);
-        while (n-- > 0) emit(s, HTTP_EV_HEADER_TIMEOUT);
-        pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;

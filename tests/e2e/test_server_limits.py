@@ -249,7 +249,7 @@ def test_loading_and_draining_refusals_are_counted():
     assert wait_for(lambda: s.request("GET", "/health")[0] == 503, timeout=10)
     st, h, body = s.request("POST", "/v1/chat/completions", body=CHAT)
     assert st == 503 and error_of(body)["code"] == "shutting_down" and h["retry-after"] == "1"
-    assert metric(s, refused("shutting_down")) == 1
+    assert wait_for(lambda: metric(s, refused("shutting_down")) == 1)  # counted as the request ends
     a.close()
     assert s.proc.wait(30) == 0
     rec = [r for r in log_records(log, lambda r: r["status"] == 503 and r["route"] == "/v1/chat/completions")]
@@ -434,7 +434,7 @@ def test_slow_clients_do_not_hold_up_a_normal_client():
                     except OSError:
                         open_.discard(sk)
             assert not open_, "%d slow connections still open" % len(open_)
-            assert metric(s, "medserve_connections_header_timeout_total") >= 300
+            assert wait_for(lambda: metric(s, "medserve_connections_header_timeout_total") >= 300)
         finally:
             stop.set()
             th.join(5)
