@@ -348,6 +348,30 @@ def test_trusted_proxy_prefixes(cidr, trusted):
         assert rec["client"] == ("192.0.2.77" if trusted else "127.0.0.1"), rec
 
 
+def has_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as sk:
+            sk.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_listener_and_proxy():
+    log = os.path.join(tmpdir(), "limits-v6.log")
+    with fake("--host", "::1", "--max-connections-per-ip", "1", "--log", log) as s:  # ::1 trusted by default
+        ids = []
+        for xff in (["2001:db8::1"], []):
+            c = http.client.HTTPConnection("::1", s.port, timeout=10)
+            st, h, body = get(c, "/health", xff)
+            c.close()
+            assert st == 200, body
+            ids.append(h["x-request-id"])
+        recs = {r["id"]: r["client"] for r in log_records(log, lambda r: r["id"] in ids, n=2)}
+        assert [recs[i] for i in ids] == ["2001:db8::1", "::1"]
+
+
 def test_trusted_proxy_none_and_ipv6_entries():
     with fake("--trusted-proxy", " ::1/128 , 192.0.2.0/24 ") as s:
         assert "trusted proxies: ::1/128,192.0.2.0/24" in "".join(s.lines)
