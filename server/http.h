@@ -39,8 +39,8 @@ typedef struct http_limits {
     unsigned max_per_ip; /* soft: per client address; over it 429 (see http.c) */
     unsigned idle_s;     /* idle timeout while a request is read or answered, and between requests */
     unsigned header_s;   /* a request line + headers must be complete within this many seconds of
-                          * the connection opening or of its previous reply (trickling does not
-                          * extend it) */
+                          * the connection opening (idle_s + header_s after a previous reply);
+                          * trickling does not extend it */
     int n_proxies;       /* --trusted-proxy: peers whose X-Forwarded-For is believed */
     http_cidr proxies[HTTP_MAX_PROXIES];
 } http_limits;
@@ -61,7 +61,7 @@ unsigned http_hard_per_ip(const http_limits *l);
 typedef struct http_req http_req;
 typedef struct http_server http_server;
 
-/* Why a request was flagged before its body was read. */
+/* Why the HTTP layer flagged a request for the handlers to refuse. */
 typedef enum http_flag {
     HTTP_FLAG_NONE = 0,
     HTTP_FLAG_TOO_LARGE,   /* body over max_body (Content-Length or counted) */
