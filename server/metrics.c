@@ -29,6 +29,8 @@ typedef struct histo {
 
 struct metrics {
     uint64_t requests[ROUTE_COUNT][MAX_STATUS];
+    uint64_t refused[REFUSED_COUNT];
+    int64_t conn[MCONN_COUNT]; /* opened - closed and admitted - released are the gauges */
     uint64_t prompt_tokens, generated_tokens;
     histo ttft, itl, duration;
     uint64_t log_lost; /* atomic; set by metrics_log_state */
@@ -43,6 +45,29 @@ static const char *const ROUTE_NAMES[ROUTE_COUNT] = {"/v1/chat/completions",
                                                      "/tokenize",
                                                      "/detokenize",
                                                      "other"};
+
+static const char *const REFUSAL_CODES[REFUSED_COUNT] = {"too_many_connections", "too_many_connections_per_address",
+                                                         "queue_full", "loading", "shutting_down"};
+
+/* Index of code in REFUSAL_CODES, REFUSED_COUNT if absent. */
+metrics_refusal metrics_refusal_of(const char *code)
+{
+    for (int i = 0; code && i < REFUSED_COUNT; i++)
+        if (!strcmp(code, REFUSAL_CODES[i])) return (metrics_refusal)i;
+    return REFUSED_COUNT;
+}
+
+/* Adds one to the refusal's counter. */
+void metrics_refused(metrics *m, metrics_refusal why)
+{
+    if (why < REFUSED_COUNT) __atomic_add_fetch(&m->refused[why], 1, __ATOMIC_RELAXED);
+}
+
+/* Adds one to the event's counter. */
+void metrics_conn(metrics *m, metrics_conn_event ev)
+{
+    if (ev < MCONN_COUNT) __atomic_add_fetch(&m->conn[ev], 1, __ATOMIC_RELAXED);
+}
 
 /* Label value of a route. */
 const char *metrics_route_name(metrics_route r)
@@ -162,6 +187,28 @@ ms_status metrics_render(metrics *m, const ms_engine_stats *st, int in_flight, i
                 sb_printf(&b, "medserve_requests_total{route=\"%s\",code=\"%d\"} %llu\n", ROUTE_NAMES[r], s,
                           (unsigned long long)v);
         }
+    sb_printf(&b, "# HELP medserve_requests_refused_total Requests answered 429 or 503 before any work, by "
+                  "reason.\n# TYPE medserve_requests_refused_total counter\n");
+    for (int i = 0; i < REFUSED_COUNT; i++)
+        sb_printf(&b, "medserve_requests_refused_total{reason=\"%s\"} %llu\n", REFUSAL_CODES[i],
+                  (unsigned long long)__atomic_load_n(&m->refused[i], __ATOMIC_RELAXED));
+    int64_t c[MCONN_COUNT];
+    for (int i = 0; i < MCONN_COUNT; i++) c[i] = __atomic_load_n(&m->conn[i], __ATOMIC_RELAXED);
+    scalar(&b, "medserve_connections_open", "gauge", "Open client connections (served or not yet).",
+           (double)(c[MCONN_OPENED] - c[MCONN_CLOSED]));
+    scalar(&b, "medserve_connections_served", "gauge",
+           "Connections that sent a request and count to --max-connections.",
+           (double)(c[MCONN_ADMITTED] - c[MCONN_RELEASED]));
+    sb_printf(&b,
+              "# HELP medserve_connections_dropped_total Connections closed at accept without an answer (hard "
+              "caps).\n# TYPE medserve_connections_dropped_total counter\n"
+              "medserve_connections_dropped_total{reason=\"connections\"} %lld\n"
+              "medserve_connections_dropped_total{reason=\"per_address\"} %lld\n",
+              (long long)c[MCONN_DROPPED_TOTAL], (long long)c[MCONN_DROPPED_PER_ADDRESS]);
+    scalar(&b, "medserve_connections_header_timeout_total", "counter",
+           "Connections closed for not completing a request head in time.", (double)c[MCONN_HEADER_TIMEOUT]);
+    scalar(&b, "medserve_forwarded_for_invalid_total", "counter",
+           "Malformed X-Forwarded-For from a trusted proxy (the peer address was used).", (double)c[MCONN_XFF_INVALID]);
     scalar(&b, "medserve_ready", "gauge", "1 when serving, 0 while loading or draining.", state == 1);
     scalar(&b, "medserve_draining", "gauge", "1 while draining after SIGTERM.", state == 2);
     scalar(&b, "medserve_requests_in_flight", "gauge", "Generation requests being served.", in_flight);

@@ -29,6 +29,7 @@ char *oai_error_body(const oai_err *e)
 void oai_reply_error(http_req *r, const oai_err *e)
 {
     char *body = oai_error_body(e);
+    if (e->code[0]) http_set_label(r, e->code); /* on_done reads it back (refusal reasons) */
     if (e->http == 429 || e->http == 503) http_add_header(r, "Retry-After", "1");
     if (e->http == 401) http_add_header(r, "WWW-Authenticate", "Bearer");
     if (body) {

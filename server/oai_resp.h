@@ -19,7 +19,8 @@
 
 /* {"error":{"message","type","param","code"}} as text; malloc'd (NULL on OOM). */
 char *oai_error_body(const oai_err *e);
-/* Sends e with its status; 429 and 503 get Retry-After. */
+/* Sends e with its status; 429 and 503 get Retry-After; the request is
+ * labelled with e's code (http_set_label), which on_done reads back. */
 void oai_reply_error(http_req *r, const oai_err *e);
 /* Sends obj (then frees it) with status and application/json. */
 void oai_reply_json(http_req *r, int status, cJSON *obj);

@@ -378,6 +378,7 @@ char *reqlog_line(const reqinfo *in, const char *client, const char *method, int
     cJSON_AddStringToObject(o, "route", metrics_route_name(in->route));
     cJSON_AddNumberToObject(o, "status", status);
     cJSON_AddStringToObject(o, "outcome", outcome);
+    if (in->reason) cJSON_AddStringToObject(o, "reason", in->reason);
     cJSON_AddNumberToObject(o, "duration_ms", (double)(long long)(dur_s * 1e6) / 1e3);
     if (in->route == ROUTE_CHAT || in->route == ROUTE_COMPLETIONS) {
         cJSON_AddBoolToObject(o, "stream", in->stream);

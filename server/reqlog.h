@@ -74,7 +74,8 @@ typedef struct reqinfo {
     char id[48];
     metrics_route route;
     const char *key_id;  /* points into the auth set, or NULL */
-    const char *outcome; /* "ok", "error", "client_closed", "timeout", "aborted" */
+    const char *outcome; /* "ok", "error", "client_closed", "timeout", "aborted", "rejected" */
+    const char *reason;  /* "rejected": why (the error code: queue_full, too_many_connections, ...) */
     char error[512];
     int stream, n;
     int has_seed;

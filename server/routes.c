@@ -1,9 +1,10 @@
 /* routes.c: the HTTP routes of medserve on top of http.h: early refusals
- * once the headers are in (framing, size, unknown route, method, auth,
- * lifecycle), then per route: /v1/chat/completions, /v1/completions,
- * /v1/models, /health, /metrics, /tokenize, /detokenize; when a request ends,
- * its metrics and request-log line (built by reqlog.c). Request validation is
- * in oai_req.c, generation in gen.c. */
+ * once the headers are in (connection limits, what the HTTP parser refused,
+ * framing, size, unknown route, method, auth, lifecycle), then per route:
+ * /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics,
+ * /tokenize, /detokenize; when a request ends, its metrics (refusals by
+ * reason) and request-log line (built by reqlog.c). Request validation is in
+ * oai_req.c, generation in gen.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,68 @@ static void reply_too_large(server *S, http_req *r)
     reply_err(r, 413, BAD, NULL, "request_too_large", msg);
 }
 
+/* A refusal before any work (429/503): the log says "rejected" and why. */
+static void refuse(http_req *r, int status, const char *type, const char *code, const char *msg)
+{
+    reqinfo *in = http_user(r);
+    if (in) in->outcome = "rejected";
+    reply_err(r, status, type, NULL, code, msg);
+}
+
+/* Answers what http.c flagged (limits, parser refusals, framing, size);
+ * 1 if it replied. */
+static int reply_flag(server *S, http_req *r)
+{
+    char msg[256];
+    int st = http_flag_status(r);
+    switch (http_flags(r)) {
+    case HTTP_FLAG_NONE: return 0;
+    case HTTP_FLAG_OVER_CONNECTIONS:
+        snprintf(msg, sizeof msg, "the server is serving its limit of %u connections (--max-connections); retry later",
+                 S->cfg.lim.max_conns);
+        refuse(r, 503, "server_error", "too_many_connections", msg);
+        return 1;
+    case HTTP_FLAG_OVER_PER_ADDRESS:
+        snprintf(msg, sizeof msg,
+                 "client address %s is at its limit of %u connections or requests in flight "
+                 "(--max-connections-per-ip); retry later",
+                 http_client(r), S->cfg.lim.max_per_ip);
+        refuse(r, 429, "rate_limit_error", "too_many_connections_per_address", msg);
+        return 1;
+    case HTTP_FLAG_TOO_MANY_HEADERS:
+        snprintf(msg, sizeof msg, "more than %d header fields", HTTP_MAX_HEADERS);
+        reply_err(r, 431, BAD, NULL, "headers_too_large", msg);
+        return 1;
+    case HTTP_FLAG_BAD_FRAMING:
+        reply_err(r, 400, BAD, NULL, "bad_framing",
+                  "ambiguous body framing (Content-Length with Transfer-Encoding, repeated, or "
+                  "malformed)");
+        return 1;
+    case HTTP_FLAG_TOO_LARGE: reply_too_large(S, r); return 1;
+    case HTTP_FLAG_PROTOCOL: break;
+    }
+    switch (st) { /* the HTTP parser's own refusals, in the same JSON shape as every error */
+    case 413: reply_too_large(S, r); break;
+    case 414:
+        snprintf(msg, sizeof msg, "the request line is longer than %u KiB", HTTP_CONN_MEMORY >> 10);
+        reply_err(r, 414, BAD, NULL, "uri_too_long", msg);
+        break;
+    case 431:
+        snprintf(msg, sizeof msg, "the request line and header fields are larger than %u KiB", HTTP_CONN_MEMORY >> 10);
+        reply_err(r, 431, BAD, NULL, "headers_too_large", msg);
+        break;
+    case 505: reply_err(r, 505, BAD, NULL, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1"); break;
+    default:
+        if (st >= 400 && st < 500)
+            reply_err(r, st, BAD, NULL, "malformed_request",
+                      "the request could not be parsed (request line, header syntax, Host, or chunked "
+                      "framing)");
+        else reply_err(r, st >= 500 && st < 600 ? st : 500, "server_error", NULL, NULL, "the request failed");
+        break;
+    }
+    return 1;
+}
+
 /* Auth for routes other than /health: exactly one "Authorization: Bearer KEY"
  * with a configured key. Returns 0 when allowed. */
 static int check_auth(server *S, http_req *r, reqinfo *in)
@@ -108,18 +171,7 @@ static void on_headers(void *ctx, http_req *r)
                : in->route == ROUTE_COMPLETIONS ? "cmpl-"
                                                 : "req-");
     http_add_header(r, "X-Request-Id", in->id);
-    switch (http_flags(r)) {
-    case HTTP_FLAG_TOO_MANY_HEADERS:
-        reply_err(r, 431, BAD, NULL, "headers_too_large", "too many header fields");
-        return;
-    case HTTP_FLAG_BAD_FRAMING:
-        reply_err(r, 400, BAD, NULL, "bad_framing",
-                  "ambiguous body framing (Content-Length with Transfer-Encoding, repeated, or "
-                  "malformed)");
-        return;
-    case HTTP_FLAG_TOO_LARGE: reply_too_large(S, r); return;
-    case HTTP_FLAG_NONE: break;
-    }
+    if (reply_flag(S, r)) return;
     if (in->route != ROUTE_HEALTH && check_auth(S, r, in)) return;
     if (in->route == ROUTE_OTHER) {
         reply_err(r, 404, BAD, NULL, "not_found", "no such route");
@@ -134,15 +186,15 @@ static void on_headers(void *ctx, http_req *r)
     int st = srv_state_get(S);
     if (in->route != ROUTE_HEALTH && in->route != ROUTE_METRICS &&
         (st == SRV_LOADING || (st == SRV_DRAINING && !get))) {
-        reply_err(r, 503, "server_error", NULL, st == SRV_LOADING ? "loading" : "shutting_down",
-                  st == SRV_LOADING ? "the model is still loading" : "the server is shutting down");
+        refuse(r, 503, "server_error", st == SRV_LOADING ? "loading" : "shutting_down",
+               st == SRV_LOADING ? "the model is still loading" : "the server is shutting down");
         return;
     }
     if (S->cfg.log_required && in->route != ROUTE_HEALTH && in->route != ROUTE_METRICS && !reqlog_admit(S->log)) {
-        http_add_header(r, "Retry-After", "1"); /* docs/threats.md §3 "Request log" */
-        reply_err(r, 503, "server_error", NULL, "audit_log_unavailable",
-                  "the audit log (--log) cannot be written, so the server takes no requests until it can "
-                  "(--log-required)");
+        /* docs/threats.md §3 "Request log"; the 503 carries Retry-After */
+        refuse(r, 503, "server_error", "audit_log_unavailable",
+               "the audit log (--log) cannot be written, so the server takes no requests until it can "
+               "(--log-required)");
         return;
     }
 }
@@ -373,10 +425,7 @@ static void on_request(void *ctx, http_req *r)
 {
     server *S = ctx;
     reqinfo *in = http_user(r);
-    if (http_flags(r) == HTTP_FLAG_TOO_LARGE) { /* a chunked body went over the cap */
-        reply_too_large(S, r);
-        return;
-    }
+    if (reply_flag(S, r)) return; /* a chunked body went over the cap, or the parser refused it */
     switch (in->route) {
     case ROUTE_HEALTH: route_health(S, r); return;
     case ROUTE_METRICS: route_metrics(S, r); return;
@@ -404,7 +453,12 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     double dur = http_now() - http_t_start(r);
     int status = http_status(r) ? http_status(r) : 499;
     metrics_request(S->metrics, in->route, status, dur);
-    char *line = reqlog_line(in, http_peer(r), http_method(r), status, completed_ok, dur, S->cfg.log_text);
+    metrics_refusal why = metrics_refusal_of(http_label(r));
+    if (why != REFUSED_COUNT && in->outcome && !strcmp(in->outcome, "rejected") && (status == 429 || status == 503)) {
+        metrics_refused(S->metrics, why);
+        in->reason = http_label(r);
+    }
+    char *line = reqlog_line(in, http_client(r), http_method(r), status, completed_ok, dur, S->cfg.log_text);
     reqlog_write(S->log, line, line ? strlen(line) : 0); /* NULL (out of memory): counted as lost */
     free(line);
     free(in->prompt_text);
@@ -413,11 +467,29 @@ static void on_done(void *ctx, http_req *r, int completed_ok)
     http_set_user(r, NULL);
 }
 
-/* Points the three HTTP callbacks at this file's handlers. */
+/* Counts a connection event of http.c in the metrics. */
+static void on_event(void *ctx, http_event ev)
+{
+    server *S = ctx;
+    static const metrics_conn_event map[] = {
+        [HTTP_EV_OPENED] = MCONN_OPENED,
+        [HTTP_EV_CLOSED] = MCONN_CLOSED,
+        [HTTP_EV_ADMITTED] = MCONN_ADMITTED,
+        [HTTP_EV_RELEASED] = MCONN_RELEASED,
+        [HTTP_EV_DROPPED_TOTAL] = MCONN_DROPPED_TOTAL,
+        [HTTP_EV_DROPPED_PER_ADDRESS] = MCONN_DROPPED_PER_ADDRESS,
+        [HTTP_EV_HEADER_TIMEOUT] = MCONN_HEADER_TIMEOUT,
+        [HTTP_EV_XFF_INVALID] = MCONN_XFF_INVALID,
+    };
+    if ((size_t)ev < sizeof map / sizeof map[0]) metrics_conn(S->metrics, map[ev]);
+}
+
+/* Points the HTTP callbacks at this file's handlers. */
 void routes_handlers(server *S, http_handlers *h)
 {
     h->on_headers = on_headers;
     h->on_request = on_request;
     h->on_done = on_done;
+    h->on_event = on_event;
     h->ctx = S;
 }

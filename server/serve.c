@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "routes.h"
@@ -19,6 +20,7 @@
 #include "server.h"
 
 #define ABORT_GRACE_S 3.0 /* after aborting, how long requests get to send their error */
+#define FD_RESERVE 64     /* open files besides connections: listener, log, model, engine */
 
 /* Prints the options of `medserve DIR`. */
 static void usage(FILE *f)
@@ -41,13 +43,19 @@ static void usage(FILE *f)
             "  --log-text               also log prompt and completion text (patient data!)\n"
             "  --log-required           refuse requests (503) while the log cannot be written\n"
             "  --max-body BYTES         request body limit (default 1048576)\n"
-            "  --max-connections N      connections at once (default %d)\n"
-            "  --max-connections-per-ip N  (default %d)\n"
-            "  --idle-timeout S         close idle or slow connections (default %d)\n"
+            "  --max-connections N      connections served at once; a new one over it gets 503\n"
+            "                           (default %d; accept closes unanswered past N + max(16, N/4))\n"
+            "  --max-connections-per-ip N  per client address, 429 over it (default %d): connections\n"
+            "                           of a direct peer, requests in flight behind a trusted proxy\n"
+            "  --trusted-proxy CIDR[,CIDR...]  peers whose X-Forwarded-For names the client\n"
+            "                           (default %s; 'none': no proxy is trusted)\n"
+            "  --idle-timeout S         close idle or stalled connections (default %d)\n"
+            "  --header-timeout S       a request line + headers must arrive within S (default %d)\n"
             "  --fake-engine            no model: a deterministic fake engine (tests, load tests)\n"
             "  --fake-step-us N         fake engine: microseconds per decode step (default 2000)\n"
             "  --fake-fault-after N     fake engine: fail like a broken engine after N tokens\n",
-            SRV_DEFAULT_MAX_N, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP, HTTP_DEFAULT_IDLE_S);
+            SRV_DEFAULT_MAX_N, HTTP_DEFAULT_MAX_CONNS, HTTP_DEFAULT_MAX_PER_IP, HTTP_DEFAULT_TRUSTED,
+            HTTP_DEFAULT_IDLE_S, HTTP_DEFAULT_HEADER_S);
 }
 
 /* Parses a whole decimal integer in [lo, hi]; 0 ok. */
@@ -164,9 +172,18 @@ static int parse_args(int argc, char **argv, srv_config *c)
         } else if (!strcmp(a, "--max-connections-per-ip")) {
             if (parse_int(a, v, 1, 65536, &x)) return 2;
             c->lim.max_per_ip = (unsigned)x;
+        } else if (!strcmp(a, "--trusted-proxy")) {
+            char why[256];
+            if (http_parse_trusted(v, &c->lim, why, sizeof why)) {
+                fprintf(stderr, "medserve: --trusted-proxy: %s\n", why);
+                return 2;
+            }
         } else if (!strcmp(a, "--idle-timeout")) {
             if (parse_int(a, v, 1, 3600, &x)) return 2;
             c->lim.idle_s = (unsigned)x;
+        } else if (!strcmp(a, "--header-timeout")) {
+            if (parse_int(a, v, 1, 3600, &x)) return 2;
+            c->lim.header_s = (unsigned)x;
         } else if (!strcmp(a, "--fake-step-us")) {
             if (parse_int(a, v, 0, 10000000, &x)) return 2;
             c->fake_step_us = (int)x;
@@ -182,6 +199,33 @@ static int parse_args(int argc, char **argv, srv_config *c)
     if (!c->dir && !c->fake) {
         usage(stderr);
         return 2;
+    }
+    return 0;
+}
+
+/* Raises the soft open-file limit to what the hard connection cap needs (a
+ * socket and a job's wake-up descriptor per connection, plus FD_RESERVE), so
+ * a flood meets the cap (docs/threats.md E5), never EMFILE; 0 ok, -1 after
+ * saying why it cannot. */
+static int fit_open_files(const http_limits *l)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)http_hard_conns(l) * 2 + FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        fprintf(stderr,
+                "medserve: --max-connections %u needs up to %llu open files (%u connections at the hard cap, "
+                "each a socket and a wake-up descriptor, plus %d), but RLIMIT_NOFILE allows %llu: raise it "
+                "(ulimit -n, or LimitNOFILE= in the systemd unit) or lower --max-connections\n",
+                l->max_conns, (unsigned long long)need, http_hard_conns(l), FD_RESERVE,
+                (unsigned long long)rl.rlim_max);
+        return -1;
+    }
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl)) {
+        fprintf(stderr, "medserve: cannot raise the open-file limit to %llu: %s\n", (unsigned long long)need,
+                strerror(errno));
+        return -1;
     }
     return 0;
 }
@@ -319,6 +363,7 @@ int serve_main(int argc, char **argv)
     int rc = parse_args(argc, argv, &S.cfg);
     if (rc) return rc < 0 ? 0 : rc;
     if (set_model_name(&S)) return 2;
+    if (fit_open_files(&S.cfg.lim)) return 2;
     /* signals are taken synchronously by the main thread; block them before
      * any thread starts so every thread inherits the mask */
     sigset_t sigs;
@@ -364,6 +409,14 @@ int serve_main(int argc, char **argv)
     }
     fprintf(stderr, "medserve: listening on http://%s%s%s:%d (loading %s)\n", strchr(S.cfg.host, ':') ? "[" : "",
             S.cfg.host, strchr(S.cfg.host, ':') ? "]" : "", http_port(hs), S.cfg.fake ? "the fake engine" : S.cfg.dir);
+    char proxies[2048];
+    http_format_trusted(&S.cfg.lim, proxies, sizeof proxies);
+    fprintf(stderr,
+            "medserve: limits: %u connections served (more get 503; closed unanswered past %u), %u per client "
+            "address (more get 429; a direct peer's connections closed unanswered past %u), request heads within "
+            "%u s; trusted proxies: %s\n",
+            S.cfg.lim.max_conns, http_hard_conns(&S.cfg.lim), S.cfg.lim.max_per_ip, http_hard_per_ip(&S.cfg.lim),
+            S.cfg.lim.header_s, proxies);
     if (!S.auth) fprintf(stderr, "medserve: no --api-key-file: every route is open\n");
     if ((rc = load(&S)) != 0) goto out;
     srv_state_set(&S, SRV_READY);
