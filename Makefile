@@ -67,7 +67,7 @@ INTERNAL  := $(BUILD)/libmedserve-internal.a
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
 
 .SECONDARY:
-.PHONY: all tests test asan demo bench bench-load fuzz clean deps format format-check
+.PHONY: all tests test asan demo bench bench-load fuzz fuzz-corpus clean deps format format-check
 all: $(STATIC) $(SHARED) $(INTERNAL) $(PROGS) $(TOOLS)
 
 tests: all $(TESTS)
@@ -157,6 +157,10 @@ deps:
 # libFuzzer targets (clang-14), each run FUZZ_SECONDS (default 60); tests/fuzz/run.sh.
 fuzz:
 	@bash tests/fuzz/run.sh
+
+# Minimises the campaign's corpora into tests/fuzz/corpus/ (to commit).
+fuzz-corpus:
+	@bash tests/fuzz/save_corpus.sh
 
 # The layout of .clang-format, checked by make test. The generated Unicode
 # table keeps its generator's layout.

@@ -2,6 +2,7 @@
 # tests/fuzz/run.sh: builds the libFuzzer targets (clang-14, ASan+UBSan) into
 # build/fuzz and runs each for FUZZ_SECONDS (default 60), FUZZ_JOBS at a time
 # (default 1), starting from the committed seeds (tests/fuzz/seeds/TARGET)
+# and the committed corpus of earlier campaigns (tests/fuzz/corpus/TARGET),
 # plus the corpus kept from earlier runs (build/fuzz/corpus/TARGET). Before
 # fuzzing, every committed crasher (tests/fuzz/crashers/TARGET/*) is replayed
 # and reported. Crashes found go to build/fuzz/artifacts/TARGET/. Ends with a
@@ -86,6 +87,8 @@ run_one() {
     mkdir -p "$corpus" "$art" "$OUT/log"
     local seeds=tests/fuzz/seeds/$t
     [ -d "$seeds" ] || seeds=
+    # the committed corpus of earlier campaigns (make fuzz-corpus refreshes it)
+    [ -d "tests/fuzz/corpus/$t" ] && seeds="$seeds tests/fuzz/corpus/$t"
     case $t in
         st_header) seeds="$seeds tests/data/bad/st" ;;
         config) seeds="$seeds tests/data/bad/config tests/data/bad/gen" ;;
