@@ -334,7 +334,19 @@ static void t_load_errors(void)
     expect_error(j, "is negative", "negative vocab id");
     j = cJSON_Duplicate(base, 1);
     cJSON_ReplaceItemInObjectCaseSensitive(path_get(j, "model", "vocab"), "\"", cJSON_CreateNumber(0));
-    expect_error(j, "duplicate id", "duplicate vocab id");
+    expect_error(j, "duplicate id 0 (also \"!\")", "duplicate vocab id");
+    /* The earlier token is the last one stored: the message must print its
+     * stored bytes only (the string store is not NUL-terminated; found by
+     * fuzz_tok_load reading past it, tests/fuzz/crashers/tok_load). */
+    j = cJSON_Duplicate(base, 1);
+    {
+        cJSON *v = path_get(j, "model", "vocab"), *last = v->child;
+        while (last->next) last = last->next;
+        char want[128];
+        snprintf(want, sizeof want, "duplicate id %d (also \"%.40s\")", (int)last->valuedouble, last->string);
+        cJSON_AddItemToObject(v, "zz-dup", cJSON_CreateNumber(last->valuedouble));
+        expect_error(j, want, "duplicate of the last vocab token");
+    }
     j = cJSON_Duplicate(base, 1);
     cJSON_ReplaceItemInObjectCaseSensitive(path_get(j, "model", "vocab"), "#", cJSON_CreateNumber(K + 5));
     expect_error(j, "out of range", "vocab id beyond the vocab (a gap)");

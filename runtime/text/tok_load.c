@@ -225,9 +225,9 @@ static ms_status load_vocab(struct tokenizer *t, const cJSON *vocab, const int16
         if (n == 0 || n > TOK_MAX_TOKEN_BYTES)
             return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: token is empty or longer than %d bytes", path, what,
                              TOK_MAX_TOKEN_BYTES);
-        if (t->flags[id] & TOKF_VOCAB)
-            return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: duplicate id %d (also \"%.40s\")", path, what, (int)id,
-                             t->str_blob + t->str_off[id]);
+        if (t->flags[id] & TOKF_VOCAB) /* the blob is not NUL-terminated: print the stored length */
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: duplicate id %d (also \"%.*s\")", path, what, (int)id,
+                             (int)(t->str_len[id] < 40 ? t->str_len[id] : 40), t->str_blob + t->str_off[id]);
         t->flags[id] |= TOKF_VOCAB;
         store_token(t, id, s, n, used, inv);
     }
@@ -262,8 +262,9 @@ static ms_status load_added(struct tokenizer *t, const cJSON *added, int64_t lim
             return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: duplicate id %d", path, what, (int)id);
         if (t->flags[id] & TOKF_VOCAB) {
             if (t->str_len[id] != n || memcmp(t->str_blob + t->str_off[id], content, n))
-                return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: id %d is vocab token \"%.40s\", not \"%.40s\"", path,
-                                 what, (int)id, t->str_blob + t->str_off[id], content);
+                return ms_seterr(err, MS_ERR_FORMAT, "%s: %s: id %d is vocab token \"%.*s\", not \"%.40s\"", path, what,
+                                 (int)id, (int)(t->str_len[id] < 40 ? t->str_len[id] : 40),
+                                 t->str_blob + t->str_off[id], content);
         } else {
             store_token(t, id, content, n, used, inv);
         }
@@ -363,9 +364,8 @@ static ms_status build_tables(struct tokenizer *t, const char *path, ms_error *e
     for (int32_t id = 0; id < t->n_vocab; id++) {
         tok_map_put(&t->str_map, &str, id); /* vocab keys are unique JSON keys */
         if ((t->flags[id] & TOKF_BYTELEVEL) && tok_map_put(&t->raw_map, &raw, id) >= 0)
-            return ms_seterr(err, MS_ERR_FORMAT,
-                             "%s: model.vocab: \"%.40s\" decodes to the same bytes as another token", path,
-                             t->str_blob + t->str_off[id]);
+            return ms_seterr(err, MS_ERR_FORMAT, "%s: model.vocab: \"%.*s\" decodes to the same bytes as another token",
+                             path, (int)(t->str_len[id] < 40 ? t->str_len[id] : 40), t->str_blob + t->str_off[id]);
     }
     for (int b = 0; b < 256; b++) {
         char s[2];
