@@ -4,6 +4,9 @@
 #                   written yet, so it stops with a message (the CPU backend ships)
 #   make test       make deps, format-check, every test in a normal and an ASan+UBSan build;
 #                   ends "N passed, N failed"
+#   make stress-test  make deps, then the C suites (plain build) and the end-to-end suite
+#                   STRESS_RUNS times (default 10) beside 2 CPU burners (STRESS_BURNERS);
+#                   STRESS_ASAN=1 adds the ASan build's C suites; ends "N passed, N failed"
 #   make deps       installs missing Debian / PyPI packages (the only target that installs)
 #   make format     applies .clang-format (make format-check only checks)
 #   make asan       the ASan+UBSan build only
@@ -67,7 +70,7 @@ INTERNAL  := $(BUILD)/libmedserve-internal.a
 PROGS     := $(BUILD)/medserve $(BUILD)/lora-merge
 
 .SECONDARY:
-.PHONY: all tests test asan demo bench bench-load fuzz fuzz-corpus clean deps format format-check
+.PHONY: all tests test stress-test asan demo bench bench-load fuzz fuzz-corpus clean deps format format-check
 all: $(STATIC) $(SHARED) $(INTERNAL) $(PROGS) $(TOOLS)
 
 tests: all $(TESTS)
@@ -132,6 +135,11 @@ $(BUILD)/%.o: %.cu
 # names it), then the suite runs in a normal and an ASan+UBSan build.
 test: deps
 	@bash tests/run.sh
+
+# The suites again and again beside CPU burners: a test that depends on timing
+# or an idle machine fails here (tests/stress.sh; STRESS_RUNS, STRESS_ASAN).
+stress-test: deps
+	@bash tests/stress.sh
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" tests

@@ -7,7 +7,10 @@
  * across token boundaries, cancellation (callback and API, running and
  * queued), the bounded queue, context checks, backend errors and NaN logits,
  * log-probabilities, shutdown with requests in flight, and exactly one final
- * event per accepted request under random cancels. */
+ * event per accepted request under random cancels. Nothing depends on timing:
+ * where a case needs requests running or queued at some moment, the fake
+ * backend holds the worker at a chosen forward call (the gate) until the case
+ * releases it, and state the worker reaches later is waited for. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@ static struct {
     int eos_at;    /* sequence length at which eos is favoured (0: never) */
     int nan_at;    /* sequence length at which logits get a NaN (0: never) */
     int fail_call; /* forward call number that fails (0: never) */
+    int hold_call; /* forward call number that waits in the gate until gate_release (0: never) */
     int delay_us;  /* sleep per forward call */
     /* recorded by forward (read after the requests finished) */
     int n_calls, max_total, max_seq_tokens;
@@ -61,6 +65,44 @@ static void fake_logits(const int32_t *toks, int n, float *out)
     if (fake.nan_at && n == fake.nan_at) out[5] = NAN;
 }
 
+/* The gate: forward call fake.hold_call waits here until the case calls
+ * gate_release, so the case acts while the worker provably holds still
+ * (requests running or queued, none able to finish) instead of after a sleep. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int held, released;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+/* Called by fake_forward for the held call: waits until released. */
+static void gate_hold(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.held = 1;
+    while (!gate.released) pthread_cond_wait(&gate.cv, &gate.mu);
+    gate.held = 0;
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* Lets the held call (or the call still to come) go on. */
+static void gate_release(void)
+{
+    pthread_mutex_lock(&gate.mu);
+    gate.released = 1;
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* ut_wait_until predicate: the worker waits in the gate. */
+static int gate_is_held(void *unused)
+{
+    (void)unused;
+    pthread_mutex_lock(&gate.mu);
+    int h = gate.held;
+    pthread_mutex_unlock(&gate.mu);
+    return h;
+}
+
 static ms_status fake_create(const model *m, const backend_params *p, backend **out, ms_error *err)
 {
     (void)m;
@@ -79,6 +121,7 @@ static ms_status fake_create(const model *m, const backend_params *p, backend **
 static ms_status fake_forward(backend *b, const fwd_seq *seqs, int n, ms_error *err)
 {
     int call = ++fake.n_calls;
+    if (fake.hold_call && call == fake.hold_call) gate_hold();
     if (fake.delay_us) usleep((useconds_t)fake.delay_us);
     if (fake.fail_call && call == fake.fail_call)
         return ms_seterr(err, MS_ERR_INTERNAL, "fake backend: injected failure at call %d", call);
@@ -226,12 +269,12 @@ static int on_event(const ms_token_event *ev, void *user)
     return rc;
 }
 
-/* Waits (up to 20 s) for the final event. */
+/* Waits (up to UT_WAIT_S) for the final event. */
 static int coll_wait(collector *c)
 {
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 20;
+    dl.tv_sec += (time_t)UT_WAIT_S;
     pthread_mutex_lock(&c->mu);
     while (!c->n_final)
         if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0) break;
@@ -278,9 +321,21 @@ static void make_prompt(int32_t *p, int n, int salt)
     for (int i = 0; i < n; i++) p[i] = 10 + (int32_t)((i * 7 + salt * 13) % 50);
 }
 
+/* Resets the fake's settings, counters and gate (the worker is not running). */
 static void reset_fake(void)
 {
     memset(&fake, 0, sizeof fake);
+    pthread_mutex_lock(&gate.mu);
+    gate.held = gate.released = 0;
+    pthread_mutex_unlock(&gate.mu);
+}
+
+/* ut_wait_until predicate: nothing running, queued or holding KV blocks. */
+static int engine_idle(void *e)
+{
+    ms_engine_stats s;
+    ms_engine_get_stats(e, &s);
+    return s.running == 0 && s.queued == 0 && s.kv_blocks_used == 0;
 }
 
 /* ---- tests ------------------------------------------------------------------------ */
@@ -305,6 +360,8 @@ static void t_greedy(void)
         for (int k = 0; k < 30; k++) tl += fake_text(want[k], text + tl);
         CHECK(c.text_len == tl && !memcmp(c.text, text, tl), "text '%.*s'", (int)c.text_len, c.text);
         CHECK(fake.max_seq_tokens <= 8, "a prefill chunk of %d tokens > 8", fake.max_seq_tokens);
+        /* the worker frees the slot around the final event: wait for it, then read */
+        CHECK(ut_wait_until(engine_idle, e, UT_WAIT_S), "engine not idle within %.0f s", UT_WAIT_S);
         ms_engine_stats s;
         ms_engine_get_stats(e, &s);
         CHECK(s.running == 0 && s.queued == 0 && s.kv_blocks_used == 0 && s.prompt_tokens == 21 &&
@@ -316,9 +373,12 @@ static void t_greedy(void)
     coll_destroy(&c);
 }
 
-/* Runs the 8 requests together (all at once) or alone (one after another). */
+/* Runs the 8 requests together (all at once) or alone (one after another).
+ * Together: the first forward call holds in the gate until all 8 are
+ * submitted, so they are batched however the threads are scheduled. */
 static void run_eight(int together, int sample, collector *c)
 {
+    if (together) fake.hold_call = 1;
     ms_engine *e = make_engine(8, 8, 16, 512);
     static int32_t prompts[8][300];
     const int lens[8] = {3, 17, 250, 40, 1, 99, 16, 161};
@@ -339,6 +399,7 @@ static void run_eight(int together, int sample, collector *c)
         if (submit(e, &r[i], &c[i]) != MS_OK) continue;
         if (!together) CHECK(coll_wait(&c[i]), "request %d: no final event", i);
     }
+    if (together) gate_release();
     for (int i = 0; e && i < 8; i++) CHECK(coll_wait(&c[i]), "request %d: no final event", i);
     ms_engine_free(e);
 }
@@ -379,11 +440,13 @@ static void t_batch_invariance(void)
     }
 }
 
-/* A long prompt is prefilled in chunks while a running sequence keeps decoding. */
+/* A long prompt is prefilled in chunks while a running sequence keeps decoding.
+ * A's 3rd forward call holds in the gate (A has decoded 2 tokens, 198 to go)
+ * until B is submitted, so B's 19 chunks meet A decoding on any schedule. */
 static void t_chunked_prefill(void)
 {
     reset_fake();
-    fake.delay_us = 200;
+    fake.hold_call = 3;
     ms_engine *e = make_engine(2, 4, 16, 512);
     int32_t pa[5], pb[300];
     make_prompt(pa, 5, 2);
@@ -393,14 +456,10 @@ static void t_chunked_prefill(void)
     coll_init(&b);
     ms_request ra = greedy_req(pa, 5, 200), rb = greedy_req(pb, 300, 4);
     if (e && submit(e, &ra, &a) == MS_OK) {
-        for (int i = 0; i < 2000; i++) { /* wait until A decodes */
-            pthread_mutex_lock(&a.mu);
-            int n = a.n_tokens;
-            pthread_mutex_unlock(&a.mu);
-            if (n >= 2) break;
-            usleep(1000);
-        }
+        CHECK(ut_wait_until(gate_is_held, NULL, UT_WAIT_S), "A's 3rd forward call not reached");
+        CHECK(a.n_tokens == 2, "A decoded %d tokens before its 3rd forward call", a.n_tokens);
         submit(e, &rb, &b);
+        gate_release();
         CHECK(coll_wait(&b) && coll_wait(&a), "no final events");
         CHECK(fake.max_seq_tokens == 16, "largest per-sequence step %d, want the chunk 16", fake.max_seq_tokens);
         CHECK(fake.calls_mixed >= 15, "only %d forward calls mixed a prefill chunk with decoding", fake.calls_mixed);
@@ -508,20 +567,11 @@ static void t_stop_strings(void)
     ms_engine_free(e);
 }
 
-static void wait_idle(ms_engine *e)
-{
-    ms_engine_stats s;
-    for (int i = 0; i < 2000; i++) {
-        ms_engine_get_stats(e, &s);
-        if (s.running == 0 && s.queued == 0) break;
-        usleep(1000);
-    }
-}
-
+/* Cancellation by callback, by ms_engine_cancel on a running and on a queued
+ * request; the slot and KV blocks are freed and nothing follows a final event. */
 static void t_cancel(void)
 {
     reset_fake();
-    fake.delay_us = 300;
     ms_engine *e = make_engine(1, 4, 32, 1024);
     int32_t prompt[8];
     make_prompt(prompt, 8, 7);
@@ -535,47 +585,48 @@ static void t_cancel(void)
         CHECK(a.final.finish == MS_FINISH_CANCELLED && a.final.token == -1 && a.n_tokens == 3 &&
                   a.final.n_generated == 3,
               "finish %d token %d, %d tokens", a.final.finish, a.final.token, a.n_tokens);
-        wait_idle(e);
-        ms_engine_stats s;
-        ms_engine_get_stats(e, &s);
-        CHECK(s.running == 0 && s.kv_blocks_used == 0, "slot or KV not freed: running %d kv %zu", s.running,
-              s.kv_blocks_used);
+        CHECK(ut_wait_until(engine_idle, e, UT_WAIT_S), "slot or KV not freed within %.0f s", UT_WAIT_S);
     }
-    /* 2. ms_engine_cancel on a running request and on a queued one */
+    /* 2. ms_engine_cancel on a running request and on a queued one: B's 3rd
+     * forward call holds in the gate (B has 2 tokens, Q waits in the queue)
+     * while both are cancelled, so B cannot run to its 500 tokens first */
     collector b, q;
     coll_init(&b);
     coll_init(&q);
+    fake.n_calls = 0; /* the worker is idle: its last write came before the final event */
+    fake.hold_call = 3;
     if (e && submit(e, &r, &b) == MS_OK && submit(e, &r, &q) == MS_OK) {
-        for (int i = 0; i < 2000; i++) {
-            pthread_mutex_lock(&b.mu);
-            int n = b.n_tokens;
-            pthread_mutex_unlock(&b.mu);
-            if (n >= 2) break;
-            usleep(1000);
-        }
+        CHECK(ut_wait_until(gate_is_held, NULL, UT_WAIT_S), "B's 3rd forward call not reached");
+        ms_engine_stats s;
+        ms_engine_get_stats(e, &s);
+        CHECK(s.running == 1 && s.queued == 1, "held: running %d queued %d, want 1 and 1", s.running, s.queued);
         CHECK(ms_engine_cancel(e, q.id) == MS_OK, "cancel queued");
+        CHECK(ms_engine_cancel(e, b.id) == MS_OK, "cancel running");
+        gate_release();
         CHECK(coll_wait(&q), "queued: no final event");
         CHECK(q.final.finish == MS_FINISH_CANCELLED && q.n_tokens == 0 && q.n_events == 1,
               "queued: finish %d, %d tokens, %d events", q.final.finish, q.n_tokens, q.n_events);
-        CHECK(ms_engine_cancel(e, b.id) == MS_OK, "cancel running");
         CHECK(coll_wait(&b), "running: no final event");
-        CHECK(b.final.finish == MS_FINISH_CANCELLED && b.n_tokens < 500, "running: finish %d, %d tokens",
+        /* cancelled at the step in progress: the held call's token, no more */
+        CHECK(b.final.finish == MS_FINISH_CANCELLED && b.n_tokens <= 3, "running: finish %d, %d tokens of 500",
               b.final.finish, b.n_tokens);
         CHECK(ms_engine_cancel(e, b.id) == MS_ERR_NOTFOUND, "finished id still cancellable");
         CHECK(ms_engine_cancel(e, 999999) == MS_ERR_NOTFOUND, "unknown id");
-        usleep(20000);
-        CHECK(b.events_after_final == 0 && q.events_after_final == 0, "events after the final one");
     }
-    ms_engine_free(e);
+    ms_engine_free(e); /* joins the worker: every event it will ever send has been sent */
+    CHECK(a.events_after_final == 0 && b.events_after_final == 0 && q.events_after_final == 0,
+          "events after the final one");
     coll_destroy(&a);
     coll_destroy(&b);
     coll_destroy(&q);
 }
 
+/* The bounded queue (BUSY, while the first forward call holds in the gate so
+ * none of the 3 accepted requests can finish), context and argument checks. */
 static void t_busy_and_context(void)
 {
     reset_fake();
-    fake.delay_us = 2000;
+    fake.hold_call = 1;
     ms_engine *e = make_engine(1, 2, 32, 64);
     int32_t prompt[64];
     make_prompt(prompt, 64, 8);
@@ -606,6 +657,7 @@ static void t_busy_and_context(void)
     bad.sampling.top_p = 0.0f;
     CHECK(e && ms_engine_submit(e, &bad, on_event, NULL, &id, &err) == MS_ERR_INVALID && strstr(err.message, "top_p"),
           "bad sampling: %s", err.message);
+    gate_release();
     for (int i = 0; i < 3; i++) CHECK(e && coll_wait(&c[i]), "request %d: no final event", i);
     ms_engine_free(e);
     for (int i = 0; i < 3; i++) coll_destroy(&c[i]);
@@ -623,25 +675,73 @@ static void t_busy_and_context(void)
     ms_engine_free(NULL);
 }
 
-/* Freeing the engine with requests running and queued: each gets one final event. */
+/* Runs ms_engine_free on another thread. */
+static void *free_engine(void *e)
+{
+    ms_engine_free(e);
+    return NULL;
+}
+
+/* Freeing the engine with requests running and queued: each gets one final
+ * event. The first forward call holds in the gate while ms_engine_free starts
+ * on another thread, and is released only once the engine refuses new
+ * requests ("shutting down"), so no request can finish by length first. */
 static void t_free_in_flight(void)
 {
     reset_fake();
-    fake.delay_us = 500;
+    fake.hold_call = 1;
     ms_engine *e = make_engine(2, 8, 32, 1024);
     int32_t prompt[8];
     make_prompt(prompt, 8, 9);
-    static collector c[6];
+    enum { N = 6, PROBES = 4, ALL = N + PROBES + 1 }; /* 2 slots + 8 queued = 10; 1 spare */
+    static collector c[ALL];
     ms_request r = greedy_req(prompt, 8, 900);
-    for (int i = 0; i < 6; i++) {
-        coll_init(&c[i]);
-        if (e) submit(e, &r, &c[i]);
+    int n = 0;
+    for (int i = 0; i < ALL; i++) coll_init(&c[i]);
+    for (int i = 0; e && i < N; i++) n += submit(e, &r, &c[i]) == MS_OK;
+    CHECK(e && n == N, "%d of %d requests accepted", n, N);
+    int held = e && ut_wait_until(gate_is_held, NULL, UT_WAIT_S);
+    CHECK(held, "the first forward call was not reached");
+    if (held) { /* stable while the worker is held: 1 or 2 admitted, the rest queued */
+        ms_engine_stats s;
+        ms_engine_get_stats(e, &s);
+        CHECK(s.running >= 1 && s.queued >= N - 2 && s.running + s.queued == N, "held: running %d queued %d", s.running,
+              s.queued);
     }
-    usleep(5000);
-    ms_engine_free(e);
-    for (int i = 0; i < 6; i++) {
-        CHECK(c[i].n_final == 1 && c[i].final.finish == MS_FINISH_CANCELLED, "request %d: %d final events, finish %d",
-              i, c[i].n_final, c[i].final.finish);
+    pthread_t th;
+    if (n != N || !held || pthread_create(&th, NULL, free_engine, e) != 0) {
+        gate_release();
+        ms_engine_free(e);
+        for (int i = 0; i < ALL; i++) coll_destroy(&c[i]);
+        CHECK(0, "could not start ms_engine_free with requests in flight");
+        return;
+    }
+    /* the engine stays allocated until the held call returns: probe it until it
+     * says it is shutting down (a probe accepted before that is one more
+     * request in flight, and must get its final event too; once the 10 places
+     * are taken, a probe is BUSY until then) */
+    double deadline = ut_now() + UT_WAIT_S;
+    int stopping = 0;
+    while (!stopping && ut_now() < deadline) {
+        ms_error err = {0};
+        uint64_t id;
+        ms_request pr = greedy_req(prompt, 1, 1);
+        ms_status st = ms_engine_submit(e, &pr, on_event, &c[n < ALL ? n : ALL - 1], &id, &err);
+        if (st == MS_OK) n++;
+        else if (st == MS_ERR_INVALID && strstr(err.message, "shutting down")) stopping = 1;
+        else {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    CHECK(stopping, "ms_engine_free did not start within %.0f s", UT_WAIT_S);
+    gate_release();
+    pthread_join(th, NULL);
+    CHECK(n < ALL, "%d requests accepted, the engine holds 10", n);
+    for (int i = 0; i < ALL; i++) {
+        if (i < n)
+            CHECK(c[i].n_final == 1 && c[i].final.finish == MS_FINISH_CANCELLED && c[i].events_after_final == 0,
+                  "request %d: %d final events, finish %d", i, c[i].n_final, c[i].final.finish);
         coll_destroy(&c[i]);
     }
 }
@@ -773,22 +873,17 @@ static void t_exactly_once(void)
         if (!accepted[i]) continue;
         CHECK(coll_wait(&c[i]), "request %d: %d final events", i, c[i].n_final);
     }
-    usleep(10000);
-    int after = 0, finals = 0;
-    for (int i = 0; i < N; i++) {
-        after += c[i].events_after_final;
-        finals += c[i].n_final;
-    }
-    CHECK(after == 0, "%d events after a final event", after);
-    ms_engine_stats s;
-    ms_engine_get_stats(e, &s);
-    CHECK(s.running == 0 && s.queued == 0 && s.kv_blocks_used == 0, "not idle at the end");
-    ms_engine_free(e);
-    int finals_after_free = 0;
+    int finals = 0;
+    for (int i = 0; i < N; i++) finals += c[i].n_final;
+    CHECK(e && ut_wait_until(engine_idle, e, UT_WAIT_S), "not idle within %.0f s at the end", UT_WAIT_S);
+    ms_engine_free(e); /* joins the worker: every event it will ever send has been sent */
+    int finals_after_free = 0, after = 0;
     for (int i = 0; i < N; i++) {
         finals_after_free += c[i].n_final;
+        after += c[i].events_after_final;
         coll_destroy(&c[i]);
     }
+    CHECK(after == 0, "%d events after a final event", after);
     CHECK(finals == N && finals_after_free == N, "%d / %d final events for %d requests", finals, finals_after_free, N);
 }
 

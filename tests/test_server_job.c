@@ -1,7 +1,10 @@
 /* test_server_job.c: the job event queue (server/job.c) over the fake engine
  * (server/svc_fake.c): events arrive in order with exactly one final event per
  * choice, cancel and release free the engine's slots, a full queue is BUSY,
- * and a registry abort wakes the waiter. Leaks show under ASan. */
+ * and a registry abort wakes the waiter. Leaks show under ASan. Engine state
+ * is waited for (ut_wait_until), and where a case needs a sequence still
+ * running when it acts, the fake's steps are slow enough that the sequence
+ * has seconds to go (its end is never a race with the case's next line). */
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,32 +24,42 @@ static svc *open_fake(int max_seqs, int max_queue, int step_us)
     return s;
 }
 
-/* Waits up to 10 s for the engine to report nothing running, queued or held:
- * the last event reaches the job before the engine's worker frees the
- * sequence, so one read right after it can race. Returns 1 when idle. */
-static int wait_idle(svc *s)
+/* ut_wait_until predicate: the engine reports nothing running, queued or held. */
+static int is_idle(void *svc_)
 {
-    double deadline = http_now() + 10;
-    for (;;) {
-        ms_engine_stats st;
-        s->ops->stats(s->self, &st);
-        if (st.running == 0 && st.queued == 0 && st.kv_blocks_used == 0) return 1;
-        if (http_now() > deadline) return 0;
-        usleep(1000);
-    }
+    svc *s = svc_;
+    ms_engine_stats st;
+    s->ops->stats(s->self, &st);
+    return st.running == 0 && st.queued == 0 && st.kv_blocks_used == 0;
 }
 
-/* Waits up to 10 s for the engine to report n sequences running. */
+/* Waits up to UT_WAIT_S for the engine to be idle: the last event reaches the
+ * job before the engine's worker frees the sequence, so one read right after
+ * it can race. Returns 1 when idle. */
+static int wait_idle(svc *s)
+{
+    return ut_wait_until(is_idle, s, UT_WAIT_S);
+}
+
+typedef struct running_arg {
+    svc *s;
+    int n;
+} running_arg;
+
+/* ut_wait_until predicate: the engine reports a->n sequences running. */
+static int is_running(void *arg)
+{
+    running_arg *a = arg;
+    ms_engine_stats st;
+    a->s->ops->stats(a->s->self, &st);
+    return st.running == a->n;
+}
+
+/* Waits up to UT_WAIT_S for the engine to report n sequences running. */
 static int wait_running(svc *s, int n)
 {
-    double deadline = http_now() + 10;
-    for (;;) {
-        ms_engine_stats st;
-        s->ops->stats(s->self, &st);
-        if (st.running == n) return 1;
-        if (http_now() > deadline) return 0;
-        usleep(1000);
-    }
+    running_arg a = {s, n};
+    return ut_wait_until(is_running, &a, UT_WAIT_S);
 }
 
 /* A greedy request for prompt. */
@@ -74,7 +87,7 @@ static int run_all(svc *s, job_registry *g, int n, int max_tokens, int32_t *firs
     int done = 0;
     while (done < n) {
         job_event *ev;
-        job_wait w = job_next(j, -1, http_now() + 10, 5, &ev);
+        job_wait w = job_next(j, -1, http_now() + UT_WAIT_S, UT_WAIT_S, &ev);
         CHECK(w == JOB_EVENT, "wait result %d", (int)w);
         if (w != JOB_EVENT) break;
         if (finals[ev->choice]) after_final++;
@@ -107,26 +120,27 @@ static void t_complete(void)
     run_all(s, g, 3, 5, b);
     CHECK(!memcmp(a, b, sizeof a), "greedy: same first tokens");
     CHECK(job_registry_count(g) == 0, "registry empty");
-    CHECK(wait_idle(s), "engine idle within 10 s");
+    CHECK(wait_idle(s), "engine idle within %.0f s", UT_WAIT_S);
     job_registry_free(g);
     svc_free(s);
 }
 
-/* Cancel and release free the engine's sequences quickly. */
+/* Cancel and release free the engine's sequences before they would end: at
+ * 50 ms a step, 250 tokens leave 12 s between the first event and the cancel. */
 static void t_cancel_release(void)
 {
-    svc *s = open_fake(2, 16, 2000);
+    svc *s = open_fake(2, 16, 50000);
     job_registry *g = job_registry_create();
     ms_error e;
     job *j = job_create(s, g, 2, &e);
-    ms_request r = request(PROMPT, 3, 200);
+    ms_request r = request(PROMPT, 3, 250);
     CHECK(job_submit(j, 0, &r, &e) == MS_OK && job_submit(j, 1, &r, &e) == MS_OK, "submit");
     job_event *ev;
-    CHECK(job_next(j, -1, http_now() + 5, 5, &ev) == JOB_EVENT, "first event");
+    CHECK(job_next(j, -1, http_now() + UT_WAIT_S, UT_WAIT_S, &ev) == JOB_EVENT, "first event");
     job_event_free(ev);
     job_cancel(j);
     int finals = 0, cancelled = 0, longest = 0;
-    while (finals < 2 && job_next(j, -1, http_now() + 10, 5, &ev) == JOB_EVENT) {
+    while (finals < 2 && job_next(j, -1, http_now() + UT_WAIT_S, UT_WAIT_S, &ev) == JOB_EVENT) {
         if (ev->finish != MS_FINISH_NONE) {
             finals++;
             cancelled += ev->finish == MS_FINISH_CANCELLED;
@@ -135,7 +149,7 @@ static void t_cancel_release(void)
         job_event_free(ev);
     }
     CHECK(finals == 2 && cancelled == 2, "cancel gives final CANCELLED events (%d, %d)", finals, cancelled);
-    CHECK(longest < 200, "cancelled before the end: %d of 200 tokens", longest);
+    CHECK(longest < 250, "cancelled before the end: %d of 250 tokens", longest);
     job_release(j);
     /* release while running: slots freed, job freed by the last callback */
     j = job_create(s, g, 2, &e);
@@ -143,19 +157,21 @@ static void t_cancel_release(void)
     job_submit(j, 1, &r, &e);
     CHECK(wait_running(s, 2), "both choices running");
     job_release(j);
-    CHECK(wait_idle(s), "released job's sequences gone within 10 s");
+    CHECK(wait_idle(s), "released job's sequences gone within %.0f s", UT_WAIT_S);
     job_registry_free(g);
     svc_free(s);
 }
 
-/* Queue full, context too long, deadline and registry abort. */
+/* Queue full, context too long, deadline and registry abort. The first
+ * sequence (250 tokens at 100 ms a step: 25 s) is still running when the
+ * third choice finds the queue full. */
 static void t_busy_abort_timeout(void)
 {
-    svc *s = open_fake(1, 1, 5000);
+    svc *s = open_fake(1, 1, 100000);
     job_registry *g = job_registry_create();
     ms_error e;
     job *j = job_create(s, g, 3, &e);
-    ms_request r = request(PROMPT, 3, 100);
+    ms_request r = request(PROMPT, 3, 250);
     CHECK(job_submit(j, 0, &r, &e) == MS_OK, "first");
     CHECK(wait_running(s, 1), "first running");
     CHECK(job_submit(j, 1, &r, &e) == MS_OK, "second waits in the queue");
@@ -170,10 +186,10 @@ static void t_busy_abort_timeout(void)
     while ((w = job_next(j, -1, http_now() + 0.05, 5, &ev)) == JOB_EVENT) job_event_free(ev);
     CHECK(w == JOB_TIMEOUT, "deadline: %d", (int)w);
     job_registry_abort(g, "drain timeout");
-    w = job_next(j, -1, http_now() + 5, 5, &ev);
+    w = job_next(j, -1, http_now() + UT_WAIT_S, UT_WAIT_S, &ev);
     while (w == JOB_EVENT) {
         job_event_free(ev);
-        w = job_next(j, -1, http_now() + 5, 5, &ev);
+        w = job_next(j, -1, http_now() + UT_WAIT_S, UT_WAIT_S, &ev);
     }
     CHECK(w == JOB_ABORT && !strcmp(job_abort_reason(j), "drain timeout"), "abort: %d", (int)w);
     job_release(j);
@@ -194,7 +210,7 @@ static void t_hangup(void)
     close(sv[1]);
     job_event *ev = NULL;
     job_wait w;
-    while ((w = job_next(j, sv[0], http_now() + 5, 5, &ev)) == JOB_EVENT) job_event_free(ev);
+    while ((w = job_next(j, sv[0], http_now() + UT_WAIT_S, UT_WAIT_S, &ev)) == JOB_EVENT) job_event_free(ev);
     CHECK(w == JOB_HANGUP, "hangup: %d", (int)w);
     close(sv[0]);
     job_release(j);

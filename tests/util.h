@@ -5,7 +5,10 @@
  * tests/run.sh counts. CHECK records a failure and goes on; REQUIRE records
  * it and ends the current case at once (from any depth of helper calls), for
  * a precondition without which the rest of the case means nothing. Tests run
- * from the repository root. */
+ * from the repository root, and on a loaded machine too (make stress-test):
+ * state another thread reaches is waited for with a generous deadline
+ * (ut_wait_until), never read once after a sleep, and a bound on how long
+ * something takes is put on CPU time (ut_cpu_now), not on wall time. */
 #ifndef MS_TEST_UTIL_H
 #define MS_TEST_UTIL_H
 
@@ -81,6 +84,35 @@ static inline double ut_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds used by the calling thread: for a bound on how much work a
+ * call does (a malformed file must not cost seconds), which other processes
+ * competing for the CPUs do not inflate the way they inflate wall time. */
+static inline double ut_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The deadline for state another thread reaches (a final event, an idle
+ * engine): generous, since a loaded machine may delay any thread by seconds. */
+#define UT_WAIT_S 30.0
+
+/* Polls pred(ctx) every millisecond until it returns nonzero (then returns 1)
+ * or timeout_s seconds pass (then returns 0). State that changes
+ * asynchronously (engine stats after the last event, a worker parked) is
+ * waited for with this, never read once. */
+static inline int ut_wait_until(int (*pred)(void *ctx), void *ctx, double timeout_s)
+{
+    double deadline = ut_now() + timeout_s;
+    for (;;) {
+        if (pred(ctx)) return 1;
+        if (ut_now() > deadline) return pred(ctx) ? 1 : 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* xorshift64*: a deterministic stream of test data from *state (nonzero). */

@@ -3,7 +3,13 @@
 Starts real `medserve` processes on 127.0.0.1 with a free port (--port 0; the
 port is read from the "listening on" line), talks to them with http.client or
 raw sockets, and builds the tiny synthetic model once per pytest process
-(build/tools/synth) in a temporary directory. Not a test file itself."""
+(build/tools/synth) in a temporary directory. Not a test file itself.
+
+Tests never depend on timing (they also run beside CPU burners, `make
+stress-test`): state the server reaches asynchronously (metrics, the request
+log, a process exit) is polled with wait_for and a generous deadline (WAIT_S),
+never read once; a request that must be in flight when the test acts is
+observed to be in flight (Stream.first_event), never assumed after a sleep."""
 import atexit
 import http.client
 import json
@@ -22,6 +28,9 @@ BUILD = os.path.join(ROOT, os.environ.get("MEDSERVE_BUILD", "build"))
 BIN = os.path.join(BUILD, "medserve")
 SYNTH = os.path.join(BUILD, "tools", "synth")
 SANITIZED = bool(os.environ.get("MEDSERVE_SANITIZED"))
+# deadline for state the server reaches asynchronously: a loaded machine may
+# delay any process by seconds, and a passing wait returns at once
+WAIT_S = 30
 
 _tmp = None
 _models = {}
@@ -112,7 +121,7 @@ class Server:
         st, h, data = self.request(method, path, body, headers, timeout)
         return st, json.loads(data) if data else None
 
-    def raw(self, data, timeout=10, read=True):
+    def raw(self, data, timeout=WAIT_S, read=True):
         """Sends raw bytes; returns everything read until close or timeout."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         out = b""
@@ -187,9 +196,10 @@ def stream_chat(server, body, headers=None, timeout=120):
     return r.status, sse_events(data)
 
 
-def wait_for(pred, timeout=10, step=0.02):
-    """Polls pred until it is true; returns its last value."""
-    end = time.time() + timeout
+def wait_for(pred, timeout=WAIT_S, step=0.02):
+    """Polls pred until it is true or timeout seconds pass; returns its last
+    value. For state another process reaches asynchronously: never read it once."""
+    end = time.monotonic() + timeout
 
     def attempt():
         try:
@@ -198,7 +208,89 @@ def wait_for(pred, timeout=10, step=0.02):
             return False  # e.g. a connection refused while the server settles
 
     v = attempt()
-    while not v and time.time() < end:
+    while not v and time.monotonic() < end:
         time.sleep(step)
         v = attempt()
     return v
+
+
+def log_records(path):
+    """The request log's complete JSON lines (a line still being written is left out)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    return [json.loads(l) for l in text.split("\n")[:-1] if l]
+
+
+def wait_log(path, pred, n=1, timeout=WAIT_S):
+    """Waits until the log at path holds n records for which pred is true (a
+    line is written when its request ends, after the reply has gone out);
+    returns those records, or [] on timeout."""
+    got = wait_for(lambda: (lambda r: r if len(r) >= n else None)([x for x in log_records(path) if pred(x)]),
+                   timeout)
+    return got or []
+
+
+class Stream:
+    """A streaming chat request read incrementally with http.client, so a test
+    can act once the request is provably in flight (its first token event has
+    arrived) and then read the rest: Stream(s, body).first_event(), .finish()."""
+
+    def __init__(self, server, body, headers=None, timeout=120, path="/v1/chat/completions"):
+        self.conn = server.conn(timeout)
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        self.conn.request("POST", path, body=json.dumps(dict(body, stream=True)), headers=h)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.buf = b""
+
+    def first_event(self):
+        """Reads until the first data: event; returns its payload (None if the
+        reply is not 200 or ends first)."""
+        while self.status == 200:
+            line = self.resp.readline()
+            if not line:
+                return None
+            self.buf += line
+            if line.startswith(b"data: "):
+                return line[6:].rstrip(b"\r\n").decode()
+        return None
+
+    def finish(self):
+        """Reads the rest; returns (status, [data payloads])."""
+        self.buf += self.resp.read()
+        self.conn.close()
+        return self.status, sse_events(self.buf)
+
+    def close(self):
+        """Leaves without reading the rest (the server sees the client go)."""
+        self.conn.close()
+
+
+class Held:
+    """A request sent but for its last byte, so several can be released within
+    microseconds of each other and reach the engine together, however slowly
+    the client's threads run: Held(s, path, body).release(), then .result()."""
+
+    def __init__(self, server, path, body, timeout=120):
+        self.conn = server.conn(timeout)
+        self.data = json.dumps(body).encode()
+        self.conn.putrequest("POST", path)
+        self.conn.putheader("Content-Type", "application/json")
+        self.conn.putheader("Content-Length", str(len(self.data)))
+        self.conn.endheaders()
+        self.conn.send(self.data[:-1])
+
+    def release(self):
+        self.conn.send(self.data[-1:])
+
+    def result(self):
+        """(status, body bytes) of the reply; the connection is closed."""
+        try:
+            r = self.conn.getresponse()
+            return r.status, r.read()
+        finally:
+            self.conn.close()

@@ -3,9 +3,11 @@ AddressSanitizer + UBSan + LeakSanitizer. Runs build/asan/medserve (made by
 `make asan`, which tests/run.sh builds before the end-to-end tests) on the
 fake engine through a mixed workload: streams and plain replies, n > 1,
 clients leaving mid-stream and mid-wait, a full queue, bad requests, bad auth,
-oversized bodies, a deadline, then SIGTERM with streams in flight. Pass: every
+oversized bodies, a deadline, then SIGTERM with a stream in flight. Pass: every
 request got its outcome, exit code 0 (LeakSanitizer fails the exit on a leak)
-and no sanitizer report."""
+and no sanitizer report. The deadline is generous (a sanitized server beside
+other work may take seconds to reach a request) and none should hit it."""
+import http.client
 import json
 import os
 import signal
@@ -14,7 +16,7 @@ import threading
 
 import pytest
 
-from srvutil import ROOT, Server, stream_chat, tmpdir, wait_for
+from srvutil import ROOT, Server, Stream, stream_chat, tmpdir, wait_for
 
 ASAN_BIN = os.path.join(ROOT, "build", "asan", "medserve")
 KEY = "asan-0123456789abcdef"
@@ -31,7 +33,7 @@ def test_mixed_workload_under_sanitizers():
     env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
                UBSAN_OPTIONS="print_stacktrace=1", OMP_WAIT_POLICY="passive")
     s = Server(["--fake-engine", "--model-name", "fake", "--fake-step-us", "3000", "--max-seqs", "4",
-                "--queue", "64", "--timeout", "5", "--drain-timeout", "10", "--api-key-file", keys,
+                "--queue", "64", "--timeout", "60", "--drain-timeout", "60", "--api-key-file", keys,
                 "--log", os.path.join(tmpdir(), "asan.log")], env=env, binary=ASAN_BIN)
     s.wait_ready(60)
     assert s.args[0] == ASAN_BIN
@@ -78,20 +80,23 @@ def test_mixed_workload_under_sanitizers():
     assert len(outcomes) == 40
     assert all(o in (200, 400, 401, 413, 429, "[DONE]", "left") for o in outcomes), outcomes
     assert outcomes.count("[DONE]") >= 5 and outcomes.count(200) >= 5 and outcomes.count("left") == 10
-    assert wait_for(lambda: s.metric("medserve_running_sequences", headers=AUTH) == 0, timeout=10)
-    # SIGTERM with streams in flight: they finish, then a clean exit
-    res = []
-    t2 = [threading.Thread(target=lambda: res.append(stream_chat(s, CHAT, headers=AUTH))) for _ in range(2)]
-    for t in t2:
-        t.start()
-    assert wait_for(lambda: s.metric("medserve_running_sequences", headers=AUTH) >= 1, timeout=10)
+    assert wait_for(lambda: s.metric("medserve_running_sequences", headers=AUTH) == 0)
+    # SIGTERM with a stream in flight (its first event has arrived): it finishes,
+    # then a clean exit; a request sent after SIGTERM is refused with 503, or
+    # finds the port closed once the drain is over
+    first = Stream(s, CHAT, headers=AUTH)
+    assert first.first_event() is not None, first.status
     s.proc.send_signal(signal.SIGTERM)
-    for t in t2:
-        t.join(60)
+    try:
+        late = stream_chat(s, CHAT, headers=AUTH)
+    except (OSError, http.client.HTTPException) as e:
+        late = (503, ["port closed: %r" % e])
+    res = [first.finish(), late]
     rc = s.proc.wait(60)
     err = "".join(s.lines)
     assert "Sanitizer" not in err and "runtime error" not in err, err[-4000:]
     assert rc == 0, err[-4000:]
-    # a stream in flight at SIGTERM finishes; one that arrives after it is refused
-    assert len(res) == 2 and all((st == 200 and ev[-1] == "[DONE]") or st == 503 for st, ev in res), res
-    assert any(st == 200 for st, ev in res)
+    # the stream in flight at SIGTERM finishes; the late one is refused (or it
+    # came before the server saw the signal, and was served)
+    assert res[0][0] == 200 and res[0][1][-1] == "[DONE]", res[0]
+    assert (res[1][0] == 200 and res[1][1][-1] == "[DONE]") or res[1][0] == 503, res[1]

@@ -7,12 +7,11 @@ each get exactly what they get alone (greedy and seeded)."""
 import json
 import os
 import signal
-import socket
 import threading
 
 import pytest
 
-from srvutil import ROOT, Server, stream_chat, synth_model, wait_for
+from srvutil import ROOT, Server, Stream, log_records, stream_chat, synth_model, wait_for, wait_log
 
 openai = pytest.importorskip("openai")
 
@@ -207,41 +206,43 @@ def test_16_concurrent_streams_equal_alone(srv):
         assert strip(alone[i][1]) == strip(together[i][1]), "client %d differs when batched" % i
 
 
-def test_disconnect_mid_stream_frees_slot(srv):
-    body = json.dumps({"model": MODEL, "messages": msgs("go"), "max_tokens": 400, "stream": True,
-                       "temperature": 0, "logit_bias": {str(IM_END): -100, "151643": -100}}).encode()
-    socks = []
-    for _ in range(3):
-        s = socket.create_connection(("127.0.0.1", srv.port), timeout=60)
-        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-        socks.append(s)
-    for s in socks:
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-    assert wait_for(lambda: srv.metric("medserve_running_sequences") == 3, timeout=30)
-    socks[0].close()
-    assert wait_for(lambda: srv.metric("medserve_running_sequences") == 2, timeout=2)
-    for s in socks[1:]:
-        s.close()
-    assert wait_for(lambda: srv.metric("medserve_running_sequences") == 0, timeout=2)
-    assert srv.metric("medserve_kv_blocks_used") == 0
+def test_disconnect_mid_stream_frees_slot(tmp_path):
+    # 4000 tokens each (seconds of work even alone): the streams are still
+    # running when their clients leave, which the request log confirms
+    # (client_closed, fewer tokens than asked) instead of a clock
+    log = str(tmp_path / "log.jsonl")
+    s = Server([synth_model(), "--model-name", MODEL, "--ctx", "4096", "--max-seqs", "4", "--threads", "2",
+                "--log", log]).wait_ready(120)
+    body = {"model": MODEL, "messages": msgs("go"), "max_tokens": 4000, "temperature": 0,
+            "logit_bias": {str(IM_END): -100, "151643": -100}}
+    streams = [Stream(s, body) for _ in range(3)]
+    ids = [json.loads(x.first_event())["id"] for x in streams]
+    assert wait_for(lambda: s.metric("medserve_running_sequences") == 3)
+    streams[0].close()
+    assert wait_for(lambda: s.metric("medserve_running_sequences") == 2)
+    for x in streams[1:]:
+        x.close()
+    assert wait_for(lambda: s.metric("medserve_running_sequences") == 0)
+    assert wait_for(lambda: s.metric("medserve_kv_blocks_used") == 0)
+    # all three ended because their clients left, so when 2 were running the
+    # first one's slot had been freed while the other two still ran
+    recs = wait_log(log, lambda r: r["id"] in ids, 3)
+    assert sorted(r["id"] for r in recs) == sorted(ids), recs
+    assert all(r["outcome"] == "client_closed" and r["completion_tokens"] < 4000 for r in recs), recs
+    assert s.stop() == 0
 
 
 def test_sigterm_drains_real_engine(tmp_path):
     log = str(tmp_path / "log.jsonl")
     s = Server([synth_model(), "--model-name", MODEL, "--drain-timeout", "30", "--log", log,
                 "--threads", "2"]).wait_ready(120)
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", stream_chat(
-        s, {"model": MODEL, "messages": msgs("x"), "max_tokens": 64, "temperature": 0,
-            "logit_bias": {str(IM_END): -100, "151643": -100}})))
-    t.start()
-    assert wait_for(lambda: s.metric("medserve_running_sequences") == 1, timeout=30)
+    x = Stream(s, {"model": MODEL, "messages": msgs("x"), "max_tokens": 64, "temperature": 0,
+                   "logit_bias": {str(IM_END): -100, "151643": -100}})
+    assert x.first_event()  # accepted: in flight when SIGTERM comes
     s.proc.send_signal(signal.SIGTERM)
-    t.join(120)
-    st, ev = out["r"]
+    st, ev = x.finish()
     assert st == 200 and ev[-1] == "[DONE]"
     assert json.loads(ev[-2])["choices"][0]["finish_reason"] == "length"
     assert s.proc.wait(60) == 0
-    recs = [json.loads(l) for l in open(log)]
+    recs = log_records(log)
     assert [r["completion_tokens"] for r in recs if r["route"] == "/v1/chat/completions"] == [64]
