@@ -503,7 +503,9 @@ def test_overload_fake_engine():
         ok = [o for o in out if o and o[0] == 200]
         busy = [o for o in out if o and o[0] == 429]
         assert len(ok) + len(busy) == 48, [o[0] for o in out if o]
-        assert len(ok) >= 24
+        # the queue alone admits 16; how many of the 8 slots fill before the
+        # rest are refused depends on when the worker runs (a loaded machine)
+        assert len(ok) >= 16
         assert all(sse_events(o[2])[-1] == "[DONE]" for o in ok)
         assert all(o[1] == "1" and error_of(o[2])["code"] == "queue_full" for o in busy)
         assert wait_for(lambda: s.metric("medserve_running_sequences") == 0 and
