@@ -210,7 +210,10 @@ def test_total_limit_answers_503():
         assert recs[0]["client"] == "127.0.0.6"
         assert wait_for(lambda: metric(s, refused("too_many_connections")) ==
                         len(log_records(log, lambda r: r["status"] == 503)))
-        # ... but to the hard cap, 3 + 16 = 19 open connections: past it, accept closes unanswered
+        # ... but to the hard cap, 3 + 16 = 19 open connections: past it, accept closes unanswered.
+        # First the server must have closed its side of every earlier connection
+        # (ask, metric): one still open would take a place under the cap.
+        assert wait_for(lambda: fds(s) == base + 5, timeout=30), (fds(s), base)
         idle += [socket.create_connection(("127.0.0.1", s.port), timeout=10,
                                           source_address=("127.0.0.%d" % (10 + i % 4), 0)) for i in range(14)]
         assert wait_for(lambda: fds(s) == base + 19, timeout=10), (fds(s), base)
