@@ -228,15 +228,19 @@ def wait_log(path, pred, n=1, timeout=WAIT_S):
     """Waits until the log at path holds n records for which pred is true (a
     line is written when its request ends, after the reply has gone out);
     returns those records, or [] on timeout."""
-    got = wait_for(lambda: (lambda r: r if len(r) >= n else None)([x for x in log_records(path) if pred(x)]),
-                   timeout)
-    return got or []
+
+    def matching():
+        r = [x for x in log_records(path) if pred(x)]
+        return r if len(r) >= n else None
+
+    return wait_for(matching, timeout) or []
 
 
 class Stream:
     """A streaming chat request read incrementally with http.client, so a test
-    can act once the request is provably in flight (its first token event has
-    arrived) and then read the rest: Stream(s, body).first_event(), .finish()."""
+    can act once the request is provably in flight (its first event, sent when
+    the server accepted it, has arrived) and then read the rest:
+    Stream(s, body).first_event(), .finish()."""
 
     def __init__(self, server, body, headers=None, timeout=120, path="/v1/chat/completions"):
         self.conn = server.conn(timeout)
@@ -285,6 +289,7 @@ class Held:
         self.conn.send(self.data[:-1])
 
     def release(self):
+        """Sends the last byte: the server now has the whole request."""
         self.conn.send(self.data[-1:])
 
     def result(self):
